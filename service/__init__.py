@@ -1,0 +1,1 @@
+"""govflow: BPMN workflow orchestration for government IT project lifecycles."""

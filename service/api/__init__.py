@@ -1,0 +1,1 @@
+"""Thin HTTP routers: parse, call one use case, return a response model."""

@@ -1,0 +1,50 @@
+"""Process definitions and deployments."""
+from __future__ import annotations
+
+from fastapi import APIRouter, File, UploadFile
+from fastapi.responses import Response
+
+from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.problems import responses
+from service.errors import InvalidInput
+from service.schemas import DeploymentOut, ProcessDefinitionOut
+from service.services import definitions
+
+router = APIRouter(tags=["definitions"])
+
+
+@router.get("/process-definitions", response_model=list[ProcessDefinitionOut], responses=responses(401))
+def list_definitions(session: SessionDep, principal: PrincipalDep) -> list[ProcessDefinitionOut]:
+    return definitions.list_latest(session)
+
+
+@router.get("/process-definitions/{key}", response_model=ProcessDefinitionOut, responses=responses(401, 404))
+def get_definition(key: str, session: SessionDep, principal: PrincipalDep) -> ProcessDefinitionOut:
+    """The latest version, with its start form in the same schema as a task's form."""
+    return definitions.get_latest(session, key)
+
+
+@router.get("/process-definitions/{key}/versions", response_model=list[ProcessDefinitionOut],
+            responses=responses(401, 404))
+def list_versions(key: str, session: SessionDep, principal: PrincipalDep) -> list[ProcessDefinitionOut]:
+    return definitions.versions(session, key)
+
+
+@router.get("/process-definitions/{key}/xml", responses={200: {"content": {"application/xml": {}}},
+                                                          **responses(401, 404)})
+def get_xml(key: str, session: SessionDep, principal: PrincipalDep, version: int | None = None) -> Response:
+    return Response(definitions.xml(session, key, version), media_type="application/xml")
+
+
+@router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(401, 403, 422))
+def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+           files: list[UploadFile] = File(..., description=".bpmn and .dmn files")) -> DeploymentOut:
+    contents: dict[str, bytes] = {}
+    for f in files:
+        name = (f.filename or "").rsplit("/", 1)[-1]
+        if not name:
+            raise InvalidInput("every uploaded file needs a file name", {"files": "missing file name"})
+        if name in contents:
+            raise InvalidInput(f"file {name} was uploaded twice", {"files": f"duplicate {name}"})
+        contents[name] = f.file.read()
+    return definitions.deploy(ctx, session, principal, contents)

@@ -1,0 +1,53 @@
+"""Process instances: start, read, list, history, cancel, fire a timer."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.problems import responses
+from service.schemas import CancelIn, HistoryOut, ProcessInstanceOut, ProcessInstancePage, StartInstanceIn
+from service.services import instances, timers
+
+router = APIRouter(tags=["process instances"])
+
+
+@router.post("/process-instances", response_model=ProcessInstanceOut, status_code=201,
+             responses=responses(401, 403, 404, 409, 422))
+def start_instance(body: StartInstanceIn, ctx: ContextDep, session: SessionDep,
+                   principal: PrincipalDep) -> ProcessInstanceOut:
+    return instances.start(ctx, session, principal, body.process_key, body.business_key, body.variables)
+
+
+@router.get("/process-instances", response_model=ProcessInstancePage, responses=responses(401, 422))
+def list_instances(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+                   process_key: str | None = None, status: str | None = None, business_key: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> ProcessInstancePage:
+    return instances.list_instances(session, principal, process_key=process_key, status=status,
+                                    business_key=business_key, limit=limit, cursor=cursor)
+
+
+@router.get("/process-instances/{instance_id}", response_model=ProcessInstanceOut, responses=responses(401, 404))
+def get_instance(instance_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> ProcessInstanceOut:
+    return instances.read(ctx, session, principal, instance_id)
+
+
+@router.get("/process-instances/{instance_id}/history", response_model=HistoryOut, responses=responses(401, 404))
+def get_history(instance_id: str, session: SessionDep, principal: PrincipalDep, verify: bool = False) -> HistoryOut:
+    return instances.history(session, principal, instance_id, verify)
+
+
+@router.post("/process-instances/{instance_id}/cancel", response_model=ProcessInstanceOut,
+             responses=responses(401, 403, 404, 409, 422))
+def cancel_instance(instance_id: str, body: CancelIn, ctx: ContextDep, session: SessionDep,
+                    principal: PrincipalDep) -> ProcessInstanceOut:
+    return instances.cancel(ctx, session, principal, instance_id, body.reason)
+
+
+@router.post("/process-instances/{instance_id}/timers/{element_id}/fire", response_model=ProcessInstanceOut,
+             responses=responses(401, 403, 404, 409, 422))
+def fire_timer(instance_id: str, element_id: str, ctx: ContextDep, session: SessionDep,
+               principal: PrincipalDep) -> ProcessInstanceOut:
+    """Fire a waiting timer now (like Camunda's "execute job")."""
+    return timers.fire_now(ctx, session, principal, instance_id, element_id)

@@ -1,0 +1,18 @@
+"""Messages from OA systems (a contract was signed, construction finished...)."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.problems import responses
+from service.schemas import MessageIn, MessageOut
+from service.services import messages
+
+router = APIRouter(tags=["messages"])
+
+
+@router.post("/messages", response_model=MessageOut, responses=responses(401, 404, 409, 422))
+def send_message(body: MessageIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> MessageOut:
+    return messages.correlate(ctx, session, principal, name=body.name, business_key=body.business_key,
+                              process_key=body.process_key, process_instance_id=body.process_instance_id,
+                              variables=body.variables)

@@ -1,0 +1,78 @@
+"""Every error leaves as an RFC 9457 application/problem+json response, mapped in one place."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import DomainError
+from service.schemas import Problem
+
+log = logging.getLogger("govflow")
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, type_: str, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, "instance": request.url.path}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _is_conflict(exc: DBAPIError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return isinstance(exc, IntegrityError) or "database is locked" in text or "could not serialize" in text \
+        or "deadlock detected" in text
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(request: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status, exc.type, exc.title, exc.detail, request, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors: dict[str, str] = {}
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", []) if p not in ("body", "query", "path")]
+            errors[".".join(loc) or "body"] = e.get("msg", "invalid")
+        return problem(422, "/problems/invalid-input", "Invalid input", "the request does not fit the API",
+                       request, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Authentication required"}
+        return problem(exc.status_code, f"/problems/http-{exc.status_code}", titles.get(exc.status_code, "Error"),
+                       str(exc.detail), request)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if _is_conflict(exc):
+            return problem(409, "/problems/conflict", "Conflict",
+                           "a concurrent change got there first; reload and try again", request)
+        log.exception("database error", exc_info=exc)
+        return problem(503, "/problems/database-unavailable", "Database unavailable",
+                       "the database could not complete the request", request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return problem(500, "/problems/internal", "Internal error", "an unexpected error occurred", request)
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or invalid token"},
+    403: {"model": Problem, "description": "Not allowed for this principal"},
+    404: {"model": Problem, "description": "Not found"},
+    409: {"model": Problem, "description": "Conflict with the current state"},
+    422: {"model": Problem, "description": "Invalid input"},
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: RESPONSES[c] for c in codes}

@@ -1,0 +1,47 @@
+"""User tasks: inbox, detail with form, claim, unclaim, complete."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.problems import responses
+from service.schemas import CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
+from service.services import tasks
+
+router = APIRouter(tags=["tasks"])
+
+
+@router.get("/tasks", response_model=TaskPage, responses=responses(401, 422))
+def list_tasks(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+               candidate_group: str | None = None, assignee: str | None = None, process_key: str | None = None,
+               business_key: str | None = None, process_instance_id: str | None = None,
+               status: str | None = None, due_before: datetime | None = None, overdue: bool | None = None,
+               limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> TaskPage:
+    return tasks.list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
+                            process_key=process_key, business_key=business_key,
+                            process_instance_id=process_instance_id, status=status, due_before=due_before,
+                            overdue=overdue, now=ctx.clock.now(), limit=limit, cursor=cursor)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail, responses=responses(401, 403, 404))
+def get_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
+    return tasks.get(ctx, session, principal, task_id)
+
+
+@router.post("/tasks/{task_id}/claim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
+def claim_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
+    return tasks.claim(ctx, session, principal, task_id)
+
+
+@router.post("/tasks/{task_id}/unclaim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
+def unclaim_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
+    return tasks.unclaim(ctx, session, principal, task_id)
+
+
+@router.post("/tasks/{task_id}/complete", response_model=CompletionOut, responses=responses(401, 403, 404, 409, 422))
+def complete_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+                  body: CompleteTaskIn | None = None) -> CompletionOut:
+    return tasks.complete(ctx, session, principal, task_id, (body or CompleteTaskIn()).variables)

@@ -1,0 +1,82 @@
+"""create_app(settings) → the FastAPI application; start-up migrates, deploys bpmn/ and starts
+the background workers."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api import definitions, health, instances, messages, problems, tasks
+from service.auth import Principal
+from service.clock import Clock
+from service.config import Settings
+from service.db.migrate import upgrade
+from service.db.session import make_engine, make_session_factory
+from service.engine.calendar import BusinessCalendar
+from service.engine.runtime import Runtime
+from service.services import definitions as definition_service
+from service.services.context import AppContext
+
+log = logging.getLogger("govflow")
+SYSTEM = Principal(user="system", is_admin=True, kind="system")
+
+
+def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
+    engine = make_engine(settings.resolved_database_url())
+    clock = clock or Clock()
+    calendar = BusinessCalendar.from_file(settings.calendar_file)
+    return AppContext(
+        settings=settings, clock=clock,
+        runtime=Runtime(clock, calendar, settings.script_step_time_limit_seconds),
+        session_factory=make_session_factory(engine), engine=engine, jwt_secret=settings.resolved_jwt_secret(),
+    )
+
+
+def deploy_directory(ctx: AppContext) -> None:
+    directory = ctx.settings.bpmn_dir
+    if not directory.is_dir():
+        log.warning("BPMN directory %s does not exist; nothing deployed", directory)
+        return
+    files = definition_service.read_directory(directory)
+    if not files:
+        return
+    with ctx.session_factory() as session, session.begin():
+        result = definition_service.deploy(ctx, session, SYSTEM, files, source=f"directory:{directory.name}")
+    for d in result.definitions:
+        log.info("deployed %s version %s", d.key, d.version)
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = build_context(settings, clock)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        upgrade(ctx.engine)
+        if settings.deploy_on_start:
+            deploy_directory(ctx)
+        workers = []
+        from service.workers import start_workers
+
+        workers = start_workers(ctx)
+        try:
+            yield
+        finally:
+            for w in workers:
+                w.stop()
+            ctx.engine.dispose()
+
+    app = FastAPI(
+        title="govflow",
+        version="0.1.0",
+        description="BPMN workflow orchestration for government IT project lifecycles.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    problems.install(app)
+    app.include_router(health.router)
+    for router in (definitions.router, instances.router, tasks.router, messages.router):
+        app.include_router(router, prefix="/api/v1")
+    return app

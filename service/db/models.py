@@ -1,0 +1,214 @@
+"""Tables. The workflow state is one row per instance; everything lists read is a projection
+kept in step with it in the same transaction."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both SQLite (which keeps no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        from datetime import UTC
+
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Deployment(Base):
+    __tablename__ = "deployment"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(200))
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    deployed_at: Mapped[datetime]
+
+
+class ProcessDefinition(Base):
+    __tablename__ = "process_definition"
+    __table_args__ = (
+        UniqueConstraint("key", "version", name="uq_process_definition_key_version"),
+        UniqueConstraint("key", "content_hash", name="uq_process_definition_key_hash"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(500))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id"))
+    resource_name: Mapped[str] = mapped_column(String(500))
+    bpmn_xml: Mapped[str] = mapped_column(Text)
+    dmn_resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_json: Mapped[str] = mapped_column(Text)
+    start_form: Mapped[list[Any] | None] = mapped_column(JSON)
+    documentation: Mapped[str | None] = mapped_column(Text)
+    candidate_starter_groups: Mapped[list[Any]] = mapped_column(JSON)
+    candidate_starter_users: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+
+
+class ProcessInstance(Base):
+    __tablename__ = "process_instance"
+    __table_args__ = (
+        Index(
+            "uq_process_instance_active_business_key",
+            "process_key",
+            "business_key",
+            unique=True,
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
+        Index("ix_process_instance_list", "process_key", "status", "id"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
+    process_key: Mapped[str] = mapped_column(String(200))
+    definition_version: Mapped[int] = mapped_column(Integer)
+    business_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    end_event: Mapped[str | None] = mapped_column(String(200))
+    state_json: Mapped[str] = mapped_column(Text)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+    version: Mapped[int] = mapped_column(Integer)
+    started_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class HumanTask(Base):
+    __tablename__ = "human_task"
+    __table_args__ = (
+        Index("ix_human_task_status_created", "status", "created_at", "id"),
+        Index("ix_human_task_instance", "instance_id", "status"),
+        Index("ix_human_task_assignee", "assignee", "status"),
+        Index("ix_human_task_due", "status", "due_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
+    process_key: Mapped[str] = mapped_column(String(200), index=True)
+    business_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    element_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(500))
+    documentation: Mapped[str | None] = mapped_column(Text)
+    lane: Mapped[str | None] = mapped_column(String(200))
+    candidate_groups: Mapped[list[Any]] = mapped_column(JSON)
+    candidate_users: Mapped[list[Any]] = mapped_column(JSON)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    form_key: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(20))  # open | completed | cancelled
+    created_at: Mapped[datetime]
+    due_at: Mapped[datetime | None]
+    due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    completed_at: Mapped[datetime | None]
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class TaskCandidate(Base):
+    """One row per (task, group or user) so the inbox query is an indexed join."""
+
+    __tablename__ = "task_candidate"
+    __table_args__ = (Index("ix_task_candidate_lookup", "kind", "value", "task_id"),)
+    task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # group | user
+    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class WaitingEvent(Base):
+    """Timers and message subscriptions an instance waits on: the scheduler and correlation read these."""
+
+    __tablename__ = "waiting_event"
+    __table_args__ = (
+        Index("ix_waiting_event_due", "kind", "due_at"),
+        Index("ix_waiting_event_message", "kind", "name", "process_key", "business_key"),
+        Index("ix_waiting_event_instance", "instance_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
+    process_key: Mapped[str] = mapped_column(String(200))
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10))  # timer | message
+    name: Mapped[str] = mapped_column(String(500))
+    element_id: Mapped[str] = mapped_column(String(200))
+    spiff_task_id: Mapped[str] = mapped_column(String(36))
+    due_at: Mapped[datetime | None]
+    calendar: Mapped[str | None] = mapped_column(String(50))
+    provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditEvent(Base):
+    """Append-only, hash-chained per instance: each row stores the hash of the one before it."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (UniqueConstraint("instance_id", "seq", name="uq_audit_event_instance_seq"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    element_id: Mapped[str | None] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxEvent(Base):
+    """Events for webhooks, written in the same transaction as the change they report."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (Index("ix_outbox_event_dispatch", "dispatched", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    occurred_at: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SchedulerLock(Base):
+    __tablename__ = "scheduler_lock"
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[datetime | None]

@@ -1,0 +1,258 @@
+"""Deploy-time parsing and checking of BPMN/DMN files: everything the engine would only find out
+while running an instance (bad expressions, unsupported elements) is reported here, with the file,
+the element id and the line."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.defaults import ManualTask, NoneTask, SendTask, ServiceTask
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+
+from service.engine.forms import FormField
+from service.engine.parser import FORM_KEY, GovflowParser
+from service.engine.scripting import compile_expression
+from service.engine.serializer import dump_spec
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+NS = {"bpmn": BPMN_NS, "camunda": CAMUNDA_NS}
+
+
+class ModelError(Exception):
+    def __init__(self, message: str, file: str | None, element_id: str | None = None, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.file = file
+        self.element_id = element_id
+        self.line = line
+
+
+@dataclass
+class ParsedProcess:
+    key: str
+    name: str | None
+    resource_name: str
+    bpmn_xml: str
+    dmn_resources: dict[str, str]
+    content_hash: str
+    spec: Any
+    subprocess_specs: dict[str, Any]
+    spec_json: str
+    start_form: list[FormField] | None
+    documentation: str | None
+    candidate_starter_groups: list[str] = field(default_factory=list)
+    candidate_starter_users: list[str] = field(default_factory=list)
+
+
+_validator: BpmnValidator | None = None
+
+
+def _shared_validator() -> BpmnValidator:
+    global _validator
+    if _validator is None:
+        _validator = BpmnValidator()
+    return _validator
+
+
+def _line_of(tree: Any, element_id: str | None) -> int | None:
+    if tree is None or not element_id:
+        return None
+    found = tree.xpath("//*[@id=$i]", i=element_id)
+    return found[0].sourceline if found else None
+
+
+def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
+    """Parse and check every BPMN/DMN file of one deployment; raise ModelError on the first problem."""
+    if not files:
+        raise ModelError("no files to deploy", None)
+    trees: dict[str, Any] = {}
+    for name, content in files.items():
+        if not (name.endswith(".bpmn") or name.endswith(".dmn")):
+            raise ModelError("only .bpmn and .dmn files can be deployed", name)
+        try:
+            trees[name] = etree.fromstring(content)
+        except etree.XMLSyntaxError as e:
+            raise ModelError(f"not well-formed XML: {e.msg}", name, None, e.lineno) from None
+
+    parser = GovflowParser(validator=_shared_validator())
+    decision_files: dict[str, str] = {}
+    for name, tree in trees.items():
+        if name.endswith(".dmn"):
+            _guard(lambda n=name, t=tree: parser.add_dmn_xml(t, filename=n), name, tree)
+            for decision in tree.iter("{*}decision"):
+                decision_files[decision.get("id")] = name
+    process_files: dict[str, str] = {}
+    for name, tree in trees.items():
+        if name.endswith(".bpmn"):
+            _check_unsupported_xml(name, tree)
+            _guard(lambda n=name, t=tree: parser.add_bpmn_xml(t, filename=n), name, tree)
+            for process in tree.findall("bpmn:process", NS):
+                if process.get("isExecutable", "true") == "true":
+                    process_files[process.get("id")] = name
+    if not process_files:
+        raise ModelError("no executable process found", next(iter(files)))
+
+    result = []
+    for key, name in process_files.items():
+        tree = trees[name]
+        spec = _guard(lambda k=key: parser.get_spec(k), name, tree)
+        subs = _guard(lambda k=key: parser.get_subprocess_specs(k), name, tree)
+        for s in [spec, *subs.values()]:
+            _lint_spec(s, name, tree)
+        process_node = tree.find(f"bpmn:process[@id='{key}']", NS)
+        refs = {n.get(f"{{{CAMUNDA_NS}}}decisionRef") for n in tree.iter(f"{{{BPMN_NS}}}businessRuleTask")}
+        dmn_names = sorted({decision_files[r] for r in refs if r in decision_files})
+        digest = hashlib.sha256(files[name])
+        for dmn in dmn_names:
+            digest.update(b"\0" + dmn.encode() + b"\0" + files[dmn])
+        start_form = None
+        for task_spec in spec.task_specs.values():
+            if type(task_spec).__name__ == "StartEvent" and FORM_KEY in (task_spec.extensions or {}):
+                start_form = [FormField.from_dict(f) for f in task_spec.extensions[FORM_KEY]]
+        doc = process_node.find("bpmn:documentation", NS) if process_node is not None else None
+        starters = _split(process_node.get(f"{{{CAMUNDA_NS}}}candidateStarterGroups")) if process_node is not None else []
+        starter_users = (
+            _split(process_node.get(f"{{{CAMUNDA_NS}}}candidateStarterUsers")) if process_node is not None else []
+        )
+        result.append(
+            ParsedProcess(
+                key=key,
+                name=process_node.get("name") if process_node is not None else None,
+                resource_name=name,
+                bpmn_xml=files[name].decode("utf-8"),
+                dmn_resources={d: files[d].decode("utf-8") for d in dmn_names},
+                content_hash=digest.hexdigest(),
+                spec=spec,
+                subprocess_specs=subs,
+                spec_json=dump_spec(spec, subs),
+                start_form=start_form,
+                documentation=(doc.text or "").strip() or None if doc is not None else None,
+                candidate_starter_groups=starters,
+                candidate_starter_users=starter_users,
+            )
+        )
+    return result
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _guard(fn: Any, name: str, tree: Any) -> Any:
+    try:
+        return fn()
+    except ModelError:
+        raise
+    except ValidationException as e:
+        element = getattr(e, "id", None) or None
+        line = e.line_number if isinstance(e.line_number, int) and e.line_number else _line_of(tree, element)
+        file = e.file_name or name
+        message = str(e).split("\n")[0]
+        raise ModelError(message, file if isinstance(file, str) else name, element, line) from None
+    except KeyError as e:
+        if "decisionRef" in str(e):
+            raise ModelError("a business rule task needs camunda:decisionRef", name) from None
+        raise ModelError(f"missing attribute {e}", name) from None
+    except SpiffWorkflowException as e:
+        raise ModelError(str(e), name) from None
+
+
+def _check_unsupported_xml(name: str, tree: Any) -> None:
+    for sub in tree.iter(f"{{{BPMN_NS}}}subProcess"):
+        if sub.get("triggeredByEvent") == "true":
+            raise ModelError(
+                "event sub-processes are not supported; use boundary events on a task or sub-process",
+                name, sub.get("id"), sub.sourceline,
+            )
+    for start in tree.iter(f"{{{BPMN_NS}}}startEvent"):
+        parent = start.getparent()
+        if parent is not None and parent.tag == f"{{{BPMN_NS}}}process" and start.find("bpmn:timerEventDefinition", NS) is not None:
+            raise ModelError(
+                "timer start events are not supported; start instances over the API",
+                name, start.get("id"), start.sourceline,
+            )
+
+
+def _compile(source: str | None, mode: str, what: str, name: str, tree: Any, element_id: str | None) -> None:
+    if source is None or not str(source).strip():
+        return
+    try:
+        compile_expression(str(source), mode)
+    except SyntaxError as e:
+        raise ModelError(f"{what} {source!r} is not a valid expression: {e}", name, element_id,
+                         _line_of(tree, element_id)) from None
+
+
+def _lint_spec(spec: Any, name: str, tree: Any) -> None:
+    for task_spec in spec.task_specs.values():
+        element = getattr(task_spec, "bpmn_id", None)
+        if element is None:
+            continue
+        line = _line_of(tree, element)
+        if isinstance(task_spec, (NoneTask, ManualTask)):
+            raise ModelError("untyped and manual tasks are not supported: make it a user task", name, element, line)
+        if isinstance(task_spec, (ServiceTask, SendTask)):
+            raise ModelError("service and send tasks are not supported", name, element, line)
+        for condition, _target in getattr(task_spec, "cond_task_specs", []) or []:
+            text = condition.args[0] if hasattr(condition, "args") else condition
+            _compile(text, "eval", "condition", name, tree, element)
+        _compile(getattr(task_spec, "script", None), "exec", "script", name, tree, element)
+        for attr in ("cardinality", "condition"):
+            value = getattr(task_spec, attr, None)
+            if isinstance(value, str):
+                _compile(value, "eval", attr, name, tree, element)
+        definition = getattr(task_spec, "event_definition", None)
+        for d in getattr(definition, "event_definitions", None) or ([definition] if definition else []):
+            if isinstance(d, TimerEventDefinition):
+                _lint_timer(d, name, tree, element)
+        ext = getattr(task_spec, "extensions", None) or {}
+        for key in ("camunda:candidateGroups", "camunda:candidateUsers", "camunda:assignee", "camunda:dueDate"):
+            value = ext.get(key)
+            if value and value.strip().startswith("${"):
+                _compile(value.strip()[2:-1], "eval", key, name, tree, element)
+        engine = getattr(task_spec, "dmnEngine", None)
+        if engine is not None:
+            _lint_decision(engine.decision_table, name, tree, element)
+
+
+def _lint_timer(d: TimerEventDefinition, name: str, tree: Any, element: str) -> None:
+    _compile(d.expression, "eval", "timer", name, tree, element)
+    text = d.expression.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        literal = text[1:-1]
+        try:
+            if literal.upper().startswith("R"):
+                TimerEventDefinition.parse_iso_recurring_interval(literal)
+            else:
+                TimerEventDefinition.parse_time_or_duration(literal)
+        except Exception:
+            raise ModelError(f"timer {literal!r} is not an ISO 8601 date, duration or cycle", name, element,
+                             _line_of(tree, element)) from None
+
+
+def _lint_decision(table: Any, name: str, tree: Any, element: str) -> None:
+    for column in table.inputs:
+        _compile(column.expression, "eval", f"decision {table.id} input", name, tree, element)
+    for rule in table.rules:
+        for entry in rule.inputEntries:
+            for lhs in entry.lhs:
+                if lhs is None or not str(lhs).strip() or str(lhs).strip() == "-":
+                    continue
+                text = str(lhs).replace("?", "dmninputexpr")
+                if "dmninputexpr" in text:
+                    _compile(text, "eval", f"decision {table.id} rule {rule.row_number}", name, tree, element)
+                    continue
+                try:
+                    compile_expression(text, "eval")
+                except SyntaxError:
+                    _compile(f"value {text}", "eval", f"decision {table.id} rule {rule.row_number} cell",
+                             name, tree, element)
+        for out in rule.outputEntries:
+            _compile(getattr(out, "text", None), "eval", f"decision {table.id} rule {rule.row_number} output",
+                     name, tree, element)

@@ -1,0 +1,259 @@
+"""Camunda form fields (camunda:formData) as a schema, and validation of submitted data against it."""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
+FIELD_TYPES = ("string", "long", "boolean", "date", "enum", "decimal")
+IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+RESERVED_NAMES = frozenset({"typename", "decision_options"})
+
+
+@dataclass
+class FormField:
+    id: str
+    label: str | None
+    type: str
+    required: bool = False
+    readonly: bool = False
+    default: Any = None
+    options: list[dict[str, str]] = field(default_factory=list)
+    min: Any = None
+    max: Any = None
+    minlength: int | None = None
+    maxlength: int | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: decimals and dates as text, restored by from_dict."""
+        d = asdict(self)
+        for k in ("default", "min", "max"):
+            if isinstance(d[k], (Decimal, _dt.date)):
+                d[k] = str(d[k]) if isinstance(d[k], Decimal) else d[k].isoformat()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FormField:
+        f = cls(**d)
+        if f.type in ("decimal", "date"):
+            for k in ("default", "min", "max"):
+                v = getattr(f, k)
+                if isinstance(v, str):
+                    setattr(f, k, Decimal(v) if f.type == "decimal" else _dt.date.fromisoformat(v))
+        return f
+
+
+class FormDefinitionError(ValueError):
+    """A form in a diagram that cannot work (bad type, bad constraint)."""
+
+
+def parse_form(node: Any) -> list[FormField] | None:
+    """Read camunda:formData/formField below an element; None when the element declares no form."""
+    c = "{%s}" % CAMUNDA_NS
+    form_data = node.findall(f".//{c}formData")
+    if not form_data:
+        return None
+    fields: list[FormField] = []
+    for xml_field in form_data[0].findall(f"{c}formField"):
+        fid = xml_field.get("id") or ""
+        ftype = xml_field.get("type") or "string"
+        if ftype not in FIELD_TYPES:
+            raise FormDefinitionError(f"form field '{fid}' has type '{ftype}'; allowed: {', '.join(FIELD_TYPES)}")
+        f = FormField(id=fid, label=xml_field.get("label"), type=ftype)
+        for child in xml_field:
+            if child.tag == f"{c}value":
+                f.options.append({"id": child.get("id") or "", "name": child.get("name") or child.get("id") or ""})
+            elif child.tag == f"{c}properties":
+                for p in child:
+                    if p.get("id"):
+                        f.properties[p.get("id")] = p.get("value") or ""
+            elif child.tag == f"{c}validation":
+                for constraint in child:
+                    _apply_constraint(f, constraint.get("name") or "", constraint.get("config"))
+        raw_default = xml_field.get("defaultValue")
+        if raw_default not in (None, ""):
+            try:
+                f.default = coerce(f, raw_default, from_text=True)
+            except ValueError as e:
+                raise FormDefinitionError(f"form field '{fid}': default value {raw_default!r}: {e}") from e
+        if not IDENTIFIER.match(fid) or fid in RESERVED_NAMES:
+            raise FormDefinitionError(f"form field id '{fid}' must be a letter followed by letters, digits or _")
+        if ftype == "enum" and not f.options:
+            raise FormDefinitionError(f"enum form field '{fid}' has no values")
+        fields.append(f)
+    return fields
+
+
+def _apply_constraint(f: FormField, name: str, config: str | None) -> None:
+    try:
+        if name == "required":
+            f.required = True
+        elif name == "readonly":
+            f.readonly = True
+        elif name in ("min", "max"):
+            if config is None:
+                raise FormDefinitionError(f"form field '{f.id}': constraint {name} needs a value")
+            value = _parse_bound(f, config)
+            setattr(f, name, value)
+        elif name in ("minlength", "maxlength"):
+            setattr(f, name, int(config or ""))
+        else:
+            raise FormDefinitionError(f"form field '{f.id}': unknown validation constraint '{name}'")
+    except (ValueError, InvalidOperation) as e:
+        if isinstance(e, FormDefinitionError):
+            raise
+        raise FormDefinitionError(f"form field '{f.id}': constraint {name}={config!r} is not valid") from e
+
+
+def _parse_bound(f: FormField, config: str) -> Any:
+    if f.type == "long":
+        return int(config)
+    if f.type == "decimal":
+        return Decimal(config)
+    if f.type == "date":
+        return _dt.date.fromisoformat(config)
+    raise FormDefinitionError(f"form field '{f.id}': min/max apply to long, decimal and date fields")
+
+
+def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
+    """Turn a JSON value into the field's Python type, or raise ValueError with a reason."""
+    t = f.type
+    if t == "string":
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        return value
+    if t == "enum":
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        allowed = [o["id"] for o in f.options]
+        if value not in allowed:
+            raise ValueError(f"must be one of: {', '.join(allowed)}")
+        return value
+    if t == "boolean":
+        if isinstance(value, bool):
+            return value
+        if from_text and value in ("true", "false"):
+            return value == "true"
+        raise ValueError("must be true or false")
+    if t == "long":
+        if isinstance(value, bool):
+            raise ValueError("must be an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        raise ValueError("must be an integer")
+    if t == "decimal":
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        if isinstance(value, (int, Decimal)):
+            return Decimal(value)
+        if isinstance(value, float):
+            # the shortest repr is what the client wrote: 49.99 stays exactly 49.99
+            return Decimal(repr(value))
+        if isinstance(value, str):
+            try:
+                d = Decimal(value.strip())
+            except InvalidOperation:
+                raise ValueError("must be a number") from None
+            if not d.is_finite():
+                raise ValueError("must be a finite number")
+            return d
+        raise ValueError("must be a number")
+    if t == "date":
+        if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return _dt.date.fromisoformat(value)
+            except ValueError:
+                raise ValueError("must be a date (YYYY-MM-DD)") from None
+        raise ValueError("must be a date (YYYY-MM-DD)")
+    raise ValueError(f"unsupported type {t}")
+
+
+def validate(
+    fields: list[FormField], submitted: dict[str, Any], *, apply_defaults: bool = True
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Check submitted data against a form. Returns (clean values, {field: problem})."""
+    by_id = {f.id: f for f in fields}
+    errors: dict[str, str] = {}
+    clean: dict[str, Any] = {}
+    for name in submitted:
+        if name not in by_id:
+            errors[name] = "is not a field of this form"
+    for f in fields:
+        present = f.id in submitted and submitted[f.id] is not None and submitted[f.id] != ""
+        if not present:
+            if f.default is not None and apply_defaults:
+                clean[f.id] = f.default
+            elif f.required:
+                errors[f.id] = "is required"
+            continue
+        if f.readonly:
+            errors[f.id] = "is read-only"
+            continue
+        try:
+            value = coerce(f, submitted[f.id])
+        except ValueError as e:
+            errors[f.id] = str(e)
+            continue
+        problem = _check_bounds(f, value)
+        if problem:
+            errors[f.id] = problem
+            continue
+        clean[f.id] = value
+    return clean, errors
+
+
+def _check_bounds(f: FormField, value: Any) -> str | None:
+    if f.min is not None and value < f.min:
+        return f"must be at least {f.min}"
+    if f.max is not None and value > f.max:
+        return f"must be at most {f.max}"
+    if isinstance(value, str):
+        if f.minlength is not None and len(value) < f.minlength:
+            return f"must have at least {f.minlength} characters"
+        if f.maxlength is not None and len(value) > f.maxlength:
+            return f"must have at most {f.maxlength} characters"
+    return None
+
+
+def schema_for_api(fields: list[FormField]) -> list[dict[str, Any]]:
+    """The form as clients see it: JSON-safe values."""
+    out = []
+    for f in fields:
+        d = f.to_dict()
+        for k in ("default", "min", "max"):
+            d[k] = to_json_value(d[k])
+        out.append(d)
+    return out
+
+
+def to_json_value(v: Any) -> Any:
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() and abs(v) < 2**53 else float(v)
+    if isinstance(v, (_dt.datetime, _dt.date)):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: to_json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set)):
+        return [to_json_value(x) for x in v]
+    return v
+
+
+def from_json_value(v: Any) -> Any:
+    """Variables without a form: numbers with a fraction become exact decimals."""
+    if isinstance(v, float):
+        return Decimal(repr(v))
+    if isinstance(v, dict):
+        return {k: from_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [from_json_value(x) for x in v]
+    return v

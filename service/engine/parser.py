@@ -1,0 +1,175 @@
+"""Camunda 7 diagrams in, SpiffWorkflow specs out — with what Camunda Modeler writes that Spiff ignores.
+
+Adds to SpiffWorkflow's CamundaParser:
+- user tasks carry camunda:candidateGroups/candidateUsers/assignee/dueDate/... in ``extensions``;
+- forms (camunda:formData) on user tasks and start events, as a schema in ``extensions``;
+- camunda:properties on events (e.g. ``calendar=cn_workdays`` on a timer);
+- timer texts written the Camunda way (``P15D``) are read as the literal they are;
+- a DMN file may hold several decisions (one decision table each).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.camunda.parser import CamundaParser
+from SpiffWorkflow.camunda.parser.CamundaParser import full_tag
+from SpiffWorkflow.bpmn.parser.event_parsers import ReceiveTaskParser
+from SpiffWorkflow.bpmn.specs.defaults import ReceiveTask
+from SpiffWorkflow.bpmn.parser.util import one
+from SpiffWorkflow.camunda.parser.event_parsers import (
+    CamundaBoundaryEventParser,
+    CamundaEventDefinitionParser,
+    CamundaIntermediateCatchEventParser,
+    CamundaStartEventParser,
+)
+from SpiffWorkflow.camunda.parser.task_spec import UserTaskParser
+from SpiffWorkflow.camunda.specs.user_task import UserTask
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, IntermediateCatchEvent, StartEvent
+from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
+
+from service.engine.forms import FormDefinitionError, parse_form
+from service.engine.messages import GovflowMessageEventDefinition
+
+C = "{http://camunda.org/schema/1.0/bpmn}"
+FORM_KEY = "govflow:form"
+ASSIGNMENT_ATTRIBUTES = ("assignee", "candidateGroups", "candidateUsers", "dueDate", "followUpDate", "priority")
+
+# ISO 8601 duration, date-time or repeating interval, as Camunda Modeler users type it
+_ISO_LITERAL = re.compile(
+    r"^(R\d*/)?(P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?"
+    r"|\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:?\d{2})?)?)(/.*)?$"
+)
+
+
+def _properties(parser: Any) -> dict[str, Any]:
+    return {
+        node.get("name"): node.get("value")
+        for node in parser.xpath("./bpmn:extensionElements/camunda:properties/camunda:property")
+    }
+
+
+def _form_extension(parser: Any) -> dict[str, Any]:
+    try:
+        fields = parse_form(parser.node)
+    except FormDefinitionError as e:
+        raise ValidationException(str(e), node=parser.node, file_name=parser.filename) from e
+    return {} if fields is None else {FORM_KEY: [f.to_dict() for f in fields]}
+
+
+class _EventMixin:
+    """Timer texts typed the Camunda way; messages that merge their variables into the instance."""
+
+    def parse_message_event(self, message_event: Any) -> Any:
+        message_ref = message_event.get("messageRef")
+        if message_ref:
+            message = one(self.doc_xpath('.//bpmn:message[@id="%s"]' % message_ref))  # type: ignore[attr-defined]
+            name = message.get("name")
+            correlations = self.get_message_correlations(message_ref)  # type: ignore[attr-defined]
+        else:
+            name = message_event.getparent().get("name")
+            correlations = {}
+        return GovflowMessageEventDefinition(name, correlations)
+
+    def parse_timer_event(self, event: Any) -> Any:
+        definition = super().parse_timer_event(event)  # type: ignore[misc]
+        text = (definition.expression or "").strip()
+        if _ISO_LITERAL.match(text):
+            definition.expression = repr(text)
+        return definition
+
+
+class GovflowUserTaskParser(UserTaskParser):
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        extensions = super().parse_extensions(node)
+        for name in ASSIGNMENT_ATTRIBUTES:
+            value = self.node.get(C + name)
+            if value is not None and value.strip():
+                extensions[f"camunda:{name}"] = value.strip()
+        extensions.update(_form_extension(self))
+        return extensions
+
+
+class GovflowStartEventParser(_EventMixin, CamundaStartEventParser):
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        extensions = _properties(self)
+        initiator = self.node.get(C + "initiator")
+        if initiator:
+            extensions["camunda:initiator"] = initiator
+        extensions.update(_form_extension(self))
+        return extensions
+
+
+class GovflowBoundaryEventParser(_EventMixin, CamundaBoundaryEventParser):
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        return _properties(self)
+
+
+class GovflowIntermediateCatchEventParser(_EventMixin, CamundaIntermediateCatchEventParser):
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        return _properties(self)
+
+
+class GovflowReceiveTaskParser(_EventMixin, CamundaEventDefinitionParser, ReceiveTaskParser):
+    def create_task(self) -> Any:
+        return ReceiveTaskParser.create_task(self)
+
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        return _properties(self)
+
+
+class SingleDecisionParser(DMNParser):
+    """Parses one named decision of a DMN file that may hold several."""
+
+    def __init__(self, p: Any, node: Any, nsmap: Any, decision: Any, filename: str | None = None) -> None:
+        super().__init__(p, node, nsmap, filename=filename)
+        self.decision_node = decision
+
+    def parse(self) -> None:
+        self.decision = self._parse_decision([self.decision_node])
+
+    @property
+    def bpmn_id(self) -> str:
+        return self.decision_node.get("id")
+
+    def get_name(self) -> str:
+        return self.decision_node.get("name")
+
+
+class GovflowParser(CamundaParser):
+    OVERRIDE_PARSER_CLASSES = {
+        **CamundaParser.OVERRIDE_PARSER_CLASSES,
+        full_tag("userTask"): (GovflowUserTaskParser, UserTask),
+        full_tag("startEvent"): (GovflowStartEventParser, StartEvent),
+        full_tag("boundaryEvent"): (GovflowBoundaryEventParser, BoundaryEvent),
+        full_tag("intermediateCatchEvent"): (GovflowIntermediateCatchEventParser, IntermediateCatchEvent),
+        full_tag("receiveTask"): (GovflowReceiveTaskParser, ReceiveTask),
+    }
+
+    def add_dmn_xml(self, node: Any, filename: str | None = None) -> None:
+        namespaces = self.namespaces.copy()
+        namespaces.update(node.nsmap)
+        if None in namespaces:
+            namespaces["dmn"] = namespaces.pop(None)
+        schema = self.dmn_schemas.get(namespaces.get("dmn"))
+        if self.validator and schema is not None:
+            from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator
+
+            BpmnValidator(schema).validate(node, filename)
+        decisions = node.findall("dmn:decision", namespaces=namespaces)
+        if not decisions:
+            raise ValidationException("No decisions found", node=node, file_name=filename)
+        for decision in decisions:
+            if decision.get("id") in self.dmn_parsers:
+                raise ValidationException(
+                    f"decision id '{decision.get('id')}' is defined twice", node=decision, file_name=filename
+                )
+            dmn_parser = SingleDecisionParser(self, node, namespaces, decision, filename=filename)
+            self.dmn_parsers[dmn_parser.bpmn_id] = dmn_parser
+            self.dmn_parsers_by_name[dmn_parser.get_name()] = dmn_parser
+
+
+def timer_expression_is_literal(definition: TimerEventDefinition) -> bool:
+    return bool(_ISO_LITERAL.match(definition.expression.strip("'\"")))

@@ -1,0 +1,384 @@
+"""Running workflows: start, complete a user task, deliver a message, fire timers — and a snapshot of
+what the instance now waits for (people, messages, time), which the service projects into tables."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from SpiffWorkflow.bpmn import BpmnEvent
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.event_definitions import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
+    CycleTimerEventDefinition,
+    DurationTimerEventDefinition,
+    TimeDateEventDefinition,
+    TimerEventDefinition,
+)
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.camunda.specs.user_task import UserTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from service.clock import Clock
+from service.engine.calendar import BusinessCalendar
+from service.engine.forms import FormField
+from service.engine.messages import GovflowMessageEventDefinition
+from service.engine.parser import FORM_KEY
+from service.engine.scripting import ScriptError, make_script_engine
+from service.engine.serializer import dump_state, load_state
+from service.engine.timeline import using_clock
+
+CALENDAR_PROPERTY = "calendar"
+WORKDAY_CALENDAR = "cn_workdays"
+_MAX_ROUNDS = 200
+_EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)
+
+
+class EngineError(Exception):
+    """The process could not advance (a failing expression, a decision with no matching rule...)."""
+
+    def __init__(self, message: str, element_id: str | None = None) -> None:
+        super().__init__(message)
+        self.element_id = element_id
+
+
+@dataclass
+class ProcessModel:
+    """A parsed, deployed process definition version, shared by every instance of it."""
+
+    definition_id: int
+    key: str
+    spec: Any
+    subprocess_specs: dict[str, Any]
+
+    @property
+    def start_form(self) -> list[FormField] | None:
+        for spec in self.spec.task_specs.values():
+            if type(spec).__name__ == "StartEvent" and FORM_KEY in (spec.extensions or {}):
+                return [FormField.from_dict(f) for f in spec.extensions[FORM_KEY]]
+        return None
+
+    def element(self, element_id: str) -> Any:
+        for spec in [self.spec, *self.subprocess_specs.values()]:
+            for task_spec in spec.task_specs.values():
+                if getattr(task_spec, "bpmn_id", None) == element_id:
+                    return task_spec
+        return None
+
+
+@dataclass
+class OpenTask:
+    id: str
+    element_id: str
+    name: str
+    documentation: str | None
+    lane: str | None
+    candidate_groups: list[str]
+    candidate_users: list[str]
+    assignee: str | None
+    due_at: datetime | None
+    due_provisional: bool
+    form_key: str | None
+
+
+@dataclass
+class Waiting:
+    kind: str  # "timer" | "message"
+    element_id: str
+    name: str
+    spiff_task_id: str
+    due_at: datetime | None = None
+    calendar: str | None = None
+    provisional: bool = False
+
+
+@dataclass
+class Snapshot:
+    status: str  # running | completed
+    end_event: str | None
+    open_tasks: list[OpenTask] = field(default_factory=list)
+    waiting: list[Waiting] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+def _split(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+class Runtime:
+    def __init__(self, clock: Clock, calendar: BusinessCalendar, step_time_limit: float = 1.0) -> None:
+        self.clock = clock
+        self.calendar = calendar
+        self.script_engine = make_script_engine(step_time_limit)
+
+    # ---- life cycle -------------------------------------------------------------------------
+    def start(self, model: ProcessModel, variables: dict[str, Any]) -> BpmnWorkflow:
+        workflow = BpmnWorkflow(model.spec, model.subprocess_specs, script_engine=self.script_engine)
+        workflow.task_tree.data.update(variables)
+        self.advance(workflow)
+        return workflow
+
+    def load(self, model: ProcessModel, state_json: str) -> BpmnWorkflow:
+        return load_state(state_json, model.spec, model.subprocess_specs, self.script_engine)
+
+    def dump(self, workflow: BpmnWorkflow) -> str:
+        return dump_state(workflow)
+
+    def find_ready_user_task(self, workflow: BpmnWorkflow, task_id: str) -> Any:
+        try:
+            task = workflow.get_task_from_id(UUID(task_id))
+        except Exception:
+            return None
+        if task is None or task.state != TaskState.READY or not isinstance(task.task_spec, UserTask):
+            return None
+        return task
+
+    def complete(self, workflow: BpmnWorkflow, task: Any, data: dict[str, Any]) -> None:
+        task.data.update(data)
+        with self._guard(task.task_spec.bpmn_id), using_clock(self.clock):
+            task.run()
+        self.advance(workflow)
+
+    def waiting_message_elements(self, workflow: BpmnWorkflow, name: str) -> list[Any]:
+        found = []
+        for task in workflow.event_manager.tasks.values():
+            for d in self._definitions(task):
+                if isinstance(d, GovflowMessageEventDefinition) and d.name == name:
+                    found.append(task)
+        return found
+
+    def deliver_message(self, workflow: BpmnWorkflow, name: str, variables: dict[str, Any]) -> None:
+        event = BpmnEvent(GovflowMessageEventDefinition(name), payload={"payload": variables, "result_var": None})
+        with self._guard(None), using_clock(self.clock):
+            workflow.send_event(event)
+        self.advance(workflow)
+
+    def fire_due_timers(self, workflow: BpmnWorkflow) -> None:
+        self.advance(workflow)
+
+    def make_timer_due(self, workflow: BpmnWorkflow, element_id: str) -> bool:
+        """Set a waiting timer's due time to now, so that the next advance fires it."""
+        past = (self.clock.now() - timedelta(seconds=1)).isoformat()
+        for task in workflow.event_manager.tasks.values():
+            if task.task_spec.bpmn_id != element_id:
+                continue
+            for d in self._definitions(task):
+                if isinstance(d, CycleTimerEventDefinition):
+                    value = task.internal_data.get("event_value")
+                    if value:
+                        value["next"] = past
+                        return True
+                elif isinstance(d, TimerEventDefinition):
+                    task.internal_data["event_value"] = past
+                    return True
+        return False
+
+    def cancel(self, workflow: BpmnWorkflow) -> None:
+        workflow.cancel()
+
+    # ---- running ------------------------------------------------------------------------------
+    def advance(self, workflow: BpmnWorkflow) -> None:
+        """Run engine steps until only people, messages or time can move the instance on."""
+        with using_clock(self.clock):
+            for _ in range(_MAX_ROUNDS):
+                with self._guard(None):
+                    workflow.refresh_timers()
+                    workflow.do_engine_steps()
+                self._apply_calendars(workflow)
+                if not workflow.get_tasks(state=TaskState.READY, manual=False) and not self._timers_due(workflow):
+                    return
+            raise EngineError("the process did not come to rest; check the diagram for an endless loop")
+
+    def _timers_due(self, workflow: BpmnWorkflow) -> bool:
+        now = self.clock.now()
+        return any(w.due_at is not None and w.due_at < now for w in self.waiting(workflow) if w.kind == "timer")
+
+    class _Guard:
+        def __init__(self, element_id: str | None) -> None:
+            self.element_id = element_id
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+            if exc is None or isinstance(exc, EngineError):
+                return False
+            if isinstance(exc, (SpiffWorkflowException, ScriptError, SyntaxError, WorkflowException)):
+                task = getattr(exc, "task", None)
+                element = getattr(getattr(task, "task_spec", None), "bpmn_id", None) or self.element_id
+                notes = "; ".join(getattr(exc, "notes", []) or [])
+                message = str(exc) + (f" ({notes})" if notes else "")
+                raise EngineError(message, element) from exc
+            return False
+
+    def _guard(self, element_id: str | None) -> Runtime._Guard:
+        return Runtime._Guard(element_id)
+
+    def _apply_calendars(self, workflow: BpmnWorkflow) -> None:
+        """Duration timers marked calendar=cn_workdays count their days as working days."""
+        for task in workflow.event_manager.tasks.values():
+            ext = getattr(task.task_spec, "extensions", None) or {}
+            if ext.get(CALENDAR_PROPERTY) != WORKDAY_CALENDAR or "govflow_start" in task.internal_data:
+                continue
+            definition = task.task_spec.event_definition
+            value = task.internal_data.get("event_value")
+            if not isinstance(definition, DurationTimerEventDefinition) or value is None:
+                continue
+            with self._guard(task.task_spec.bpmn_id):
+                expression = self.script_engine.evaluate(task, definition.expression)
+            days = _whole_days(expression)
+            if days is None:
+                raise EngineError(
+                    f"a cn_workdays timer needs a duration in whole days (e.g. P10D), got {expression!r}",
+                    task.task_spec.bpmn_id,
+                )
+            start = self.clock.now()
+            due = self.calendar.add_working_days(start, days)
+            task.internal_data["govflow_start"] = start.isoformat()
+            task.internal_data["govflow_workdays"] = days
+            task.internal_data["event_value"] = due.isoformat()
+
+    def recompute_calendar_timers(self, workflow: BpmnWorkflow) -> bool:
+        """Re-derive working-day due times (after a year's 调休 arrangement is added)."""
+        changed = False
+        for task in workflow.event_manager.tasks.values():
+            start = task.internal_data.get("govflow_start")
+            days = task.internal_data.get("govflow_workdays")
+            if start is None or days is None:
+                continue
+            due = self.calendar.add_working_days(datetime.fromisoformat(start), int(days)).isoformat()
+            if due != task.internal_data.get("event_value"):
+                task.internal_data["event_value"] = due
+                changed = True
+        return changed
+
+    # ---- what the instance is waiting for -----------------------------------------------------
+    @staticmethod
+    def _definitions(task: Any) -> list[Any]:
+        d = getattr(task.task_spec, "event_definition", None)
+        if d is None:
+            return []
+        return list(d.event_definitions) if isinstance(d, MultipleEventDefinition) else [d]
+
+    def waiting(self, workflow: BpmnWorkflow) -> list[Waiting]:
+        result: list[Waiting] = []
+        for task in workflow.event_manager.tasks.values():
+            if task.state != TaskState.WAITING:
+                continue
+            spec = task.task_spec
+            for d in self._definitions(task):
+                if isinstance(d, GovflowMessageEventDefinition) or type(d).__name__ == "MessageEventDefinition":
+                    result.append(Waiting("message", spec.bpmn_id, d.name, str(task.id)))
+                elif isinstance(d, TimerEventDefinition):
+                    due = _due(task, d)
+                    calendar = (getattr(spec, "extensions", None) or {}).get(CALENDAR_PROPERTY)
+                    provisional = bool(due and calendar == WORKDAY_CALENDAR and self.calendar.is_provisional(due))
+                    result.append(
+                        Waiting("timer", spec.bpmn_id, d.name or spec.bpmn_name or spec.bpmn_id, str(task.id),
+                                due, calendar, provisional)
+                    )
+        return result
+
+    def snapshot(self, workflow: BpmnWorkflow, created_at: datetime) -> Snapshot:
+        completed = workflow.is_completed()
+        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(workflow))
+        if completed:
+            snap.variables = dict(workflow.data)
+            return snap
+        frontier: list[Any] = []
+        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+            frontier.append(task)
+            if task.state == TaskState.READY and isinstance(task.task_spec, UserTask):
+                snap.open_tasks.append(self._open_task(task, created_at))
+        for task in sorted(frontier, key=lambda t: t.last_state_change):
+            snap.variables.update(task.data)
+        snap.waiting = self.waiting(workflow)
+        return snap
+
+    def _end_event(self, workflow: BpmnWorkflow) -> str | None:
+        ends = [
+            t for t in workflow.get_tasks(state=TaskState.COMPLETED)
+            if isinstance(t.task_spec, EndEvent) and t.workflow is workflow
+        ]
+        if not ends:
+            return None
+        return str(max(ends, key=lambda t: t.last_state_change).task_spec.bpmn_id)
+
+    def _resolve(self, task: Any, raw: str | None) -> Any:
+        if raw is None:
+            return None
+        m = _EXPRESSION.match(raw.strip())
+        if not m:
+            return raw
+        with self._guard(task.task_spec.bpmn_id):
+            return self.script_engine.evaluate(task, m.group(1))
+
+    def _open_task(self, task: Any, created_at: datetime) -> OpenTask:
+        spec = task.task_spec
+        ext = spec.extensions or {}
+        assignee = self._resolve(task, ext.get("camunda:assignee"))
+        due_at, provisional = self._task_due(task, ext, created_at)
+        return OpenTask(
+            id=str(task.id),
+            element_id=spec.bpmn_id,
+            name=spec.bpmn_name or spec.bpmn_id,
+            documentation=spec.documentation,
+            lane=spec.lane,
+            candidate_groups=_split(self._resolve(task, ext.get("camunda:candidateGroups"))),
+            candidate_users=_split(self._resolve(task, ext.get("camunda:candidateUsers"))),
+            assignee=str(assignee) if assignee else None,
+            due_at=due_at,
+            due_provisional=provisional,
+            form_key=getattr(getattr(spec, "form", None), "key", None),
+        )
+
+    def _task_due(self, task: Any, ext: dict[str, Any], created_at: datetime) -> tuple[datetime | None, bool]:
+        value = self._resolve(task, ext.get("camunda:dueDate"))
+        if value in (None, ""):
+            return None, False
+        if isinstance(value, datetime):
+            return value.astimezone(UTC), False
+        text = str(value).strip()
+        if text.upper().startswith("P"):
+            if ext.get(CALENDAR_PROPERTY) == WORKDAY_CALENDAR:
+                days = _whole_days(text)
+                if days is None:
+                    raise EngineError(f"a cn_workdays due date needs whole days, got {text!r}", task.task_spec.bpmn_id)
+                due = self.calendar.add_working_days(created_at, days)
+                return due, self.calendar.is_provisional(due)
+            try:
+                parsed = TimerEventDefinition.parse_iso_duration(text)
+                return created_at + TimerEventDefinition.get_timedelta_from_start(parsed, created_at), False
+            except Exception as e:
+                raise EngineError(f"due date {text!r} is not an ISO 8601 duration", task.task_spec.bpmn_id) from e
+        try:
+            return TimerEventDefinition.get_datetime(text), False
+        except ValueError as e:
+            raise EngineError(f"due date {text!r} is not a date-time", task.task_spec.bpmn_id) from e
+
+
+def _whole_days(expression: Any) -> int | None:
+    m = re.fullmatch(r"P(\d+)D", str(expression).strip().upper())
+    return int(m.group(1)) if m else None
+
+
+def _due(task: Any, definition: Any) -> datetime | None:
+    value = task.internal_data.get("event_value")
+    if value is None:
+        return None
+    try:
+        if isinstance(definition, CycleTimerEventDefinition):
+            return datetime.fromisoformat(value["next"]) if value.get("cycles", 0) != 0 else None
+        if isinstance(definition, (DurationTimerEventDefinition, TimeDateEventDefinition)):
+            parsed = TimerEventDefinition.parse_time_or_duration(value)
+            return parsed if isinstance(parsed, datetime) else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return None

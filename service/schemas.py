@@ -1,0 +1,174 @@
+"""Request and response models: the public contract of the REST API."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: dict[str, str] | None = None
+    file: str | None = None
+    element_id: str | None = None
+    line: int | None = None
+
+
+class FormFieldOut(BaseModel):
+    id: str
+    label: str | None
+    type: str
+    required: bool
+    readonly: bool
+    default: Any = None
+    options: list[dict[str, str]] = []
+    min: Any = None
+    max: Any = None
+    minlength: int | None = None
+    maxlength: int | None = None
+    properties: dict[str, str] = {}
+
+
+class ProcessDefinitionOut(BaseModel):
+    id: int
+    key: str
+    version: int
+    name: str | None
+    documentation: str | None
+    resource_name: str
+    content_hash: str
+    deployment_id: int
+    created_at: datetime
+    candidate_starter_groups: list[str]
+    start_form: list[FormFieldOut] | None = None
+
+
+class DeploymentOut(BaseModel):
+    deployment_id: int | None
+    definitions: list[ProcessDefinitionOut]
+    unchanged: list[str] = Field(default_factory=list, description="process keys whose content was already deployed")
+
+
+class TaskSummary(BaseModel):
+    id: str
+    name: str
+    element_id: str
+    process_instance_id: str
+    process_key: str
+    business_key: str | None
+    candidate_groups: list[str]
+    candidate_users: list[str]
+    assignee: str | None
+    status: str
+    created_at: datetime
+    due_at: datetime | None
+    due_provisional: bool = False
+    completed_at: datetime | None = None
+    completed_by: str | None = None
+
+
+class TaskDetail(TaskSummary):
+    documentation: str | None
+    lane: str | None
+    form_key: str | None
+    form: list[FormFieldOut]
+    variables: dict[str, Any] = {}
+
+
+class WaitingOut(BaseModel):
+    kind: str
+    name: str
+    element_id: str
+    due_at: datetime | None = None
+    calendar: str | None = None
+    provisional: bool = False
+
+
+class ProcessInstanceOut(BaseModel):
+    id: str
+    process_key: str
+    definition_version: int
+    business_key: str | None
+    status: str
+    end_event: str | None
+    variables: dict[str, Any]
+    started_by: str
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    cancel_reason: str | None = None
+    open_tasks: list[TaskSummary] = []
+    waiting_for: list[WaitingOut] = []
+
+
+class Page(BaseModel):
+    next_cursor: str | None
+
+
+class ProcessInstancePage(Page):
+    items: list[ProcessInstanceOut]
+
+
+class TaskPage(Page):
+    items: list[TaskSummary]
+
+
+class StartInstanceIn(BaseModel):
+    process_key: str = Field(min_length=1, max_length=200)
+    business_key: str | None = Field(default=None, max_length=200)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class CompleteTaskIn(BaseModel):
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class CancelIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class CompletionOut(BaseModel):
+    process_instance_id: str
+    status: str
+    end_event: str | None
+    next_tasks: list[TaskSummary]
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    task_id: str | None
+    element_id: str | None
+    data: dict[str, Any]
+    hash: str
+
+
+class HistoryOut(BaseModel):
+    process_instance_id: str
+    events: list[AuditEventOut]
+    verified: bool | None = None
+    first_bad_event_id: int | None = None
+    reason: str | None = None
+
+
+class MessageIn(BaseModel):
+    name: str = Field(min_length=1, max_length=500)
+    business_key: str | None = None
+    process_key: str | None = None
+    process_instance_id: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class MessageOut(BaseModel):
+    process_instance_id: str
+    status: str
+    end_event: str | None
+    next_tasks: list[TaskSummary]

@@ -1,0 +1,1 @@
+"""Use cases: deploy, start, claim, complete, correlate, fire timers, audit."""

@@ -1,0 +1,82 @@
+"""The audit trail: append-only and hash-chained per instance, so an edit, deletion or reordering
+of any event is detectable."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.db.models import AuditEvent
+from service.engine.forms import to_json_value
+
+GENESIS = "0" * 64
+
+
+def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str, action: str,
+            task_id: str | None, element_id: str | None, data: dict[str, Any]) -> str:
+    body = json.dumps(
+        [instance_id, seq, at.isoformat(timespec="microseconds"), actor, action, task_id, element_id, data],
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+class AuditTrail:
+    """Appends events for one instance within the current transaction."""
+
+    def __init__(self, session: Session, instance_id: str, last: AuditEvent | None) -> None:
+        self.session = session
+        self.instance_id = instance_id
+        self.seq = last.seq if last else 0
+        self.prev_hash = last.hash if last else GENESIS
+
+    @classmethod
+    def for_instance(cls, session: Session, instance_id: str) -> AuditTrail:
+        last = session.scalars(
+            select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq.desc()).limit(1)
+        ).first()
+        return cls(session, instance_id, last)
+
+    def append(self, at: datetime, actor: str, action: str, *, task_id: str | None = None,
+               element_id: str | None = None, data: dict[str, Any] | None = None) -> AuditEvent:
+        self.seq += 1
+        clean = to_json_value(data or {})
+        at = at.replace(microsecond=at.microsecond)
+        digest = _digest(self.prev_hash, self.instance_id, self.seq, at, actor, action, task_id, element_id, clean)
+        event = AuditEvent(instance_id=self.instance_id, seq=self.seq, at=at, actor=actor, action=action,
+                           task_id=task_id, element_id=element_id, data=clean, prev_hash=self.prev_hash,
+                           hash=digest)
+        self.session.add(event)
+        self.prev_hash = digest
+        return event
+
+
+@dataclass
+class Verification:
+    verified: bool
+    first_bad_event_id: int | None = None
+    reason: str | None = None
+
+
+def verify_events(instance_id: str, events: list[AuditEvent]) -> Verification:
+    prev = GENESIS
+    for expected_seq, e in enumerate(events, start=1):
+        if e.seq != expected_seq:
+            return Verification(False, e.id, f"sequence gap or reorder at seq {e.seq} (expected {expected_seq})")
+        if e.prev_hash != prev:
+            return Verification(False, e.id, "link to the previous event is broken")
+        digest = _digest(prev, instance_id, e.seq, e.at, e.actor, e.action, e.task_id, e.element_id, e.data)
+        if digest != e.hash:
+            return Verification(False, e.id, "event content does not match its hash")
+        prev = e.hash
+    return Verification(True)
+
+
+def load_events(session: Session, instance_id: str) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                                .order_by(AuditEvent.seq, AuditEvent.id)))

@@ -1,0 +1,65 @@
+"""Helpers shared by use cases: variable checks, cursors, row → response mapping."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.engine.forms import RESERVED_NAMES, from_json_value
+from service.errors import InvalidInput
+from service.schemas import ProcessInstanceOut, TaskSummary, WaitingOut
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
+    """Variables without a form: names must be usable in expressions; fractions become decimals."""
+    errors = {k: "must start with a letter and contain only letters, digits and _"
+              for k in variables if not _NAME.match(k)}
+    errors.update({k: "is a reserved name" for k in variables if k in RESERVED_NAMES})
+    if errors:
+        raise InvalidInput("some variable names are not allowed", errors)
+    return {k: from_json_value(v) for k, v in variables.items()}
+
+
+def encode_cursor(at: datetime, ident: str | int) -> str:
+    raw = json.dumps([at.isoformat(), ident]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        return datetime.fromisoformat(at), ident
+    except Exception:
+        raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"}) from None
+
+
+def task_summary(row: HumanTask) -> TaskSummary:
+    return TaskSummary(
+        id=row.id, name=row.name, element_id=row.element_id, process_instance_id=row.instance_id,
+        process_key=row.process_key, business_key=row.business_key, candidate_groups=row.candidate_groups,
+        candidate_users=row.candidate_users, assignee=row.assignee, status=row.status, created_at=row.created_at,
+        due_at=row.due_at, due_provisional=row.due_provisional, completed_at=row.completed_at,
+        completed_by=row.completed_by,
+    )
+
+
+def instance_out(row: ProcessInstance, tasks: list[HumanTask] | None = None,
+                 waiting: list[WaitingEvent] | None = None) -> ProcessInstanceOut:
+    return ProcessInstanceOut(
+        id=row.id, process_key=row.process_key, definition_version=row.definition_version,
+        business_key=row.business_key, status=row.status, end_event=row.end_event, variables=row.variables,
+        started_by=row.started_by, started_at=row.started_at, updated_at=row.updated_at, ended_at=row.ended_at,
+        cancel_reason=row.cancel_reason,
+        open_tasks=[task_summary(t) for t in tasks or []],
+        waiting_for=[
+            WaitingOut(kind=w.kind, name=w.name, element_id=w.element_id, due_at=w.due_at, calendar=w.calendar,
+                       provisional=w.provisional)
+            for w in sorted(waiting or [], key=lambda w: (w.kind, w.due_at is None, w.due_at or row.started_at))
+        ],
+    )

@@ -1,0 +1,122 @@
+"""Deploying BPMN/DMN files as versioned process definitions, and reading them back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.auth import Principal
+from service.db.models import Deployment, ProcessDefinition
+from service.engine.deployment import ModelError, parse_files
+from service.engine.forms import FormField, schema_for_api
+from service.engine.runtime import ProcessModel
+from service.errors import Forbidden, InvalidModel, NotFound
+from service.schemas import DeploymentOut, FormFieldOut, ProcessDefinitionOut
+from service.services.context import AppContext
+
+
+def definition_out(row: ProcessDefinition, with_form: bool = False) -> ProcessDefinitionOut:
+    form = None
+    if with_form:
+        fields = [FormField.from_dict(f) for f in row.start_form or []]
+        form = [FormFieldOut(**f) for f in schema_for_api(fields)]
+    return ProcessDefinitionOut(
+        id=row.id, key=row.key, version=row.version, name=row.name, documentation=row.documentation,
+        resource_name=row.resource_name, content_hash=row.content_hash, deployment_id=row.deployment_id,
+        created_at=row.created_at, candidate_starter_groups=row.candidate_starter_groups, start_form=form,
+    )
+
+
+def deploy(ctx: AppContext, session: Session, principal: Principal, files: dict[str, bytes],
+           source: str = "api") -> DeploymentOut:
+    if not principal.is_admin:
+        raise Forbidden("only administrators deploy process definitions")
+    try:
+        parsed = parse_files(files)
+    except ModelError as e:
+        raise InvalidModel(f"{e.file or 'deployment'}: {e.message}", file=e.file, element_id=e.element_id,
+                           line=e.line) from None
+    now = ctx.clock.now()
+    deployment: Deployment | None = None
+    created: list[ProcessDefinition] = []
+    unchanged: list[str] = []
+    for p in parsed:
+        existing = session.scalars(
+            select(ProcessDefinition).where(ProcessDefinition.key == p.key,
+                                            ProcessDefinition.content_hash == p.content_hash)
+        ).first()
+        if existing is not None:
+            unchanged.append(p.key)
+            continue
+        if deployment is None:
+            deployment = Deployment(source=source, deployed_by=principal.user, deployed_at=now)
+            session.add(deployment)
+            session.flush()
+        latest = session.scalar(select(func.max(ProcessDefinition.version)).where(ProcessDefinition.key == p.key))
+        row = ProcessDefinition(
+            key=p.key, version=(latest or 0) + 1, name=p.name, content_hash=p.content_hash,
+            deployment_id=deployment.id, resource_name=p.resource_name, bpmn_xml=p.bpmn_xml,
+            dmn_resources=p.dmn_resources, spec_json=p.spec_json,
+            start_form=[f.to_dict() for f in p.start_form] if p.start_form is not None else None,
+            documentation=p.documentation, candidate_starter_groups=p.candidate_starter_groups,
+            candidate_starter_users=p.candidate_starter_users, created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        ctx.remember(ProcessModel(definition_id=row.id, key=row.key, spec=p.spec, subprocess_specs=p.subprocess_specs))
+        created.append(row)
+    return DeploymentOut(
+        deployment_id=deployment.id if deployment else None,
+        definitions=[definition_out(r) for r in created],
+        unchanged=unchanged,
+    )
+
+
+def read_directory(directory: Path) -> dict[str, bytes]:
+    files = sorted([*directory.glob("*.bpmn"), *directory.glob("*.dmn")])
+    return {f.name: f.read_bytes() for f in files}
+
+
+def latest(session: Session, key: str) -> ProcessDefinition:
+    row = session.scalars(
+        select(ProcessDefinition).where(ProcessDefinition.key == key).order_by(ProcessDefinition.version.desc())
+    ).first()
+    if row is None:
+        raise NotFound(f"no process definition with key '{key}'")
+    return row
+
+
+def list_latest(session: Session) -> list[ProcessDefinitionOut]:
+    newest = (
+        select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("v"))
+        .group_by(ProcessDefinition.key).subquery()
+    )
+    rows = session.scalars(
+        select(ProcessDefinition)
+        .join(newest, (ProcessDefinition.key == newest.c.key) & (ProcessDefinition.version == newest.c.v))
+        .order_by(ProcessDefinition.key)
+    )
+    return [definition_out(r) for r in rows]
+
+
+def get_latest(session: Session, key: str) -> ProcessDefinitionOut:
+    return definition_out(latest(session, key), with_form=True)
+
+
+def versions(session: Session, key: str) -> list[ProcessDefinitionOut]:
+    rows = list(session.scalars(select(ProcessDefinition).where(ProcessDefinition.key == key)
+                                .order_by(ProcessDefinition.version)))
+    if not rows:
+        raise NotFound(f"no process definition with key '{key}'")
+    return [definition_out(r) for r in rows]
+
+
+def xml(session: Session, key: str, version: int | None) -> str:
+    if version is None:
+        return latest(session, key).bpmn_xml
+    row = session.scalars(select(ProcessDefinition).where(ProcessDefinition.key == key,
+                                                          ProcessDefinition.version == version)).first()
+    if row is None:
+        raise NotFound(f"process definition '{key}' has no version {version}")
+    return row.bpmn_xml

@@ -1,0 +1,21 @@
+"""Background workers started with the service (timer scheduler; webhook sender)."""
+from __future__ import annotations
+
+from typing import Protocol
+
+from service.services.context import AppContext
+
+
+class Worker(Protocol):
+    def stop(self) -> None: ...
+
+
+def start_workers(ctx: AppContext) -> list[Worker]:
+    workers: list[Worker] = []
+    if ctx.settings.scheduler_enabled:
+        from service.scheduler import Scheduler
+
+        scheduler = Scheduler(ctx)
+        scheduler.start()
+        workers.append(scheduler)
+    return workers

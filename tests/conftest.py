@@ -1,0 +1,70 @@
+"""Fixtures: each test gets the real service on a fresh database (SQLite file, or PostgreSQL when
+GOVFLOW_TEST_DATABASE_URL is set), served over HTTP on loopback."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.clock import FrozenClock
+from tests.support import FIXTURES, REPO, T0, Api, Server, reset_postgres, test_settings
+
+PG_URL = os.environ.get("GOVFLOW_TEST_DATABASE_URL")
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str | None:
+    if PG_URL:
+        reset_postgres(PG_URL) if _pg_migrated() else None
+        return PG_URL
+    return None  # the default: a SQLite file in the test's data directory
+
+
+_migrated = {"done": False}
+
+
+def _pg_migrated() -> bool:
+    if _migrated["done"]:
+        return True
+    from service.db.migrate import upgrade
+    from service.db.session import make_engine
+
+    engine = make_engine(PG_URL or "")
+    upgrade(engine)
+    engine.dispose()
+    _migrated["done"] = True
+    return True
+
+
+def _server(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: object) -> Server:
+    settings = test_settings(tmp_path, database_url, bpmn_dir, **overrides)
+    return Server(settings, FrozenClock(T0))
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str | None) -> Iterator[Server]:
+    """The service with the test fixtures' diagrams deployed."""
+    s = _server(tmp_path, database_url, FIXTURES)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[Api]:
+    a = Api(server)
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def lifecycle_api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with the repository's bpmn/ deployed: the five lifecycles."""
+    s = _server(tmp_path, database_url, REPO / "bpmn")
+    s.start()
+    a = Api(s)
+    yield a
+    a.close()
+    s.stop()

@@ -1,0 +1,197 @@
+"""Test support: the real app served by uvicorn on a loopback port, driven over HTTP with httpx,
+with a frozen clock the tests move instead of sleeping."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy import text
+
+from service.app import create_app
+from service.auth import mint_token
+from service.clock import FrozenClock
+from service.config import Settings
+from service.db.session import make_engine, normalise_url
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SECRET = "test-secret-of-at-least-32-bytes-length"
+# a Monday, 09:00 in China
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """uvicorn in a thread; start() and stop() can be repeated to simulate a restart."""
+
+    def __init__(self, settings: Settings, clock: FrozenClock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.port = free_port()
+        self.app: Any = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.app = create_app(self.settings, clock=self.clock)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server did not start")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start in time")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=20)
+        self._server = None
+        self._thread = None
+
+    @property
+    def ctx(self) -> Any:
+        return self.app.state.ctx
+
+
+@dataclass
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+
+
+@dataclass
+class Api:
+    """A client of the running service that acts as different users."""
+
+    server: Server
+    clients: dict[tuple[str, tuple[str, ...], bool], httpx.Client] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> FrozenClock:
+        return self.server.clock
+
+    def token(self, user: str, groups: tuple[str, ...] = (), admin: bool = False) -> str:
+        return mint_token(SECRET, user, list(groups), admin, datetime.now(UTC), timedelta(hours=1))
+
+    def as_(self, user: str, *groups: str, admin: bool = False) -> httpx.Client:
+        key = (user, tuple(groups), admin)
+        if key not in self.clients:
+            self.clients[key] = httpx.Client(
+                base_url=self.server.url + "/api/v1",
+                headers={"Authorization": f"Bearer {self.token(user, tuple(groups), admin)}"},
+                timeout=30,
+            )
+        return self.clients[key]
+
+    @property
+    def admin(self) -> httpx.Client:
+        return self.as_("admin", admin=True)
+
+    def anonymous(self) -> httpx.Client:
+        return httpx.Client(base_url=self.server.url + "/api/v1", timeout=30)
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.clients.clear()
+
+    # ---- conveniences that assert the happy path ---------------------------------------------------
+    def start(self, key: str, variables: dict[str, Any], business_key: str | None = None,
+              user: str = "oa", groups: tuple[str, ...] = ("applicant",)) -> dict[str, Any]:
+        r = self.as_(user, *groups).post("/process-instances", json={
+            "process_key": key, "business_key": business_key, "variables": variables})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
+    def instance(self, instance_id: str) -> dict[str, Any]:
+        r = self.admin.get(f"/process-instances/{instance_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def open_task(self, instance_id: str, element_id: str) -> dict[str, Any]:
+        tasks = [t for t in self.instance(instance_id)["open_tasks"] if t["element_id"] == element_id]
+        assert len(tasks) == 1, (element_id, [t["element_id"] for t in self.instance(instance_id)["open_tasks"]])
+        return tasks[0]
+
+    def open_elements(self, instance_id: str) -> list[str]:
+        return sorted(t["element_id"] for t in self.instance(instance_id)["open_tasks"])
+
+    def complete(self, instance_id: str, element_id: str, variables: dict[str, Any] | None = None,
+                 user: str | None = None, group: str | None = None) -> dict[str, Any]:
+        """Find the open task, claim and complete it as a member of its first candidate group."""
+        task = self.open_task(instance_id, element_id)
+        group = group or (task["candidate_groups"][0] if task["candidate_groups"] else "none")
+        client = self.as_(user or f"{group}_user", group)
+        r = client.post(f"/tasks/{task['id']}/claim")
+        assert r.status_code == 200, r.text
+        r = client.post(f"/tasks/{task['id']}/complete", json={"variables": variables or {}})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def message(self, name: str, business_key: str, variables: dict[str, Any] | None = None,
+                process_key: str | None = None) -> dict[str, Any]:
+        r = self.admin.post("/messages", json={"name": name, "business_key": business_key,
+                                               "process_key": process_key, "variables": variables or {}})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def fire_timer(self, instance_id: str, element_id: str) -> dict[str, Any]:
+        r = self.admin.post(f"/process-instances/{instance_id}/timers/{element_id}/fire")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    def waiting(self, instance_id: str) -> list[dict[str, Any]]:
+        return list(self.instance(instance_id)["waiting_for"])
+
+    def advance(self, delta: timedelta) -> int:
+        """Move the clock and let the scheduler fire what fell due."""
+        from service.scheduler import Scheduler
+
+        self.clock.advance(delta)
+        return Scheduler(self.server.ctx).run_until_idle()
+
+
+def reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        tables = [r[0] for r in conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() AND tablename <> 'alembic_version'"))]
+        if tables:
+            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+def test_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(
+        data_dir=tmp_path / "data",
+        database_url=normalise_url(database_url) if database_url else None,
+        bpmn_dir=bpmn_dir,
+        jwt_secret=SECRET,
+        scheduler_enabled=False,
+        webhook_sender_enabled=False,
+    )
+    values.update(overrides)
+    return Settings(**values)
