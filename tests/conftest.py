@@ -3,6 +3,7 @@ GOVFLOW_TEST_DATABASE_URL is set), served over HTTP on loopback."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,9 +61,19 @@ def api(server: Server) -> Iterator[Api]:
 
 
 @pytest.fixture
-def lifecycle_api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    """The service with the repository's bpmn/ deployed: the five lifecycles."""
-    s = _server(tmp_path, database_url, REPO / "bpmn")
+def lifecycle_api(request: pytest.FixtureRequest, tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with lifecycles from the repository's bpmn/ deployed: only the module's
+    PROCESS_KEY (bpmn/<key>.bpmn and bpmn/<key>.dmn) when the test module sets one, else all."""
+    key = getattr(request.module, "PROCESS_KEY", None)
+    bpmn_dir = REPO / "bpmn"
+    if key:
+        bpmn_dir = tmp_path / "bpmn"
+        bpmn_dir.mkdir()
+        for suffix in (".bpmn", ".dmn"):
+            source = REPO / "bpmn" / f"{key}{suffix}"
+            if source.exists():
+                shutil.copy(source, bpmn_dir / source.name)
+    s = _server(tmp_path, database_url, bpmn_dir)
     s.start()
     a = Api(s)
     yield a
