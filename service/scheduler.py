@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from service.db.models import ProcessInstance, SchedulerLock, WaitingEvent
 from service.db.session import is_sqlite
-from service.errors import Conflict
 from service.engine.runtime import EngineError
+from service.errors import Conflict
 from service.services import timers
 from service.services.context import AppContext
 

@@ -4,6 +4,7 @@ the element id and the line."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,10 +117,9 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
             if type(task_spec).__name__ == "StartEvent" and FORM_KEY in (task_spec.extensions or {}):
                 start_form = [FormField.from_dict(f) for f in task_spec.extensions[FORM_KEY]]
         doc = process_node.find("bpmn:documentation", NS) if process_node is not None else None
-        starters = _split(process_node.get(f"{{{CAMUNDA_NS}}}candidateStarterGroups")) if process_node is not None else []
-        starter_users = (
-            _split(process_node.get(f"{{{CAMUNDA_NS}}}candidateStarterUsers")) if process_node is not None else []
-        )
+        attributes = process_node.attrib if process_node is not None else {}
+        starters = _split(attributes.get(f"{{{CAMUNDA_NS}}}candidateStarterGroups"))
+        starter_users = _split(attributes.get(f"{{{CAMUNDA_NS}}}candidateStarterUsers"))
         result.append(
             ParsedProcess(
                 key=key,
@@ -172,7 +172,8 @@ def _check_unsupported_xml(name: str, tree: Any) -> None:
             )
     for start in tree.iter(f"{{{BPMN_NS}}}startEvent"):
         parent = start.getparent()
-        if parent is not None and parent.tag == f"{{{BPMN_NS}}}process" and start.find("bpmn:timerEventDefinition", NS) is not None:
+        top_level = parent is not None and parent.tag == f"{{{BPMN_NS}}}process"
+        if top_level and start.find("bpmn:timerEventDefinition", NS) is not None:
             raise ModelError(
                 "timer start events are not supported; start instances over the API",
                 name, start.get("id"), start.sourceline,
@@ -222,8 +223,12 @@ def _lint_spec(spec: Any, name: str, tree: Any) -> None:
 
 
 def _lint_timer(d: TimerEventDefinition, name: str, tree: Any, element: str) -> None:
-    _compile(d.expression, "eval", "timer", name, tree, element)
     text = d.expression.strip()
+    if re.match(r"^(P\d|PT\d|R\d*/|\d{4}-\d{2})", text):
+        # meant as an ISO literal but not one the parser recognised
+        raise ModelError(f"timer {text!r} is not an ISO 8601 date, duration or cycle", name, element,
+                         _line_of(tree, element))
+    _compile(d.expression, "eval", "timer", name, tree, element)
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         literal = text[1:-1]
         try:

@@ -53,7 +53,7 @@ class FormDefinitionError(ValueError):
 
 def parse_form(node: Any) -> list[FormField] | None:
     """Read camunda:formData/formField below an element; None when the element declares no form."""
-    c = "{%s}" % CAMUNDA_NS
+    c = f"{{{CAMUNDA_NS}}}"
     form_data = node.findall(f".//{c}formData")
     if not form_data:
         return None
@@ -229,7 +229,7 @@ def schema_for_api(fields: list[FormField]) -> list[dict[str, Any]]:
     """The form as clients see it: JSON-safe values."""
     out = []
     for f in fields:
-        d = f.to_dict()
+        d = asdict(f)
         for k in ("default", "min", "max"):
             d[k] = to_json_value(d[k])
         out.append(d)

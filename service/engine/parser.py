@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from SpiffWorkflow.bpmn.parser.event_parsers import ReceiveTaskParser
+from SpiffWorkflow.bpmn.parser.util import one
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, IntermediateCatchEvent, ReceiveTask, StartEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.camunda.parser import CamundaParser
 from SpiffWorkflow.camunda.parser.CamundaParser import full_tag
-from SpiffWorkflow.bpmn.parser.event_parsers import ReceiveTaskParser
-from SpiffWorkflow.bpmn.specs.defaults import ReceiveTask
-from SpiffWorkflow.bpmn.parser.util import one
 from SpiffWorkflow.camunda.parser.event_parsers import (
     CamundaBoundaryEventParser,
     CamundaEventDefinitionParser,
@@ -27,7 +27,6 @@ from SpiffWorkflow.camunda.parser.event_parsers import (
 )
 from SpiffWorkflow.camunda.parser.task_spec import UserTaskParser
 from SpiffWorkflow.camunda.specs.user_task import UserTask
-from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, IntermediateCatchEvent, StartEvent
 from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
 
 from service.engine.forms import FormDefinitionError, parse_form
@@ -65,7 +64,7 @@ class _EventMixin:
     def parse_message_event(self, message_event: Any) -> Any:
         message_ref = message_event.get("messageRef")
         if message_ref:
-            message = one(self.doc_xpath('.//bpmn:message[@id="%s"]' % message_ref))  # type: ignore[attr-defined]
+            message = one(self.doc_xpath(f'.//bpmn:message[@id="{message_ref}"]'))  # type: ignore[attr-defined]
             name = message.get("name")
             correlations = self.get_message_correlations(message_ref)  # type: ignore[attr-defined]
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent
@@ -207,7 +207,7 @@ class Runtime:
         def __enter__(self) -> None:
             return None
 
-        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
             if exc is None or isinstance(exc, EngineError):
                 return False
             if isinstance(exc, (SpiffWorkflowException, ScriptError, SyntaxError, WorkflowException)):

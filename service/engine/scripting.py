@@ -40,9 +40,9 @@ class StepTimeout(ScriptError):
 
 
 def _safe_pow(base: Any, exponent: Any) -> Any:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and base not in (0, 1, -1):
-        if exponent * max(1, abs(base).bit_length()) > MAX_POWER_BITS:
-            raise ScriptError("power too large")
+    big = isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and base not in (0, 1, -1)
+    if big and exponent * max(1, abs(base).bit_length()) > MAX_POWER_BITS:
+        raise ScriptError("power too large")
     return base**exponent
 
 

@@ -153,7 +153,8 @@ def history(session: Session, principal: Principal, instance_id: str, verify: bo
     return out
 
 
-def cancel(ctx: AppContext, session: Session, principal: Principal, instance_id: str, reason: str) -> ProcessInstanceOut:
+def cancel(ctx: AppContext, session: Session, principal: Principal, instance_id: str,
+           reason: str) -> ProcessInstanceOut:
     if not principal.is_admin:
         raise Forbidden("only administrators cancel process instances")
     row = load_row(session, principal, instance_id)
