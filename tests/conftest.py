@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.clock import FrozenClock
-from tests.support import FIXTURES, REPO, T0, Api, Server, reset_postgres, test_settings
+from tests.support import FIXTURES, REPO, T0, Api, Server, make_settings, reset_postgres
 
 PG_URL = os.environ.get("GOVFLOW_TEST_DATABASE_URL")
 
@@ -40,7 +40,7 @@ def _pg_migrated() -> bool:
 
 
 def _server(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: object) -> Server:
-    settings = test_settings(tmp_path, database_url, bpmn_dir, **overrides)
+    settings = make_settings(tmp_path, database_url, bpmn_dir, **overrides)
     return Server(settings, FrozenClock(T0))
 
 

@@ -43,6 +43,7 @@ class Server:
         self.app: Any = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._scheduler: Any = None
 
     @property
     def url(self) -> str:
@@ -62,7 +63,19 @@ class Server:
                 raise RuntimeError("the server did not start in time")
             time.sleep(0.01)
 
+    @property
+    def scheduler(self) -> Any:
+        """The service's timer scheduler, run by the tests instead of its thread."""
+        from service.scheduler import Scheduler
+
+        if self._scheduler is None:
+            self._scheduler = Scheduler(self.ctx)
+        return self._scheduler
+
     def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -168,10 +181,8 @@ class Api:
 
     def advance(self, delta: timedelta) -> int:
         """Move the clock and let the scheduler fire what fell due."""
-        from service.scheduler import Scheduler
-
         self.clock.advance(delta)
-        return Scheduler(self.server.ctx).run_until_idle()
+        return self.server.scheduler.run_until_idle()
 
 
 def reset_postgres(url: str) -> None:
@@ -184,7 +195,7 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
-def test_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         data_dir=tmp_path / "data",
         database_url=normalise_url(database_url) if database_url else None,

@@ -1,0 +1,155 @@
+"""Messages from OA systems and timers: correlation, the scheduler, working days, the admin fire endpoint."""
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from service.clock import FrozenClock
+from tests.support import FIXTURES, T0, Api, Server, make_settings
+
+
+def _waiting_for_contract(api: Api, business_key: str) -> str:
+    inst = api.start("review", {"project_name": "x", "budget_wan": 10}, business_key=business_key)
+    api.complete(inst["id"], "review_task", {"decision": "pass"})
+    return str(inst["id"])
+
+
+def test_message_correlates_by_business_key(api: Api) -> None:
+    instance_id = _waiting_for_contract(api, "M-1")
+    out = api.message("contract_signed", "M-1", {"signed_on": "2026-03-03", "contract_wan": 9.8})
+    assert out["process_instance_id"] == instance_id
+    assert [t["element_id"] for t in out["next_tasks"]] == ["file_contract"]
+    view = api.instance(instance_id)
+    assert view["variables"]["contract_wan"] == 9.8 and view["variables"]["signed_on"] == "2026-03-03"
+    events = api.admin.get(f"/process-instances/{instance_id}/history").json()["events"]
+    correlated = [e for e in events if e["action"] == "message.correlated"]
+    assert correlated[0]["data"]["name"] == "contract_signed" and correlated[0]["actor"] == "admin"
+
+
+def test_message_nobody_waits_for_is_404(api: Api) -> None:
+    inst = api.start("review", {"project_name": "x", "budget_wan": 10}, business_key="M-2")
+    for body in ({"name": "contract_signed", "business_key": "M-2"},
+                 {"name": "contract_signed", "business_key": "nobody"},
+                 {"name": "unknown", "process_instance_id": inst["id"]}):
+        r = api.admin.post("/messages", json=body)
+        assert r.status_code == 404, r.text
+    assert api.admin.post("/messages", json={"name": "contract_signed"}).status_code == 422
+
+
+def test_ambiguous_message_is_409_and_narrowing_resolves_it(api: Api) -> None:
+    a = _waiting_for_contract(api, "M-3")
+    # the same business key in another process is not ambiguous once the process key is given
+    api.start("deadlines", {}, business_key="M-3")
+    b = _waiting_for_contract(api, "M-4")
+    r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": "M-3"})
+    assert r.status_code == 200 and r.json()["process_instance_id"] == a
+    # two instances waiting under different keys: a name-only search by instance id works
+    r = api.admin.post("/messages", json={"name": "contract_signed", "process_instance_id": b})
+    assert r.status_code == 200
+
+
+def test_two_waiting_instances_with_one_business_key_is_409(api: Api) -> None:
+    # a business key is unique among *running* instances of one process, so ambiguity needs two processes
+    # waiting for the same message name: emulate it with two review instances under different keys
+    # searched by a name the OA system shares across them.
+    a = _waiting_for_contract(api, "AMB-1")
+    b = _waiting_for_contract(api, "AMB-2")
+    from sqlalchemy import update
+
+    from service.db.models import WaitingEvent
+    with api.server.ctx.session_factory() as s, s.begin():
+        s.execute(update(WaitingEvent).where(WaitingEvent.instance_id == b).values(business_key="AMB-1"))
+    r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": "AMB-1"})
+    assert r.status_code == 409 and "more than one" in r.json()["detail"]
+    assert api.admin.post("/messages", json={"name": "contract_signed", "business_key": "AMB-1",
+                                             "process_instance_id": a}).status_code == 200
+
+
+def test_fifteen_day_timer_fires_on_day_15_not_day_14(api: Api) -> None:
+    instance_id = _waiting_for_contract(api, "T-1")
+    api.message("contract_signed", "T-1")
+    assert api.advance(timedelta(days=14, hours=23, minutes=59)) == 0
+    assert api.open_elements(instance_id) == ["file_contract"]
+    assert api.advance(timedelta(minutes=1, seconds=1)) == 1
+    # non-interrupting: the filing stays open, the supervisor is told
+    assert api.open_elements(instance_id) == ["file_contract", "overdue_notice"]
+    assert api.advance(timedelta(days=30)) == 0  # fires exactly once
+    fired = [e for e in api.admin.get(f"/process-instances/{instance_id}/history").json()["events"]
+             if e["action"] == "timer.fired"]
+    assert [(e["element_id"], e["actor"]) for e in fired] == [("filing_overdue", "scheduler")]
+
+
+def test_working_day_deadline_across_national_day(api: Api) -> None:
+    # Friday 26 Sept 2025, 10:00 China time; 28 Sept (Sunday) and 11 Oct (Saturday) are 调休 working days,
+    # 1–8 Oct are holidays: the 10th working day is Thursday 16 Oct.
+    from datetime import UTC, datetime
+    api.clock.set(datetime(2025, 9, 26, 2, 0, tzinfo=UTC))
+    inst = api.start("deadlines", {}, business_key="WD-1")
+    task = inst["open_tasks"][0]
+    assert task["due_at"] == "2025-10-16T16:00:00Z" and task["due_provisional"] is False
+    timer = [w for w in inst["waiting_for"] if w["kind"] == "timer"][0]
+    assert timer == {"kind": "timer", "name": "10个工作日", "element_id": "upload_overdue",
+                     "due_at": "2025-10-16T16:00:00Z", "calendar": "cn_workdays", "provisional": False}
+    api.clock.set(datetime(2025, 10, 16, 15, 59, tzinfo=UTC))
+    assert api.advance(timedelta(0)) == 0
+    overdue = api.admin.get("/tasks", params={"overdue": "true"}).json()["items"]
+    assert overdue == []
+    assert api.advance(timedelta(minutes=2)) == 1
+    assert api.open_elements(inst["id"]) == ["overdue_notice", "upload"]
+    overdue = api.admin.get("/tasks", params={"overdue": "true"}).json()["items"]
+    assert [t["element_id"] for t in overdue] == ["upload"]
+    due_soon = api.admin.get("/tasks", params={"due_before": "2025-10-17T00:00:00Z"}).json()["items"]
+    assert [t["element_id"] for t in due_soon] == ["upload"]
+
+
+def test_deadline_in_a_year_without_an_arrangement_is_provisional(api: Api) -> None:
+    from datetime import UTC, datetime
+    api.clock.set(datetime(2026, 12, 24, 2, 0, tzinfo=UTC))
+    inst = api.start("deadlines", {}, business_key="WD-2")
+    assert inst["open_tasks"][0]["due_provisional"] is True
+    timer = [w for w in inst["waiting_for"] if w["kind"] == "timer"][0]
+    assert timer["provisional"] is True and timer["due_at"].startswith("2027-01-")
+
+
+def test_timer_that_fell_due_while_stopped_fires_on_start(tmp_path: Path, database_url: str | None) -> None:
+    server = Server(make_settings(tmp_path, database_url, FIXTURES), FrozenClock(T0))
+    server.start()
+    api = Api(server)
+    try:
+        first = _waiting_for_contract(api, "T-2")
+        second = _waiting_for_contract(api, "T-3")
+        api.message("contract_signed", "T-2")
+        api.clock.advance(timedelta(days=1))
+        api.message("contract_signed", "T-3")
+        server.stop()
+        server.clock.advance(timedelta(days=40))
+        # the service starts with its scheduler thread on and catches up, earliest due first
+        server.settings.scheduler_enabled = True
+        server.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "overdue_notice" not in api.open_elements(second):
+            time.sleep(0.05)
+        assert api.open_elements(first) == ["file_contract", "overdue_notice"]
+        assert api.open_elements(second) == ["file_contract", "overdue_notice"]
+        fired_at = [next(e["at"] for e in api.admin.get(f"/process-instances/{i}/history").json()["events"]
+                         if e["action"] == "timer.fired") for i in (first, second)]
+        assert fired_at[0] <= fired_at[1]
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_admin_fires_a_waiting_timer_now(api: Api) -> None:
+    inst = api.start("deadlines", {}, business_key="F-1")
+    api.complete(inst["id"], "upload")
+    assert [w["element_id"] for w in api.waiting(inst["id"])] == ["trial_run"]
+    r = api.as_("x", "data_bureau").post(f"/process-instances/{inst['id']}/timers/trial_run/fire")
+    assert r.status_code == 403
+    assert api.admin.post(f"/process-instances/{inst['id']}/timers/nope/fire").status_code == 404
+    view = api.fire_timer(inst["id"], "trial_run")
+    assert [t["element_id"] for t in view["open_tasks"]] == ["accept"] and view["waiting_for"] == []
+    fired = [e for e in api.admin.get(f"/process-instances/{inst['id']}/history").json()["events"]
+             if e["action"] == "timer.fired"]
+    assert fired[0]["data"]["forced"] is True and fired[0]["actor"] == "admin"
+    assert api.admin.post(f"/process-instances/{inst['id']}/timers/trial_run/fire").status_code == 404
