@@ -97,8 +97,9 @@ def test_dangerous_expression_is_refused(api: Api) -> None:
 
 
 def test_unsupported_elements_are_refused(api: Api) -> None:
+    end = b"\n    <bpmn:endEvent id=\"end_notice\""
     untyped = REVIEW.replace(b"<bpmn:userTask id=\"overdue_notice\"", b"<bpmn:task id=\"overdue_notice\"").replace(
-        b"</bpmn:userTask>\n    <bpmn:endEvent id=\"end_notice\"", b"</bpmn:task>\n    <bpmn:endEvent id=\"end_notice\"")
+        b"</bpmn:userTask>" + end, b"</bpmn:task>" + end)
     _assert_refused(api, {"review.bpmn": untyped, "review.dmn": REVIEW_DMN}, "review.bpmn", "overdue_notice", True,
                     "untyped")
 

@@ -122,7 +122,8 @@ def test_concurrent_completions_exactly_one_wins(api: Api) -> None:
         results: list[tuple[str, int]] = []
         barrier = threading.Barrier(len(decisions))
 
-        def complete(i: int, decision: str) -> None:
+        def complete(i: int, decision: str, task_id: str = task_id, barrier: threading.Barrier = barrier,
+                     results: list[tuple[str, int]] = results) -> None:
             with httpx.Client(base_url=api.server.url + "/api/v1", timeout=60, headers={
                     "Authorization": f"Bearer {api.token(f'r{i}', ('data_bureau',))}"}) as c:
                 barrier.wait()
