@@ -12,9 +12,17 @@ from sqlalchemy import Engine
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
+def migrations_dir() -> Path:
+    """The repository's migrations/ (editable install), else the working directory's (image)."""
+    for candidate in (ROOT / "migrations", Path.cwd() / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise RuntimeError("migrations/ not found next to the package or in the working directory")
+
+
 def _config() -> Config:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg
 
 
