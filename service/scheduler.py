@@ -130,7 +130,7 @@ class Scheduler:
                     WaitingEvent.due_at < now).limit(1))
                 if still_due is None:
                     return False
-                timers.fire_due(self.ctx, session, instance)
+                timers.fire_due(self.ctx, session, instance, fired_by=self.owner)
             return True
         except (EngineError, Conflict, DBAPIError) as e:
             session.rollback()

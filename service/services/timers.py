@@ -18,15 +18,18 @@ from service.services.store import save
 
 
 def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, actor: str, audit: AuditTrail,
-            now: datetime, forced: bool) -> None:
-    data = {"name": timer.name, "due_at": timer.due_at.isoformat() if timer.due_at else None, "forced": forced}
+            now: datetime, forced: bool, fired_by: str | None = None) -> None:
+    data: dict[str, object] = {"name": timer.name, "due_at": timer.due_at.isoformat() if timer.due_at else None,
+                               "forced": forced}
+    if fired_by:
+        data["fired_by"] = fired_by
     audit.append(now, actor, "timer.fired", element_id=timer.element_id, data=data)
     outbox.enqueue(session, "timer.fired", now, instance.id,
                    {"process_instance_id": instance.id, "process_key": instance.process_key,
                     "business_key": instance.business_key, "element_id": timer.element_id, **data})
 
 
-def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance) -> list[str]:
+def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance, fired_by: str = "scheduler") -> list[str]:
     """Advance one instance whose timers fell due (called by the scheduler, in its own transaction)."""
     before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id)))
     model = ctx.model(session, instance.definition_id)
@@ -36,7 +39,7 @@ def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance) -> li
     audit = AuditTrail.for_instance(session, instance.id)
     fired = [w for w in before if w.kind == "timer" and w.due_at is not None and w.due_at < now]
     for w in fired:
-        _record(session, instance, w, "scheduler", audit, now, forced=False)
+        _record(session, instance, w, "scheduler", audit, now, forced=False, fired_by=fired_by)
     save(ctx, session, instance, workflow, "scheduler", audit, is_new=False)
     return [w.element_id for w in fired]
 
