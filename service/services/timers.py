@@ -29,7 +29,8 @@ def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, ac
                     "business_key": instance.business_key, "element_id": timer.element_id, **data})
 
 
-def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance, fired_by: str = "scheduler") -> list[str]:
+def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance,
+             fired_by: str = "scheduler") -> list[str]:
     """Advance one instance whose timers fell due (called by the scheduler, in its own transaction)."""
     before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id)))
     model = ctx.model(session, instance.definition_id)

@@ -50,7 +50,8 @@ def test_two_scheduler_processes_fire_each_due_timer_exactly_once(api: Api) -> N
             w.wait(timeout=30)
     assert _count_open_after(api) == INSTANCES
     with api.server.ctx.session_factory() as s:
-        fired = list(s.execute(select(AuditEvent.instance_id, AuditEvent.data).where(AuditEvent.action == "timer.fired")))
+        fired = list(s.execute(select(AuditEvent.instance_id, AuditEvent.data)
+                               .where(AuditEvent.action == "timer.fired")))
         waiting = s.scalar(select(func.count()).select_from(WaitingEvent).where(WaitingEvent.kind == "timer"))
     per_instance = Counter(instance_id for instance_id, _ in fired)
     assert len(per_instance) == INSTANCES and set(per_instance.values()) == {1}
