@@ -17,6 +17,7 @@ from service.db.session import make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
 from service.engine.runtime import Runtime
 from service.services import definitions as definition_service
+from service.services.calendar import recompute_provisional
 from service.services.context import AppContext
 
 log = logging.getLogger("govflow")
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         upgrade(ctx.engine)
         if settings.deploy_on_start:
             deploy_directory(ctx)
+        recompute_provisional(ctx)
         workers = []
         from service.workers import start_workers
 

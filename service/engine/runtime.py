@@ -339,6 +339,10 @@ class Runtime:
             form_key=getattr(getattr(spec, "form", None), "key", None),
         )
 
+    def task_due(self, task: Any, created_at: datetime) -> tuple[datetime | None, bool]:
+        """A user task's due date (camunda:dueDate), counted from when the task was created."""
+        return self._task_due(task, task.task_spec.extensions or {}, created_at)
+
     def _task_due(self, task: Any, ext: dict[str, Any], created_at: datetime) -> tuple[datetime | None, bool]:
         value = self._resolve(task, ext.get("camunda:dueDate"))
         if value in (None, ""):

@@ -153,3 +153,35 @@ def test_admin_fires_a_waiting_timer_now(api: Api) -> None:
              if e["action"] == "timer.fired"]
     assert fired[0]["data"]["forced"] is True and fired[0]["actor"] == "admin"
     assert api.admin.post(f"/process-instances/{inst['id']}/timers/trial_run/fire").status_code == 404
+
+
+def test_configured_arrangement_recomputes_provisional_deadlines(tmp_path: Path, database_url: str | None) -> None:
+    from datetime import UTC, datetime
+    settings = make_settings(tmp_path, database_url, FIXTURES)
+    server = Server(settings, FrozenClock(datetime(2026, 12, 24, 2, 0, tzinfo=UTC)))
+    server.start()
+    api = Api(server)
+    try:
+        inst = api.start("deadlines", {}, business_key="CAL-1")
+        # rule-based: 1 Jan off, so the 10th working day after Thu 24 Dec is Fri 8 Jan
+        assert inst["open_tasks"][0]["due_at"] == "2027-01-08T16:00:00Z"
+        server.stop()
+        calendar = tmp_path / "calendar.json"
+        calendar.write_text('{"2027": {"holidays": ["2027-01-01", "2027-01-04"], "workdays": ["2027-01-09"]}}')
+        settings.calendar_file = calendar
+        server.start()
+        view = api.instance(inst["id"])
+        task = view["open_tasks"][0]
+        assert (task["due_at"], task["due_provisional"]) == ("2027-01-09T16:00:00Z", False)
+        timer = [w for w in view["waiting_for"] if w["kind"] == "timer"][0]
+        assert (timer["due_at"], timer["provisional"]) == ("2027-01-09T16:00:00Z", False)
+        actions = [e["action"] for e in api.admin.get(f"/process-instances/{inst['id']}/history").json()["events"]]
+        assert actions.count("calendar.recomputed") == 1
+        # the timer fires at the recomputed time, not the provisional one
+        server.clock.set(datetime(2027, 1, 9, 12, 0, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 0
+        server.clock.set(datetime(2027, 1, 9, 16, 0, 1, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 1
+    finally:
+        api.close()
+        server.stop()
