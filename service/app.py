@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.api import definitions, health, instances, messages, problems, tasks
+from service.api import admin, definitions, health, instances, messages, problems, tasks
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
@@ -79,6 +79,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.ctx = ctx
     problems.install(app)
     app.include_router(health.router)
-    for router in (definitions.router, instances.router, tasks.router, messages.router):
+    for router in (definitions.router, instances.router, tasks.router, messages.router, admin.router):
         app.include_router(router, prefix="/api/v1")
     return app

@@ -1,4 +1,4 @@
-"""The govflow command: serve · migrate · deploy · token · worker."""
+"""The govflow command: serve · migrate · deploy · token · worker · apikey · audit."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,54 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _apikey(args: argparse.Namespace, settings: Settings) -> int:
+    from service.app import SYSTEM, build_context
+    from service.db.migrate import upgrade
+    from service.errors import DomainError
+    from service.services import apikeys
+
+    ctx = build_context(settings)
+    upgrade(ctx.engine)
+    try:
+        with ctx.session_factory() as session, session.begin():
+            if args.apikey_command == "create":
+                groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+                created = apikeys.create(session, SYSTEM, ctx.clock.now(), args.name, groups, args.admin)
+                print(created["key"])
+            elif args.apikey_command == "list":
+                for k in apikeys.list_keys(session, SYSTEM):
+                    state = "revoked" if k["revoked_at"] else "active"
+                    print(f"{k['id']}  {k['name']}  groups={','.join(k['groups'])}  admin={k['admin']}  {state}")
+            else:
+                apikeys.revoke(session, SYSTEM, ctx.clock.now(), args.id)
+                print(f"revoked {args.id}")
+    except DomainError as e:
+        print(f"error: {e.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from service.app import build_context
+    from service.db.models import ProcessInstance
+    from service.services.audit import load_events, verify_events
+
+    ctx = build_context(settings)
+    bad = 0
+    with ctx.session_factory() as session:
+        ids = [args.instance] if args.instance else list(session.scalars(select(ProcessInstance.id)
+                                                                         .order_by(ProcessInstance.started_at)))
+        for instance_id in ids:
+            result = verify_events(instance_id, load_events(session, instance_id))
+            if not result.verified:
+                bad += 1
+                print(f"{instance_id}: TAMPERED at event {result.first_bad_event_id}: {result.reason}")
+    print(f"verified {len(ids) - bad} of {len(ids)} instances" + (f"; {bad} failed" if bad else ""))
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="govflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,9 +147,23 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--admin", action="store_true")
     token.add_argument("--hours", type=int, default=None)
     sub.add_parser("worker", help="run the timer scheduler and webhook sender without the API")
+    apikey = sub.add_parser("apikey", help="API keys for systems")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
+    create = apikey_sub.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("name")
+    create.add_argument("--groups", default="")
+    create.add_argument("--admin", action="store_true")
+    apikey_sub.add_parser("list", help="list keys")
+    revoke = apikey_sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id")
+    audit = sub.add_parser("audit", help="audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="check every instance's hash chain; exit 1 if any was tampered")
+    verify.add_argument("--instance", default=None)
     args = parser.parse_args(argv)
     settings = Settings()
-    handlers = {"serve": _serve, "migrate": _migrate, "deploy": _deploy, "token": _token, "worker": _worker}
+    handlers = {"serve": _serve, "migrate": _migrate, "deploy": _deploy, "token": _token, "worker": _worker,
+                "apikey": _apikey, "audit": _audit}
     return handlers[args.command](args, settings)
 
 

@@ -18,4 +18,10 @@ def start_workers(ctx: AppContext) -> list[Worker]:
         scheduler = Scheduler(ctx)
         scheduler.start()
         workers.append(scheduler)
+    if ctx.settings.webhook_sender_enabled:
+        from service.webhook_sender import WebhookSender
+
+        sender = WebhookSender(ctx)
+        sender.start()
+        workers.append(sender)
     return workers

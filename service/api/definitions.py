@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import Response
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
 from service.errors import InvalidInput
 from service.schemas import DeploymentOut, ProcessDefinitionOut
@@ -37,8 +37,10 @@ def get_xml(key: str, session: SessionDep, principal: PrincipalDep, version: int
 
 
 @router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(401, 403, 422))
-def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
-           files: list[UploadFile] = File(..., description=".bpmn and .dmn files")) -> DeploymentOut:
+def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep, idem: IdempotencyDep,
+           files: list[UploadFile] = File(..., description=".bpmn and .dmn files")) -> Response:
+    if idem.replay:
+        return idem.replayed()
     contents: dict[str, bytes] = {}
     for f in files:
         name = (f.filename or "").rsplit("/", 1)[-1]
@@ -47,4 +49,4 @@ def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
         if name in contents:
             raise InvalidInput(f"file {name} was uploaded twice", {"files": f"duplicate {name}"})
         contents[name] = f.file.read()
-    return definitions.deploy(ctx, session, principal, contents)
+    return idem.respond(201, definitions.deploy(ctx, session, principal, contents))

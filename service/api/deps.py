@@ -2,18 +2,25 @@
 is sent), the application context and the calling principal."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Header, Request, UploadFile
+from fastapi.responses import Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from service.auth import Principal, decode_token
 from service.errors import Unauthorized
+from service.services import apikeys, idempotency
 from service.services.context import AppContext
 
 _bearer = HTTPBearer(auto_error=False, description="JWT from `govflow token USER --groups a,b`")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="a system's key from `govflow apikey create`")
 
 
 def get_context(request: Request) -> AppContext:
@@ -35,14 +42,91 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def get_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("send a bearer token in the Authorization header")
     ctx: AppContext = request.app.state.ctx
+    presented = api_key
+    if presented is None and credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
+        presented = credentials.credentials
+    if presented is not None:
+        with ctx.session_factory() as session:
+            return apikeys.authenticate(session, presented)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("send a bearer token in the Authorization header, or an X-API-Key")
     return decode_token(ctx.jwt_secret, credentials.credentials, ctx.settings.jwt_issuer)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+class Idempotency:
+    """Replays the stored first response for a retried POST with the same Idempotency-Key."""
+
+    def __init__(self, ctx: AppContext, session: Session, principal: Principal, key: str | None, method: str,
+                 path: str, request_hash: str) -> None:
+        self.ctx, self.session, self.principal, self.key = ctx, session, principal, key
+        self.method, self.path, self.request_hash = method, path, request_hash
+        self.replay: idempotency.Replay | None = None
+        if key is not None:
+            self.replay = idempotency.lookup(session, principal.user, key, method, path, request_hash,
+                                             ctx.clock.now())
+
+    def replayed(self) -> Response:
+        assert self.replay is not None
+        return Response(self.replay.body, status_code=self.replay.status_code, media_type="application/json",
+                        headers={"Idempotent-Replayed": "true"})
+
+    def respond(self, status_code: int, model: BaseModel) -> Response:
+        body = model.model_dump_json()
+        if self.key is not None:
+            ttl = timedelta(hours=self.ctx.settings.idempotency_ttl_hours)
+            idempotency.record(self.session, self.principal.user, self.key, self.method, self.path,
+                               self.request_hash, status_code, body, self.ctx.clock.now(), ttl)
+        return Response(body, status_code=status_code, media_type="application/json")
+
+
+async def _request_fingerprint(request: Request) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        parts: list[list[str | None]] = []
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                data = await value.read()
+                await value.seek(0)
+                parts.append([name, value.filename, hashlib.sha256(data).hexdigest()])
+            else:
+                parts.append([name, None, str(value)])
+        body: object = sorted(parts, key=lambda p: (p[0], p[1] or ""))
+    else:
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+    return idempotency.fingerprint(request.method, request.url.path, body)
+
+
+_KEY_DOC = "retry safely: the same key with the same body returns the first response"
+
+
+async def get_fingerprint(request: Request) -> str | None:
+    if request.headers.get("Idempotency-Key") is None:
+        return None
+    return await _request_fingerprint(request)
+
+
+def get_idempotency(
+    request: Request, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+    fingerprint: Annotated[str | None, Depends(get_fingerprint)],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=_KEY_DOC)] = None,
+) -> Idempotency:
+    return Idempotency(ctx, session, principal, idempotency_key, request.method, request.url.path,
+                       fingerprint or "")
+
+
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]

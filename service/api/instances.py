@@ -4,8 +4,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
 from service.schemas import CancelIn, HistoryOut, ProcessInstanceOut, ProcessInstancePage, StartInstanceIn
 from service.services import instances, timers
@@ -15,9 +16,12 @@ router = APIRouter(tags=["process instances"])
 
 @router.post("/process-instances", response_model=ProcessInstanceOut, status_code=201,
              responses=responses(401, 403, 404, 409, 422))
-def start_instance(body: StartInstanceIn, ctx: ContextDep, session: SessionDep,
-                   principal: PrincipalDep) -> ProcessInstanceOut:
-    return instances.start(ctx, session, principal, body.process_key, body.business_key, body.variables)
+def start_instance(body: StartInstanceIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+                   idem: IdempotencyDep) -> Response:
+    if idem.replay:
+        return idem.replayed()
+    out = instances.start(ctx, session, principal, body.process_key, body.business_key, body.variables)
+    return idem.respond(201, out)
 
 
 @router.get("/process-instances", response_model=ProcessInstancePage, responses=responses(401, 422))
@@ -41,8 +45,10 @@ def get_history(instance_id: str, session: SessionDep, principal: PrincipalDep, 
 @router.post("/process-instances/{instance_id}/cancel", response_model=ProcessInstanceOut,
              responses=responses(401, 403, 404, 409, 422))
 def cancel_instance(instance_id: str, body: CancelIn, ctx: ContextDep, session: SessionDep,
-                    principal: PrincipalDep) -> ProcessInstanceOut:
-    return instances.cancel(ctx, session, principal, instance_id, body.reason)
+                    principal: PrincipalDep, idem: IdempotencyDep) -> Response:
+    if idem.replay:
+        return idem.replayed()
+    return idem.respond(200, instances.cancel(ctx, session, principal, instance_id, body.reason))
 
 
 @router.post("/process-instances/{instance_id}/timers/{element_id}/fire", response_model=ProcessInstanceOut,

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
 from service.schemas import MessageIn, MessageOut
 from service.services import messages
@@ -12,7 +13,11 @@ router = APIRouter(tags=["messages"])
 
 
 @router.post("/messages", response_model=MessageOut, responses=responses(401, 404, 409, 422))
-def send_message(body: MessageIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> MessageOut:
-    return messages.correlate(ctx, session, principal, name=body.name, business_key=body.business_key,
-                              process_key=body.process_key, process_instance_id=body.process_instance_id,
-                              variables=body.variables)
+def send_message(body: MessageIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+                 idem: IdempotencyDep) -> Response:
+    if idem.replay:
+        return idem.replayed()
+    out = messages.correlate(ctx, session, principal, name=body.name, business_key=body.business_key,
+                             process_key=body.process_key, process_instance_id=body.process_instance_id,
+                             variables=body.variables)
+    return idem.respond(200, out)

@@ -5,8 +5,9 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
 from service.schemas import CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
 from service.services import tasks
@@ -43,5 +44,8 @@ def unclaim_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: 
 
 @router.post("/tasks/{task_id}/complete", response_model=CompletionOut, responses=responses(401, 403, 404, 409, 422))
 def complete_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
-                  body: CompleteTaskIn | None = None) -> CompletionOut:
-    return tasks.complete(ctx, session, principal, task_id, (body or CompleteTaskIn()).variables)
+                  idem: IdempotencyDep, body: CompleteTaskIn | None = None) -> Response:
+    if idem.replay:
+        return idem.replayed()
+    out = tasks.complete(ctx, session, principal, task_id, (body or CompleteTaskIn()).variables)
+    return idem.respond(200, out)

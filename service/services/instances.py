@@ -85,14 +85,14 @@ def start(ctx: AppContext, session: Session, principal: Principal, process_key: 
     audit.append(now, principal.user, "instance.started",
                  data={"process_key": process_key, "version": definition.version, "business_key": business_key,
                        "variables": clean})
+    outbox.enqueue(session, "instance.started", now, instance.id,
+                   {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
+                    "version": definition.version, "started_by": principal.user, "variables": clean})
     try:
         with session.begin_nested():
             save(ctx, session, instance, workflow, principal.user, audit, is_new=True)
     except IntegrityError:
         raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
-    outbox.enqueue(session, "instance.started", now, instance.id,
-                   {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
-                    "version": definition.version, "started_by": principal.user, "variables": clean})
     return read(ctx, session, principal, instance.id)
 
 

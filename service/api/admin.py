@@ -1,0 +1,103 @@
+"""Administration: webhook subscriptions and deliveries, API keys for systems."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.problems import responses
+from service.services import apikeys, webhooks
+
+router = APIRouter(tags=["administration"])
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(max_length=2000)
+    events: list[str]
+    secret: str = Field(max_length=500, description="HMAC-SHA256 key for X-Govflow-Signature")
+
+
+class WebhookOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    subscription_id: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error: str | None
+    last_status_code: int | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class ApiKeyIn(BaseModel):
+    name: str
+    groups: list[str] = Field(default_factory=list)
+    admin: bool = False
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    groups: list[str]
+    admin: bool
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+    key: str | None = Field(default=None, description="shown once, at creation")
+
+
+@router.post("/webhooks", response_model=WebhookOut, status_code=201, responses=responses(401, 403, 422))
+def create_webhook(body: WebhookIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+    return webhooks.create(session, principal, ctx.clock.now(), body.url, body.events, body.secret)
+
+
+@router.get("/webhooks", response_model=list[WebhookOut], responses=responses(401, 403))
+def list_webhooks(session: SessionDep, principal: PrincipalDep) -> Any:
+    return webhooks.list_subscriptions(session, principal)
+
+
+@router.delete("/webhooks/{subscription_id}", status_code=204, responses=responses(401, 403, 404))
+def delete_webhook(subscription_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Response:
+    webhooks.delete(session, principal, ctx.clock.now(), subscription_id)
+    return Response(status_code=204)
+
+
+@router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403))
+def list_deliveries(session: SessionDep, principal: PrincipalDep, status: str | None = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
+    return webhooks.list_deliveries(session, principal, status, limit)
+
+
+@router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
+             responses=responses(401, 403, 404, 409))
+def retry_delivery(delivery_id: int, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+    return webhooks.retry(session, principal, ctx.clock.now(), delivery_id)
+
+
+@router.post("/api-keys", response_model=ApiKeyOut, status_code=201, responses=responses(401, 403, 409, 422))
+def create_api_key(body: ApiKeyIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+    return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin)
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], responses=responses(401, 403))
+def list_api_keys(session: SessionDep, principal: PrincipalDep) -> Any:
+    return apikeys.list_keys(session, principal)
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, responses=responses(401, 403, 404))
+def revoke_api_key(key_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+    return apikeys.revoke(session, principal, ctx.clock.now(), key_id)
