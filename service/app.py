@@ -3,11 +3,16 @@ the background workers."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service import metrics
 from service.api import admin, definitions, health, instances, messages, problems, tasks
 from service.auth import Principal
 from service.clock import Clock
@@ -22,6 +27,7 @@ from service.services.context import AppContext
 
 log = logging.getLogger("govflow")
 SYSTEM = Principal(user="system", is_admin=True, kind="system")
+API_PREFIX = "/api/v1"
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
@@ -78,7 +84,24 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     app.state.ctx = ctx
     problems.install(app)
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
+            path = API_PREFIX + path  # routes of an included router report their path without the prefix
+        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(health.router)
     for router in (definitions.router, instances.router, tasks.router, messages.router, admin.router):
-        app.include_router(router, prefix="/api/v1")
+        app.include_router(router, prefix=API_PREFIX)
     return app

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.db.models import ProcessInstance, SchedulerLock, WaitingEvent
 from service.db.session import is_sqlite
 from service.engine.runtime import EngineError
@@ -141,6 +142,7 @@ class Scheduler:
 
     def _record_failure(self, instance_id: str, now: datetime, error: Exception) -> None:
         log.warning("timer of instance %s failed: %s", instance_id, error)
+        metrics.TIMER_FAILURES.inc()
         if isinstance(error, Conflict):
             return  # another request advanced the instance; its timers are re-read next round
         with self.ctx.session_factory() as session, session.begin():

@@ -10,6 +10,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import select
 
+from service import metrics
 from service.db.models import WebhookDelivery, WebhookSubscription
 from service.services import webhooks
 from service.services.context import AppContext
@@ -126,6 +127,7 @@ class WebhookSender:
             if row is None:
                 return
             row.last_status_code, row.last_error, row.lease_until = status, error, None
+            metrics.WEBHOOK_ATTEMPTS.labels("delivered" if error is None else "failed").inc()
             if error is None:
                 row.status, row.delivered_at, row.next_attempt_at = "delivered", now, None
             elif item.attempts >= settings.webhook_max_attempts:

@@ -6,6 +6,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
 from service.engine.runtime import EngineError
@@ -24,6 +25,7 @@ def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, ac
     if fired_by:
         data["fired_by"] = fired_by
     audit.append(now, actor, "timer.fired", element_id=timer.element_id, data=data)
+    metrics.TIMERS_FIRED.inc()
     outbox.enqueue(session, "timer.fired", now, instance.id,
                    {"process_instance_id": instance.id, "process_key": instance.process_key,
                     "business_key": instance.business_key, "element_id": timer.element_id, **data})

@@ -164,3 +164,16 @@ def test_missing_or_invalid_token_is_401(api: Api) -> None:
     assert r.status_code == 401 and "expired" in r.json()["detail"]
     forged = mint_token("another-secret-of-at-least-32-bytes!!", "u", [], True, datetime.now(UTC), timedelta(hours=1))
     assert api.anonymous().get("/tasks", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+
+
+def test_health_readiness_and_metrics(api: Api) -> None:
+    import httpx
+    base = api.server.url
+    assert httpx.get(base + "/healthz").json() == {"status": "ok"}
+    ready = httpx.get(base + "/readyz")
+    assert ready.status_code == 200 and ready.json()["database"] == "reachable"
+    api.start("review", START)
+    text = httpx.get(base + "/metrics").text
+    assert 'govflow_http_requests_total{method="POST",route="/api/v1/process-instances",status="201"}' in text
+    docs = httpx.get(base + "/openapi.json").json()
+    assert "/api/v1/tasks/{task_id}/complete" in docs["paths"]
