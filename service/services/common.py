@@ -7,7 +7,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from sqlalchemy import ColumnElement, Select, exists, or_, select
+
+from service.auth import Principal
+from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
 from service.engine.forms import RESERVED_NAMES, from_json_value
 from service.errors import InvalidInput
 from service.schemas import ProcessInstanceOut, TaskSummary, WaitingOut
@@ -23,6 +26,22 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidInput("some variable names are not allowed", errors)
     return {k: from_json_value(v) for k, v in variables.items()}
+
+
+def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
+    """Add `column == value` for each filter whose value was given."""
+    for column, value in filters:
+        if value is not None and value != "":
+            query = query.where(column == value)
+    return query
+
+
+def is_candidate(principal: Principal) -> ColumnElement[bool]:
+    """The human task is offered to one of the principal's groups or to the principal by name."""
+    return exists(select(TaskCandidate.task_id).where(
+        TaskCandidate.task_id == HumanTask.id,
+        or_((TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(principal.groups)),
+            (TaskCandidate.kind == "user") & (TaskCandidate.value == principal.user))))
 
 
 def encode_cursor(at: datetime, ident: str | int) -> str:

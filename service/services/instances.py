@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
+from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
 from service.engine.runtime import EngineError
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
@@ -21,7 +21,14 @@ from service.schemas import (
 )
 from service.services import definitions, outbox
 from service.services.audit import AuditTrail, load_events, verify_events
-from service.services.common import check_variables, decode_cursor, encode_cursor, instance_out
+from service.services.common import (
+    check_variables,
+    decode_cursor,
+    encode_cursor,
+    instance_out,
+    is_candidate,
+    where_given,
+)
 from service.services.context import AppContext
 from service.services.store import save
 
@@ -33,17 +40,8 @@ def _visible_condition(principal: Principal) -> Any:
     task_for_me = (
         select(HumanTask.id)
         .where(HumanTask.instance_id == ProcessInstance.id)
-        .where(
-            or_(
-                HumanTask.assignee == principal.user,
-                HumanTask.completed_by == principal.user,
-                exists(select(TaskCandidate.task_id).where(
-                    TaskCandidate.task_id == HumanTask.id,
-                    or_((TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(principal.groups)),
-                        (TaskCandidate.kind == "user") & (TaskCandidate.value == principal.user)),
-                )),
-            )
-        )
+        .where(or_(HumanTask.assignee == principal.user, HumanTask.completed_by == principal.user,
+                   is_candidate(principal)))
     )
     return or_(ProcessInstance.started_by == principal.user, exists(task_for_me))
 
@@ -120,13 +118,8 @@ def read(ctx: AppContext, session: Session, principal: Principal, instance_id: s
 
 def list_instances(session: Session, principal: Principal, *, process_key: str | None, status: str | None,
                    business_key: str | None, limit: int, cursor: str | None) -> ProcessInstancePage:
-    query = select(ProcessInstance)
-    if process_key:
-        query = query.where(ProcessInstance.process_key == process_key)
-    if status:
-        query = query.where(ProcessInstance.status == status)
-    if business_key:
-        query = query.where(ProcessInstance.business_key == business_key)
+    query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
+                        (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     if not principal.is_admin:
         query = query.where(_visible_condition(principal))
     if cursor:

@@ -13,7 +13,7 @@ from service.errors import Conflict, InvalidInput, NotFound, ProcessError
 from service.schemas import MessageOut
 from service.services import outbox
 from service.services.audit import AuditTrail
-from service.services.common import check_variables, task_summary
+from service.services.common import check_variables, task_summary, where_given
 from service.services.context import AppContext
 from service.services.instances import _visible_condition
 from service.services.store import save
@@ -28,12 +28,8 @@ def correlate(ctx: AppContext, session: Session, principal: Principal, *, name: 
     query = (select(WaitingEvent.instance_id).distinct()
              .join(ProcessInstance, ProcessInstance.id == WaitingEvent.instance_id)
              .where(WaitingEvent.kind == "message", WaitingEvent.name == name, ProcessInstance.status == "running"))
-    if process_instance_id:
-        query = query.where(WaitingEvent.instance_id == process_instance_id)
-    if business_key:
-        query = query.where(WaitingEvent.business_key == business_key)
-    if process_key:
-        query = query.where(WaitingEvent.process_key == process_key)
+    query = where_given(query, (WaitingEvent.instance_id, process_instance_id),
+                        (WaitingEvent.business_key, business_key), (WaitingEvent.process_key, process_key))
     if not principal.is_admin:
         query = query.where(_visible_condition(principal))
     matches = list(session.scalars(query.limit(2)))

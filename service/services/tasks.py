@@ -16,7 +16,14 @@ from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessE
 from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage
 from service.services import outbox
 from service.services.audit import AuditTrail
-from service.services.common import check_variables, decode_cursor, encode_cursor, task_summary
+from service.services.common import (
+    check_variables,
+    decode_cursor,
+    encode_cursor,
+    is_candidate,
+    task_summary,
+    where_given,
+)
 from service.services.context import AppContext
 from service.services.store import save
 
@@ -41,14 +48,8 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
             TaskCandidate.value == candidate_group)))
-    if assignee:
-        query = query.where(HumanTask.assignee == assignee)
-    if process_key:
-        query = query.where(HumanTask.process_key == process_key)
-    if business_key:
-        query = query.where(HumanTask.business_key == business_key)
-    if process_instance_id:
-        query = query.where(HumanTask.instance_id == process_instance_id)
+    query = where_given(query, (HumanTask.assignee, assignee), (HumanTask.process_key, process_key),
+                        (HumanTask.business_key, business_key), (HumanTask.instance_id, process_instance_id))
     if due_before:
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < due_before)
     if overdue is True:
@@ -56,11 +57,8 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
     elif overdue is False:
         query = query.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
     if not principal.is_admin:
-        mine = exists(select(TaskCandidate.task_id).where(
-            TaskCandidate.task_id == HumanTask.id,
-            or_((TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(principal.groups)),
-                (TaskCandidate.kind == "user") & (TaskCandidate.value == principal.user))))
-        query = query.where(or_(mine, HumanTask.assignee == principal.user, HumanTask.completed_by == principal.user))
+        query = query.where(or_(is_candidate(principal), HumanTask.assignee == principal.user,
+                                HumanTask.completed_by == principal.user))
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
