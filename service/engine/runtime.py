@@ -20,7 +20,8 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
-from SpiffWorkflow.util.task import TaskState
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
@@ -30,6 +31,15 @@ from service.engine.parser import FORM_KEY
 from service.engine.scripting import ScriptError, make_script_engine
 from service.engine.serializer import dump_state, load_state
 from service.engine.timeline import using_clock
+
+# SpiffWorkflow's task iterators stop descending at depth 1000: after ~250 rounds of a rework loop
+# the engine no longer sees the open tasks and reports the workflow completed. Lifecycles that loop
+# for years need more; the iterators are not recursive, so a deeper limit costs nothing.
+_MAX_TREE_DEPTH = 1_000_000
+for _iterator in (TaskIterator, BpmnTaskIterator):
+    _defaults = list(_iterator.__init__.__defaults__ or ())
+    _defaults[1] = _MAX_TREE_DEPTH  # (end_at_spec, max_depth, ...)
+    _iterator.__init__.__defaults__ = tuple(_defaults)  # type: ignore[attr-defined]
 
 CALENDAR_PROPERTY = "calendar"
 WORKDAY_CALENDAR = "cn_workdays"
@@ -289,6 +299,9 @@ class Runtime:
     def snapshot(self, workflow: BpmnWorkflow, created_at: datetime) -> Snapshot:
         completed = workflow.is_completed()
         snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(workflow))
+        if completed and snap.end_event is None and workflow.success:
+            # a process ends at an end event; anything else means the engine lost track of its tasks
+            raise EngineError("the process reported completion without reaching an end event")
         if completed:
             snap.variables = dict(workflow.data)
             return snap
