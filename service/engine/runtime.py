@@ -17,10 +17,10 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
-from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from service.clock import Clock
