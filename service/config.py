@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = 24
     script_step_time_limit_seconds: float = Field(default=1.0, gt=0)
     page_size_max: int = 200
+    workflow_cache_size: int = 256
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -33,7 +33,7 @@ def recompute_provisional(ctx: AppContext) -> int:
             if instance is None:
                 continue
             model = ctx.model(session, instance.definition_id)
-            workflow = ctx.runtime.load(model, instance.state_json)
+            workflow = ctx.workflow(instance, model)
             timers_changed = ctx.runtime.recompute_calendar_timers(workflow)
             audit = AuditTrail.for_instance(session, instance.id)
             moved: dict[str, str | None] = {}

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from service.clock import Clock
@@ -12,6 +14,9 @@ from service.config import Settings
 from service.engine.calendar import BusinessCalendar
 from service.engine.runtime import ProcessModel, Runtime
 from service.engine.serializer import load_spec
+
+
+_PENDING = "govflow_workflows_to_keep"
 
 
 @dataclass
@@ -24,6 +29,11 @@ class AppContext:
     jwt_secret: str
     _models: dict[int, ProcessModel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _workflows: OrderedDict[str, tuple[int, Any]] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        event.listen(self.session_factory, "after_commit", self._keep_committed)
+        event.listen(self.session_factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
 
     @property
     def calendar(self) -> BusinessCalendar:
@@ -44,6 +54,31 @@ class AppContext:
         with self._lock:
             self._models.setdefault(definition_id, model)
             return self._models[definition_id]
+
+    # ---- restored workflows, kept between requests ----------------------------------------------
+    # Restoring a long instance costs as much as storing it; a worker that handled the last change of
+    # an instance keeps the workflow object and skips the restore when the stored version still matches.
+    def workflow(self, instance: Any, model: ProcessModel) -> Any:
+        with self._lock:
+            cached = self._workflows.pop(instance.id, None)
+        if cached is not None and cached[0] == instance.version:
+            return cached[1]
+        return self.runtime.load(model, instance.state_json)
+
+    def keep_after_commit(self, session: Session, instance_id: str, version: int, workflow: Any) -> None:
+        session.info.setdefault(_PENDING, {})[instance_id] = (version, workflow)
+
+    def _keep_committed(self, session: Session) -> None:
+        pending = session.info.pop(_PENDING, None)
+        size = self.settings.workflow_cache_size
+        if not pending or size <= 0:
+            return
+        with self._lock:
+            for instance_id, entry in pending.items():
+                self._workflows[instance_id] = entry
+                self._workflows.move_to_end(instance_id)
+            while len(self._workflows) > size:
+                self._workflows.popitem(last=False)
 
     def remember(self, model: ProcessModel) -> None:
         with self._lock:

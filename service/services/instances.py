@@ -154,7 +154,7 @@ def cancel(ctx: AppContext, session: Session, principal: Principal, instance_id:
     if row.status != ACTIVE:
         raise Conflict(f"the process instance is {row.status}, not running")
     model = ctx.model(session, row.definition_id)
-    workflow = ctx.runtime.load(model, row.state_json)
+    workflow = ctx.workflow(row, model)
     ctx.runtime.cancel(workflow)
     now = ctx.clock.now()
     audit = AuditTrail.for_instance(session, row.id)

@@ -41,7 +41,7 @@ def correlate(ctx: AppContext, session: Session, principal: Principal, *, name: 
     instance = session.get(ProcessInstance, matches[0])
     assert instance is not None
     model = ctx.model(session, instance.definition_id)
-    workflow = ctx.runtime.load(model, instance.state_json)
+    workflow = ctx.workflow(instance, model)
     catching = ctx.runtime.waiting_message_elements(workflow, name)
     if not catching:
         raise Conflict("the process instance changed; try again")

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
 from service.engine.forms import to_json_value
@@ -56,10 +57,14 @@ def save(ctx: AppContext, session: Session, instance: ProcessInstance, workflow:
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the process instance was changed by another request; reload and try again")
-        instance.version += 1
-        instance.status, instance.variables, instance.end_event = status, variables, snap.end_event
-        instance.updated_at, instance.ended_at, instance.state_json = now, ended_at, state
+        # bring the loaded row up to date without making the ORM write it a second time
+        for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
+                            ("end_event", snap.end_event), ("updated_at", now), ("ended_at", ended_at),
+                            ("state_json", state), ("cancel_reason", instance.cancel_reason)):
+            set_committed_value(instance, name, value)
 
+    if status == "running":
+        ctx.keep_after_commit(session, instance.id, instance.version, workflow)
     _sync_tasks(session, instance, snap, now, audit)
     _sync_waiting(session, instance, snap)
     if status == "completed" and closing_status is None:

@@ -149,7 +149,7 @@ def complete(ctx: AppContext, session: Session, principal: Principal, task_id: s
     if instance is None or instance.status != "running":
         raise Conflict("the process instance is not running")
     model = ctx.model(session, instance.definition_id)
-    workflow = ctx.runtime.load(model, instance.state_json)
+    workflow = ctx.workflow(instance, model)
     task = ctx.runtime.find_ready_user_task(workflow, row.id)
     if task is None:
         raise Conflict("the task is no longer open")

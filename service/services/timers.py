@@ -36,7 +36,7 @@ def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance,
     """Advance one instance whose timers fell due (called by the scheduler, in its own transaction)."""
     before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id)))
     model = ctx.model(session, instance.definition_id)
-    workflow = ctx.runtime.load(model, instance.state_json)
+    workflow = ctx.workflow(instance, model)
     now = ctx.clock.now()
     ctx.runtime.fire_due_timers(workflow)
     audit = AuditTrail.for_instance(session, instance.id)
@@ -60,7 +60,7 @@ def fire_now(ctx: AppContext, session: Session, principal: Principal, instance_i
     if not before:
         raise NotFound(f"the instance does not wait on a timer '{element_id}'")
     model = ctx.model(session, instance.definition_id)
-    workflow = ctx.runtime.load(model, instance.state_json)
+    workflow = ctx.workflow(instance, model)
     if not ctx.runtime.make_timer_due(workflow, element_id):
         raise Conflict("the timer is no longer waiting")
     try:
