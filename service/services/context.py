@@ -15,7 +15,6 @@ from service.engine.calendar import BusinessCalendar
 from service.engine.runtime import ProcessModel, Runtime
 from service.engine.serializer import load_spec
 
-
 _PENDING = "govflow_workflows_to_keep"
 
 
