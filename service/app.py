@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import metrics
@@ -76,7 +77,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 w.stop()
             ctx.engine.dispose()
 
-    app = FastAPI(
+    # the API documentation's assets are served by the service itself: government networks are often offline
+    app = FastAPIOffline(
         title="govflow",
         version="0.1.0",
         description="BPMN workflow orchestration for government IT project lifecycles.",

@@ -177,3 +177,11 @@ def test_health_readiness_and_metrics(api: Api) -> None:
     assert 'govflow_http_requests_total{method="POST",route="/api/v1/process-instances",status="201"}' in text
     docs = httpx.get(base + "/openapi.json").json()
     assert "/api/v1/tasks/{task_id}/complete" in docs["paths"]
+
+
+def test_api_docs_need_no_internet(api: Api) -> None:
+    import httpx
+    page = httpx.get(api.server.url + "/docs").text
+    assert "cdn.jsdelivr.net" not in page and "swagger-ui-bundle.js" in page
+    asset = next(part.split('"')[1] for part in page.split("src=")[1:] if "swagger-ui-bundle.js" in part)
+    assert httpx.get(api.server.url + asset if asset.startswith("/") else asset).status_code == 200
