@@ -87,6 +87,8 @@ class WaitingOut(BaseModel):
     due_at: datetime | None = None
     calendar: str | None = None
     provisional: bool = False
+    failed_attempts: int = Field(default=0, description="timer firings that failed and will be retried")
+    last_error: str | None = None
 
 
 class ProcessInstanceOut(BaseModel):

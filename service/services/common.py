@@ -78,7 +78,7 @@ def instance_out(row: ProcessInstance, tasks: list[HumanTask] | None = None,
         open_tasks=[task_summary(t) for t in tasks or []],
         waiting_for=[
             WaitingOut(kind=w.kind, name=w.name, element_id=w.element_id, due_at=w.due_at, calendar=w.calendar,
-                       provisional=w.provisional)
+                       provisional=w.provisional, failed_attempts=w.attempts or 0, last_error=w.last_error)
             for w in sorted(waiting or [], key=lambda w: (w.kind, w.due_at is None, w.due_at or row.started_at))
         ],
     )

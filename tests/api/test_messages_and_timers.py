@@ -90,7 +90,8 @@ def test_working_day_deadline_across_national_day(api: Api) -> None:
     assert task["due_at"] == "2025-10-16T16:00:00Z" and task["due_provisional"] is False
     timer = [w for w in inst["waiting_for"] if w["kind"] == "timer"][0]
     assert timer == {"kind": "timer", "name": "10个工作日", "element_id": "upload_overdue",
-                     "due_at": "2025-10-16T16:00:00Z", "calendar": "cn_workdays", "provisional": False}
+                     "due_at": "2025-10-16T16:00:00Z", "calendar": "cn_workdays", "provisional": False,
+                     "failed_attempts": 0, "last_error": None}
     api.clock.set(datetime(2025, 10, 16, 15, 59, tzinfo=UTC))
     assert api.advance(timedelta(0)) == 0
     overdue = api.admin.get("/tasks", params={"overdue": "true"}).json()["items"]

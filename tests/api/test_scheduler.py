@@ -80,3 +80,35 @@ def test_a_crash_while_firing_leaves_the_timer_due(api: Api, monkeypatch: pytest
     assert api.open_elements(inst["id"]) == []
     assert api.server.scheduler.run_until_idle() == 1
     assert api.open_elements(inst["id"]) == ["after"]
+
+
+BROKEN_AFTER_A_DAY = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://govflow.example/bpmn">
+  <bpmn:process id="broken_timer" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>P1D</bpmn:timeDuration></bpmn:timerEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:scriptTask id="compute" scriptFormat="python"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:script>x = open("/etc/hostname")</bpmn:script></bpmn:scriptTask>
+    <bpmn:endEvent id="end_completed"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait" />
+    <bpmn:sequenceFlow id="f2" sourceRef="wait" targetRef="compute" />
+    <bpmn:sequenceFlow id="f3" sourceRef="compute" targetRef="end_completed" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_a_timer_whose_firing_fails_stays_due_shows_the_error_and_backs_off(api: Api) -> None:
+    r = api.admin.post("/deployments", files=[("files", ("broken_timer.bpmn", BROKEN_AFTER_A_DAY.encode()))])
+    assert r.status_code == 201
+    inst = api.start("broken_timer", {})
+    api.advance(timedelta(days=2))
+    timer = api.waiting(inst["id"])[0]
+    assert timer["element_id"] == "wait" and timer["failed_attempts"] == 1 and "open" in timer["last_error"]
+    assert api.advance(timedelta(seconds=10)) == 0  # backing off
+    assert api.waiting(inst["id"])[0]["failed_attempts"] == 1
+    api.advance(timedelta(minutes=2))
+    assert api.waiting(inst["id"])[0]["failed_attempts"] == 2
+    assert api.instance(inst["id"])["status"] == "running"
