@@ -90,7 +90,8 @@ BROKEN_AFTER_A_DAY = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:intermediateCatchEvent id="wait"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
       <bpmn:timerEventDefinition><bpmn:timeDuration>P1D</bpmn:timeDuration></bpmn:timerEventDefinition>
     </bpmn:intermediateCatchEvent>
-    <bpmn:scriptTask id="compute" scriptFormat="python"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+    <bpmn:scriptTask id="compute" scriptFormat="python">
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
       <bpmn:script>x = open("/etc/hostname")</bpmn:script></bpmn:scriptTask>
     <bpmn:endEvent id="end_completed"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="wait" />
