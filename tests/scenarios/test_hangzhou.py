@@ -1,0 +1,422 @@
+"""Scenario tests for the Hangzhou lifecycle (杭州市政务信息化项目建设管理办法（征求意见稿））, driven over
+REST as the OA system and the departments would drive it."""
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.support import Api
+
+PROCESS_KEY = "hangzhou"
+
+BASE: dict[str, Any] = {
+    "project_name": "城市大脑数据中台",
+    "department": "市数据资源局",
+    "budget_wan": 80,
+    "is_build_dev": True,
+}
+
+
+def start(api: Api, bk: str, **overrides: Any) -> str:
+    inst = api.start(PROCESS_KEY, {**BASE, **overrides}, business_key=bk)
+    return str(inst["id"])
+
+
+def open_ids(api: Api, iid: str) -> list[str]:
+    return api.open_elements(iid)
+
+
+def variables(api: Api, iid: str) -> dict[str, Any]:
+    return dict(api.instance(iid)["variables"])
+
+
+def waiting(api: Api, iid: str) -> set[str]:
+    return {w["element_id"] for w in api.waiting(iid)}
+
+
+def to_budget(api: Api, iid: str, bk: str) -> None:
+    """Planned path: pre-review, expert review, budget review, leading group, People's Congress."""
+    api.complete(iid, "prereview", {"decision": "pass"})
+    api.complete(iid, "expert_review", {"decision": "pass"})
+    api.complete(iid, "budget_review", {"decision": "pass"})
+    api.complete(iid, "lg_approval", {"decision": "pass"})
+    assert "wait_npc" in waiting(api, iid)
+    api.message("npc_budget_approved", bk)
+    assert open_ids(api, iid) == ["arrange_funds"]
+
+
+def issue_budget(api: Api, iid: str) -> None:
+    api.complete(iid, "arrange_funds", {"budget_amount_wan": 80, "budget_issued_date": "2026-03-02"})
+
+
+def to_approved(api: Api, iid: str, bk: str) -> None:
+    """From declaration to 立项 (either track); leaves the implementation-plan filing open."""
+    to_budget(api, iid, bk)
+    issue_budget(api, iid)
+    if open_ids(api, iid) == ["commission_fsr"]:
+        api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+        api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_doc": "杭发改审批〔2026〕1号"})
+    assert open_ids(api, iid) == ["file_impl_plan"]
+
+
+def to_built(api: Api, iid: str, bk: str, contract_wan: Any = 80) -> None:
+    """From 立项 to construction completed: plan filing, supervision if required, procurement, contract."""
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    if open_ids(api, iid) == ["commission_supervisor"]:
+        api.complete(iid, "commission_supervisor", {"supervisor_name": "某监理公司"})
+    api.complete(iid, "procurement", {"procurement_method": "open_tender"})
+    api.message("contract_signed", bk, {"signed_at": "2026-04-01"})
+    api.complete(iid, "file_contract", {"contract_wan": contract_wan, "warranty_years": 2})
+    api.message("construction_completed", bk)
+
+
+def to_acceptance_prep(api: Api, iid: str, bk: str) -> None:
+    """Trial run (build/dev projects), security assessments and catalogues."""
+    if "wait_trial_start" in waiting(api, iid):
+        api.message("trial_run_started", bk)
+        api.fire_timer(iid, "trial_run")
+    api.complete(iid, "security_assessment", {"dengbao_report_ref": "DB-1", "crypto_report_ref": "MP-1"})
+    api.complete(iid, "catalog_compilation", {"catalog_ref": "ML-1"})
+
+
+# ---------------------------------------------------------------------------------------------- full run
+def test_full_lifecycle_to_completion(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "HZ-2026-001"
+    iid = start(api, bk, budget_wan=150, involves_public_service=True, is_key_project=True,
+                build_total_wan=130, security_wan=20)
+    assert open_ids(api, iid) == ["prereview"]
+    assert variables(api, iid)["security_share_check"] == "ok"
+    to_budget(api, iid, bk)
+    issue_budget(api, iid)
+    assert variables(api, iid)["track"] == "approval"
+    api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+    api.complete(iid, "ndrc_approval", {"decision": "pass"})
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    assert open_ids(api, iid) == ["commission_supervisor"]
+    api.complete(iid, "commission_supervisor", {"supervisor_name": "某监理公司"})
+    api.complete(iid, "procurement", {"procurement_method": "competitive_consultation"})
+    assert "wait_contract" in waiting(api, iid)
+    api.message("contract_signed", bk)
+    api.complete(iid, "file_contract", {"contract_wan": 120, "warranty_years": 3, "ip_clause": True,
+                                        "bond_clause": True})
+    api.message("construction_completed", bk)
+    api.message("trial_run_started", bk)
+    assert open_ids(api, iid) == [] and "trial_run" in waiting(api, iid)
+    api.advance(timedelta(days=32))
+    assert open_ids(api, iid) == ["security_assessment"]
+    api.complete(iid, "security_assessment", {"dengbao_report_ref": "DB-1", "crypto_report_ref": "MP-1"})
+    api.complete(iid, "catalog_compilation", {"catalog_ref": "ML-1"})
+    api.complete(iid, "acceptance_testing", {"decision": "pass", "testing_report_ref": "CP-1"})
+    api.complete(iid, "invite_recipients", {"recipient_opinion": "满意"})
+    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-06-01"})
+    api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-1"})
+    api.complete(iid, "publish_result", {"announcement_ref": "https://example.gov.cn/gg/1"})
+    api.complete(iid, "conformity_check", {"conformity_result": "compliant", "conformity_mode": "commissioned"})
+    api.complete(iid, "performance_evaluation", {"decision": "revise", "performance_score": 78,
+                                                 "rectification_opinion": "加强数据共享"})
+    api.complete(iid, "performance_rectification", {"rectification_report": "已整改"})
+    inst = api.instance(iid)
+    assert inst["status"] == "completed" and inst["end_event"] == "end_completed"
+
+
+def test_small_project_without_optional_steps_completes(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "HZ-2026-002"
+    iid = start(api, bk, budget_wan=30, is_build_dev=False)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk, contract_wan=30)
+    # not a build/dev project: no trial run, no acceptance testing, no public-service steps
+    assert open_ids(api, iid) == ["security_assessment"]
+    to_acceptance_prep(api, iid, bk)
+    assert open_ids(api, iid) == ["acceptance"]
+    api.complete(iid, "acceptance", {"decision": "pass"})
+    api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-2"})
+    assert open_ids(api, iid) == ["performance_evaluation"]
+    api.complete(iid, "performance_evaluation", {"decision": "pass"})
+    assert api.instance(iid)["end_event"] == "end_completed"
+
+
+# ---------------------------------------------------------------------------------------------- thresholds
+@pytest.mark.parametrize("budget, purchase_service, track, supervised", [
+    ("99.99", False, "budget", False),
+    ("100", False, "approval", True),
+    ("100.01", False, "approval", True),
+    ("99.99", True, "budget", False),
+    ("100", True, "budget", True),      # 政府购买服务: no feasibility study, but supervision still applies
+    ("100.01", True, "budget", True),
+])
+def test_approval_track_and_supervision_at_100(lifecycle_api: Api, budget: str, purchase_service: bool, track: str,
+                                               supervised: bool) -> None:
+    """第十七条: 投资概算 ≥ 100 (含) needs a feasibility study approved by 市发改委, except 政府购买服务;
+    第二十六条: ≥ 100 (含) needs engineering supervision."""
+    api = lifecycle_api
+    bk = f"HZ-T-{budget}-{purchase_service}"
+    iid = start(api, bk, budget_wan=budget, is_gov_purchase_service=purchase_service)
+    to_budget(api, iid, bk)
+    issue_budget(api, iid)
+    v = variables(api, iid)
+    assert v["track"] == track and v["fsr_required"] is (track == "approval")
+    if track == "approval":
+        assert open_ids(api, iid) == ["commission_fsr"]
+        api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+        api.complete(iid, "ndrc_approval", {"decision": "pass"})
+    assert open_ids(api, iid) == ["file_impl_plan"]
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    assert variables(api, iid)["supervision_required"] is supervised
+    assert open_ids(api, iid) == (["commission_supervisor"] if supervised else ["procurement"])
+
+
+@pytest.mark.parametrize("contract, build_dev, testing", [
+    ("99.99", True, False),
+    ("100", True, True),
+    ("100.01", True, True),
+    ("500", False, False),
+])
+def test_acceptance_testing_by_contract_amount(lifecycle_api: Api, contract: str, build_dev: bool,
+                                               testing: bool) -> None:
+    """第二十八条（三）: 合同金额 ≥ 100 (含) build/dev projects are tested by a qualified agency."""
+    api = lifecycle_api
+    bk = f"HZ-C-{contract}-{build_dev}"
+    iid = start(api, bk, is_build_dev=build_dev)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk, contract_wan=contract)
+    to_acceptance_prep(api, iid, bk)
+    assert variables(api, iid)["acceptance_testing_required"] is testing
+    assert open_ids(api, iid) == (["acceptance_testing"] if testing else ["acceptance"])
+    if testing:
+        task = api.open_task(iid, "acceptance_testing")
+        assert task["candidate_groups"] == ["third_party"]
+
+
+@pytest.mark.parametrize("security, total, new_build, check", [
+    ("14.99", "100", True, "below_15_percent"),
+    ("15", "100", True, "ok"),
+    ("15.01", "100", True, "ok"),
+    ("1", "100", False, "not_applicable"),
+    ("5", "0", True, "not_declared"),
+])
+def test_security_share_at_15_percent(lifecycle_api: Api, security: str, total: str, new_build: bool,
+                                      check: str) -> None:
+    """第二十五条: new builds spend at least 15% of the construction total on security."""
+    api = lifecycle_api
+    iid = start(api, f"HZ-S-{security}-{total}-{new_build}", security_wan=security, build_total_wan=total,
+                is_new_build=new_build)
+    assert variables(api, iid)["security_share_check"] == check
+    assert open_ids(api, iid) == ["prereview"]
+
+
+# ---------------------------------------------------------------------------------------------- paths and loops
+def test_unplanned_project_goes_through_the_office(lifecycle_api: Api) -> None:
+    """第十条: 计划外项目 reviewed by the leading-group office, then funds from the finance bureau."""
+    api = lifecycle_api
+    bk = "HZ-U-1"
+    iid = start(api, bk, is_unplanned=True, unplanned_basis="emergency", budget_wan=120)
+    task = api.open_task(iid, "unplanned_review")
+    assert task["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "unplanned_review", {"decision": "pass"})
+    assert open_ids(api, iid) == ["arrange_funds"]
+    issue_budget(api, iid)
+    # 第十七条 still applies: 120 万 needs the feasibility study
+    assert open_ids(api, iid) == ["commission_fsr"]
+
+
+def test_unplanned_project_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "HZ-U-2", is_unplanned=True, unplanned_basis="policy")
+    api.complete(iid, "unplanned_review", {"decision": "reject"})
+    inst = api.instance(iid)
+    assert inst["status"] == "completed" and inst["end_event"] == "end_rejected"
+
+
+@pytest.mark.parametrize("stage", ["prereview", "expert_review", "budget_review", "lg_approval", "ndrc_approval"])
+def test_rejection_at_each_review_ends_rejected(lifecycle_api: Api, stage: str) -> None:
+    api = lifecycle_api
+    bk = f"HZ-R-{stage}"
+    iid = start(api, bk, budget_wan=200)
+    steps = ["prereview", "expert_review", "budget_review", "lg_approval"]
+    for step in steps[: steps.index(stage) if stage in steps else len(steps)]:
+        api.complete(iid, step, {"decision": "pass"})
+    if stage == "ndrc_approval":
+        api.message("npc_budget_approved", bk)
+        issue_budget(api, iid)
+        api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+    api.complete(iid, stage, {"decision": "reject"})
+    inst = api.instance(iid)
+    assert inst["status"] == "completed" and inst["end_event"] == "end_rejected"
+    assert inst["open_tasks"] == []
+
+
+def test_prereview_revise_and_resubmit(lifecycle_api: Api) -> None:
+    """第十三条: the plan goes back to the department, is revised and pre-reviewed again."""
+    api = lifecycle_api
+    iid = start(api, "HZ-L-1", security_wan=10, build_total_wan=100)
+    assert variables(api, iid)["security_share_check"] == "below_15_percent"
+    api.complete(iid, "prereview", {"decision": "revise", "prereview_opinion": "安全经费不足"})
+    assert open_ids(api, iid) == ["revise_plan"]
+    assert api.open_task(iid, "revise_plan")["candidate_groups"] == ["applicant"]
+    api.complete(iid, "revise_plan", {"plan_ref": "FA-2", "budget_wan": 90, "security_wan": 15,
+                                      "build_total_wan": 100})
+    assert open_ids(api, iid) == ["prereview"]
+    v = variables(api, iid)
+    assert v["security_share_check"] == "ok" and Decimal(str(v["budget_wan"])) == 90
+    api.complete(iid, "prereview", {"decision": "pass"})
+    assert open_ids(api, iid) == ["expert_review"]
+
+
+def test_expert_review_revise_and_resubmit(lifecycle_api: Api) -> None:
+    """第十四条: the plan is revised after the expert review and reviewed again."""
+    api = lifecycle_api
+    iid = start(api, "HZ-L-2")
+    api.complete(iid, "prereview", {"decision": "pass"})
+    for _ in range(2):
+        api.complete(iid, "expert_review", {"decision": "revise", "review_opinion": "技术路线不清"})
+        assert open_ids(api, iid) == ["revise_after_review"]
+        api.complete(iid, "revise_after_review", {"plan_ref": "FA-3", "budget_wan": 85})
+        assert open_ids(api, iid) == ["expert_review"]
+    api.complete(iid, "expert_review", {"decision": "pass"})
+    assert open_ids(api, iid) == ["budget_review"]
+
+
+def test_feasibility_study_sent_back_by_ndrc(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "HZ-L-3"
+    iid = start(api, bk, budget_wan=300)
+    to_budget(api, iid, bk)
+    issue_budget(api, iid)
+    api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+    assert api.open_task(iid, "ndrc_approval")["candidate_groups"] == ["development_reform"]
+    api.complete(iid, "ndrc_approval", {"decision": "revise"})
+    assert open_ids(api, iid) == ["commission_fsr"]
+    api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-2"})
+    api.complete(iid, "ndrc_approval", {"decision": "pass"})
+    assert open_ids(api, iid) == ["file_impl_plan"]
+
+
+def test_failed_testing_and_failed_acceptance_are_rectified(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "HZ-L-4"
+    iid = start(api, bk)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk, contract_wan=150)
+    to_acceptance_prep(api, iid, bk)
+    api.complete(iid, "acceptance_testing", {"decision": "revise"})
+    assert open_ids(api, iid) == ["rectify"]
+    api.complete(iid, "rectify", {"rectification_report": "修复缺陷"})
+    assert open_ids(api, iid) == ["acceptance_testing"]
+    api.complete(iid, "acceptance_testing", {"decision": "pass"})
+    api.complete(iid, "acceptance", {"decision": "revise", "acceptance_opinion": "数据归集不全"})
+    assert open_ids(api, iid) == ["rectify"]
+    api.complete(iid, "rectify", {"rectification_report": "补齐数据归集"})
+    # re-acceptance: the testing decision is taken again and the tests are redone
+    assert open_ids(api, iid) == ["acceptance_testing"]
+    api.complete(iid, "acceptance_testing", {"decision": "pass"})
+    api.complete(iid, "acceptance", {"decision": "pass"})
+    assert open_ids(api, iid) == ["upload_acceptance"]
+
+
+# ---------------------------------------------------------------------------------------------- time
+def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
+    """第二十八条（一）: build/dev projects run on trial for at least one month before acceptance."""
+    api = lifecycle_api
+    bk = "HZ-D-1"
+    iid = start(api, bk)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk)
+    assert "wait_trial_start" in waiting(api, iid)
+    api.message("trial_run_started", bk)
+    api.advance(timedelta(days=27))
+    assert open_ids(api, iid) == [] and "trial_run" in waiting(api, iid)
+    api.advance(timedelta(days=5))
+    assert open_ids(api, iid) == ["security_assessment"]
+
+
+@pytest.mark.parametrize("task, timer, notice, end", [
+    ("file_impl_plan", "impl_plan_overdue", "impl_plan_overdue_notice", "end_impl_plan_notice"),
+    ("file_contract", "contract_overdue", "contract_overdue_notice", "end_contract_notice"),
+    ("upload_acceptance", "acceptance_overdue", "acceptance_overdue_notice", "end_acceptance_notice"),
+])
+def test_fifteen_day_filings_notify_the_office(lifecycle_api: Api, task: str, timer: str, notice: str,
+                                               end: str) -> None:
+    """第十八条、第二十二条、第二十九条: 15 days to file; overdue → the office is notified, the filing stays open."""
+    api = lifecycle_api
+    bk = f"HZ-D-{task}"
+    iid = start(api, bk, is_build_dev=False)
+    to_approved(api, iid, bk)
+    if task != "file_impl_plan":
+        api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+        api.complete(iid, "procurement", {"procurement_method": "below_limit"})
+        api.message("contract_signed", bk)
+    if task == "upload_acceptance":
+        api.complete(iid, "file_contract", {"contract_wan": 50})
+        api.message("construction_completed", bk)
+        to_acceptance_prep(api, iid, bk)
+        api.complete(iid, "acceptance", {"decision": "pass"})
+    assert open_ids(api, iid) == [task]
+    assert timer in waiting(api, iid)
+    api.advance(timedelta(days=14))
+    assert open_ids(api, iid) == [task]
+    api.advance(timedelta(days=2))
+    assert open_ids(api, iid) == sorted([task, notice])
+    assert api.open_task(iid, notice)["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, notice, {"notice_note": "请尽快备案"})
+    inst = api.instance(iid)
+    assert inst["status"] == "running" and open_ids(api, iid) == [task]
+
+
+def test_filing_on_time_cancels_the_deadline(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "HZ-D-2"
+    iid = start(api, bk)
+    to_approved(api, iid, bk)
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    assert "impl_plan_overdue" not in waiting(api, iid)
+    api.advance(timedelta(days=20))
+    assert "impl_plan_overdue_notice" not in open_ids(api, iid)
+
+
+# ---------------------------------------------------------------------------------------------- input and rights
+@pytest.mark.parametrize("variables_, field", [
+    ({"project_name": "x", "budget_wan": 10}, "department"),
+    ({"project_name": "x", "department": "y", "budget_wan": -1}, "budget_wan"),
+    ({"project_name": "x", "department": "y"}, "budget_wan"),
+    ({"project_name": "x", "department": "y", "budget_wan": 1, "unplanned_basis": "whim"}, "unplanned_basis"),
+    ({"project_name": "x", "department": "y", "budget_wan": 1, "is_unplanned": "yes"}, "is_unplanned"),
+])
+def test_invalid_start_is_422_naming_the_field(lifecycle_api: Api, variables_: dict[str, Any], field: str) -> None:
+    r = lifecycle_api.as_("oa", "applicant").post("/process-instances", json={
+        "process_key": PROCESS_KEY, "business_key": "HZ-BAD", "variables": variables_})
+    assert r.status_code == 422, r.text
+    assert field in r.json()["errors"]
+
+
+def test_review_decision_is_required_and_checked(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "HZ-F-1")
+    task = api.open_task(iid, "prereview")
+    client = api.as_("agency", "third_party")
+    assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "maybe"}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+
+
+def test_wrong_group_cannot_complete(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "HZ-F-2")
+    task = api.open_task(iid, "prereview")
+    assert task["candidate_groups"] == ["third_party"]
+    r = api.as_("x", "finance_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 403, r.text
+    assert open_ids(api, iid) == ["prereview"]
+
+
+def test_unexpected_message_is_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    start(api, "HZ-F-3")
+    r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": "HZ-F-3", "variables": {}})
+    assert r.status_code == 404
