@@ -2,7 +2,7 @@
 REST as the OA system and the departments would drive it."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -357,6 +357,9 @@ def test_fifteen_day_filings_notify_the_office(lifecycle_api: Api, task: str, ti
         api.complete(iid, "acceptance", {"decision": "pass"})
     assert open_ids(api, iid) == [task]
     assert timer in waiting(api, iid)
+    filing = api.open_task(iid, task)
+    due = datetime.fromisoformat(filing["due_at"]) - datetime.fromisoformat(filing["created_at"])
+    assert due == timedelta(days=15)
     api.advance(timedelta(days=14))
     assert open_ids(api, iid) == [task]
     api.advance(timedelta(days=2))
@@ -403,6 +406,25 @@ def test_review_decision_is_required_and_checked(lifecycle_api: Api) -> None:
     assert r.status_code == 422 and "decision" in r.json()["errors"]
     r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
     assert r.status_code == 422 and "decision" in r.json()["errors"]
+
+
+def test_service_contract_term_is_at_most_three_years(lifecycle_api: Api) -> None:
+    """第二十一条: a 政府购买服务 contract runs for at most 3 years."""
+    api = lifecycle_api
+    bk = "HZ-F-4"
+    iid = start(api, bk, is_gov_purchase_service=True, is_build_dev=False)
+    to_approved(api, iid, bk)
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    task = api.open_task(iid, "procurement")
+    client = api.as_("dept", "applicant")
+    assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
+        "procurement_method": "open_tender", "service_term_years": 4}})
+    assert r.status_code == 422 and "service_term_years" in r.json()["errors"]
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
+        "procurement_method": "open_tender", "service_term_years": 3}})
+    assert r.status_code == 200, r.text
+    assert "wait_contract" in waiting(api, iid)
 
 
 def test_wrong_group_cannot_complete(lifecycle_api: Api) -> None:
