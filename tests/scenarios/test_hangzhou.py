@@ -115,7 +115,7 @@ def test_full_lifecycle_to_completion(lifecycle_api: Api) -> None:
     api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-06-01"})
     api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-1"})
     api.complete(iid, "publish_result", {"announcement_ref": "https://example.gov.cn/gg/1"})
-    api.complete(iid, "conformity_check", {"conformity_result": "compliant", "conformity_mode": "commissioned"})
+    api.complete(iid, "conformity_check", {"decision": "pass", "conformity_mode": "commissioned"})
     api.complete(iid, "performance_evaluation", {"decision": "revise", "performance_score": 78,
                                                  "rectification_opinion": "加强数据共享"})
     api.complete(iid, "performance_rectification", {"rectification_report": "已整改"})
@@ -137,6 +137,27 @@ def test_small_project_without_optional_steps_completes(lifecycle_api: Api) -> N
     api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-2"})
     assert open_ids(api, iid) == ["performance_evaluation"]
     api.complete(iid, "performance_evaluation", {"decision": "pass"})
+    assert api.instance(iid)["end_event"] == "end_completed"
+
+
+def test_key_project_conformity_check_feeds_the_evaluation(lifecycle_api: Api) -> None:
+    """第二十七条: key projects get a conformity check; 第三十四条: the evaluation issues rectification opinions."""
+    api = lifecycle_api
+    bk = "HZ-2026-003"
+    iid = start(api, bk, is_build_dev=False, is_key_project=True)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk, contract_wan=60)
+    to_acceptance_prep(api, iid, bk)
+    api.complete(iid, "acceptance", {"decision": "pass"})
+    api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-3"})
+    task = api.open_task(iid, "conformity_check")
+    assert task["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "conformity_check", {"decision": "revise", "conformity_findings": "部分功能未上线"})
+    assert open_ids(api, iid) == ["performance_evaluation"]
+    api.complete(iid, "performance_evaluation", {"decision": "revise", "rectification_opinion": "补齐功能"})
+    assert open_ids(api, iid) == ["performance_rectification"]
+    assert api.open_task(iid, "performance_rectification")["candidate_groups"] == ["applicant"]
+    api.complete(iid, "performance_rectification", {"rectification_report": "已上线"})
     assert api.instance(iid)["end_event"] == "end_completed"
 
 
