@@ -128,6 +128,12 @@ class SingleDecisionParser(DMNParser):
 
     def parse(self) -> None:
         self.decision = self._parse_decision([self.decision_node])
+        # The engine appends a cell to its column's expression ("x if c else 0" + ">= 15" would bind to the
+        # else branch): parenthesise every input expression so a cell always applies to the whole value.
+        for table in self.decision.decisionTables:
+            for column in table.inputs:
+                if column.expression and column.expression.strip():
+                    column.expression = f"({column.expression.strip()})"
 
     @property
     def bpmn_id(self) -> str:
