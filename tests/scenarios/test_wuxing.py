@@ -1,0 +1,566 @@
+"""Wuxing 吴兴区 (吴政办发〔2023〕43号): the lifecycle driven over REST as the OA systems and reviewers would."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.support import Api
+
+PROCESS_KEY = "wuxing"
+
+OPINIONS = ("opinion_reform", "opinion_finance", "opinion_cyber", "opinion_crypto", "opinion_police")
+
+
+def start(api: Api, bk: str, **overrides: Any) -> str:
+    variables: dict[str, Any] = {
+        "project_name": "吴兴区城市治理平台", "department": "区城管局",
+        "budget_wan": 300, "total_investment_wan": 300, "project_type": "construction",
+    }
+    variables.update(overrides)
+    return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
+
+
+def open_elements(api: Api, iid: str) -> list[str]:
+    return api.open_elements(iid)
+
+
+def give_opinions(api: Api, iid: str, decision: str = "pass") -> list[str]:
+    given = [e for e in open_elements(api, iid) if e in OPINIONS]
+    for element in given:
+        api.complete(iid, element, {"decision": decision})
+    return sorted(given)
+
+
+def to_expert_review(api: Api, iid: str) -> None:
+    give_opinions(api, iid)
+    api.complete(iid, "prereview", {"decision": "pass"})
+
+
+def through_reviews(api: Api, iid: str) -> None:
+    """Preliminary review, expert review and the filed revision: stops before the budget review."""
+    to_expert_review(api, iid)
+    api.complete(iid, "expert_review", {"decision": "pass"})
+    api.complete(iid, "file_revised_plan", {"revised_plan_ref": "WX-PLAN-1"})
+
+
+def through_plan(api: Api, iid: str, key_project: bool = False) -> None:
+    api.complete(iid, "budget_review", {"decision": "pass", "approved_budget_wan": 280})
+    api.complete(iid, "draft_annual_plan", {"plan_year": 2026, "is_key_project": key_project})
+    api.complete(iid, "government_plan_approval", {"decision": "pass"})
+    api.complete(iid, "adjust_budget", {})
+    api.complete(iid, "list_investment_plan", {"investment_plan_ref": "吴发改投〔2026〕1号"})
+
+
+def through_approval(api: Api, iid: str) -> list[str]:
+    done = []
+    for element in ("issue_contact_form", "approve_feasibility", "approve_design"):
+        if element in open_elements(api, iid):
+            api.complete(iid, element, {"decision": "pass"})
+            done.append(element)
+    return done
+
+
+def to_procurement(api: Api, bk: str, **overrides: Any) -> str:
+    iid = start(api, bk, **overrides)
+    through_reviews(api, iid)
+    through_plan(api, iid)
+    through_approval(api, iid)
+    if "engage_supervisor" in open_elements(api, iid):
+        api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司", "supervisor_independent": True})
+    assert open_elements(api, iid) == ["procure"]
+    return iid
+
+
+def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_procurement(api, bk, **overrides)
+    api.complete(iid, "procure", {})
+    api.message("contract_signed", bk, {"contract_wan": 280})
+    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True,
+                                          "warranty_years": 3})
+    # implementation: waiting for the OA system to report completion or a change request
+    assert open_elements(api, iid) == []
+    assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
+    return iid
+
+
+def to_preliminary(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_implementation(api, bk, **overrides)
+    api.message("construction_completed", bk)
+    api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-001"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    return iid
+
+
+def through_trial_run(api: Api, iid: str) -> None:
+    api.complete(iid, "security_assessment", {"security_assessment_ref": "DJCP-2026-01"})
+    assert "trial_run" in [w.get("element_id") for w in api.waiting(iid)]
+    api.fire_timer(iid, "trial_run")
+    api.complete(iid, "confirm_trial_run", {"decision": "pass"})
+
+
+def to_final(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_preliminary(api, bk, **overrides)
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    through_trial_run(api, iid)
+    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    return iid
+
+
+def end_event(api: Api, iid: str) -> str | None:
+    view = api.instance(iid)
+    return view["end_event"] if view["status"] == "completed" else None
+
+
+# ---- the whole lifecycle ------------------------------------------------------------------------------
+
+def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-FULL"
+    iid = start(api, bk, budget_wan=2500, total_investment_wan=2500, construction_category="multi_agency")
+    # 第九条: five agencies give opinions in parallel, the reform office because it is a 多跨协同 project
+    assert open_elements(api, iid) == sorted(OPINIONS)
+    task = api.open_task(iid, "opinion_crypto")
+    assert task["candidate_groups"] == ["crypto_bureau"]
+    give_opinions(api, iid)
+    assert open_elements(api, iid) == ["prereview"]
+    api.complete(iid, "prereview", {"decision": "pass", "prereview_opinion": "符合要求"})
+    api.complete(iid, "expert_review", {"decision": "pass", "expert_opinion": "同意"})
+    api.complete(iid, "file_revised_plan", {"revised_plan_ref": "WX-PLAN-9"})
+    # 第十条: 多跨协同 with total investment >= 500 goes to the city first
+    assert open_elements(api, iid) == ["declare_to_city"]
+    api.complete(iid, "declare_to_city", {"city_declaration_date": "2026-04-01"})
+    api.complete(iid, "city_joint_review", {"decision": "pass"})
+    through_plan(api, iid, key_project=True)
+    # 第十三条: >= 2000 → feasibility study and preliminary design
+    assert through_approval(api, iid) == ["approve_feasibility", "approve_design"]
+    # 第十七条: supervision for >= 100
+    api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司", "supervisor_independent": True})
+    api.complete(iid, "procure", {"procurement_ref": "CG-1"})
+    assert "contract_signed" in [w.get("name") for w in api.waiting(iid)]
+    api.message("contract_signed", bk, {"contract_wan": 2400})
+    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-05-06", "ip_clause_included": True,
+                                          "warranty_years": 3, "contract_amount_wan": 2400})
+    api.message("construction_completed", bk)
+    api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-9"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-09-01"})
+    through_trial_run(api, iid)
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-15"})
+    assert api.instance(iid)["variables"]["acceptance_organizer"] == "data_bureau"
+    api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
+    api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_report_ref": "YS-1"})
+    api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS-1", "accepted_date": "2026-11-01"})
+    # 第二十八条: key projects are evaluated
+    assert open_elements(api, iid) == ["performance_evaluation"]
+    api.complete(iid, "performance_evaluation", {"evaluation_year": 2027, "evaluation_result": "良好"})
+    view = api.instance(iid)
+    assert view["status"] == "completed" and view["end_event"] == "end_completed"
+
+
+def test_om_project_skips_approval_documents_and_supervision(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-OM", project_type="om", budget_wan=800, total_investment_wan=800,
+                construction_category="multi_agency")
+    # an O&M project is not a 多跨协同 construction project: no reform-office opinion, no city review
+    assert "opinion_reform" not in open_elements(api, iid)
+    through_reviews(api, iid)
+    assert open_elements(api, iid) == ["budget_review"]
+    through_plan(api, iid)
+    variables = api.instance(iid)["variables"]
+    assert variables["approval_track"] == "none" and variables["supervision_required"] is False
+    assert open_elements(api, iid) == ["procure"]
+
+
+# ---- start form and permissions -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("variables, field", [
+    ({"department": "区城管局", "budget_wan": 10, "total_investment_wan": 10, "project_type": "om"}, "project_name"),
+    ({"project_name": "x", "budget_wan": 10, "total_investment_wan": 10, "project_type": "om"}, "department"),
+    ({"project_name": "x", "department": "d", "budget_wan": -0.01, "total_investment_wan": 10,
+      "project_type": "om"}, "budget_wan"),
+    ({"project_name": "x", "department": "d", "budget_wan": 10, "total_investment_wan": 10,
+      "project_type": "software"}, "project_type"),
+    ({"project_name": "x", "department": "d", "budget_wan": 10, "project_type": "om"}, "total_investment_wan"),
+    ({"project_name": "x", "department": "d", "budget_wan": 10, "total_investment_wan": 10,
+      "project_type": "construction", "construction_category": "cloud"}, "construction_category"),
+])
+def test_invalid_start_is_422_naming_the_field(lifecycle_api: Api, variables: dict[str, Any], field: str) -> None:
+    r = lifecycle_api.as_("oa", "applicant").post("/process-instances", json={
+        "process_key": PROCESS_KEY, "business_key": "WX-BAD", "variables": variables})
+    assert r.status_code == 422, r.text
+    assert list(r.json()["errors"]) == [field]
+
+
+def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-403")
+    give_opinions(api, iid)
+    task = api.open_task(iid, "prereview")
+    assert task["candidate_groups"] == ["data_bureau"]
+    r = api.as_("x", "finance_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 403
+    assert open_elements(api, iid) == ["prereview"]
+    # a review without its decision is refused
+    r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+
+
+# ---- declaration window and preliminary review (第七、九条) ---------------------------------------------
+
+def test_late_declaration_enters_through_supplement(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-LATE", declared_in_window=False)
+    assert open_elements(api, iid) == ["supplement_review"]
+    api.complete(iid, "supplement_review", {"decision": "pass", "funds_secured": True})
+    assert "opinion_finance" in open_elements(api, iid)
+
+
+@pytest.mark.parametrize("decision, funds", [("pass", False), ("reject", True)])
+def test_late_declaration_without_secured_funds_is_rejected(lifecycle_api: Api, decision: str, funds: bool) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-LATE-NO", declared_in_window=False)
+    api.complete(iid, "supplement_review", {"decision": decision, "funds_secured": funds})
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize("category, reform", [("multi_agency", True), ("general_application", False),
+                                              ("infrastructure", False)])
+def test_reform_office_consulted_only_for_multi_agency(lifecycle_api: Api, category: str, reform: bool) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-REF", construction_category=category)
+    expected = set(OPINIONS) if reform else set(OPINIONS) - {"opinion_reform"}
+    assert set(open_elements(api, iid)) == expected
+    # the preliminary review waits for every opinion
+    api.complete(iid, "opinion_finance", {"decision": "revise", "finance_opinion": "资金来源待明确"})
+    assert "prereview" not in open_elements(api, iid)
+    give_opinions(api, iid)
+    assert open_elements(api, iid) == ["prereview"]
+
+
+def test_prereview_revise_resubmit_consults_again(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-REV")
+    give_opinions(api, iid)
+    api.complete(iid, "prereview", {"decision": "revise", "prereview_opinion": "材料不完整"})
+    assert open_elements(api, iid) == ["revise_declaration"]
+    api.complete(iid, "revise_declaration", {"budget_wan": 320, "total_investment_wan": 320,
+                                             "revision_note": "补充材料"})
+    assert set(open_elements(api, iid)) == set(OPINIONS) - {"opinion_reform"}
+    give_opinions(api, iid)
+    api.complete(iid, "prereview", {"decision": "pass"})
+    assert open_elements(api, iid) == ["expert_review"]
+    assert api.instance(iid)["variables"]["budget_wan"] == 320
+
+
+def test_prereview_reject_ends_rejected(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-REJ")
+    give_opinions(api, iid, "reject")
+    api.complete(iid, "prereview", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+# ---- expert review and the city review (第十条) -----------------------------------------------------------
+
+def test_expert_revise_then_pass_then_revision_filed(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-EXP")
+    to_expert_review(api, iid)
+    api.complete(iid, "expert_review", {"decision": "revise"})
+    api.complete(iid, "revise_for_expert", {"revision_note": "按专家意见修改"})
+    api.complete(iid, "expert_review", {"decision": "pass"})
+    assert open_elements(api, iid) == ["file_revised_plan"]
+    api.complete(iid, "file_revised_plan", {"revised_plan_ref": "R-2"})
+    assert open_elements(api, iid) == ["budget_review"]
+
+
+def test_expert_reject_ends_rejected(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-EXP-REJ")
+    to_expert_review(api, iid)
+    api.complete(iid, "expert_review", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize("total, category, city", [
+    (499.99, "multi_agency", False), (500, "multi_agency", True), (500.01, "multi_agency", True),
+    (800, "general_application", False),
+])
+def test_city_review_for_multi_agency_from_500(lifecycle_api: Api, total: float, category: str, city: bool) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-CITY", total_investment_wan=total, construction_category=category)
+    through_reviews(api, iid)
+    assert open_elements(api, iid) == (["declare_to_city"] if city else ["budget_review"])
+    assert api.instance(iid)["variables"]["city_review_required"] is city
+
+
+def test_city_review_reject_ends_rejected(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-CITY-REJ", total_investment_wan=600, construction_category="multi_agency")
+    through_reviews(api, iid)
+    api.complete(iid, "declare_to_city", {"city_declaration_date": "2026-04-01"})
+    api.complete(iid, "city_joint_review", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+# ---- budget, annual plan, approval documents (第十一、十三条) -----------------------------------------------
+
+@pytest.mark.parametrize("task", ["budget_review", "government_plan_approval"])
+def test_budget_or_plan_refusal_ends_rejected(lifecycle_api: Api, task: str) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-PLAN-REJ")
+    through_reviews(api, iid)
+    if task == "government_plan_approval":
+        api.complete(iid, "budget_review", {"decision": "pass"})
+        api.complete(iid, "draft_annual_plan", {"plan_year": 2026})
+        assert api.open_task(iid, task)["candidate_groups"] == ["city_government"]
+    api.complete(iid, task, {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize("total, track, tasks", [
+    (0, "contact_form", ["issue_contact_form"]),
+    (499.99, "contact_form", ["issue_contact_form"]),
+    (500, "feasibility", ["approve_feasibility"]),
+    (500.01, "feasibility", ["approve_feasibility"]),
+    (1999.99, "feasibility", ["approve_feasibility"]),
+    (2000, "feasibility_and_design", ["approve_feasibility", "approve_design"]),
+    (2000.01, "feasibility_and_design", ["approve_feasibility", "approve_design"]),
+])
+def test_approval_track_by_total_investment(lifecycle_api: Api, total: float, track: str, tasks: list[str]) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-TRACK", total_investment_wan=total, budget_wan=50)
+    through_reviews(api, iid)
+    through_plan(api, iid)
+    assert api.instance(iid)["variables"]["approval_track"] == track
+    assert api.open_task(iid, tasks[0])["candidate_groups"] == ["development_reform"]
+    assert through_approval(api, iid) == tasks
+    assert open_elements(api, iid) == ["procure"]
+
+
+@pytest.mark.parametrize("task", ["issue_contact_form", "approve_feasibility", "approve_design"])
+def test_approval_refused_ends_rejected(lifecycle_api: Api, task: str) -> None:
+    api = lifecycle_api
+    total = {"issue_contact_form": 100, "approve_feasibility": 600, "approve_design": 3000}[task]
+    iid = start(api, "WX-APP-REJ", total_investment_wan=total)
+    through_reviews(api, iid)
+    through_plan(api, iid)
+    if task == "approve_design":
+        api.complete(iid, "approve_feasibility", {"decision": "pass"})
+    api.complete(iid, task, {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+def test_feasibility_refused_skips_design(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-FSR-REJ", total_investment_wan=2500)
+    through_reviews(api, iid)
+    through_plan(api, iid)
+    api.complete(iid, "approve_feasibility", {"decision": "reject"})
+    assert "approve_design" not in open_elements(api, iid)
+    assert end_event(api, iid) == "end_rejected"
+
+
+# ---- supervision, contract upload (第十五、十七条) ----------------------------------------------------------
+
+@pytest.mark.parametrize("budget, supervised", [(99.99, False), (100, True), (100.01, True)])
+def test_supervision_from_100(lifecycle_api: Api, budget: float, supervised: bool) -> None:
+    api = lifecycle_api
+    iid = start(api, "WX-SUP", budget_wan=budget, total_investment_wan=budget)
+    through_reviews(api, iid)
+    through_plan(api, iid)
+    through_approval(api, iid)
+    assert open_elements(api, iid) == (["engage_supervisor"] if supervised else ["procure"])
+    assert api.instance(iid)["variables"]["supervision_required"] is supervised
+
+
+def test_contract_upload_deadline_is_five_working_days(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-CONTRACT"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {})
+    api.message("contract_signed", bk)
+    timers = [w for w in api.waiting(iid) if w.get("element_id") == "contract_upload_deadline"]
+    assert len(timers) == 1
+    # signed on Monday 2026-03-02: four days later nothing is due yet, after the weekend it is
+    api.advance(timedelta(days=4))
+    assert open_elements(api, iid) == ["upload_contract"]
+    api.advance(timedelta(days=4))
+    assert open_elements(api, iid) == ["contract_upload_overdue", "upload_contract"]
+    assert api.open_task(iid, "contract_upload_overdue")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "contract_upload_overdue", {"reminder_note": "请尽快上传"})
+    # the upload itself is still the applicant's to do
+    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True})
+    assert open_elements(api, iid) == []
+    assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
+
+
+def test_warranty_below_three_years_is_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-WARRANTY"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {})
+    api.message("contract_signed", bk)
+    task = api.open_task(iid, "upload_contract")
+    client = api.as_("a", "applicant")
+    client.post(f"/tasks/{task['id']}/claim")
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
+        "contract_signed_date": "2026-03-02", "ip_clause_included": True, "warranty_years": 2}})
+    assert r.status_code == 422 and "warranty_years" in r.json()["errors"]
+
+
+# ---- changes and 关停并转 during implementation (第十九、二十九条) -------------------------------------------
+
+@pytest.mark.parametrize("exceeds, amount, actual, route, task", [
+    (True, 10, 1000, "estimate_adjustment", "change_estimate_approval"),
+    (False, 99.99, 2000, "none", None),
+    (False, 100, 2000, "joint_review", "change_joint_review"),
+    (False, 100.01, 2000, "joint_review", "change_joint_review"),
+    (False, 50, 500, "none", None),
+    (False, 50.01, 500, "joint_review", "change_joint_review"),
+])
+def test_change_request_route(lifecycle_api: Api, exceeds: bool, amount: float, actual: float,
+                              route: str, task: str | None) -> None:
+    api = lifecycle_api
+    bk = "WX-CHG"
+    iid = to_implementation(api, bk)
+    api.message("change_requested", bk)
+    assert open_elements(api, iid) == ["submit_change"]
+    api.complete(iid, "submit_change", {"change_reason": "国家政策调整", "change_amount_wan": amount,
+                                        "actual_investment_wan": actual, "exceeds_estimate": exceeds,
+                                        "funding_source": "区财政"})
+    assert api.instance(iid)["variables"]["change_route"] == route
+    if task:
+        assert open_elements(api, iid) == [task]
+        api.complete(iid, task, {"decision": "pass"})
+    # the change has been dealt with and the implementation goes on, ready for another change
+    assert open_elements(api, iid) == []
+    assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
+
+
+def test_two_changes_and_a_refused_one(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-CHG2"
+    iid = to_implementation(api, bk)
+    for decision in ("reject", "pass"):
+        api.message("change_requested", bk)
+        api.complete(iid, "submit_change", {"change_reason": "建设依据变化", "change_amount_wan": 150,
+                                            "actual_investment_wan": 300, "exceeds_estimate": False})
+        assert api.open_task(iid, "change_joint_review")["candidate_groups"] == ["data_bureau"]
+        api.complete(iid, "change_joint_review", {"decision": decision})
+        assert open_elements(api, iid) == []
+    api.message("construction_completed", bk)
+    api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-2"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
+def test_shutdown_request_terminates(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-SHUT"
+    iid = to_implementation(api, bk)
+    api.message("shutdown_requested", bk)
+    assert end_event(api, iid) == "end_terminated"
+
+
+# ---- preliminary acceptance and trial run (第二十条) -------------------------------------------------------
+
+def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_preliminary(api, "WX-PRE")
+    api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
+    assert open_elements(api, iid) == ["rectify_preliminary"]
+    # the 3-month rectification deadline notifies the data bureau and leaves the rectification open
+    api.fire_timer(iid, "rectify_preliminary_deadline")
+    assert open_elements(api, iid) == ["rectify_preliminary", "rectify_preliminary_overdue"]
+    assert api.open_task(iid, "rectify_preliminary_overdue")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "rectify_preliminary_overdue", {})
+    api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    assert open_elements(api, iid) == ["security_assessment"]
+
+
+def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_preliminary(api, "WX-TRIAL")
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "security_assessment", {"security_assessment_ref": "A-1"})
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=27))
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=5))
+    assert open_elements(api, iid) == ["confirm_trial_run"]
+    # not normal: another month of trial run
+    api.complete(iid, "confirm_trial_run", {"decision": "revise"})
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=32))
+    api.complete(iid, "confirm_trial_run", {"decision": "pass"})
+    assert open_elements(api, iid) == ["apply_final_acceptance"]
+
+
+def test_preliminary_three_month_deadline_notifies(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_preliminary(api, "WX-PRE-LATE")
+    assert "preliminary_deadline" in [w.get("element_id") for w in api.waiting(iid)]
+    api.advance(timedelta(days=93))
+    assert open_elements(api, iid) == ["preliminary_acceptance", "preliminary_overdue"]
+    api.complete(iid, "preliminary_overdue", {"reminder_note": "督办"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
+# ---- final acceptance (第二十、二十一、二十二条) ------------------------------------------------------------
+
+@pytest.mark.parametrize("budget, organizer", [(49.99, "self"), (50, "self"), (50.01, "data_bureau")])
+def test_final_acceptance_organizer_by_budget(lifecycle_api: Api, budget: float, organizer: str) -> None:
+    api = lifecycle_api
+    iid = to_final(api, "WX-ORG", budget_wan=budget, total_investment_wan=budget)
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-01"})
+    assert api.instance(iid)["variables"]["acceptance_organizer"] == organizer
+    if organizer == "self":
+        assert open_elements(api, iid) == ["self_acceptance"]
+        assert api.open_task(iid, "self_acceptance")["candidate_groups"] == ["applicant"]
+        api.complete(iid, "self_acceptance", {"decision": "pass"})
+        # 第二十条: the result is filed with the data bureau
+        api.complete(iid, "file_self_acceptance", {"filing_date": "2026-10-20"})
+    else:
+        assert open_elements(api, iid) == ["confirm_acceptance_ready"]
+        api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
+        assert api.open_task(iid, "final_acceptance")["candidate_groups"] == ["data_bureau"]
+        api.complete(iid, "final_acceptance", {"decision": "pass"})
+    assert open_elements(api, iid) == ["upload_acceptance_report"]
+    api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS", "accepted_date": "2026-11-01"})
+    assert end_event(api, iid) == "end_completed"
+
+
+def test_final_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_final(api, "WX-FIN")
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-01"})
+    api.complete(iid, "confirm_acceptance_ready", {"decision": "revise"})
+    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-08"})
+    api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
+    api.complete(iid, "final_acceptance", {"decision": "revise"})
+    assert open_elements(api, iid) == ["rectify_final"]
+    api.advance(timedelta(days=93))
+    assert open_elements(api, iid) == ["rectify_final", "rectify_final_overdue"]
+    api.complete(iid, "rectify_final", {"rectification_report": "已整改"})
+    assert "apply_final_acceptance" in open_elements(api, iid)
+    api.complete(iid, "rectify_final_overdue", {})
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-10"})
+    api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
+    api.complete(iid, "final_acceptance", {"decision": "pass"})
+    api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS", "accepted_date": "2027-01-20"})
+    assert end_event(api, iid) == "end_completed"
+
+
+def test_acceptance_delay_needs_explanation(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-DELAY"
+    iid = to_final(api, bk)
+    api.message("acceptance_delayed", bk)
+    assert open_elements(api, iid) == ["apply_final_acceptance", "submit_delay_explanation"]
+    api.complete(iid, "submit_delay_explanation", {"delay_explanation": "设备到货延迟"})
+    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.instance(iid)["status"] != "completed"
