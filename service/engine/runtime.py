@@ -9,7 +9,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnEvent
-from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, EndEvent, EventBasedGateway
 from SpiffWorkflow.bpmn.specs.event_definitions import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
@@ -41,6 +41,7 @@ for _iterator in (TaskIterator, BpmnTaskIterator):
     _defaults[1] = _MAX_TREE_DEPTH  # (end_at_spec, max_depth, ...)
     _iterator.__init__.__defaults__ = tuple(_defaults)  # type: ignore[attr-defined]
 
+CONTRACT_END_EVENTS = ("end_completed", "end_rejected", "end_terminated")
 CALENDAR_PROPERTY = "calendar"
 WORKDAY_CALENDAR = "cn_workdays"
 _MAX_ROUNDS = 200
@@ -165,10 +166,28 @@ class Runtime:
         return found
 
     def deliver_message(self, workflow: BpmnWorkflow, name: str, variables: dict[str, Any]) -> None:
+        catching = self.waiting_message_elements(workflow, name)
         event = BpmnEvent(GovflowMessageEventDefinition(name), payload={"payload": variables, "result_var": None})
         with self._guard(None), using_clock(self.clock):
             workflow.send_event(event)
+            for task in catching:
+                self._rearm(task)
         self.advance(workflow)
+
+    @staticmethod
+    def _rearm(task: Any) -> None:
+        """A non-interrupting boundary message catches again while its activity is still active
+        (BPMN semantics; the engine would catch it only once)."""
+        spec = task.task_spec
+        if not isinstance(spec, BoundaryEvent) or spec.cancel_activity or task.state == TaskState.WAITING:
+            return
+        split = task.parent
+        main = next((c for c in split.children if not isinstance(c.task_spec, BoundaryEvent)), None)
+        if main is None or main.has_state(TaskState.FINISHED_MASK):
+            return
+        again = split._add_child(spec, TaskState.WAITING)
+        spec._predict(again, mask=TaskState.WAITING)
+        spec._update(again)
 
     def fire_due_timers(self, workflow: BpmnWorkflow) -> None:
         self.advance(workflow)
@@ -177,9 +196,9 @@ class Runtime:
         """Set a waiting timer's due time to now, so that the next advance fires it."""
         past = (self.clock.now() - timedelta(seconds=1)).isoformat()
         for task in workflow.event_manager.tasks.values():
-            if task.task_spec.bpmn_id != element_id:
-                continue
-            for d in self._definitions(task):
+            for d, spec in self._waiting_on(task):
+                if spec.bpmn_id != element_id:
+                    continue
                 if isinstance(d, CycleTimerEventDefinition):
                     value = task.internal_data.get("event_value")
                     if value:
@@ -272,18 +291,28 @@ class Runtime:
     # ---- what the instance is waiting for -----------------------------------------------------
     @staticmethod
     def _definitions(task: Any) -> list[Any]:
-        d = getattr(task.task_spec, "event_definition", None)
+        return [d for d, _ in Runtime._waiting_on(task)]
+
+    @staticmethod
+    def _waiting_on(task: Any) -> list[tuple[Any, Any]]:
+        """(event definition, the element that catches it): an event-based gateway holds the
+        definitions of the catch events after it, in the order of its outgoing flows."""
+        spec = task.task_spec
+        d = getattr(spec, "event_definition", None)
         if d is None:
             return []
-        return list(d.event_definitions) if isinstance(d, MultipleEventDefinition) else [d]
+        if not isinstance(d, MultipleEventDefinition):
+            return [(d, spec)]
+        if isinstance(spec, EventBasedGateway):
+            return list(zip(d.event_definitions, spec.outputs, strict=False))
+        return [(x, spec) for x in d.event_definitions]
 
     def waiting(self, workflow: BpmnWorkflow) -> list[Waiting]:
         result: list[Waiting] = []
         for task in workflow.event_manager.tasks.values():
             if task.state != TaskState.WAITING:
                 continue
-            spec = task.task_spec
-            for d in self._definitions(task):
+            for d, spec in self._waiting_on(task):
                 if isinstance(d, GovflowMessageEventDefinition) or type(d).__name__ == "MessageEventDefinition":
                     result.append(Waiting("message", spec.bpmn_id, d.name, str(task.id)))
                 elif isinstance(d, TimerEventDefinition):
@@ -312,17 +341,28 @@ class Runtime:
                 snap.open_tasks.append(self._open_task(task, created_at))
         for task in sorted(frontier, key=lambda t: t.last_state_change):
             snap.variables.update(task.data)
+        for end in self._completed_ends(workflow):
+            # a side branch that ended (e.g. a notification) keeps the variables only it set
+            for key, value in end.data.items():
+                snap.variables.setdefault(key, value)
         snap.waiting = self.waiting(workflow)
         return snap
 
-    def _end_event(self, workflow: BpmnWorkflow) -> str | None:
-        ends = [
+    @staticmethod
+    def _completed_ends(workflow: BpmnWorkflow) -> list[Any]:
+        return [
             t for t in workflow.get_tasks(state=TaskState.COMPLETED)
             if isinstance(t.task_spec, EndEvent) and t.workflow is workflow
         ]
+
+    def _end_event(self, workflow: BpmnWorkflow) -> str | None:
+        """The end event the instance reached; when side branches ended too (a notification path),
+        the lifecycle's own end events (end_completed, end_rejected, end_terminated) are reported."""
+        ends = self._completed_ends(workflow)
         if not ends:
             return None
-        return str(max(ends, key=lambda t: t.last_state_change).task_spec.bpmn_id)
+        main = [t for t in ends if t.task_spec.bpmn_id in CONTRACT_END_EVENTS] or ends
+        return str(max(main, key=lambda t: t.last_state_change).task_spec.bpmn_id)
 
     def _resolve(self, task: Any, raw: str | None) -> Any:
         if raw is None:

@@ -1,0 +1,101 @@
+"""Events the engine gets subtly wrong, made right by the service's runtime."""
+from __future__ import annotations
+
+from typing import Any
+
+from service.clock import Clock
+from service.engine.calendar import BusinessCalendar
+from service.engine.deployment import parse_files
+from service.engine.runtime import ProcessModel, Runtime
+
+BPMN = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="x">
+  <bpmn:process id="events" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="work" camunda:candidateGroups="applicant"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:boundaryEvent id="change" cancelActivity="false" attachedToRef="work"><bpmn:outgoing>f3</bpmn:outgoing><bpmn:messageEventDefinition messageRef="m_change" /></bpmn:boundaryEvent>
+    <bpmn:userTask id="handle" camunda:candidateGroups="data_bureau"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:scriptTask id="note" scriptFormat="python"><bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f9</bpmn:outgoing><bpmn:script>side_note = "handled"</bpmn:script></bpmn:scriptTask>
+    <bpmn:endEvent id="end_handled"><bpmn:incoming>f9</bpmn:incoming></bpmn:endEvent>
+    <bpmn:eventBasedGateway id="which"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing><bpmn:outgoing>f6</bpmn:outgoing><bpmn:outgoing>f10</bpmn:outgoing></bpmn:eventBasedGateway>
+    <bpmn:intermediateCatchEvent id="got_a"><bpmn:incoming>f5</bpmn:incoming><bpmn:outgoing>f7</bpmn:outgoing><bpmn:messageEventDefinition messageRef="m_a" /></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="got_b"><bpmn:incoming>f6</bpmn:incoming><bpmn:outgoing>f8</bpmn:outgoing><bpmn:messageEventDefinition messageRef="m_b" /></bpmn:intermediateCatchEvent>
+    <bpmn:intermediateCatchEvent id="too_late"><bpmn:incoming>f10</bpmn:incoming><bpmn:outgoing>f11</bpmn:outgoing><bpmn:timerEventDefinition><bpmn:timeDuration>P30D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:endEvent id="end_completed"><bpmn:incoming>f7</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_rejected"><bpmn:incoming>f8</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_terminated"><bpmn:incoming>f11</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="work" />
+    <bpmn:sequenceFlow id="f2" sourceRef="work" targetRef="which" />
+    <bpmn:sequenceFlow id="f3" sourceRef="change" targetRef="handle" />
+    <bpmn:sequenceFlow id="f4" sourceRef="handle" targetRef="note" />
+    <bpmn:sequenceFlow id="f9" sourceRef="note" targetRef="end_handled" />
+    <bpmn:sequenceFlow id="f5" sourceRef="which" targetRef="got_a" />
+    <bpmn:sequenceFlow id="f6" sourceRef="which" targetRef="got_b" />
+    <bpmn:sequenceFlow id="f10" sourceRef="which" targetRef="too_late" />
+    <bpmn:sequenceFlow id="f7" sourceRef="got_a" targetRef="end_completed" />
+    <bpmn:sequenceFlow id="f8" sourceRef="got_b" targetRef="end_rejected" />
+    <bpmn:sequenceFlow id="f11" sourceRef="too_late" targetRef="end_terminated" />
+  </bpmn:process>
+  <bpmn:message id="m_change" name="change_requested" /><bpmn:message id="m_a" name="msg_a" /><bpmn:message id="m_b" name="msg_b" />
+</bpmn:definitions>"""
+
+
+def _setup() -> tuple[Runtime, Any]:
+    parsed = parse_files({"events.bpmn": BPMN.encode()})[0]
+    runtime = Runtime(Clock(), BusinessCalendar())
+    model = ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs)
+    return runtime, runtime.start(model, {})
+
+
+def _open(runtime: Runtime, workflow: Any) -> list[str]:
+    return sorted(t.element_id for t in runtime.snapshot(workflow, runtime.clock.now()).open_tasks)
+
+
+def _complete(runtime: Runtime, workflow: Any, element: str) -> None:
+    task = next(t for t in runtime.snapshot(workflow, runtime.clock.now()).open_tasks if t.element_id == element)
+    runtime.complete(workflow, runtime.find_ready_user_task(workflow, task.id), {})
+
+
+def test_a_non_interrupting_boundary_message_catches_every_time() -> None:
+    runtime, wf = _setup()
+    for round_ in range(3):
+        assert [w.name for w in runtime.waiting(wf)] == ["change_requested"], round_
+        runtime.deliver_message(wf, "change_requested", {"round": round_})
+        assert _open(runtime, wf) == ["handle", "work"]
+        _complete(runtime, wf, "handle")
+    # once the activity is done, the boundary event listens no more
+    _complete(runtime, wf, "work")
+    assert "change_requested" not in [w.name for w in runtime.waiting(wf)]
+
+
+def test_every_branch_of_an_event_based_gateway_is_listed_and_can_be_taken() -> None:
+    runtime, wf = _setup()
+    _complete(runtime, wf, "work")
+    waiting = sorted((w.kind, w.element_id, w.name) for w in runtime.waiting(wf))
+    assert waiting == [("message", "got_a", "msg_a"), ("message", "got_b", "msg_b"),
+                       ("timer", "too_late", "too_late")]
+    runtime.deliver_message(wf, "msg_b", {})
+    assert runtime.snapshot(wf, runtime.clock.now()).end_event == "end_rejected"
+
+
+def test_a_timer_after_an_event_based_gateway_can_be_fired_by_its_own_id() -> None:
+    runtime, wf = _setup()
+    _complete(runtime, wf, "work")
+    assert runtime.make_timer_due(wf, "too_late")
+    runtime.fire_due_timers(wf)
+    snap = runtime.snapshot(wf, runtime.clock.now())
+    assert (snap.status, snap.end_event) == ("completed", "end_terminated")
+
+
+def test_the_lifecycle_end_wins_over_a_side_branch_that_ended_later_and_its_data_is_kept() -> None:
+    runtime, wf = _setup()
+    runtime.deliver_message(wf, "change_requested", {})
+    _complete(runtime, wf, "work")
+    runtime.deliver_message(wf, "msg_a", {})
+    _complete(runtime, wf, "handle")  # the side branch ends after the main path
+    snap = runtime.snapshot(wf, runtime.clock.now())
+    assert (snap.status, snap.end_event) == ("completed", "end_completed")
+    running, wf2 = _setup()
+    running.deliver_message(wf2, "change_requested", {})
+    _complete(running, wf2, "handle")
+    assert running.snapshot(wf2, running.clock.now()).variables["side_note"] == "handled"
