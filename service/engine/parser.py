@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.event_parsers import ReceiveTaskParser
 from SpiffWorkflow.bpmn.parser.util import one
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -25,7 +26,8 @@ from SpiffWorkflow.camunda.parser.event_parsers import (
     CamundaIntermediateCatchEventParser,
     CamundaStartEventParser,
 )
-from SpiffWorkflow.camunda.parser.task_spec import UserTaskParser
+from SpiffWorkflow.camunda.parser.task_spec import BusinessRuleTaskParser, UserTaskParser
+from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
 
@@ -119,6 +121,35 @@ class GovflowReceiveTaskParser(_EventMixin, CamundaEventDefinitionParser, Receiv
         return _properties(self)
 
 
+class GovflowBusinessRuleTask(BusinessRuleTask):
+    """A business rule task whose decision must match: a table with no matching row is a modelling gap that
+    would otherwise set nothing and fail later at a gateway with a confusing 'name not defined'."""
+
+    def _run_hook(self, my_task: Any) -> Any:
+        table = self.dmnEngine.decision_table
+        if table.hit_policy != "COLLECT" and not self.dmnEngine.decide(my_task):
+            inputs = []
+            for column in table.inputs:
+                label = column.label or column.name or (column.expression or "").strip("()") or column.id
+                try:
+                    inputs.append(f"{label} = {my_task.workflow.script_engine.evaluate(my_task, column.expression)!r}")
+                except Exception:  # noqa: BLE001 - the inputs only decorate the message
+                    inputs.append(f"{label} = ?")
+            raise WorkflowTaskException(
+                f"decision '{table.name or table.id}' has no rule for {', '.join(inputs) or 'these inputs'}: "
+                "add a row (or a catch-all row) to the decision table",
+                task=my_task,
+            )
+        return super()._run_hook(my_task)
+
+
+class GovflowBusinessRuleTaskParser(BusinessRuleTaskParser):
+    def create_task(self) -> Any:
+        decision_ref = self.get_decision_ref(self.node)
+        engine = self.process_parser.parser.get_engine(decision_ref, self.node)
+        return GovflowBusinessRuleTask(self.spec, self.bpmn_id, dmnEngine=engine, **self.bpmn_attributes)
+
+
 class SingleDecisionParser(DMNParser):
     """Parses one named decision of a DMN file that may hold several."""
 
@@ -131,6 +162,7 @@ class SingleDecisionParser(DMNParser):
         # The engine appends a cell to its column's expression ("x if c else 0" + ">= 15" would bind to the
         # else branch): parenthesise every input expression so a cell always applies to the whole value.
         for table in self.decision.decisionTables:
+            table.name = table.name or self.decision_node.get("id")  # named in error messages
             for column in table.inputs:
                 if column.expression and column.expression.strip():
                     column.expression = f"({column.expression.strip()})"
@@ -151,6 +183,7 @@ class GovflowParser(CamundaParser):
         full_tag("boundaryEvent"): (GovflowBoundaryEventParser, BoundaryEvent),
         full_tag("intermediateCatchEvent"): (GovflowIntermediateCatchEventParser, IntermediateCatchEvent),
         full_tag("receiveTask"): (GovflowReceiveTaskParser, ReceiveTask),
+        full_tag("businessRuleTask"): (GovflowBusinessRuleTaskParser, GovflowBusinessRuleTask),
     }
 
     def add_dmn_xml(self, node: Any, filename: str | None = None) -> None:

@@ -12,13 +12,16 @@ from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
 from SpiffWorkflow.camunda.serializer.event_definition import MessageEventDefinitionConverter
+from SpiffWorkflow.dmn.serializer.task_spec import BaseBusinessRuleTaskConverter
 
 from service.engine.messages import GovflowMessageEventDefinition
+from service.engine.parser import GovflowBusinessRuleTask
 
 _CONFIG = {
     **CAMUNDA_CONFIG,
     ServiceTask: BpmnTaskSpecConverter,
     GovflowMessageEventDefinition: MessageEventDefinitionConverter,
+    GovflowBusinessRuleTask: BaseBusinessRuleTaskConverter,
 }
 
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
-from service.engine.runtime import ProcessModel, Runtime
+from service.engine.runtime import EngineError, ProcessModel, Runtime
+from service.engine.serializer import dump_spec, load_spec
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -67,3 +70,25 @@ def test_two_decisions_in_one_file_and_range_cells() -> None:
     tracks = {amount: _run({"security_wan": 0, "build_total_wan": 0, "budget_wan": Decimal(amount)})["track"]
               for amount in ("9.99", "10", "199.99", "200")}
     assert tracks == {"9.99": "self", "10": "filing", "199.99": "filing", "200": "approval"}
+
+
+GAP_DMN = DMN.replace('<rule id="r5"><inputEntry id="i"><text>-</text></inputEntry><outputEntry id="j"><text>"self"'
+                      '</text></outputEntry></rule>', "")
+
+
+def _start_with_gap(variables: dict) -> dict:
+    parsed = parse_files({"share.bpmn": BPMN.encode(), "share.dmn": GAP_DMN.encode()})[0]
+    runtime = Runtime(Clock(), BusinessCalendar())
+    spec, subs = load_spec(dump_spec(parsed.spec, parsed.subprocess_specs))  # as stored with the version
+    model = ProcessModel(1, parsed.key, spec, subs)
+    return runtime.snapshot(runtime.start(model, variables), runtime.clock.now()).variables
+
+
+def test_a_decision_with_no_matching_rule_names_the_table_and_the_inputs() -> None:
+    assert GAP_DMN != DMN
+    assert _start_with_gap({"security_wan": 0, "build_total_wan": 0, "budget_wan": Decimal(10)})["track"] == "filing"
+    with pytest.raises(EngineError) as raised:
+        _start_with_gap({"security_wan": 0, "build_total_wan": 0, "budget_wan": Decimal("9.99")})
+    message = str(raised.value)
+    assert "decision 'track' has no rule" in message and "budget_wan" in message and "9.99" in message
+    assert raised.value.element_id == "track"
