@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         from service.workers import start_workers
 
         workers = start_workers(ctx)
+        app.state.workers = workers
         try:
             yield
         finally:

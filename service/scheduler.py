@@ -38,10 +38,13 @@ class Scheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_round: datetime | None = None  # when the sleeping loop will look again
         self.sqlite = is_sqlite(ctx.engine)
+        self.wakes = 0
 
     # ---- thread -----------------------------------------------------------------------------------
     def start(self) -> None:
+        self.ctx.on_timer_written(self._timer_written)
         self._thread = threading.Thread(target=self._loop, name="govflow-scheduler", daemon=True)
         self._thread.start()
 
@@ -55,14 +58,23 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
 
+    def _timer_written(self, due_at: datetime) -> None:
+        """A request of this process committed a timer: look again now if it is due before the next round."""
+        planned = self._next_round
+        if planned is None or due_at < planned:
+            self.wakes += 1
+            self.wake()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self._next_round = None  # a round is running: any timer written now is seen by it or woken for
             try:
                 self.run_until_idle()
                 delay = self._seconds_until_next_due()
             except Exception:
                 log.exception("scheduler round failed")
                 delay = 5.0
+            self._next_round = self.ctx.clock.now() + timedelta(seconds=delay)
             self._wake.wait(timeout=delay)
             self._wake.clear()
 

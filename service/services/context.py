@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -16,6 +18,7 @@ from service.engine.runtime import ProcessModel, Runtime
 from service.engine.serializer import load_spec
 
 _PENDING = "govflow_workflows_to_keep"
+_TIMER_DUE = "govflow_earliest_new_timer"
 
 
 @dataclass
@@ -29,10 +32,33 @@ class AppContext:
     _models: dict[int, ProcessModel] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _workflows: OrderedDict[str, tuple[int, Any]] = field(default_factory=OrderedDict)
+    _timer_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         event.listen(self.session_factory, "after_commit", self._keep_committed)
-        event.listen(self.session_factory, "after_rollback", lambda s: s.info.pop(_PENDING, None))
+        event.listen(self.session_factory, "after_commit", self._announce_timers)
+        event.listen(self.session_factory, "after_rollback", self._forget_pending)
+
+    @staticmethod
+    def _forget_pending(session: Session) -> None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_TIMER_DUE, None)
+
+    # ---- timers written by a request: the scheduler of this process is told once they are committed ----
+    def timer_written(self, session: Session, due_at: datetime) -> None:
+        earliest = session.info.get(_TIMER_DUE)
+        if earliest is None or due_at < earliest:
+            session.info[_TIMER_DUE] = due_at
+
+    def on_timer_written(self, listener: Callable[[datetime], None]) -> None:
+        self._timer_listeners.append(listener)
+
+    def _announce_timers(self, session: Session) -> None:
+        due_at = session.info.pop(_TIMER_DUE, None)
+        if due_at is None:
+            return
+        for listener in list(self._timer_listeners):
+            listener(due_at)
 
     @property
     def calendar(self) -> BusinessCalendar:

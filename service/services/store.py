@@ -66,7 +66,7 @@ def save(ctx: AppContext, session: Session, instance: ProcessInstance, workflow:
     if status == "running":
         ctx.keep_after_commit(session, instance.id, instance.version, workflow)
     _sync_tasks(session, instance, snap, now, audit)
-    _sync_waiting(session, instance, snap)
+    _sync_waiting(ctx, session, instance, snap)
     if status == "completed" and closing_status is None:
         audit.append(now, actor, "instance.completed", element_id=snap.end_event,
                      data={"end_event": snap.end_event})
@@ -117,7 +117,7 @@ def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now
                        {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
 
 
-def _sync_waiting(session: Session, instance: ProcessInstance, snap: Snapshot) -> None:
+def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot) -> None:
     existing = {
         (w.kind, w.spiff_task_id, w.element_id): w
         for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id))
@@ -128,6 +128,8 @@ def _sync_waiting(session: Session, instance: ProcessInstance, snap: Snapshot) -
         session.execute(delete(WaitingEvent).where(WaitingEvent.id.in_(stale)))
     for k, w in wanted.items():
         row = existing.get(k)
+        if w.kind == "timer" and w.due_at is not None and (row is None or row.due_at != w.due_at):
+            ctx.timer_written(session, w.due_at)
         if row is None:
             session.add(WaitingEvent(
                 instance_id=instance.id, process_key=instance.process_key, business_key=instance.business_key,

@@ -113,3 +113,38 @@ def test_a_timer_whose_firing_fails_stays_due_shows_the_error_and_backs_off(api:
     api.advance(timedelta(minutes=2))
     assert api.waiting(inst["id"])[0]["failed_attempts"] == 2
     assert api.instance(inst["id"])["status"] == "running"
+
+
+def test_a_timer_due_before_the_next_round_wakes_the_sleeping_scheduler(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+    """The scheduler sleeps until the earliest due timer (here at most an hour); a request that commits a
+    timer due sooner wakes it, so short timers fire on time instead of at the next round."""
+    from service.clock import Clock
+    from service.scheduler import Scheduler
+    from tests.support import FIXTURES, Server, make_settings
+
+    short = (FIXTURES / "wait_a_day.bpmn").read_bytes().replace(b">P1D<", b">PT1S<").replace(
+        b'id="wait_a_day"', b'id="wait_a_second"')
+    settings = make_settings(tmp_path, database_url, FIXTURES, scheduler_enabled=True,
+                             scheduler_max_sleep_seconds=3600.0)
+    server = Server(settings, Clock())  # type: ignore[arg-type]
+    server.start()
+    api = Api(server)
+    try:
+        scheduler = next(w for w in server.app.state.workers if isinstance(w, Scheduler))
+        deadline = time.monotonic() + 10
+        while scheduler._next_round is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert scheduler._next_round is not None  # asleep, for up to an hour
+        r = api.admin.post("/deployments", files=[("files", ("wait_a_second.bpmn", short))])
+        assert r.status_code in (200, 201), r.text
+        started = time.monotonic()
+        iid = api.start("wait_a_second", {})["id"]
+        while api.open_elements(iid) != ["after"] and time.monotonic() - started < 20:
+            time.sleep(0.05)
+        assert api.open_elements(iid) == ["after"]
+        assert time.monotonic() - started < 20 and scheduler.wakes >= 1
+        waited = len(api.waiting(iid))
+        assert waited == 0
+    finally:
+        api.close()
+        server.stop()
