@@ -186,7 +186,7 @@ class Runtime:
         if main is None or main.has_state(TaskState.FINISHED_MASK):
             return
         again = split._add_child(spec, TaskState.WAITING)
-        spec._predict(again, mask=TaskState.WAITING)
+        spec._predict(again, mask=TaskState.WAITING | TaskState.FUTURE | TaskState.PREDICTED_MASK)  # the whole branch
         spec._update(again)
 
     def fire_due_timers(self, workflow: BpmnWorkflow) -> None:

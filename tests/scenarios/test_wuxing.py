@@ -455,6 +455,34 @@ def test_two_changes_and_a_refused_one(lifecycle_api: Api) -> None:
     assert open_elements(api, iid) == ["preliminary_acceptance"]
 
 
+def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
+    """A change request does not interrupt the implementation: two may be open at once, and the OA system's
+    report that construction is finished is accepted while a change is still being decided."""
+    api = lifecycle_api
+    bk = "WX-CHG3"
+    iid = to_implementation(api, bk)
+    api.message("change_requested", bk)
+    api.message("change_requested", bk)
+    assert open_elements(api, iid) == ["submit_change", "submit_change"]
+    tasks = [t for t in api.instance(iid)["open_tasks"] if t["element_id"] == "submit_change"]
+    client = api.as_("a", "applicant")
+    for task, amount in zip(tasks, (150, 20)):
+        assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+        r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
+            "change_reason": "建设依据变化", "change_amount_wan": amount, "actual_investment_wan": 300,
+            "exceeds_estimate": False}})
+        assert r.status_code == 200, r.text
+    # the 150万 change (over 10 % and over 100万) waits for the joint review; the 20万 one is settled
+    assert open_elements(api, iid) == ["change_joint_review"]
+    r = api.message("construction_completed", bk)
+    assert r["process_instance_id"] == iid
+    assert open_elements(api, iid) == ["change_joint_review", "register_irs"]
+    assert "change_requested" not in {w.get("name") for w in api.waiting(iid)}  # implementation is over
+    api.complete(iid, "change_joint_review", {"decision": "pass"})
+    api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-3"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
 def test_shutdown_request_terminates(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "WX-SHUT"

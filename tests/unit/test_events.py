@@ -99,3 +99,46 @@ def test_the_lifecycle_end_wins_over_a_side_branch_that_ended_later_and_its_data
     running.deliver_message(wf2, "change_requested", {})
     _complete(running, wf2, "handle")
     assert running.snapshot(wf2, running.clock.now()).variables["side_note"] == "handled"
+
+
+
+REPEATED_BRANCH = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://x">
+  <bpmn:message id="m1" name="change_requested" />
+  <bpmn:process id="p" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="impl" camunda:candidateGroups="applicant"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end_completed"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:boundaryEvent id="chg" cancelActivity="false" attachedToRef="impl"><bpmn:outgoing>f3</bpmn:outgoing><bpmn:messageEventDefinition id="md" messageRef="m1" /></bpmn:boundaryEvent>
+    <bpmn:userTask id="submit" camunda:candidateGroups="applicant"><bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:exclusiveGateway id="gw" default="f6"><bpmn:incoming>f4</bpmn:incoming><bpmn:outgoing>f5</bpmn:outgoing><bpmn:outgoing>f6</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:userTask id="review" camunda:candidateGroups="data_bureau"><bpmn:incoming>f5</bpmn:incoming><bpmn:outgoing>f7</bpmn:outgoing></bpmn:userTask>
+    <bpmn:exclusiveGateway id="merge"><bpmn:incoming>f6</bpmn:incoming><bpmn:incoming>f7</bpmn:incoming><bpmn:outgoing>f8</bpmn:outgoing></bpmn:exclusiveGateway>
+    <bpmn:endEvent id="settled"><bpmn:incoming>f8</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="impl" />
+    <bpmn:sequenceFlow id="f2" sourceRef="impl" targetRef="end_completed" />
+    <bpmn:sequenceFlow id="f3" sourceRef="chg" targetRef="submit" />
+    <bpmn:sequenceFlow id="f4" sourceRef="submit" targetRef="gw" />
+    <bpmn:sequenceFlow id="f5" sourceRef="gw" targetRef="review"><bpmn:conditionExpression>x == 1</bpmn:conditionExpression></bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="f6" sourceRef="gw" targetRef="merge" />
+    <bpmn:sequenceFlow id="f7" sourceRef="review" targetRef="merge" />
+    <bpmn:sequenceFlow id="f8" sourceRef="merge" targetRef="settled" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_every_catch_of_a_non_interrupting_boundary_runs_its_whole_branch() -> None:
+    """The second and later branches go past their first task: a gateway routes each one to the review."""
+    parsed = parse_files({"p.bpmn": REPEATED_BRANCH.encode()})[0]
+    runtime = Runtime(Clock(), BusinessCalendar())
+    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {})
+    for round_ in range(3):
+        runtime.deliver_message(wf, "change_requested", {})
+        assert _open(runtime, wf) == ["impl", "submit"], round_
+        task = next(t for t in runtime.snapshot(wf, runtime.clock.now()).open_tasks if t.element_id == "submit")
+        runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {"x": 1})
+        assert _open(runtime, wf) == ["impl", "review"], round_
+        _complete(runtime, wf, "review")
+        assert _open(runtime, wf) == ["impl"], round_
+    _complete(runtime, wf, "impl")
+    assert runtime.snapshot(wf, runtime.clock.now()).end_event == "end_completed"
