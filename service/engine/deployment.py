@@ -81,29 +81,32 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
         except etree.XMLSyntaxError as e:
             raise ModelError(f"not well-formed XML: {e.msg}", name, None, e.lineno) from None
 
-    parser = GovflowParser(validator=_shared_validator())
     decision_files: dict[str, str] = {}
     for name, tree in trees.items():
         if name.endswith(".dmn"):
-            _guard(lambda n=name, t=tree: parser.add_dmn_xml(t, filename=n), name, tree)
             for decision in tree.iter("{*}decision"):
                 decision_files[decision.get("id")] = name
+    # Each diagram gets its own parser, so that element ids (a sub-process is parsed as a process of its own)
+    # only need to be unique within their file; a diagram that calls a process of another file gets that file too.
     process_files: dict[str, str] = {}
+    defined: dict[str, str] = {}
     for name, tree in trees.items():
         if name.endswith(".bpmn"):
             _check_unsupported_xml(name, tree)
-            _guard(lambda n=name, t=tree: parser.add_bpmn_xml(t, filename=n), name, tree)
             for process in tree.findall("bpmn:process", NS):
+                defined.setdefault(process.get("id"), name)
                 if process.get("isExecutable", "true") == "true":
                     process_files[process.get("id")] = name
     if not process_files:
         raise ModelError("no executable process found", next(iter(files)))
+    parsers = {name: _parser_for(name, trees, defined) for name in sorted(set(process_files.values()))}
 
     result = []
     for key, name in process_files.items():
         tree = trees[name]
-        spec = _guard(lambda k=key: parser.get_spec(k), name, tree)
-        subs = _guard(lambda k=key: parser.get_subprocess_specs(k), name, tree)
+        parser = parsers[name]
+        spec = _guard(lambda k=key, p=parser: p.get_spec(k), name, tree)
+        subs = _guard(lambda k=key, p=parser: p.get_subprocess_specs(k), name, tree)
         for s in [spec, *subs.values()]:
             _lint_spec(s, name, tree)
         process_node = tree.find(f"bpmn:process[@id='{key}']", NS)
@@ -161,6 +164,27 @@ def _guard(fn: Any, name: str, tree: Any) -> Any:
         raise ModelError(f"missing attribute {e}", name) from None
     except SpiffWorkflowException as e:
         raise ModelError(str(e), name) from None
+
+
+def _parser_for(name: str, trees: dict[str, Any], defined: dict[str, str]) -> GovflowParser:
+    """A parser holding every decision file, this diagram, and the diagrams whose processes it calls."""
+    parser = GovflowParser(validator=_shared_validator())
+    for dmn, tree in trees.items():
+        if dmn.endswith(".dmn"):
+            _guard(lambda n=dmn, t=tree: parser.add_dmn_xml(t, filename=n), dmn, tree)
+    wanted, added = [name], set()
+    while wanted:
+        current = wanted.pop()
+        if current in added:
+            continue
+        added.add(current)
+        tree = trees[current]
+        _guard(lambda n=current, t=tree: parser.add_bpmn_xml(t, filename=n), current, tree)
+        for call in tree.iter(f"{{{BPMN_NS}}}callActivity"):
+            target = defined.get(call.get("calledElement") or "")
+            if target is not None and target not in added:
+                wanted.append(target)
+    return parser
 
 
 def _check_unsupported_xml(name: str, tree: Any) -> None:

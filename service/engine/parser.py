@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lxml import etree
 from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.parser.event_parsers import ReceiveTaskParser
-from SpiffWorkflow.bpmn.parser.util import one
+from SpiffWorkflow.bpmn.parser.ProcessParser import ProcessParser
+from SpiffWorkflow.bpmn.parser.util import BPMN_MODEL_NS, one
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, IntermediateCatchEvent, ReceiveTask, StartEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -175,7 +177,18 @@ class SingleDecisionParser(DMNParser):
         return self.decision_node.get("name")
 
 
+class GovflowProcessParser(ProcessParser):
+    def _index_process_nodes(self) -> None:
+        super()._index_process_nodes()
+        # a BPMN element wins over an extension element with the same id (e.g. a camunda:formField named
+        # like a sub-process): the engine would otherwise look up the form field and fail with no hint
+        for node in self.xpath(".//*[@id]"):
+            if etree.QName(node).namespace == BPMN_MODEL_NS:
+                self.nodes_by_id[node.get("id")] = node
+
+
 class GovflowParser(CamundaParser):
+    PROCESS_PARSER_CLASS = GovflowProcessParser
     OVERRIDE_PARSER_CLASSES = {
         **CamundaParser.OVERRIDE_PARSER_CLASSES,
         full_tag("userTask"): (GovflowUserTaskParser, UserTask),
