@@ -1,0 +1,668 @@
+"""Qufu 曲阜市 (曲政字〔2024〕21号): the lifecycle driven over REST as the OA systems and reviewers would."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.support import Api
+
+PROCESS_KEY = "qufu"
+
+PLAN = {"construction_plan_ref": "QF-JS-1", "crypto_plan_ref": "QF-MM-1", "security_statement_ref": "QF-AQ-1"}
+CONTRACT = {
+    "contract_signed_date": "2026-03-04",
+    "contract_amount_wan": 280,
+    "legal_review_done": True,
+    "ip_clause_included": True,
+    "implementation_months": 12,
+    "implementation_end_date": "2027-03-03",
+    "warranty_months": 24,
+}
+
+
+def start(api: Api, bk: str, **overrides: Any) -> str:
+    variables: dict[str, Any] = {"project_name": "曲阜市智慧文旅平台", "department": "市文旅局", "budget_wan": 300}
+    variables.update(overrides)
+    return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
+
+
+def open_elements(api: Api, iid: str) -> list[str]:
+    return api.open_elements(iid)
+
+
+def variables(api: Api, iid: str) -> dict[str, Any]:
+    return dict(api.instance(iid)["variables"])
+
+
+def end_event(api: Api, iid: str) -> str | None:
+    view = api.instance(iid)
+    return view["end_event"] if view["status"] == "completed" else None
+
+
+def declare(api: Api, iid: str, budget: Any = 300) -> None:
+    api.complete(
+        iid,
+        "submit_requirements",
+        {
+            "construction_basis": "文旅融合规划",
+            "construction_content": "平台建设",
+            "construction_goal": "统一服务入口",
+            "budget_wan": budget,
+        },
+    )
+
+
+def to_requirements_review(api: Api, bk: str, **overrides: Any) -> str:
+    iid = start(api, bk, **overrides)
+    api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-1"})
+    declare(api, iid, overrides.get("budget_wan", 300))
+    assert open_elements(api, iid) == ["requirements_review"]
+    return iid
+
+
+def submit_plan(api: Api, iid: str, total: Any = 300, security: Any = 30) -> None:
+    api.complete(iid, "submit_technical_plan", {**PLAN, "total_budget_wan": total, "security_budget_wan": security})
+
+
+def to_technical_plan(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_requirements_review(api, bk, **overrides)
+    api.complete(iid, "requirements_review", {"decision": "pass"})
+    if "prepare_feasibility_report" in open_elements(api, iid):
+        api.complete(iid, "prepare_feasibility_report", {"feasibility_report_ref": "QF-KY-1"})
+    assert open_elements(api, iid) == ["submit_technical_plan"]
+    return iid
+
+
+def to_approval(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_technical_plan(api, bk, **overrides)
+    submit_plan(api, iid)
+    api.complete(iid, "technical_review", {"decision": "pass"})
+    assert open_elements(api, iid) == ["project_approval"]
+    return iid
+
+
+def through_budget(api: Api, iid: str) -> None:
+    api.complete(iid, "submit_budget", {"budget_year": 2026, "requested_budget_wan": 300})
+    api.complete(iid, "budget_review", {"decision": "pass", "approved_budget_wan": 290})
+    api.complete(iid, "sign_responsibility_letter", {"letter_ref": "QF-ZR-1", "letter_filing_date": "2026-04-01"})
+
+
+def to_procurement(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_approval(api, bk, **overrides)
+    api.complete(iid, "project_approval", {"decision": "pass", "approval_ref": "曲政办立〔2026〕1号"})
+    through_budget(api, iid)
+    assert open_elements(api, iid) == ["procure"]
+    return iid
+
+
+def to_contract(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_procurement(api, bk, **overrides)
+    api.complete(iid, "procure", {"procurement_method": "公开招标"})
+    assert "award_notice_issued" in {w.get("name") for w in api.waiting(iid)}
+    api.message("award_notice_issued", bk)
+    assert open_elements(api, iid) == ["sign_contract"]
+    return iid
+
+
+def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_contract(api, bk, **overrides)
+    api.complete(iid, "sign_contract", CONTRACT)
+    api.complete(iid, "file_contract", {"contract_filing_date": "2026-03-10"})
+    assert open_elements(api, iid) == []
+    assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
+    return iid
+
+
+def to_final(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_implementation(api, bk, **overrides)
+    api.message("construction_completed", bk)
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-05"})
+    assert open_elements(api, iid) == ["accept_final_application"]
+    return iid
+
+
+def to_operation(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_final(api, bk, **overrides)
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+    api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_opinion_ref": "YS-1"})
+    assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
+    api.message("operation_started", bk)
+    return iid
+
+
+# ---- the whole lifecycle ------------------------------------------------------------------------------
+
+
+def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-FULL"
+    iid = start(api, bk, budget_wan=600)
+    # 第八条: the unit's party committee studies the need first
+    assert open_elements(api, iid) == ["party_committee_study"]
+    assert api.open_task(iid, "party_committee_study")["candidate_groups"] == ["applicant"]
+    api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-9"})
+    declare(api, iid, 600)
+    assert api.open_task(iid, "requirements_review")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "requirements_review", {"decision": "pass", "review_opinion": "必要、合理"})
+    # 第六条: >= 500 needs a feasibility study report for the technical review
+    assert open_elements(api, iid) == ["prepare_feasibility_report"]
+    api.complete(iid, "prepare_feasibility_report", {"feasibility_report_ref": "QF-KY-9"})
+    submit_plan(api, iid, total=600, security=30)
+    assert variables(api, iid)["security_share_check"] == "ok"
+    api.complete(iid, "technical_review", {"decision": "pass"})
+    api.complete(iid, "project_approval", {"decision": "pass", "approval_ref": "曲立〔2026〕9号"})
+    through_budget(api, iid)
+    api.complete(iid, "procure", {"procurement_method": "公开招标", "procurement_ref": "CG-9"})
+    api.message("award_notice_issued", bk, {"award_date": "2026-05-06"})
+    api.complete(iid, "sign_contract", CONTRACT)
+    api.complete(iid, "file_contract", {"contract_filing_date": "2026-05-12"})
+    api.message("construction_completed", bk)
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_report_ref": "CY-9"})
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-05"})
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+    api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_opinion_ref": "YS-9"})
+    api.message("operation_started", bk)
+    # 第三十六条: a yearly self-evaluation, then a third-party post-evaluation
+    assert open_elements(api, iid) == []
+    api.fire_timer(iid, "yearly_evaluation_due")
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2027, "self_evaluation_report_ref": "ZP-1", "in_operation": False}
+    )
+    api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": True})
+    assert api.open_task(iid, "post_evaluation")["candidate_groups"] == ["third_party"]
+    api.complete(iid, "post_evaluation", {"post_evaluation_report_ref": "HP-1", "evaluation_rating": "good"})
+    assert end_event(api, iid) == "end_completed"
+
+
+# ---- thresholds ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget, required", [(499.99, False), (500, True), (500.01, True)])
+def test_feasibility_report_from_500(lifecycle_api: Api, budget: float, required: bool) -> None:
+    api = lifecycle_api
+    iid = to_requirements_review(api, "QF-FSR", budget_wan=budget)
+    api.complete(iid, "requirements_review", {"decision": "pass"})
+    assert variables(api, iid)["feasibility_required"] is required
+    assert open_elements(api, iid) == (["prepare_feasibility_report"] if required else ["submit_technical_plan"])
+
+
+@pytest.mark.parametrize("security, check", [("14.99", "below_minimum"), ("15", "ok"), ("15.01", "ok")])
+def test_security_budget_share_at_least_5_percent(lifecycle_api: Api, security: str, check: str) -> None:
+    api = lifecycle_api
+    iid = to_technical_plan(api, "QF-SEC")
+    submit_plan(api, iid, total="300", security=security)
+    assert variables(api, iid)["security_share_check"] == check
+    assert open_elements(api, iid) == (["submit_technical_plan"] if check != "ok" else ["technical_review"])
+
+
+def test_security_share_not_applicable_to_rebuilds(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_technical_plan(api, "QF-SEC-OLD", is_new_build=False)
+    submit_plan(api, iid, total=300, security=0)
+    assert variables(api, iid)["security_share_check"] == "not_applicable"
+    assert open_elements(api, iid) == ["technical_review"]
+
+
+def test_security_share_below_5_percent_is_resubmitted(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_technical_plan(api, "QF-SEC-LOW", budget_wan=1000)
+    submit_plan(api, iid, total="1000", security="49.99")
+    assert open_elements(api, iid) == ["submit_technical_plan"]
+    submit_plan(api, iid, total="1000", security="50")
+    assert open_elements(api, iid) == ["technical_review"]
+    assert variables(api, iid)["security_share_check"] == "ok"
+
+
+# ---- start form, validation and permissions -------------------------------------------------------------------
+
+
+def test_start_form_is_served(lifecycle_api: Api) -> None:
+    r = lifecycle_api.as_("oa", "applicant").get(f"/process-definitions/{PROCESS_KEY}")
+    assert r.status_code == 200, r.text
+    form = {f["id"]: f for f in r.json()["start_form"]}
+    assert form["budget_wan"]["type"] == "decimal" and form["budget_wan"]["required"]
+    assert form["entry_path"]["type"] == "enum"
+    assert {o["id"] for o in form["entry_path"]["options"]} == {
+        "regular",
+        "urgent",
+        "superior",
+        "construction_attached",
+    }
+    assert form["is_new_build"]["type"] == "boolean"
+
+
+@pytest.mark.parametrize(
+    "values, field",
+    [
+        ({"department": "市文旅局", "budget_wan": 10}, "project_name"),
+        ({"project_name": "x", "budget_wan": 10}, "department"),
+        ({"project_name": "x", "department": "d"}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": -0.01}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": "abc"}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": 10, "entry_path": "provincial"}, "entry_path"),
+    ],
+)
+def test_invalid_start_is_422_naming_the_field(lifecycle_api: Api, values: dict[str, Any], field: str) -> None:
+    r = lifecycle_api.as_("oa", "applicant").post(
+        "/process-instances", json={"process_key": PROCESS_KEY, "business_key": "QF-BAD", "variables": values}
+    )
+    assert r.status_code == 422, r.text
+    assert list(r.json()["errors"]) == [field]
+
+
+def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_requirements_review(api, "QF-403")
+    task = api.open_task(iid, "requirements_review")
+    r = api.as_("x", "finance_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 403
+    r = api.as_("y", "applicant").post(f"/tasks/{task['id']}/claim")
+    assert r.status_code == 403
+    assert open_elements(api, iid) == ["requirements_review"]
+    # a review without its decision, or with an outcome the text does not give, is refused
+    client = api.as_("d", "data_bureau")
+    assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "approve"}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+
+
+# ---- entry paths (第八、十七、十九条, 第四、十六条) ------------------------------------------------------------------
+
+
+def test_requirements_revise_then_resubmit(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_requirements_review(api, "QF-REQ-REV")
+    api.complete(iid, "requirements_review", {"decision": "revise", "review_opinion": "预算依据不足"})
+    assert open_elements(api, iid) == ["submit_requirements"]
+    declare(api, iid, 520)
+    assert open_elements(api, iid) == ["requirements_review"]
+    api.complete(iid, "requirements_review", {"decision": "pass"})
+    # the revised budget need now needs a feasibility study report
+    assert variables(api, iid)["budget_wan"] == 520
+    assert open_elements(api, iid) == ["prepare_feasibility_report"]
+
+
+def test_requirements_reject_ends_rejected(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_requirements_review(api, "QF-REQ-REJ")
+    api.complete(iid, "requirements_review", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize("budget, first", [(499.99, "submit_technical_plan"), (500, "prepare_feasibility_report")])
+def test_urgent_project_goes_from_city_decision_to_technical_review(
+    lifecycle_api: Api, budget: float, first: str
+) -> None:
+    api = lifecycle_api
+    iid = start(api, "QF-URG", entry_path="urgent", budget_wan=budget)
+    api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-2"})
+    assert open_elements(api, iid) == ["city_decision"]
+    assert api.open_task(iid, "city_decision")["candidate_groups"] == ["city_government"]
+    api.complete(iid, "city_decision", {"decision": "pass", "decision_ref": "市委常委会纪要〔2026〕3号"})
+    # 第十七条: no requirements review, straight to the technical review documents
+    assert open_elements(api, iid) == [first]
+
+
+def test_urgent_project_refused_by_city(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "QF-URG-REJ", entry_path="urgent")
+    api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-3"})
+    api.complete(iid, "city_decision", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+def test_superior_project_is_filed_into_the_library(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "QF-SUP", entry_path="superior", budget_wan=800)
+    # 第十九条: filed and put in the project library; no local reviews
+    assert open_elements(api, iid) == ["file_superior_project"]
+    api.complete(
+        iid, "file_superior_project", {"superior_document_ref": "鲁大数据发〔2026〕5号", "filing_date": "2026-03-05"}
+    )
+    assert open_elements(api, iid) == ["submit_budget"]
+
+
+def test_construction_attached_project_waits_for_the_copied_approval(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-ATT"
+    iid = start(api, bk, entry_path="construction_attached")
+    assert open_elements(api, iid) == []
+    assert "construction_approval_copied" in {w.get("name") for w in api.waiting(iid)}
+    api.message("construction_approval_copied", bk, {"approval_ref": "曲审批投〔2026〕8号"})
+    assert open_elements(api, iid) == ["submit_budget"]
+
+
+# ---- technical review, approval, budget (第六、十六、二十二条) -----------------------------------------------------
+
+
+def test_technical_revise_then_pass(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_technical_plan(api, "QF-TECH")
+    submit_plan(api, iid)
+    assert api.open_task(iid, "technical_review")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "technical_review", {"decision": "revise", "review_opinion": "概算偏高"})
+    assert open_elements(api, iid) == ["submit_technical_plan"]
+    submit_plan(api, iid, total=280, security=14)
+    api.complete(iid, "technical_review", {"decision": "pass"})
+    assert open_elements(api, iid) == ["project_approval"]
+
+
+@pytest.mark.parametrize("task", ["technical_review", "project_approval", "budget_review"])
+def test_refusal_after_requirements_ends_rejected(lifecycle_api: Api, task: str) -> None:
+    api = lifecycle_api
+    iid = to_technical_plan(api, "QF-REJ")
+    submit_plan(api, iid)
+    if task != "technical_review":
+        api.complete(iid, "technical_review", {"decision": "pass"})
+    if task == "budget_review":
+        api.complete(iid, "project_approval", {"decision": "pass"})
+        api.complete(iid, "submit_budget", {"budget_year": 2026, "requested_budget_wan": 300})
+        assert api.open_task(iid, task)["candidate_groups"] == ["finance_bureau"]
+    api.complete(iid, task, {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+def test_responsibility_letter_after_budget(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_approval(api, "QF-LETTER")
+    api.complete(iid, "project_approval", {"decision": "pass"})
+    api.complete(iid, "submit_budget", {"budget_year": 2026, "requested_budget_wan": 300})
+    api.complete(iid, "budget_review", {"decision": "pass", "approved_budget_wan": 300})
+    # 第二十四条: the letter comes after the budget is issued, before procurement
+    assert open_elements(api, iid) == ["sign_responsibility_letter"]
+    api.complete(iid, "sign_responsibility_letter", {"letter_ref": "ZR-1", "letter_filing_date": "2026-04-01"})
+    assert open_elements(api, iid) == ["procure"]
+
+
+# ---- contract (第二十八、三十条) ----------------------------------------------------------------------------------
+
+
+def test_contract_signing_deadline_is_ten_working_days(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_contract(api, "QF-SIGN")
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "contract_signing_deadline"]
+    assert len(timer) == 1 and timer[0]["calendar"] == "cn_workdays"
+    # award notice on Monday 2026-03-02: the 10th working day is Monday 2026-03-16 (weekends skipped)
+    assert timer[0]["due_at"].startswith("2026-03-16T16:00")
+    api.advance(timedelta(days=14))
+    assert open_elements(api, iid) == ["sign_contract"]
+    api.advance(timedelta(days=1))
+    assert open_elements(api, iid) == ["contract_signing_overdue", "sign_contract"]
+    assert api.open_task(iid, "contract_signing_overdue")["candidate_groups"] == ["finance_bureau"]
+    api.complete(iid, "contract_signing_overdue", {"reminder_note": "请尽快签订合同"})
+    api.complete(iid, "sign_contract", CONTRACT)
+    assert open_elements(api, iid) == ["file_contract"]
+
+
+def test_contract_filing_deadline_notifies_the_data_bureau(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_contract(api, "QF-FILE")
+    api.complete(iid, "sign_contract", CONTRACT)
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "contract_filing_deadline"]
+    assert len(timer) == 1 and timer[0]["calendar"] == "cn_workdays"
+    assert timer[0]["due_at"].startswith("2026-03-16T16:00")
+    api.fire_timer(iid, "contract_filing_deadline")
+    assert open_elements(api, iid) == ["contract_filing_overdue", "file_contract"]
+    assert api.open_task(iid, "contract_filing_overdue")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "file_contract", {"contract_filing_date": "2026-03-20"})
+    assert open_elements(api, iid) == ["contract_filing_overdue"]
+    assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
+
+
+@pytest.mark.parametrize("months, status", [(36, 200), (37, 422)])
+def test_implementation_period_at_most_three_years(lifecycle_api: Api, months: int, status: int) -> None:
+    api = lifecycle_api
+    iid = to_contract(api, "QF-PERIOD")
+    task = api.open_task(iid, "sign_contract")
+    client = api.as_("a", "applicant")
+    assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {**CONTRACT, "implementation_months": months}})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert "implementation_months" in r.json()["errors"]
+
+
+# ---- change requests (第三十三条) ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decision, filed", [("pass", True), ("reject", False)])
+def test_major_change_needs_reapproval_before_changing(lifecycle_api: Api, decision: str, filed: bool) -> None:
+    api = lifecycle_api
+    bk = "QF-CHG"
+    iid = to_implementation(api, bk)
+    assert "change_requested" in {w.get("name") for w in api.waiting(iid)}
+    api.message("change_requested", bk)
+    # the implementation waits: construction cannot be reported complete while the change is pending
+    assert "construction_completed" not in {w.get("name") for w in api.waiting(iid)}
+    api.complete(
+        iid,
+        "submit_adjustment_request",
+        {"change_aspect": "budget", "change_reason": "需求调整", "adjusted_budget_wan": 350},
+    )
+    assert api.open_task(iid, "change_reapproval")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "change_reapproval", {"decision": decision})
+    if filed:
+        assert open_elements(api, iid) == ["file_change"]
+        api.complete(iid, "file_change", {"change_filing_date": "2026-06-01"})
+    assert open_elements(api, iid) == []
+    assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
+
+
+def test_two_changes_then_construction_completes(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-CHG2"
+    iid = to_implementation(api, bk)
+    for aspect in ("schedule", "content"):
+        api.message("change_requested", bk)
+        api.complete(iid, "submit_adjustment_request", {"change_aspect": aspect, "change_reason": "政策调整"})
+        api.complete(iid, "change_reapproval", {"decision": "pass"})
+        api.complete(iid, "file_change", {"change_filing_date": "2026-06-01"})
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
+# ---- supervision (第四十一条) -------------------------------------------------------------------------------------
+
+
+def to_rectification(api: Api, bk: str) -> str:
+    iid = to_implementation(api, bk)
+    api.message("supervision_finding", bk, {"finding_department": "cyberspace_office"})
+    task = api.open_task(iid, "order_rectification")
+    assert set(task["candidate_groups"]) == {"data_bureau", "finance_bureau", "cyberspace_office", "crypto_bureau"}
+    api.complete(
+        iid,
+        "order_rectification",
+        {"finding": "未落实等级保护要求", "supervision_due_date": "2026-04-30"},
+        group="cyberspace_office",
+    )
+    assert open_elements(api, iid) == ["rectify_supervision_finding"]
+    return iid
+
+
+def test_rectified_finding_resumes_construction(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-SUP-OK"
+    iid = to_rectification(api, bk)
+    api.complete(iid, "rectify_supervision_finding", {"rectification_report": "已完成等保测评"})
+    api.complete(iid, "verify_rectification", {"decision": "pass"}, group="cyberspace_office")
+    assert open_elements(api, iid) == []
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
+@pytest.mark.parametrize(
+    "sanction, outcome", [("criticism", "resumed"), ("defer_investment", "resumed"), ("terminate", "end_terminated")]
+)
+def test_still_non_compliant_leads_to_a_sanction(lifecycle_api: Api, sanction: str, outcome: str) -> None:
+    api = lifecycle_api
+    bk = "QF-SUP-NO"
+    iid = to_rectification(api, bk)
+    api.complete(iid, "rectify_supervision_finding", {"rectification_report": "部分整改"})
+    api.complete(iid, "verify_rectification", {"decision": "reject"})
+    assert api.open_task(iid, "decide_sanction")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "decide_sanction", {"sanction": sanction})
+    if outcome == "end_terminated":
+        assert end_event(api, iid) == "end_terminated"
+    else:
+        assert open_elements(api, iid) == []
+        assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
+
+
+def test_overdue_rectification_suspends_then_terminates(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "QF-SUP-LATE")
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "supervision_rectify_deadline"]
+    assert len(timer) == 1 and timer[0]["due_at"].startswith("2026-04-30T15:59:59")
+    api.advance(timedelta(days=58))
+    assert open_elements(api, iid) == ["rectify_supervision_finding"]
+    api.advance(timedelta(days=2))
+    # 逾期不整改: the rectification is over, the approval department decides
+    assert open_elements(api, iid) == ["decide_sanction"]
+    api.complete(iid, "decide_sanction", {"sanction": "suspend"})
+    assert open_elements(api, iid) == ["suspension_review"]
+    api.complete(iid, "suspension_review", {"decision": "reject"})
+    assert end_event(api, iid) == "end_terminated"
+
+
+def test_suspended_project_resumes(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-SUP-RESUME"
+    iid = to_rectification(api, bk)
+    api.fire_timer(iid, "supervision_rectify_deadline")
+    api.complete(iid, "decide_sanction", {"sanction": "suspend"})
+    assert "construction_completed" not in {w.get("name") for w in api.waiting(iid)}
+    api.complete(iid, "suspension_review", {"decision": "pass"})
+    assert open_elements(api, iid) == []
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+
+
+# ---- acceptance (第三十四、三十五条) --------------------------------------------------------------------------------
+
+
+def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-PRE"
+    iid = to_implementation(api, bk)
+    api.message("construction_completed", bk)
+    api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
+    assert open_elements(api, iid) == ["rectify_preliminary"]
+    api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    assert open_elements(api, iid) == ["apply_final_acceptance"]
+
+
+def test_late_application_needs_a_delay_request(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-LATE"
+    iid = to_implementation(api, bk)
+    api.message("construction_completed", bk)
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "acceptance_application_due"]
+    # the contract's implementation period ends on 2027-03-03 (China time)
+    assert len(timer) == 1 and timer[0]["due_at"].startswith("2027-03-03T15:59:59")
+    api.advance(timedelta(days=365))
+    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    api.advance(timedelta(days=2))
+    assert open_elements(api, iid) == ["preliminary_acceptance", "request_acceptance_delay"]
+    api.complete(
+        iid, "request_acceptance_delay", {"delay_reason": "设备到货延迟", "planned_application_date": "2027-06-30"}
+    )
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "apply_final_acceptance", {"application_date": "2027-06-20"})
+    assert open_elements(api, iid) == ["accept_final_application"]
+
+
+def test_period_already_over_when_construction_completes(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-LATE-BUILD"
+    iid = to_implementation(api, bk)
+    api.advance(timedelta(days=400))
+    assert open_elements(api, iid) == []
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["preliminary_acceptance", "request_acceptance_delay"]
+
+
+def test_timely_application_needs_no_delay_request(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_final(api, "QF-ONTIME")
+    assert "acceptance_application_due" not in [w.get("element_id") for w in api.waiting(iid)]
+    api.advance(timedelta(days=400))
+    assert open_elements(api, iid) == ["accept_final_application"]
+
+
+def test_final_acceptance_fails_rectify_and_reapply(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_final(api, "QF-FIN")
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+    api.complete(iid, "final_acceptance", {"decision": "revise"})
+    assert open_elements(api, iid) == ["plan_rectification"]
+    api.complete(iid, "plan_rectification", {"rectification_plan": "补齐接口", "rectification_due_date": "2026-05-29"})
+    assert open_elements(api, iid) == ["rectify_acceptance"]
+    # the rectification time limit passes: the data bureau is told, the rectification stays open
+    api.fire_timer(iid, "rectification_deadline")
+    assert open_elements(api, iid) == ["rectification_overdue", "rectify_acceptance"]
+    assert api.open_task(iid, "rectification_overdue")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "rectification_overdue", {})
+    api.complete(iid, "rectify_acceptance", {"rectification_report": "已整改", "application_date": "2026-06-05"})
+    # 第三十五条: the final-acceptance application is submitted again
+    assert open_elements(api, iid) == ["accept_final_application"]
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+    api.complete(iid, "final_acceptance", {"decision": "pass"})
+    assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
+
+
+def test_final_acceptance_delegated_to_the_unit(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_final(api, "QF-DEL")
+    assert api.open_task(iid, "accept_final_application")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "applicant"})
+    assert open_elements(api, iid) == ["final_acceptance_delegated"]
+    assert api.open_task(iid, "final_acceptance_delegated")["candidate_groups"] == ["applicant"]
+    api.complete(iid, "final_acceptance_delegated", {"decision": "pass", "acceptance_opinion_ref": "YS-2"})
+    assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
+
+
+# ---- evaluation (第三十六条) ----------------------------------------------------------------------------------------
+
+
+def test_yearly_self_evaluation_while_in_use(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_operation(api, "QF-EVAL")
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=364))
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=2))
+    assert open_elements(api, iid) == ["self_evaluation"]
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2027, "self_evaluation_report_ref": "ZP-1", "in_operation": True}
+    )
+    # the data bureau decides on the post-evaluation from the self-evaluation
+    api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
+    assert open_elements(api, iid) == []
+    assert "yearly_evaluation_due" in [w.get("element_id") for w in api.waiting(iid)]
+    api.advance(timedelta(days=370))
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2028, "self_evaluation_report_ref": "ZP-2", "in_operation": True}
+    )
+    api.complete(
+        iid, "commission_post_evaluation", {"post_evaluation_commissioned": True, "evaluation_agency": "某检测评价机构"}
+    )
+    api.complete(
+        iid,
+        "post_evaluation",
+        {"post_evaluation_report_ref": "HP-2", "evaluation_rating": "fair", "rectification_opinion": "加强数据共享"},
+    )
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=370))
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2029, "self_evaluation_report_ref": "ZP-3", "in_operation": False}
+    )
+    api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
+    assert end_event(api, iid) == "end_completed"
