@@ -239,6 +239,12 @@ class Runtime:
         def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
             if exc is None or isinstance(exc, EngineError):
                 return False
+            if isinstance(exc, RecursionError):
+                raise EngineError(
+                    "the engine cannot follow the flow from here: it runs in a circle (a loop of sequence flows "
+                    "with no way out); give the loop an exclusive gateway with an exit",
+                    self.element_id,
+                ) from None
             if isinstance(exc, (SpiffWorkflowException, ScriptError, SyntaxError, WorkflowException)):
                 task = getattr(exc, "task", None)
                 element = getattr(getattr(task, "task_spec", None), "bpmn_id", None) or self.element_id

@@ -1,10 +1,12 @@
 """Parsing diagrams deployed together: ids only need to be unique within their own file."""
 from __future__ import annotations
 
+import pytest
+
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
-from service.engine.runtime import ProcessModel, Runtime
+from service.engine.runtime import EngineError, ProcessModel, Runtime
 
 
 def _diagram(process_id: str, sub_id: str, field_id: str = "note") -> bytes:
@@ -49,3 +51,37 @@ def test_two_diagrams_may_use_the_same_sub_process_and_element_ids() -> None:
 def test_a_form_field_named_like_an_element_does_not_hide_the_element() -> None:
     [parsed] = parse_files({"c.bpmn": _diagram("c", "review", field_id="review")})
     assert _run_through(parsed, "ok", field="review") == {"end": "end_completed", "element": "work_c", "value": "ok"}
+
+
+ENDLESS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="x">
+  <bpmn:process id="endless" isExecutable="true">
+    <bpmn:startEvent id="s"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="a" camunda:candidateGroups="applicant"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:subProcess id="sp"><bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:startEvent id="ss"><bpmn:outgoing>g1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:userTask id="b" camunda:candidateGroups="applicant"><bpmn:incoming>g1</bpmn:incoming><bpmn:incoming>g3</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing></bpmn:userTask>
+      <bpmn:scriptTask id="c" scriptFormat="python"><bpmn:incoming>g2</bpmn:incoming><bpmn:outgoing>g3</bpmn:outgoing><bpmn:script>n = 1</bpmn:script></bpmn:scriptTask>
+      <bpmn:userTask id="x" camunda:candidateGroups="applicant"><bpmn:outgoing>g4</bpmn:outgoing></bpmn:userTask>
+      <bpmn:endEvent id="se"><bpmn:incoming>g4</bpmn:incoming></bpmn:endEvent>
+      <bpmn:sequenceFlow id="g4" sourceRef="x" targetRef="se" />
+      <bpmn:sequenceFlow id="g1" sourceRef="ss" targetRef="b" />
+      <bpmn:sequenceFlow id="g2" sourceRef="b" targetRef="c" />
+      <bpmn:sequenceFlow id="g3" sourceRef="c" targetRef="b" />
+    </bpmn:subProcess>
+    <bpmn:endEvent id="end_completed"><bpmn:incoming>f3</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="s" targetRef="a" />
+    <bpmn:sequenceFlow id="f2" sourceRef="a" targetRef="sp" />
+    <bpmn:sequenceFlow id="f3" sourceRef="sp" targetRef="end_completed" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_a_loop_with_no_way_out_is_a_clear_error_not_a_crash() -> None:
+    [parsed] = parse_files({"endless.bpmn": ENDLESS.encode()})
+    runtime = Runtime(Clock(), BusinessCalendar())
+    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {})
+    [task] = runtime.snapshot(wf, runtime.clock.now()).open_tasks
+    with pytest.raises(EngineError) as raised:
+        runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {})
+    assert "runs in a circle" in str(raised.value) and raised.value.element_id == "a"
