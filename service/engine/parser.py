@@ -10,6 +10,7 @@ Adds to SpiffWorkflow's CamundaParser:
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from typing import Any
 
 from lxml import etree
@@ -32,6 +33,7 @@ from SpiffWorkflow.camunda.parser.task_spec import BusinessRuleTaskParser, UserT
 from SpiffWorkflow.camunda.specs.business_rule_task import BusinessRuleTask
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.dmn.parser.DMNParser import DMNParser
+from SpiffWorkflow.util.task import TaskState
 
 from service.engine.forms import FormDefinitionError, parse_form
 from service.engine.messages import GovflowMessageEventDefinition
@@ -103,6 +105,29 @@ class GovflowStartEventParser(_EventMixin, CamundaStartEventParser):
             extensions["camunda:initiator"] = initiator
         extensions.update(_form_extension(self))
         return extensions
+
+
+class GovflowBoundaryEvent(BoundaryEvent):
+    """An interrupting boundary event on a sub-process carries on with the data recorded inside the sub-process
+    (as in Camunda, where what an embedded sub-process sets belongs to the process instance); the engine would
+    go on with the data the sub-process was entered with. Data the event brings (a message's variables) wins."""
+
+    def _run_hook(self, my_task: Any) -> Any:
+        result = super()._run_hook(my_task)
+        if not self.cancel_activity or my_task.parent is None:
+            return result
+        split = my_task.parent
+        main = next((c for c in split.children if not isinstance(c.task_spec, BoundaryEvent)), None)
+        subprocess = my_task.workflow.top_workflow.subprocesses.get(main.id) if main is not None else None
+        if subprocess is None:
+            return result
+        inner: dict[str, Any] = {}
+        reached = TaskState.READY | TaskState.WAITING | TaskState.STARTED | TaskState.COMPLETED
+        for task in sorted(subprocess.get_tasks(state=reached), key=lambda t: t.last_state_change):
+            inner.update(task.data)
+        brought = {k: v for k, v in my_task.data.items() if k not in split.data or split.data[k] != v}
+        my_task.data = {**deepcopy(inner), **brought}
+        return result
 
 
 class GovflowBoundaryEventParser(_EventMixin, CamundaBoundaryEventParser):
@@ -193,7 +218,7 @@ class GovflowParser(CamundaParser):
         **CamundaParser.OVERRIDE_PARSER_CLASSES,
         full_tag("userTask"): (GovflowUserTaskParser, UserTask),
         full_tag("startEvent"): (GovflowStartEventParser, StartEvent),
-        full_tag("boundaryEvent"): (GovflowBoundaryEventParser, BoundaryEvent),
+        full_tag("boundaryEvent"): (GovflowBoundaryEventParser, GovflowBoundaryEvent),
         full_tag("intermediateCatchEvent"): (GovflowIntermediateCatchEventParser, IntermediateCatchEvent),
         full_tag("receiveTask"): (GovflowReceiveTaskParser, ReceiveTask),
         full_tag("businessRuleTask"): (GovflowBusinessRuleTaskParser, GovflowBusinessRuleTask),

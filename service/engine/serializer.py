@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer, DefaultRegistry
-from SpiffWorkflow.bpmn.serializer.default.task_spec import BpmnTaskSpecConverter
+from SpiffWorkflow.bpmn.serializer.default.task_spec import BoundaryEventConverter, BpmnTaskSpecConverter
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
@@ -15,13 +15,14 @@ from SpiffWorkflow.camunda.serializer.event_definition import MessageEventDefini
 from SpiffWorkflow.dmn.serializer.task_spec import BaseBusinessRuleTaskConverter
 
 from service.engine.messages import GovflowMessageEventDefinition
-from service.engine.parser import GovflowBusinessRuleTask
+from service.engine.parser import GovflowBoundaryEvent, GovflowBusinessRuleTask
 
 _CONFIG = {
     **CAMUNDA_CONFIG,
     ServiceTask: BpmnTaskSpecConverter,
     GovflowMessageEventDefinition: MessageEventDefinitionConverter,
     GovflowBusinessRuleTask: BaseBusinessRuleTaskConverter,
+    GovflowBoundaryEvent: BoundaryEventConverter,
 }
 
 

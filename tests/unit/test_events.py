@@ -142,3 +142,62 @@ def test_every_catch_of_a_non_interrupting_boundary_runs_its_whole_branch() -> N
         assert _open(runtime, wf) == ["impl"], round_
     _complete(runtime, wf, "impl")
     assert runtime.snapshot(wf, runtime.clock.now()).end_event == "end_completed"
+
+
+INTERRUPTED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="x">
+  <bpmn:message id="m_stop" name="stop_requested" />
+  <bpmn:process id="interrupted" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:subProcess id="build"><bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+      <bpmn:startEvent id="build_start"><bpmn:outgoing>g1</bpmn:outgoing></bpmn:startEvent>
+      <bpmn:scriptTask id="count" scriptFormat="python"><bpmn:incoming>g1</bpmn:incoming><bpmn:outgoing>g2</bpmn:outgoing><bpmn:script>counter = 41 + 1</bpmn:script></bpmn:scriptTask>
+      <bpmn:userTask id="report" camunda:candidateGroups="applicant"><bpmn:incoming>g2</bpmn:incoming><bpmn:outgoing>g3</bpmn:outgoing></bpmn:userTask>
+      <bpmn:userTask id="more" camunda:candidateGroups="applicant"><bpmn:incoming>g3</bpmn:incoming><bpmn:outgoing>g4</bpmn:outgoing></bpmn:userTask>
+      <bpmn:endEvent id="build_end"><bpmn:incoming>g4</bpmn:incoming></bpmn:endEvent>
+      <bpmn:sequenceFlow id="g1" sourceRef="build_start" targetRef="count" />
+      <bpmn:sequenceFlow id="g2" sourceRef="count" targetRef="report" />
+      <bpmn:sequenceFlow id="g3" sourceRef="report" targetRef="more" />
+      <bpmn:sequenceFlow id="g4" sourceRef="more" targetRef="build_end" />
+    </bpmn:subProcess>
+    <bpmn:boundaryEvent id="too_late" attachedToRef="build" cancelActivity="true"><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDuration>P30D</bpmn:timeDuration></bpmn:timerEventDefinition></bpmn:boundaryEvent>
+    <bpmn:boundaryEvent id="stopped" attachedToRef="build" cancelActivity="true"><bpmn:outgoing>f5</bpmn:outgoing>
+      <bpmn:messageEventDefinition messageRef="m_stop" /></bpmn:boundaryEvent>
+    <bpmn:userTask id="after" camunda:candidateGroups="data_bureau"><bpmn:incoming>f3</bpmn:incoming><bpmn:incoming>f5</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end_terminated"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_completed"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="build" />
+    <bpmn:sequenceFlow id="f2" sourceRef="build" targetRef="end_completed" />
+    <bpmn:sequenceFlow id="f3" sourceRef="too_late" targetRef="after" />
+    <bpmn:sequenceFlow id="f5" sourceRef="stopped" targetRef="after" />
+    <bpmn:sequenceFlow id="f4" sourceRef="after" targetRef="end_terminated" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def _interrupted() -> tuple[Runtime, Any]:
+    parsed = parse_files({"interrupted.bpmn": INTERRUPTED.encode()})[0]
+    runtime = Runtime(Clock(), BusinessCalendar())
+    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {"progress": "entered"})
+    task = next(t for t in runtime.snapshot(wf, runtime.clock.now()).open_tasks if t.element_id == "report")
+    runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {"progress": "reported", "report_ref": "R-1"})
+    return runtime, wf
+
+
+def test_an_interrupting_boundary_event_keeps_what_the_sub_process_recorded() -> None:
+    runtime, wf = _interrupted()
+    assert runtime.make_timer_due(wf, "too_late")
+    runtime.advance(wf)
+    snap = runtime.snapshot(wf, runtime.clock.now())
+    assert [t.element_id for t in snap.open_tasks] == ["after"]
+    assert (snap.variables["counter"], snap.variables["progress"], snap.variables["report_ref"]) == (42, "reported", "R-1")
+
+
+def test_the_data_an_interrupting_message_brings_wins_over_the_sub_process_data() -> None:
+    runtime, wf = _interrupted()
+    runtime.deliver_message(wf, "stop_requested", {"progress": "stopped by the unit"})
+    snap = runtime.snapshot(wf, runtime.clock.now())
+    assert [t.element_id for t in snap.open_tasks] == ["after"]
+    assert (snap.variables["counter"], snap.variables["progress"], snap.variables["report_ref"]) == (
+        42, "stopped by the unit", "R-1")
