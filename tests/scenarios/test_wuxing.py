@@ -466,7 +466,7 @@ def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
     assert open_elements(api, iid) == ["submit_change", "submit_change"]
     tasks = [t for t in api.instance(iid)["open_tasks"] if t["element_id"] == "submit_change"]
     client = api.as_("a", "applicant")
-    for task, amount in zip(tasks, (150, 20)):
+    for task, amount in zip(tasks, (150, 20), strict=True):
         assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
         r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
             "change_reason": "建设依据变化", "change_amount_wan": amount, "actual_investment_wan": 300,
