@@ -1,0 +1,707 @@
+"""Wuhan 武汉市 (武汉市政务信息化项目建设管理办法): the lifecycle driven over REST as the OA systems and reviewers would."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.support import Api
+
+PROCESS_KEY = "wuhan"
+
+DOCUMENT = {
+    "document_ref": "WH-DOC-1",
+    "preparer": "某工程咨询公司",
+    "preparer_qualified": True,
+    "has_sharing_chapter": True,
+    "has_crypto_plan": True,
+    "product_security_statement": True,
+    "uses_city_infrastructure": True,
+}
+EVALUATION = {
+    "evaluation_report_ref": "WH-EVAL-1",
+    "sharing_evaluation": "共享分析充分",
+    "crypto_evaluation": "符合要求",
+}
+REPORT = {
+    "performance_report_ref": "WH-PR-2026",
+    "progress_summary": "按计划推进",
+    "investment_execution": "执行率80%",
+    "user_units_consulted": True,
+    "supervisor_consulted": True,
+}
+PRE_ACCEPTANCE = {
+    "security_risk_assessment_ref": "FX-1",
+    "crypto_assessment_ref": "MP-1",
+    "final_accounts_audit_ref": "JS-1",
+    "platform_connected": True,
+}
+ACCEPTANCE = {
+    "acceptance_date": "2027-05-10",
+    "product_security_checked": True,
+    "crypto_security_review_checked": True,
+    "utilisation_checked": True,
+}
+
+
+def start(api: Api, bk: str, **overrides: Any) -> str:
+    variables: dict[str, Any] = {
+        "project_name": "武汉市城市运行管理平台",
+        "department": "市城管执法委",
+        "budget_wan": "800",
+    }
+    variables.update(overrides)
+    return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
+
+
+def open_elements(api: Api, iid: str) -> list[str]:
+    return api.open_elements(iid)
+
+
+def variables(api: Api, iid: str) -> dict[str, Any]:
+    return dict(api.instance(iid)["variables"])
+
+
+def end_event(api: Api, iid: str) -> str | None:
+    view = api.instance(iid)
+    return view["end_event"] if view["status"] == "completed" else None
+
+
+def through_plan(api: Api, iid: str) -> None:
+    """第六、七条 and 第二十四条: the unit's plan, the data bureau's review, the city's approval, the filings."""
+    api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
+    api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, "approve_city_plan", {"decision": "pass"})
+    assert open_elements(api, iid) == ["file_plan_review", "list_investment_plan"]
+    api.complete(iid, "file_plan_review", {"plan_filing_opinion": "已备案"})
+    api.complete(iid, "list_investment_plan", {"investment_plan_ref": "武发改投资〔2026〕1号"})
+
+
+def through_document(api: Api, iid: str, decision: str = "pass", **approval: Any) -> None:
+    api.complete(iid, "prepare_document", DOCUMENT)
+    api.complete(iid, "evaluate_document", EVALUATION)
+    api.complete(iid, "approve_document", {"decision": decision, **approval})
+
+
+def to_construction(api: Api, bk: str, **overrides: Any) -> str:
+    """A 800万元 project through the three documents and the investment to the construction stage."""
+    iid = start(api, bk, **overrides)
+    through_plan(api, iid)
+    for _ in range(3):
+        through_document(api, iid)
+    api.complete(iid, "issue_investment", {"investment_issued_wan": "800"})
+    api.complete(
+        iid,
+        "organise_implementation",
+        {"implementing_body": "市大数据中心", "project_leader": "张工", "construction_start_date": "2026-03-10"},
+    )
+    return iid
+
+
+def to_acceptance(api: Api, bk: str, **overrides: Any) -> str:
+    iid = to_construction(api, bk, **overrides)
+    api.complete(iid, "annual_performance_report", REPORT)
+    api.message("construction_completed", bk, {"completed_date": "2027-03-01"})
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    return iid
+
+
+# ---- the whole lifecycle ------------------------------------------------------------------------------
+
+
+def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-FULL"
+    iid = to_acceptance(api, bk)
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
+    api.complete(iid, "file_acceptance", {"acceptance_filing_ref": "BA-1"})
+    api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-1", "operation_start_date": "2027-06-01"})
+    # 第二十二条: self-evaluation from 12 to 24 months after going live
+    assert open_elements(api, iid) == []
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["wait_self_evaluation"] == "2028-05-31T16:00:00Z"
+    api.fire_timer(iid, "wait_self_evaluation")
+    assert open_elements(api, iid) == ["self_evaluation"]
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["self_evaluation_deadline"] == "2029-05-31T16:00:00Z"
+    api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
+    api.complete(
+        iid, "decide_post_evaluation", {"commission_post_evaluation": True, "post_evaluation_agency": "某咨询"}
+    )
+    api.complete(iid, "post_evaluation", {"post_evaluation_ref": "HP-1"})
+    # 第二十三条: the departments apply the evaluation results
+    groups = api.open_task(iid, "apply_evaluation_results")["candidate_groups"]
+    assert set(groups) == {"data_bureau", "cyberspace_office", "finance_bureau"}
+    api.complete(iid, "apply_evaluation_results", {"rectification_opinions": "无"})
+    assert end_event(api, iid) == "end_completed"
+
+
+# ---- 第八条: self-implementation and filing below 50, approval from 50 ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("budget", "regime"),
+    [
+        ("49.99", "self_filing"),
+        ("50", "approval"),
+        ("50.01", "approval"),
+        ("0", "self_filing"),
+    ],
+)
+def test_approval_regime_by_investment(lifecycle_api: Api, budget: str, regime: str) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-REGIME-{budget}", budget_wan=budget)
+    through_plan(api, iid)
+    assert variables(api, iid)["approval_regime"] == regime
+    expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_document"]
+    assert open_elements(api, iid) == expected
+
+
+def test_self_filed_project_goes_on_to_construction(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-SELF", budget_wan="49.99")
+    through_plan(api, iid)
+    task = api.open_task(iid, "file_self_implementation")
+    assert task["candidate_groups"] == ["applicant"]
+    api.complete(iid, "file_self_implementation", {"filing_ref": "BA-2026-1", "filing_date": "2026-03-05"})
+    # no approval documents, no investment order: straight to 第十七条
+    assert open_elements(api, iid) == ["organise_implementation"]
+
+
+# ---- the start form, bad input, wrong group -----------------------------------------------------------
+
+
+def test_start_form_is_served(lifecycle_api: Api) -> None:
+    r = lifecycle_api.as_("oa", "applicant").get(f"/process-definitions/{PROCESS_KEY}")
+    assert r.status_code == 200
+    form = {f["id"]: f for f in r.json()["start_form"]}
+    assert form["budget_wan"]["type"] == "decimal" and form["budget_wan"]["required"]
+    assert form["project_name"]["required"] and form["department"]["required"]
+    assert {o["id"] for o in form["entry_path"]["options"]} == {"regular", "capital_construction", "school_hospital"}
+    assert {o["id"] for o in form["plan_entry"]["options"]} == {"annual", "supplementary"}
+    assert form["design_depth_reached"]["type"] == "boolean"
+
+
+@pytest.mark.parametrize(
+    ("variables", "field"),
+    [
+        ({"department": "d", "budget_wan": "10"}, "project_name"),
+        ({"project_name": "x", "budget_wan": "10"}, "department"),
+        ({"project_name": "x", "department": "d"}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": "-0.01"}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": "十万"}, "budget_wan"),
+        ({"project_name": "x", "department": "d", "budget_wan": "10", "plan_entry": "later"}, "plan_entry"),
+        ({"project_name": "x", "department": "d", "budget_wan": "10", "entry_path": "soe"}, "entry_path"),
+        (
+            {"project_name": "x", "department": "d", "budget_wan": "10", "design_depth_reached": "maybe"},
+            "design_depth_reached",
+        ),
+    ],
+)
+def test_invalid_start_is_422_naming_the_field(lifecycle_api: Api, variables: dict[str, Any], field: str) -> None:
+    r = lifecycle_api.as_("oa", "applicant").post(
+        "/process-instances", json={"process_key": PROCESS_KEY, "business_key": "WH-BAD", "variables": variables}
+    )
+    assert r.status_code == 422, r.text
+    assert list(r.json()["errors"]) == [field]
+
+
+def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-403")
+    api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
+    task = api.open_task(iid, "review_plan")
+    assert task["candidate_groups"] == ["data_bureau"]
+    r = api.as_("x", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 403
+    assert open_elements(api, iid) == ["review_plan"]
+    # a review without its decision is refused
+    r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+    assert r.status_code == 422 and "decision" in r.json()["errors"]
+    # an outcome the article does not allow is refused: the city government approves or not
+    api.complete(iid, "review_plan", {"decision": "pass"})
+    task = api.open_task(iid, "approve_city_plan")
+    assert task["candidate_groups"] == ["city_government"]
+    r = api.as_("c", "city_government").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {"decision": "revise"}}
+    )
+    assert r.status_code == 422
+
+
+# ---- 第九条: projects managed elsewhere ---------------------------------------------------------------
+
+
+def test_capital_construction_gets_a_technical_opinion_and_leaves(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-JJ", entry_path="capital_construction")
+    assert open_elements(api, iid) == ["technical_review_opinion"]
+    assert api.open_task(iid, "technical_review_opinion")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "technical_review_opinion", {"technical_opinion": "同意"})
+    assert end_event(api, iid) == "end_out_of_scope"
+
+
+def test_school_or_hospital_files_the_industry_approval_and_leaves(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-XX", entry_path="school_hospital")
+    assert open_elements(api, iid) == ["file_industry_approval"]
+    api.complete(
+        iid, "file_industry_approval", {"industry_approval_ref": "武教〔2026〕3号", "filing_date": "2026-03-03"}
+    )
+    assert end_event(api, iid) == "end_out_of_scope"
+
+
+# ---- 第六、七条: annual implementation plan -----------------------------------------------------------
+
+
+def test_plan_review_revise_then_pass(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-PLAN-REV")
+    api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
+    api.complete(iid, "review_plan", {"decision": "revise", "plan_opinion": "调整实施路径"})
+    assert open_elements(api, iid) == ["revise_plan"]
+    api.complete(iid, "revise_plan", {"budget_wan": "45", "revision_note": "压减建设内容"})
+    assert open_elements(api, iid) == ["review_plan"]
+    api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, "approve_city_plan", {"decision": "pass"})
+    api.complete(iid, "file_plan_review", {})
+    api.complete(iid, "list_investment_plan", {})
+    # the reduced investment decides the track
+    assert open_elements(api, iid) == ["file_self_implementation"]
+
+
+@pytest.mark.parametrize("step", ["review_plan", "approve_city_plan"])
+def test_not_in_the_plan_may_not_apply(lifecycle_api: Api, step: str) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-PLAN-NO-{step}")
+    api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
+    if step == "approve_city_plan":
+        api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, step, {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize("reason", ["city_required", "urgent"])
+def test_supplementary_inclusion_in_the_plan(lifecycle_api: Api, reason: str) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-SUPP-{reason}", plan_entry="supplementary")
+    assert open_elements(api, iid) == ["request_supplement"]
+    # the reason is one of the two the article allows
+    task = api.open_task(iid, "request_supplement")
+    r = api.as_("a", "applicant").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {"plan_year": 2026, "supplement_reason": "wanted"}}
+    )
+    assert r.status_code == 422
+    api.complete(iid, "request_supplement", {"plan_year": 2026, "supplement_reason": reason})
+    assert open_elements(api, iid) == ["review_plan"]
+    api.complete(iid, "review_plan", {"decision": "pass"})
+    assert open_elements(api, iid) == ["approve_city_plan"]
+
+
+# ---- 第十、十六条: documents, third-party evaluation, approval ------------------------------------------
+
+
+def test_documents_in_sequence_with_third_party_evaluation(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-DOCS")
+    through_plan(api, iid)
+    seen = []
+    for _ in range(3):
+        seen.append(variables(api, iid)["current_document"])
+        api.complete(iid, "prepare_document", DOCUMENT)
+        assert api.open_task(iid, "evaluate_document")["candidate_groups"] == ["third_party"]
+        api.complete(iid, "evaluate_document", EVALUATION)
+        assert api.open_task(iid, "approve_document")["candidate_groups"] == ["data_bureau"]
+        api.complete(iid, "approve_document", {"decision": "pass"})
+    assert seen == ["proposal", "feasibility_study", "preliminary_design"]
+    assert open_elements(api, iid) == ["issue_investment"]
+
+
+@pytest.mark.parametrize(
+    ("depth", "plan_entry", "documents"),
+    [
+        (True, "annual", ["implementation_plan"]),
+        (True, "supplementary", ["implementation_plan"]),
+        (False, "annual", ["proposal", "feasibility_study", "preliminary_design"]),
+    ],
+)
+def test_implementation_plan_for_planned_projects_at_design_depth(
+    lifecycle_api: Api, depth: bool, plan_entry: str, documents: list[str]
+) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-DEPTH-{depth}-{plan_entry}", design_depth_reached=depth, plan_entry=plan_entry)
+    if plan_entry == "supplementary":
+        api.complete(iid, "request_supplement", {"plan_year": 2026, "supplement_reason": "urgent"})
+        api.complete(iid, "review_plan", {"decision": "pass"})
+        api.complete(iid, "approve_city_plan", {"decision": "pass"})
+        api.complete(iid, "file_plan_review", {})
+        api.complete(iid, "list_investment_plan", {})
+    else:
+        through_plan(api, iid)
+    seen = []
+    while "prepare_document" in open_elements(api, iid):
+        seen.append(variables(api, iid)["current_document"])
+        through_document(api, iid)
+    assert seen == documents
+    assert open_elements(api, iid) == ["issue_investment"]
+
+
+def test_document_revise_then_resubmit_the_same_document(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-DOC-REV")
+    through_plan(api, iid)
+    through_document(api, iid)
+    assert variables(api, iid)["current_document"] == "feasibility_study"
+    through_document(api, iid, decision="revise")
+    assert open_elements(api, iid) == ["prepare_document"]
+    assert variables(api, iid)["current_document"] == "feasibility_study"
+    through_document(api, iid)
+    assert variables(api, iid)["current_document"] == "preliminary_design"
+
+
+@pytest.mark.parametrize("stage", [0, 2])
+def test_document_rejected_ends_rejected(lifecycle_api: Api, stage: int) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-DOC-REJ-{stage}")
+    through_plan(api, iid)
+    for _ in range(stage):
+        through_document(api, iid)
+    through_document(api, iid, decision="reject")
+    assert end_event(api, iid) == "end_rejected"
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "preparer_qualified",
+        "has_sharing_chapter",
+        "has_crypto_plan",
+        "product_security_statement",
+        "uses_city_infrastructure",
+    ],
+)
+def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, missing: str) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-DOC-INC-{missing}")
+    through_plan(api, iid)
+    api.complete(iid, "prepare_document", {**DOCUMENT, missing: False})
+    assert open_elements(api, iid) == ["prepare_document"]
+    assert variables(api, iid)["current_document"] == "proposal"
+    api.complete(iid, "prepare_document", DOCUMENT)
+    assert open_elements(api, iid) == ["evaluate_document"]
+
+
+def test_documents_refused_without_the_required_statements(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-DOC-BAD")
+    through_plan(api, iid)
+    task = api.open_task(iid, "prepare_document")
+    incomplete = {k: v for k, v in DOCUMENT.items() if k != "has_crypto_plan"}
+    r = api.as_("a", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": incomplete})
+    assert r.status_code == 422 and "has_crypto_plan" in r.json()["errors"]
+
+
+# ---- 第十五条: 核定投资 3000 and above goes to the city government -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("approved", "city"),
+    [
+        ("2999.99", False),
+        ("3000", True),
+        ("3000.01", True),
+    ],
+)
+def test_city_government_approval_from_3000(lifecycle_api: Api, approved: str, city: bool) -> None:
+    api = lifecycle_api
+    iid = start(api, f"WH-CITY-{approved}", budget_wan="3100", design_depth_reached=True)
+    through_plan(api, iid)
+    through_document(api, iid, approved_investment_wan=approved)
+    assert variables(api, iid)["city_approval_required"] is city
+    if city:
+        assert open_elements(api, iid) == ["approve_by_city"]
+        assert api.open_task(iid, "approve_by_city")["candidate_groups"] == ["city_government"]
+        api.complete(iid, "approve_by_city", {"decision": "pass", "city_approval_ref": "武政〔2026〕9号"})
+    assert open_elements(api, iid) == ["issue_investment"]
+
+
+def test_declared_amount_counts_when_no_approved_amount_is_recorded(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-CITY-DECL", budget_wan="3000", design_depth_reached=True)
+    through_plan(api, iid)
+    through_document(api, iid)
+    assert open_elements(api, iid) == ["approve_by_city"]
+
+
+def test_city_government_refusal_ends_rejected(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = start(api, "WH-CITY-REJ", budget_wan="5000", design_depth_reached=True)
+    through_plan(api, iid)
+    through_document(api, iid, approved_investment_wan="4800")
+    api.complete(iid, "approve_by_city", {"decision": "reject"})
+    assert end_event(api, iid) == "end_rejected"
+
+
+# ---- 第二十条: yearly performance report during construction --------------------------------------------
+
+
+def test_yearly_performance_report_until_construction_is_completed(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-YEARLY"
+    iid = to_construction(api, bk)
+    # the start year's report is due before its year end
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["report_deadline"] == "2026-12-31T16:00:00Z"
+    api.complete(iid, "annual_performance_report", REPORT)
+    # next report with the next year; meanwhile the OA system may report completion
+    assert open_elements(api, iid) == []
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["wait_report_year"] == "2026-12-31T16:00:00Z"
+    assert "construction_completed" in {w["name"] for w in api.waiting(iid)}
+    api.advance(timedelta(days=305))  # 2027-01-01
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert variables(api, iid)["report_year"] == 2027
+    # completion while a report is open ends the construction stage
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+
+
+def test_yearly_report_overdue_notifies_the_data_bureau(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_construction(api, "WH-YEARLY-LATE")
+    api.advance(timedelta(days=304))  # 2026-12-31, still in time
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    api.advance(timedelta(days=1))
+    assert open_elements(api, iid) == ["annual_performance_report", "report_overdue"]
+    assert api.open_task(iid, "report_overdue")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "report_overdue", {"reminder_note": "请于本月报送"})
+    api.complete(iid, "annual_performance_report", REPORT)
+    assert variables(api, iid)["report_year"] == 2027
+    # 2027 has started already: its report is open at once
+    assert open_elements(api, iid) == ["annual_performance_report"]
+
+
+# ---- 第十九条: adjustment of the construction content ------------------------------------------------
+
+ADJUSTMENT = {
+    "adjustment_content": "优化数据中台技术方案",
+    "within_estimate": True,
+    "goal_unchanged": True,
+    "adjustment_wan": "150",
+    "estimate_total_wan": "1000",
+    "adjustment_reason": "technical_optimisation",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "route"),
+    [
+        ({"adjustment_wan": "149.9"}, "self_adjust"),  # 14.99 %
+        ({"adjustment_wan": "150"}, "self_adjust"),  # 15 %
+        ({"adjustment_wan": "150.1"}, "formal_procedure"),  # 15.01 %
+        ({"adjustment_wan": "0", "adjustment_reason": "superior_or_city_directive"}, "self_adjust"),
+        ({"adjustment_reason": "business_development"}, "self_adjust"),
+        ({"adjustment_reason": "other"}, "formal_procedure"),
+        ({"within_estimate": False}, "formal_procedure"),
+        ({"goal_unchanged": False}, "formal_procedure"),
+    ],
+)
+def test_adjustment_route(lifecycle_api: Api, change: dict[str, Any], route: str) -> None:
+    api = lifecycle_api
+    bk = f"WH-ADJ-{sorted(change.items())}"
+    iid = to_construction(api, bk)
+    api.message("adjustment_requested", bk)
+    assert open_elements(api, iid) == ["submit_adjustment"]
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change})
+    assert variables(api, iid)["adjustment_route"] == route
+    if route == "self_adjust":
+        assert open_elements(api, iid) == ["file_adjustment"]
+        api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
+    else:
+        assert open_elements(api, iid) == ["approve_adjustment"]
+        assert api.open_task(iid, "approve_adjustment")["candidate_groups"] == ["data_bureau"]
+        api.complete(iid, "approve_adjustment", {"decision": "pass"})
+    # construction goes on
+    assert open_elements(api, iid) == ["annual_performance_report"]
+
+
+def test_repeated_adjustments_and_a_refused_one(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-ADJ-TWICE"
+    iid = to_construction(api, bk)
+    api.complete(iid, "annual_performance_report", REPORT)
+    api.message("adjustment_requested", bk)
+    api.complete(iid, "submit_adjustment", ADJUSTMENT)
+    api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
+    # the 2026 report was filed: nothing to report until 2027
+    assert open_elements(api, iid) == []
+    api.message("adjustment_requested", bk)
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "goal_unchanged": False})
+    api.complete(iid, "approve_adjustment", {"decision": "reject"})
+    assert open_elements(api, iid) == []
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+
+
+# ---- 第二十五条: supervision -------------------------------------------------------------------------
+
+
+def to_rectification(api: Api, bk: str, days: int = 30) -> str:
+    iid = to_construction(api, bk)
+    api.message("violation_found", bk, {"finding": "未按规定执行采购程序"})
+    assert open_elements(api, iid) == ["order_rectification"]
+    groups = api.open_task(iid, "order_rectification")["candidate_groups"]
+    assert {"data_bureau", "cyberspace_office", "audit_bureau", "finance_bureau"} <= set(groups)
+    api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": days})
+    assert open_elements(api, iid) == ["rectify_violation"]
+    return iid
+
+
+def test_rectified_in_time_resumes_construction(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "WH-SUP-OK")
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["rectification_deadline"] == "2026-04-01T01:00:00Z"
+    api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
+    api.complete(iid, "check_rectification", {"decision": "pass"})
+    assert open_elements(api, iid) == ["annual_performance_report"]
+
+
+def test_overdue_rectification_goes_to_the_approval_department(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "WH-SUP-LATE", days=15)
+    api.advance(timedelta(days=14))
+    assert open_elements(api, iid) == ["rectify_violation"]
+    api.advance(timedelta(days=2))
+    assert open_elements(api, iid) == ["impose_sanction"]
+    # 通报批评: the unit must still rectify
+    api.complete(iid, "impose_sanction", {"sanction": "criticism"})
+    assert open_elements(api, iid) == ["rectify_violation"]
+    api.complete(iid, "rectify_violation", {"rectification_report": "已整改"})
+    api.complete(iid, "check_rectification", {"decision": "pass"})
+    assert open_elements(api, iid) == ["annual_performance_report"]
+
+
+def test_still_non_compliant_suspend_then_resume(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "WH-SUP-SUSPEND")
+    api.complete(iid, "rectify_violation", {"rectification_report": "部分整改"})
+    api.complete(iid, "check_rectification", {"decision": "reject"})
+    assert api.open_task(iid, "impose_sanction")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "impose_sanction", {"sanction": "suspend"})
+    assert open_elements(api, iid) == ["suspend_construction"]
+    api.complete(iid, "suspend_construction", {"suspension_rectification": "全部整改"})
+    api.complete(iid, "review_suspension", {"decision": "pass"})
+    assert open_elements(api, iid) == ["annual_performance_report"]
+
+
+def test_suspended_project_terminated(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "WH-SUP-SUSP-END")
+    api.fire_timer(iid, "rectification_deadline")
+    api.complete(iid, "impose_sanction", {"sanction": "suspend"})
+    api.complete(iid, "suspend_construction", {"suspension_rectification": "未整改"})
+    api.complete(iid, "review_suspension", {"decision": "reject"})
+    assert end_event(api, iid) == "end_terminated"
+
+
+def test_project_terminated_by_the_approval_department(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_rectification(api, "WH-SUP-END")
+    api.fire_timer(iid, "rectification_deadline")
+    api.complete(iid, "impose_sanction", {"sanction": "terminate"})
+    assert end_event(api, iid) == "end_terminated"
+
+
+# ---- 第二十一条: acceptance --------------------------------------------------------------------------
+
+
+def test_acceptance_needs_the_data_bureau_confirmation(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_acceptance(api, "WH-ACC-CONF")
+    api.complete(iid, "pre_acceptance_work", {**PRE_ACCEPTANCE, "platform_connected": False})
+    assert api.open_task(iid, "confirm_acceptance_readiness")["candidate_groups"] == ["data_bureau"]
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "revise", "confirmation_note": "未完成平台对接"})
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    assert open_elements(api, iid) == ["organise_acceptance"]
+
+
+def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_acceptance(api, "WH-ACC-FAIL")
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    api.complete(iid, "organise_acceptance", {"decision": "revise", **ACCEPTANCE})
+    assert open_elements(api, iid) == ["rectify_acceptance"]
+    api.complete(iid, "rectify_acceptance", {"rectification_note": "补充密码应用整改"})
+    assert open_elements(api, iid) == ["organise_acceptance"]
+    api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
+    assert open_elements(api, iid) == ["file_acceptance"]
+
+
+def test_acceptance_within_six_months_of_completion(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_acceptance(api, "WH-ACC-6M")
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["acceptance_deadline"] == "2026-09-02T01:00:00Z"
+    api.advance(timedelta(days=184))  # 2026-09-02, the due instant itself
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    api.advance(timedelta(minutes=1))
+    assert open_elements(api, iid) == ["acceptance_overdue", "pre_acceptance_work"]
+    assert api.open_task(iid, "acceptance_overdue")["candidate_groups"] == ["data_bureau"]
+
+
+# ---- 第二十二条: self-evaluation and post-evaluation ------------------------------------------------
+
+
+def to_operation(api: Api, bk: str, operation_start: str) -> str:
+    iid = to_acceptance(api, bk)
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
+    api.complete(iid, "file_acceptance", {"acceptance_filing_ref": "BA-9"})
+    api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-9", "operation_start_date": operation_start})
+    return iid
+
+
+def test_self_evaluation_not_before_twelve_months(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_operation(api, "WH-SELF-EVAL", "2026-03-02")
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=364))  # 2027-03-01
+    assert open_elements(api, iid) == []
+    api.advance(timedelta(days=1))
+    assert open_elements(api, iid) == ["self_evaluation"]
+    api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
+    api.complete(iid, "decide_post_evaluation", {"commission_post_evaluation": False})
+    assert open_elements(api, iid) == ["apply_evaluation_results"]
+    api.complete(iid, "apply_evaluation_results", {})
+    assert end_event(api, iid) == "end_completed"
+
+
+def test_self_evaluation_window_from_a_leap_day(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_operation(api, "WH-LEAP", "2028-02-29")
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["wait_self_evaluation"] == "2029-02-27T16:00:00Z"
+    api.fire_timer(iid, "wait_self_evaluation")
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["self_evaluation_deadline"] == "2030-02-27T16:00:00Z"
+
+
+def test_self_evaluation_overdue_after_twenty_four_months(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_operation(api, "WH-SELF-LATE", "2026-03-02")
+    api.advance(timedelta(days=366))
+    assert open_elements(api, iid) == ["self_evaluation"]
+    api.advance(timedelta(days=364))  # 2028-03-01 (2028 is a leap year)
+    assert open_elements(api, iid) == ["self_evaluation"]
+    api.advance(timedelta(days=1))
+    assert open_elements(api, iid) == ["self_evaluation", "self_evaluation_overdue"]
+    assert api.open_task(iid, "self_evaluation_overdue")["candidate_groups"] == ["data_bureau"]
