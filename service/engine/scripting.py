@@ -16,6 +16,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from dateutil.relativedelta import relativedelta
 from RestrictedPython import compile_restricted_eval, compile_restricted_exec, safe_builtins
 from RestrictedPython.Eval import default_guarded_getitem, default_guarded_getiter
 from RestrictedPython.Guards import (
@@ -26,6 +27,9 @@ from RestrictedPython.Guards import (
 )
 from RestrictedPython.transformer import RestrictingNodeTransformer
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
+
+from service.engine.calendar import CHINA
+from service.engine.timeline import current_now
 
 MAX_SEQUENCE = 100_000
 MAX_POWER_BITS = 4096
@@ -99,6 +103,32 @@ class _Transformer(RestrictingNodeTransformer):
         return ast.fix_missing_locations(ast.copy_location(call, node))
 
 
+def _now() -> _dt.datetime:
+    """Now, China time, from the service's clock (tests and replays see their own time)."""
+    return current_now().astimezone(CHINA)
+
+
+def _today() -> _dt.date:
+    moment = _now()
+    return _dt.date(moment.year, moment.month, moment.day)
+
+
+def _add_months(day: Any, months: int) -> Any:
+    """A date (or date-time) some calendar months later; the 31st becomes the month's last day."""
+    if not isinstance(day, _dt.date) or not isinstance(months, int) or isinstance(months, bool):
+        raise TypeError("add_months(date, whole number of months)")
+    return day + relativedelta(months=months)
+
+
+_MACHINE_CLOCK = {"today", "now", "utcnow", "fromtimestamp", "utcfromtimestamp"}
+
+
+def _getattr(obj: Any, name: str, default: Any = None) -> Any:
+    if name in _MACHINE_CLOCK and obj in (_dt.date, _dt.datetime):
+        raise ScriptError(f"{obj.__name__}.{name}() reads the machine's clock: use today() or now()")
+    return safer_getattr(obj, name, default)
+
+
 _BUILTINS: dict[str, Any] = dict(safe_builtins)
 _BUILTINS.update(
     {
@@ -111,7 +141,7 @@ _BUILTINS.pop("__import__", None)
 
 _GLOBALS: dict[str, Any] = {
     "__builtins__": _BUILTINS,
-    "_getattr_": safer_getattr,
+    "_getattr_": _getattr,
     "_getitem_": default_guarded_getitem,
     "_getiter_": default_guarded_getiter,
     "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
@@ -126,6 +156,9 @@ _GLOBALS: dict[str, Any] = {
     "timedelta": _dt.timedelta,
     "floor": math.floor,
     "ceil": math.ceil,
+    "today": _today,
+    "now": _now,
+    "add_months": _add_months,
 }
 
 

@@ -18,6 +18,12 @@ from service.clock import Clock
 _current: contextvars.ContextVar[Clock | None] = contextvars.ContextVar("govflow_clock", default=None)
 
 
+def current_now() -> datetime:
+    """The time of the clock bound to the running engine step (the wall clock outside one)."""
+    clock = _current.get()
+    return clock.now() if clock is not None else datetime.now(UTC)
+
+
 class _ClockDatetime(datetime):
     @classmethod
     def now(cls, tz=None):  # type: ignore[override]

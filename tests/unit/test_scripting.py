@@ -65,3 +65,37 @@ def test_scripts_change_task_data_and_leave_no_helpers_behind() -> None:
     data = {"delay_count": 2}
     ENV.execute("delay_count = delay_count + 1\nrounds = [i * 2 for i in range(3)]\nflag = delay_count > 3", data)
     assert data == {"delay_count": 3, "rounds": [0, 2, 4], "flag": False}
+
+
+def test_today_and_now_come_from_the_service_clock_in_china_time() -> None:
+    from datetime import UTC, date, datetime
+
+    from service.clock import FrozenClock
+    from service.engine.timeline import using_clock
+
+    late_evening_utc = FrozenClock(datetime(2026, 12, 31, 16, 30, tzinfo=UTC))  # 00:30 on 1 January in China
+    with using_clock(late_evening_utc):
+        assert ENV.evaluate("today()", {}) == date(2027, 1, 1)
+        assert ENV.evaluate("now().hour", {}) == 0
+        assert ENV.evaluate("today() > deadline", {"deadline": date(2026, 12, 31)}) is True
+
+
+@pytest.mark.parametrize("start, months, expected", [
+    ("2026-01-31", 1, "2026-02-28"),
+    ("2026-08-31", 6, "2027-02-28"),
+    ("2026-03-15", 6, "2026-09-15"),
+    ("2028-02-29", 12, "2029-02-28"),
+])
+def test_add_months_keeps_to_the_calendar(start: str, months: int, expected: str) -> None:
+    from datetime import date
+
+    assert ENV.evaluate("add_months(d, n)", {"d": date.fromisoformat(start), "n": months}) == date.fromisoformat(expected)
+
+
+@pytest.mark.parametrize("expression", ["date.today()", "datetime.now()", "datetime.utcnow()", "add_months(1, 2)",
+                                        "add_months(d, 1.5)"])
+def test_the_machine_clock_and_bad_month_arithmetic_are_refused(expression: str) -> None:
+    from datetime import date
+
+    with pytest.raises((ScriptError, TypeError)):
+        ENV.evaluate(expression, {"d": date(2026, 1, 1)})
