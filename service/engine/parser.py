@@ -39,6 +39,8 @@ from service.engine.forms import FormDefinitionError, parse_form
 from service.engine.messages import GovflowMessageEventDefinition
 
 C = "{http://camunda.org/schema/1.0/bpmn}"
+RESULT_VARIABLE = "camunda:resultVariable"
+RESULT_MAPPING = "camunda:mapDecisionResult"
 FORM_KEY = "govflow:form"
 ASSIGNMENT_ATTRIBUTES = ("assignee", "candidateGroups", "candidateUsers", "dueDate", "followUpDate", "priority")
 
@@ -167,7 +169,35 @@ class GovflowBusinessRuleTask(BusinessRuleTask):
                 "add a row (or a catch-all row) to the decision table",
                 task=my_task,
             )
-        return super()._run_hook(my_task)
+        result = super()._run_hook(my_task)
+        extensions = getattr(self, "extensions", None) or {}
+        if extensions.get(RESULT_VARIABLE):
+            my_task.data[extensions[RESULT_VARIABLE]] = self._mapped_result(my_task, extensions[RESULT_MAPPING])
+        return result
+
+    def _mapped_result(self, my_task: Any, mapping: str) -> Any:
+        """camunda:resultVariable as Camunda maps it (the outputs are also set under their own names)."""
+        table = self.dmnEngine.decision_table
+        rules = self.dmnEngine.decide(my_task)
+        if table.hit_policy != "COLLECT":
+            rules = rules[:1]
+        results = [dict(rule.output_as_dict(my_task)) for rule in rules]
+        name = table.name or table.id
+        if mapping in ("singleEntry", "collectEntries") and any(len(r) != 1 for r in results):
+            raise WorkflowTaskException(f"decision '{name}': {mapping} needs exactly one output column", task=my_task)
+        if mapping in ("singleEntry", "singleResult"):
+            if len(results) > 1:
+                raise WorkflowTaskException(f"decision '{name}': {mapping} needs at most one matching rule",
+                                            task=my_task)
+            if not results:
+                return None
+            return next(iter(results[0].values())) if mapping == "singleEntry" else results[0]
+        if mapping == "collectEntries":
+            return [next(iter(r.values())) for r in results]
+        return results
+
+
+DECISION_RESULT_MAPPINGS = ("resultList", "singleEntry", "singleResult", "collectEntries")
 
 
 class GovflowBusinessRuleTaskParser(BusinessRuleTaskParser):
@@ -175,6 +205,18 @@ class GovflowBusinessRuleTaskParser(BusinessRuleTaskParser):
         decision_ref = self.get_decision_ref(self.node)
         engine = self.process_parser.parser.get_engine(decision_ref, self.node)
         return GovflowBusinessRuleTask(self.spec, self.bpmn_id, dmnEngine=engine, **self.bpmn_attributes)
+
+    def parse_extensions(self, node: Any = None) -> dict[str, Any]:
+        extensions: dict[str, Any] = super().parse_extensions(node)
+        variable = (self.node.get(C + "resultVariable") or "").strip()
+        mapping = (self.node.get(C + "mapDecisionResult") or "").strip() or "resultList"
+        if variable:
+            if mapping not in DECISION_RESULT_MAPPINGS:
+                self.raise_validation_exception(
+                    f"camunda:mapDecisionResult must be one of {', '.join(DECISION_RESULT_MAPPINGS)}, not '{mapping}'")
+            extensions[RESULT_VARIABLE] = variable
+            extensions[RESULT_MAPPING] = mapping
+        return extensions
 
 
 class SingleDecisionParser(DMNParser):

@@ -92,3 +92,35 @@ def test_a_decision_with_no_matching_rule_names_the_table_and_the_inputs() -> No
     message = str(raised.value)
     assert "decision 'track' has no rule" in message and "budget_wan" in message and "9.99" in message
     assert raised.value.element_id == "track"
+
+
+def _with_result(attributes: str) -> dict:
+    bpmn = BPMN.replace('<bpmn:businessRuleTask id="track" camunda:decisionRef="track">',
+                        f'<bpmn:businessRuleTask id="track" camunda:decisionRef="track" {attributes}>')
+    assert bpmn != BPMN
+    parsed = parse_files({"share.bpmn": bpmn.encode(), "share.dmn": DMN.encode()})[0]
+    runtime = Runtime(Clock(), BusinessCalendar())
+    spec, subs = load_spec(dump_spec(parsed.spec, parsed.subprocess_specs))
+    variables = {"security_wan": 0, "build_total_wan": 0, "budget_wan": Decimal(200)}
+    return runtime.snapshot(runtime.start(ProcessModel(1, parsed.key, spec, subs), variables),
+                            runtime.clock.now()).variables
+
+
+@pytest.mark.parametrize("attributes, expected", [
+    ('camunda:resultVariable="route" camunda:mapDecisionResult="singleEntry"', "approval"),
+    ('camunda:resultVariable="route" camunda:mapDecisionResult="singleResult"', {"track": "approval"}),
+    ('camunda:resultVariable="route" camunda:mapDecisionResult="collectEntries"', ["approval"]),
+    ('camunda:resultVariable="route"', [{"track": "approval"}]),  # Camunda's default: resultList
+])
+def test_the_result_variable_is_mapped_as_camunda_maps_it(attributes: str, expected: object) -> None:
+    variables = _with_result(attributes)
+    assert variables["route"] == expected
+    assert variables["track"] == "approval"  # the outputs stay available under their own names
+
+
+def test_an_unknown_result_mapping_is_refused_at_deploy() -> None:
+    from service.engine.deployment import ModelError
+
+    with pytest.raises(ModelError) as raised:
+        _with_result('camunda:resultVariable="route" camunda:mapDecisionResult="firstEntry"')
+    assert "mapDecisionResult" in str(raised.value)
