@@ -497,6 +497,22 @@ ADJUSTMENT = {
 }
 
 
+def adjustment_tasks(api: Api, iid: str, element_id: str) -> list[dict[str, Any]]:
+    return [t for t in api.instance(iid)["open_tasks"] if t["element_id"] == element_id]
+
+
+def complete_task(api: Api, task: dict[str, Any], variables: dict[str, Any]) -> None:
+    """Complete one task by its id (when the same step is open more than once)."""
+    client = api.as_(f"{task['candidate_groups'][0]}_user", task["candidate_groups"][0])
+    assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": variables})
+    assert r.status_code == 200, r.text
+
+
+def waiting_names(api: Api, iid: str) -> set[str]:
+    return {w["name"] for w in api.waiting(iid)}
+
+
 @pytest.mark.parametrize(
     ("change", "route"),
     [
@@ -515,18 +531,22 @@ def test_adjustment_route(lifecycle_api: Api, change: dict[str, Any], route: str
     bk = f"WH-ADJ-{sorted(change.items())}"
     iid = to_construction(api, bk)
     api.message("adjustment_requested", bk)
-    assert open_elements(api, iid) == ["submit_adjustment"]
+    # the adjustment runs beside the construction: the yearly report stays open
+    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment"]
+    assert {"construction_completed", "adjustment_requested"} <= waiting_names(api, iid)
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change})
     assert variables(api, iid)["adjustment_route"] == route
     if route == "self_adjust":
-        assert open_elements(api, iid) == ["file_adjustment"]
+        assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment"]
         api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
     else:
-        assert open_elements(api, iid) == ["approve_adjustment"]
+        assert open_elements(api, iid) == ["annual_performance_report", "approve_adjustment"]
         assert api.open_task(iid, "approve_adjustment")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "approve_adjustment", {"decision": "pass"})
-    # construction goes on
+    # the adjustment is settled on its own branch; construction was never left
     assert open_elements(api, iid) == ["annual_performance_report"]
+    assert {"construction_completed", "adjustment_requested"} <= waiting_names(api, iid)
+    assert api.instance(iid)["status"] == "running"
 
 
 def test_repeated_adjustments_and_a_refused_one(lifecycle_api: Api) -> None:
@@ -543,8 +563,135 @@ def test_repeated_adjustments_and_a_refused_one(lifecycle_api: Api) -> None:
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "goal_unchanged": False})
     api.complete(iid, "approve_adjustment", {"decision": "reject"})
     assert open_elements(api, iid) == []
+    # the next evaluation year comes while adjustments are possible; a third one in 2027
+    api.advance(timedelta(days=305))  # 2027-01-01
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    api.message("adjustment_requested", bk)
+    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment"]
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_wan": "10"})
+    api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-3"})
+    assert variables(api, iid)["report_year"] == 2027
     api.message("construction_completed", bk)
     assert open_elements(api, iid) == ["pre_acceptance_work"]
+
+
+def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-ADJ-PAIR"
+    iid = to_construction(api, bk)
+    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk)
+    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment", "submit_adjustment"]
+    # a third request may still come in
+    assert "adjustment_requested" in waiting_names(api, iid)
+    first, second = adjustment_tasks(api, iid, "submit_adjustment")
+    # 14.99 % within the estimate → the unit adjusts and files; the other changes the goal → formal procedure
+    complete_task(api, first, {**ADJUSTMENT, "adjustment_wan": "149.9", "adjustment_content": "优化技术方案"})
+    assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment", "submit_adjustment"]
+    complete_task(api, second, {**ADJUSTMENT, "goal_unchanged": False, "adjustment_content": "改变建设目标"})
+    assert open_elements(api, iid) == ["annual_performance_report", "approve_adjustment", "file_adjustment"]
+    # each branch kept its own facts
+    filing = api.open_task(iid, "file_adjustment")
+    approval = api.open_task(iid, "approve_adjustment")
+    assert filing["candidate_groups"] == ["applicant"]
+    assert approval["candidate_groups"] == ["data_bureau"]
+    # decided in the other order, each on its own
+    api.complete(iid, "approve_adjustment", {"decision": "reject", "adjustment_approval_ref": "武数〔2026〕5号"})
+    assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment"]
+    api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-PAIR"})
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    # construction went on throughout
+    api.complete(iid, "annual_performance_report", REPORT)
+    assert variables(api, iid)["report_year"] == 2027
+    api.message("construction_completed", bk)
+    assert open_elements(api, iid) == ["pre_acceptance_work"]
+
+
+@pytest.mark.parametrize("stage", ["submit_adjustment", "approve_adjustment"])
+def test_construction_completed_accepted_while_an_adjustment_is_decided(lifecycle_api: Api, stage: str) -> None:
+    api = lifecycle_api
+    bk = f"WH-ADJ-DONE-{stage}"
+    iid = to_construction(api, bk)
+    api.complete(iid, "annual_performance_report", REPORT)
+    api.message("adjustment_requested", bk)
+    if stage == "approve_adjustment":
+        api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_reason": "other"})
+    assert open_elements(api, iid) == [stage]
+    # the OA system's report is accepted at once, not refused
+    r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": {}})
+    assert r.status_code == 200, r.text
+    assert r.json()["process_instance_id"] == iid
+    # acceptance starts, the adjustment stays open; construction is over, so no further adjustment is caught
+    assert open_elements(api, iid) == sorted(["pre_acceptance_work", stage])
+    assert "adjustment_requested" not in waiting_names(api, iid)
+    r = api.admin.post("/messages", json={"name": "adjustment_requested", "business_key": bk, "variables": {}})
+    assert r.status_code == 404, r.text
+    assert "acceptance_deadline" in {w["element_id"] for w in api.waiting(iid)}
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    assert open_elements(api, iid) == sorted(["confirm_acceptance_readiness", stage])
+    # the adjustment is still completed and settled
+    if stage == "submit_adjustment":
+        api.complete(iid, "submit_adjustment", ADJUSTMENT)
+        assert variables(api, iid)["adjustment_route"] == "self_adjust"
+        api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-LATE"})
+    else:
+        api.complete(iid, "approve_adjustment", {"decision": "pass", "adjustment_approval_ref": "武数〔2026〕8号"})
+    assert open_elements(api, iid) == ["confirm_acceptance_readiness"]
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    assert open_elements(api, iid) == ["organise_acceptance"]
+
+
+@pytest.mark.parametrize(
+    ("change", "task", "decision", "recorded"),
+    [
+        ({}, "file_adjustment", {"adjustment_filing_ref": "TZ-KEEP"}, {"adjustment_filing_ref": "TZ-KEEP"}),
+        (
+            {"adjustment_reason": "other"},
+            "approve_adjustment",
+            {"decision": "pass", "adjustment_approval_ref": "武数〔2026〕9号"},
+            {"adjustment_approval_ref": "武数〔2026〕9号"},
+        ),
+    ],
+)
+def test_adjustment_data_kept_after_its_branch_ended(
+    lifecycle_api: Api, change: dict[str, Any], task: str, decision: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    api = lifecycle_api
+    bk = f"WH-ADJ-KEEP-{task}"
+    iid = to_construction(api, bk)
+    api.message("adjustment_requested", bk)
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change, "adjustment_content": "调整建设进度"})
+    api.complete(iid, task, decision)
+    assert open_elements(api, iid) == ["annual_performance_report"]
+    expected = {
+        "adjustment_content": "调整建设进度",
+        "adjustment_route": "formal_procedure" if change else "self_adjust",
+        **recorded,
+    }
+    view = variables(api, iid)
+    assert {k: view.get(k) for k in expected} == expected
+    # still there once construction has moved on to the next evaluation year
+    api.complete(iid, "annual_performance_report", REPORT)
+    view = variables(api, iid)
+    assert view["report_year"] == 2027
+    assert {k: view.get(k) for k in expected} == expected
+
+
+def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-ADJ-SUP"
+    iid = to_construction(api, bk)
+    api.message("adjustment_requested", bk)
+    api.message("violation_found", bk)
+    # 第二十五条 still interrupts construction (the yearly report); the adjustment goes on
+    assert open_elements(api, iid) == ["order_rectification", "submit_adjustment"]
+    api.complete(iid, "submit_adjustment", ADJUSTMENT)
+    api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-SUP"})
+    assert open_elements(api, iid) == ["order_rectification"]
+    api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": 30})
+    api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
+    api.complete(iid, "check_rectification", {"decision": "pass"})
+    assert open_elements(api, iid) == ["annual_performance_report"]
 
 
 # ---- 第二十五条: supervision -------------------------------------------------------------------------
