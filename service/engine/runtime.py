@@ -333,7 +333,8 @@ class Runtime:
 
     def snapshot(self, workflow: BpmnWorkflow, created_at: datetime) -> Snapshot:
         completed = workflow.is_completed()
-        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(workflow))
+        ends = self._completed_ends(workflow)
+        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(workflow, ends))
         if completed and snap.end_event is None and workflow.success:
             # a process ends at an end event; anything else means the engine lost track of its tasks
             raise EngineError("the process reported completion without reaching an end event")
@@ -347,7 +348,7 @@ class Runtime:
                 snap.open_tasks.append(self._open_task(task, created_at))
         for task in sorted(frontier, key=lambda t: t.last_state_change):
             snap.variables.update(task.data)
-        for end in self._completed_ends(workflow):
+        for end in ends:
             # a side branch that ended (e.g. a notification) keeps the variables only it set
             for key, value in end.data.items():
                 snap.variables.setdefault(key, value)
@@ -361,10 +362,10 @@ class Runtime:
             if isinstance(t.task_spec, EndEvent) and t.workflow is workflow
         ]
 
-    def _end_event(self, workflow: BpmnWorkflow) -> str | None:
+    def _end_event(self, workflow: BpmnWorkflow, ends: list[Any] | None = None) -> str | None:
         """The end event the instance reached; when side branches ended too (a notification path),
         the lifecycle's own end events (end_completed, end_rejected, end_terminated) are reported."""
-        ends = self._completed_ends(workflow)
+        ends = self._completed_ends(workflow) if ends is None else ends
         if not ends:
             return None
         main = [t for t in ends if t.task_spec.bpmn_id in CONTRACT_END_EVENTS] or ends
