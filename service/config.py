@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     script_step_time_limit_seconds: float = Field(default=1.0, gt=0)
     page_size_max: int = 200
     workflow_cache_size: int = 256
+    # after every change, restore the stored state and compare it with the workflow in memory (tests; slow)
+    verify_state_storage: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:

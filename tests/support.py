@@ -203,6 +203,7 @@ def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **ov
         jwt_secret=SECRET,
         scheduler_enabled=False,
         webhook_sender_enabled=False,
+        verify_state_storage=True,
     )
     values.update(overrides)
     return Settings(**values)

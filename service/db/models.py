@@ -111,6 +111,18 @@ class ProcessInstance(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class InstanceTask(Base):
+    """One engine task of an instance (its serialized form); the instance row holds the rest of the state.
+    A request rewrites only the tasks it changed, so its cost does not grow with the instance's history."""
+
+    __tablename__ = "instance_task"
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(36))  # "" for the process, else the sub-process task's id
+    seq: Mapped[int] = mapped_column(Integer)  # creation order: a task is restored after its parent
+    body: Mapped[str] = mapped_column(Text)
+
+
 class HumanTask(Base):
     __tablename__ = "human_task"
     __table_args__ = (

@@ -29,7 +29,7 @@ from service.engine.forms import FormField
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import FORM_KEY
 from service.engine.scripting import ScriptError, make_script_engine
-from service.engine.serializer import dump_state, load_state
+from service.engine.serializer import dump_state, load_parts, load_state
 from service.engine.timeline import using_clock
 
 # SpiffWorkflow's task iterators stop descending at depth 1000: after ~250 rounds of a rework loop
@@ -138,6 +138,9 @@ class Runtime:
 
     def load(self, model: ProcessModel, state_json: str) -> BpmnWorkflow:
         return load_state(state_json, model.spec, model.subprocess_specs, self.script_engine)
+
+    def load_parts(self, model: ProcessModel, header_json: str, rows: list[tuple[str, str, str]]) -> BpmnWorkflow:
+        return load_parts(header_json, rows, model.spec, model.subprocess_specs, self.script_engine)
 
     def dump(self, workflow: BpmnWorkflow) -> str:
         return dump_state(workflow)

@@ -70,3 +70,53 @@ def load_state(state_json: str, spec: Any, subprocess_specs: dict[str, Any], scr
     workflow: BpmnWorkflow = SERIALIZER.from_dict(d)
     workflow.script_engine = script_engine
     return workflow
+
+
+# ---- state as a header plus one row per task ------------------------------------------------------------
+# A long-lived instance accumulates tasks (every loop adds some); writing the whole state on every request
+# makes a request's cost grow with the instance's history. The header (workflow data, sub-process headers,
+# events) is small; tasks are stored as rows and a request rewrites only the rows of tasks it changed.
+
+def _workflows(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
+    return [("", workflow), *((str(k), sub) for k, sub in workflow.subprocesses.items())]
+
+
+def iter_tasks(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
+    """Every task of the instance with the key of the (sub-)workflow holding it, in creation order."""
+    return [(key, task) for key, wf in _workflows(workflow) for task in wf.tasks.values()]
+
+
+def dump_header(workflow: BpmnWorkflow) -> str:
+    """The state without its spec and without tasks."""
+    held = [(wf, wf.tasks) for _, wf in _workflows(workflow)]
+    try:
+        for wf, _ in held:
+            wf.tasks = {}
+        return dump_state(workflow)
+    finally:
+        for wf, tasks in held:
+            wf.tasks = tasks
+
+
+def dump_task(task: Any) -> str:
+    return json.dumps(SERIALIZER.registry.convert(task), cls=SERIALIZER._encoder_cls, separators=(",", ":"))
+
+
+def load_parts(header_json: str, rows: list[tuple[str, str, str]], spec: Any, subprocess_specs: dict[str, Any],
+               script_engine: Any) -> BpmnWorkflow:
+    """Restore from the header and the task rows (workflow key, task id, body) in creation order. A header
+    written before task rows existed holds the tasks itself (and there are no rows)."""
+    d = json.loads(header_json)
+    if rows:
+        d["tasks"] = {}
+        for sub in d.get("subprocesses", {}).values():
+            sub["tasks"] = {}
+        for key, task_id, body in rows:
+            target = d["tasks"] if key == "" else d["subprocesses"][key]["tasks"]
+            target[task_id] = json.loads(body)
+    d["spec"] = spec
+    d["subprocess_specs"] = dict(subprocess_specs)
+    SERIALIZER.migrate(d)
+    workflow: BpmnWorkflow = SERIALIZER.from_dict(d)
+    workflow.script_engine = script_engine
+    return workflow

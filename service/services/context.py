@@ -88,7 +88,14 @@ class AppContext:
             cached = self._workflows.pop(instance.id, None)
         if cached is not None and cached[0] == instance.version:
             return cached[1]
-        return self.runtime.load(model, instance.state_json)
+        from sqlalchemy.orm import object_session
+
+        from service.services import state
+
+        session = object_session(instance)
+        if session is None:
+            raise RuntimeError("an instance's workflow is read within its session")
+        return state.read(session, instance, model, self.runtime)
 
     def keep_after_commit(self, session: Session, instance_id: str, version: int, workflow: Any) -> None:
         session.info.setdefault(_PENDING, {})[instance_id] = (version, workflow)

@@ -15,6 +15,7 @@ from service.engine.forms import to_json_value
 from service.engine.runtime import Snapshot
 from service.errors import Conflict
 from service.services import outbox
+from service.services import state as state_rows
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
 
@@ -32,7 +33,7 @@ def save(ctx: AppContext, session: Session, instance: ProcessInstance, workflow:
          audit: AuditTrail, *, is_new: bool, closing_status: str | None = None) -> Snapshot:
     now = ctx.clock.now()
     snap = ctx.runtime.snapshot(workflow, now)
-    state = ctx.runtime.dump(workflow)
+    state = state_rows.header(workflow)
     status = closing_status or snap.status
     variables = to_json_value(snap.variables)
     ended_at = now if status in ("completed", "cancelled") else None
@@ -63,6 +64,9 @@ def save(ctx: AppContext, session: Session, instance: ProcessInstance, workflow:
                             ("state_json", state), ("cancel_reason", instance.cancel_reason)):
             set_committed_value(instance, name, value)
 
+    state_rows.write(session, instance.id, workflow)
+    if ctx.settings.verify_state_storage:
+        state_rows.verify(session, instance, ctx.model(session, instance.definition_id), ctx.runtime, workflow)
     if status == "running":
         ctx.keep_after_commit(session, instance.id, instance.version, workflow)
     _sync_tasks(session, instance, snap, now, audit)
