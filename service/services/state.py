@@ -11,7 +11,7 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import InstanceTask, ProcessInstance
@@ -19,6 +19,7 @@ from service.engine.runtime import ProcessModel, Runtime
 from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks
 
 _STORED = "_govflow_stored_rows"  # on the workflow object: task id -> (fingerprint, seq) as stored
+_TABLE: Table = InstanceTask.__table__  # type: ignore[assignment]  # plain (Core) statements: executemany without the ORM's per-row work
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 
 
@@ -79,15 +80,17 @@ def write(session: Session, instance_id: str, workflow: BpmnWorkflow) -> int:
                             "body": dump_task(task)})
             next_seq += 1
         elif changed[task.id] or (task._parent is not None and changed.get(task._parent, True)):
-            updates.append({"instance_id": instance_id, "task_id": task_id, "body": dump_task(task)})
+            updates.append({"b_instance": instance_id, "b_task": task_id, "body": dump_task(task)})
     gone = [task_id for task_id in stored if task_id not in current]
     if gone:
         session.execute(delete(InstanceTask).where(InstanceTask.instance_id == instance_id,
                                                    InstanceTask.task_id.in_(gone)))
     if inserts:
-        session.execute(insert(InstanceTask), inserts)
+        session.execute(insert(_TABLE), inserts)
     if updates:
-        session.execute(update(InstanceTask), updates)
+        session.execute(update(_TABLE).where(_TABLE.c.instance_id == bindparam("b_instance"),
+                                             _TABLE.c.task_id == bindparam("b_task"))
+                        .values(body=bindparam("body")), updates)
     setattr(workflow, _STORED, current)
     return len(inserts) + len(updates) + len(gone)
 
