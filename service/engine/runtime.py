@@ -3,6 +3,7 @@ what the instance now waits for (people, messages, time), which the service proj
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -46,6 +47,13 @@ CALENDAR_PROPERTY = "calendar"
 WORKDAY_CALENDAR = "cn_workdays"
 _MAX_ROUNDS = 200
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)
+
+
+def _every_task(workflow: BpmnWorkflow) -> Iterator[Any]:
+    """The tasks of the process and of its sub-processes."""
+    yield from workflow.tasks.values()
+    for sub in workflow.subprocesses.values():
+        yield from sub.tasks.values()
 
 
 class EngineError(Exception):
@@ -345,7 +353,10 @@ class Runtime:
             snap.variables = dict(workflow.data)
             return snap
         frontier: list[Any] = []
-        for task in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED):
+        live = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+        for task in _every_task(workflow):  # the task dicts, not a walk of the task tree
+            if not task.has_state(live):
+                continue
             frontier.append(task)
             if task.state == TaskState.READY and isinstance(task.task_spec, UserTask):
                 snap.open_tasks.append(self._open_task(task, created_at))
@@ -361,8 +372,8 @@ class Runtime:
     @staticmethod
     def _completed_ends(workflow: BpmnWorkflow) -> list[Any]:
         return [
-            t for t in workflow.get_tasks(state=TaskState.COMPLETED)
-            if isinstance(t.task_spec, EndEvent) and t.workflow is workflow
+            t for t in workflow.tasks.values()
+            if t.state == TaskState.COMPLETED and isinstance(t.task_spec, EndEvent)
         ]
 
     def _end_event(self, workflow: BpmnWorkflow, ends: list[Any] | None = None) -> str | None:
