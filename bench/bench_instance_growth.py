@@ -50,8 +50,7 @@ class Store:
     def __init__(self) -> None:
         self.engine = create_engine("sqlite://")
         Base.metadata.create_all(self.engine)
-        now = datetime.now(UTC)  # (SQLite does not enforce the definition's foreign key here)
-        self.now = now
+        self.now = datetime.now(UTC)  # (SQLite does not enforce the definition's foreign key here)
 
     def new_instance(self) -> str:
         iid = str(uuid.uuid4())

@@ -156,7 +156,8 @@ class GovflowBusinessRuleTask(BusinessRuleTask):
 
     def _run_hook(self, my_task: Any) -> Any:
         table = self.dmnEngine.decision_table
-        if table.hit_policy != "COLLECT" and not self.dmnEngine.decide(my_task):
+        rules = self.dmnEngine.decide(my_task)
+        if table.hit_policy != "COLLECT" and not rules:
             inputs = []
             for column in table.inputs:
                 label = column.label or column.name or (column.expression or "").strip("()") or column.id
@@ -172,13 +173,13 @@ class GovflowBusinessRuleTask(BusinessRuleTask):
         result = super()._run_hook(my_task)
         extensions = getattr(self, "extensions", None) or {}
         if extensions.get(RESULT_VARIABLE):
-            my_task.data[extensions[RESULT_VARIABLE]] = self._mapped_result(my_task, extensions[RESULT_MAPPING])
+            mapped = self._mapped_result(my_task, extensions[RESULT_MAPPING], rules)
+            my_task.data[extensions[RESULT_VARIABLE]] = mapped
         return result
 
-    def _mapped_result(self, my_task: Any, mapping: str) -> Any:
+    def _mapped_result(self, my_task: Any, mapping: str, rules: list[Any]) -> Any:
         """camunda:resultVariable as Camunda maps it (the outputs are also set under their own names)."""
         table = self.dmnEngine.decision_table
-        rules = self.dmnEngine.decide(my_task)
         if table.hit_policy != "COLLECT":
             rules = rules[:1]
         results = [dict(rule.output_as_dict(my_task)) for rule in rules]

@@ -3,7 +3,6 @@ what the instance now waits for (people, messages, time), which the service proj
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -30,7 +29,7 @@ from service.engine.forms import FormField
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import FORM_KEY
 from service.engine.scripting import ScriptError, make_script_engine
-from service.engine.serializer import dump_state, load_parts, load_state
+from service.engine.serializer import dump_state, iter_tasks, load_parts, load_state
 from service.engine.timeline import using_clock
 
 # SpiffWorkflow's task iterators stop descending at depth 1000: after ~250 rounds of a rework loop
@@ -47,13 +46,6 @@ CALENDAR_PROPERTY = "calendar"
 WORKDAY_CALENDAR = "cn_workdays"
 _MAX_ROUNDS = 200
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)
-
-
-def _every_task(workflow: BpmnWorkflow) -> Iterator[Any]:
-    """The tasks of the process and of its sub-processes."""
-    yield from workflow.tasks.values()
-    for sub in workflow.subprocesses.values():
-        yield from sub.tasks.values()
 
 
 class EngineError(Exception):
@@ -345,7 +337,7 @@ class Runtime:
     def snapshot(self, workflow: BpmnWorkflow, created_at: datetime) -> Snapshot:
         completed = workflow.is_completed()
         ends = self._completed_ends(workflow)
-        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(workflow, ends))
+        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(ends))
         if completed and snap.end_event is None and workflow.success:
             # a process ends at an end event; anything else means the engine lost track of its tasks
             raise EngineError("the process reported completion without reaching an end event")
@@ -354,7 +346,7 @@ class Runtime:
             return snap
         frontier: list[Any] = []
         live = TaskState.READY | TaskState.WAITING | TaskState.STARTED
-        for task in _every_task(workflow):  # the task dicts, not a walk of the task tree
+        for _, task in iter_tasks(workflow):  # the task dicts, not a walk of the task tree
             if not task.has_state(live):
                 continue
             frontier.append(task)
@@ -376,10 +368,10 @@ class Runtime:
             if t.state == TaskState.COMPLETED and isinstance(t.task_spec, EndEvent)
         ]
 
-    def _end_event(self, workflow: BpmnWorkflow, ends: list[Any] | None = None) -> str | None:
+    @staticmethod
+    def _end_event(ends: list[Any]) -> str | None:
         """The end event the instance reached; when side branches ended too (a notification path),
         the lifecycle's own end events (end_completed, end_rejected, end_terminated) are reported."""
-        ends = self._completed_ends(workflow) if ends is None else ends
         if not ends:
             return None
         main = [t for t in ends if t.task_spec.bpmn_id in CONTRACT_END_EVENTS] or ends

@@ -63,13 +63,8 @@ def dump_state(workflow: BpmnWorkflow) -> str:
 
 
 def load_state(state_json: str, spec: Any, subprocess_specs: dict[str, Any], script_engine: Any) -> BpmnWorkflow:
-    d = json.loads(state_json)
-    d["spec"] = spec
-    d["subprocess_specs"] = dict(subprocess_specs)
-    SERIALIZER.migrate(d)
-    workflow: BpmnWorkflow = SERIALIZER.from_dict(d)
-    workflow.script_engine = script_engine
-    return workflow
+    """Restore a state written whole (tasks included) by dump_state."""
+    return load_parts(state_json, [], spec, subprocess_specs, script_engine)
 
 
 # ---- state as a header plus one row per task ------------------------------------------------------------

@@ -32,10 +32,6 @@ def _fingerprint(task: Any) -> tuple[Any, ...] | None:
     return task.state, task.last_state_change, tuple(task._children), internal
 
 
-def _stored(workflow: BpmnWorkflow) -> dict[str, tuple[Any, int]]:
-    return dict(getattr(workflow, _STORED, None) or {})
-
-
 def read(session: Session, instance: ProcessInstance, model: ProcessModel, runtime: Runtime) -> BpmnWorkflow:
     rows = session.execute(
         select(InstanceTask.workflow_id, InstanceTask.task_id, InstanceTask.body, InstanceTask.seq)
@@ -57,7 +53,7 @@ def header(workflow: BpmnWorkflow) -> str:
 def write(session: Session, instance_id: str, workflow: BpmnWorkflow) -> int:
     """Store the task rows the request changed (the instance row, with the header, is written by the caller,
     under its optimistic lock). Returns how many rows were written."""
-    stored = _stored(workflow)
+    stored: dict[str, tuple[Any, int]] = getattr(workflow, _STORED, None) or {}
     next_seq = max((seq for _, seq in stored.values()), default=-1) + 1
     current: dict[str, tuple[Any, int]] = {}
     inserts: list[dict[str, Any]] = []
