@@ -152,6 +152,14 @@ class Api:
     def open_elements(self, instance_id: str) -> list[str]:
         return sorted(t["element_id"] for t in self.instance(instance_id)["open_tasks"])
 
+    def variables(self, instance_id: str) -> dict[str, Any]:
+        return dict(self.instance(instance_id)["variables"])
+
+    def end_event(self, instance_id: str) -> str | None:
+        """The end event reached, once the instance has completed."""
+        view = self.instance(instance_id)
+        return view["end_event"] if view["status"] == "completed" else None
+
     def complete(self, instance_id: str, element_id: str, variables: dict[str, Any] | None = None,
                  user: str | None = None, group: str | None = None) -> dict[str, Any]:
         """Find the open task, claim and complete it as a member of its first candidate group."""
@@ -207,3 +215,18 @@ def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **ov
     )
     values.update(overrides)
     return Settings(**values)
+
+
+def start_parsed(parsed: Any, variables: dict[str, Any] | None = None, *, as_stored: bool = False) -> tuple[Any, Any]:
+    """Start a parsed process (a parse_files result) on a wall-clock runtime, for engine-level tests; with
+    as_stored, from the spec as stored with its definition version."""
+    from service.clock import Clock
+    from service.engine.calendar import BusinessCalendar
+    from service.engine.runtime import ProcessModel, Runtime
+    from service.engine.serializer import dump_spec, load_spec
+
+    spec, subs = parsed.spec, parsed.subprocess_specs
+    if as_stored:
+        spec, subs = load_spec(dump_spec(spec, subs))
+    runtime = Runtime(Clock(), BusinessCalendar())
+    return runtime, runtime.start(ProcessModel(1, parsed.key, spec, subs), dict(variables or {}))

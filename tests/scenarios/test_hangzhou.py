@@ -29,9 +29,6 @@ def open_ids(api: Api, iid: str) -> list[str]:
     return api.open_elements(iid)
 
 
-def variables(api: Api, iid: str) -> dict[str, Any]:
-    return dict(api.instance(iid)["variables"])
-
 
 def waiting(api: Api, iid: str) -> set[str]:
     return {w["element_id"] for w in api.waiting(iid)}
@@ -89,10 +86,10 @@ def test_full_lifecycle_to_completion(lifecycle_api: Api) -> None:
     iid = start(api, bk, budget_wan=150, involves_public_service=True, is_key_project=True,
                 build_total_wan=130, security_wan=20)
     assert open_ids(api, iid) == ["prereview"]
-    assert variables(api, iid)["security_share_check"] == "ok"
+    assert api.variables(iid)["security_share_check"] == "ok"
     to_budget(api, iid, bk)
     issue_budget(api, iid)
-    assert variables(api, iid)["track"] == "approval"
+    assert api.variables(iid)["track"] == "approval"
     api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
     api.complete(iid, "ndrc_approval", {"decision": "pass"})
     api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
@@ -179,7 +176,7 @@ def test_approval_track_and_supervision_at_100(lifecycle_api: Api, budget: str, 
     iid = start(api, bk, budget_wan=budget, is_gov_purchase_service=purchase_service)
     to_budget(api, iid, bk)
     issue_budget(api, iid)
-    v = variables(api, iid)
+    v = api.variables(iid)
     assert v["track"] == track and v["fsr_required"] is (track == "approval")
     if track == "approval":
         assert open_ids(api, iid) == ["commission_fsr"]
@@ -187,7 +184,7 @@ def test_approval_track_and_supervision_at_100(lifecycle_api: Api, budget: str, 
         api.complete(iid, "ndrc_approval", {"decision": "pass"})
     assert open_ids(api, iid) == ["file_impl_plan"]
     api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
-    assert variables(api, iid)["supervision_required"] is supervised
+    assert api.variables(iid)["supervision_required"] is supervised
     assert open_ids(api, iid) == (["commission_supervisor"] if supervised else ["procurement"])
 
 
@@ -206,7 +203,7 @@ def test_acceptance_testing_by_contract_amount(lifecycle_api: Api, contract: str
     to_approved(api, iid, bk)
     to_built(api, iid, bk, contract_wan=contract)
     to_acceptance_prep(api, iid, bk)
-    assert variables(api, iid)["acceptance_testing_required"] is testing
+    assert api.variables(iid)["acceptance_testing_required"] is testing
     assert open_ids(api, iid) == (["acceptance_testing"] if testing else ["acceptance"])
     if testing:
         task = api.open_task(iid, "acceptance_testing")
@@ -226,7 +223,7 @@ def test_security_share_at_15_percent(lifecycle_api: Api, security: str, total: 
     api = lifecycle_api
     iid = start(api, f"HZ-S-{security}-{total}-{new_build}", security_wan=security, build_total_wan=total,
                 is_new_build=new_build)
-    assert variables(api, iid)["security_share_check"] == check
+    assert api.variables(iid)["security_share_check"] == check
     assert open_ids(api, iid) == ["prereview"]
 
 
@@ -275,14 +272,14 @@ def test_prereview_revise_and_resubmit(lifecycle_api: Api) -> None:
     """第十三条: the plan goes back to the department, is revised and pre-reviewed again."""
     api = lifecycle_api
     iid = start(api, "HZ-L-1", security_wan=10, build_total_wan=100)
-    assert variables(api, iid)["security_share_check"] == "below_15_percent"
+    assert api.variables(iid)["security_share_check"] == "below_15_percent"
     api.complete(iid, "prereview", {"decision": "revise", "prereview_opinion": "安全经费不足"})
     assert open_ids(api, iid) == ["revise_plan"]
     assert api.open_task(iid, "revise_plan")["candidate_groups"] == ["applicant"]
     api.complete(iid, "revise_plan", {"plan_ref": "FA-2", "budget_wan": 90, "security_wan": 15,
                                       "build_total_wan": 100})
     assert open_ids(api, iid) == ["prereview"]
-    v = variables(api, iid)
+    v = api.variables(iid)
     assert v["security_share_check"] == "ok" and Decimal(str(v["budget_wan"])) == 90
     api.complete(iid, "prereview", {"decision": "pass"})
     assert open_ids(api, iid) == ["expert_review"]

@@ -29,17 +29,7 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-def open_elements(api: Api, iid: str) -> list[str]:
-    return api.open_elements(iid)
 
-
-def variables(api: Api, iid: str) -> dict[str, Any]:
-    return dict(api.instance(iid)["variables"])
-
-
-def end_event(api: Api, iid: str) -> str | None:
-    view = api.instance(iid)
-    return view["end_event"] if view["status"] == "completed" else None
 
 
 def declare(api: Api, iid: str, budget: Any = 300) -> None:
@@ -59,7 +49,7 @@ def to_requirements_review(api: Api, bk: str, **overrides: Any) -> str:
     iid = start(api, bk, **overrides)
     api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-1"})
     declare(api, iid, overrides.get("budget_wan", 300))
-    assert open_elements(api, iid) == ["requirements_review"]
+    assert api.open_elements(iid) == ["requirements_review"]
     return iid
 
 
@@ -70,9 +60,9 @@ def submit_plan(api: Api, iid: str, total: Any = 300, security: Any = 30) -> Non
 def to_technical_plan(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_requirements_review(api, bk, **overrides)
     api.complete(iid, "requirements_review", {"decision": "pass"})
-    if "prepare_feasibility_report" in open_elements(api, iid):
+    if "prepare_feasibility_report" in api.open_elements(iid):
         api.complete(iid, "prepare_feasibility_report", {"feasibility_report_ref": "QF-KY-1"})
-    assert open_elements(api, iid) == ["submit_technical_plan"]
+    assert api.open_elements(iid) == ["submit_technical_plan"]
     return iid
 
 
@@ -80,7 +70,7 @@ def to_approval(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_technical_plan(api, bk, **overrides)
     submit_plan(api, iid)
     api.complete(iid, "technical_review", {"decision": "pass"})
-    assert open_elements(api, iid) == ["project_approval"]
+    assert api.open_elements(iid) == ["project_approval"]
     return iid
 
 
@@ -94,7 +84,7 @@ def to_procurement(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_approval(api, bk, **overrides)
     api.complete(iid, "project_approval", {"decision": "pass", "approval_ref": "曲政办立〔2026〕1号"})
     through_budget(api, iid)
-    assert open_elements(api, iid) == ["procure"]
+    assert api.open_elements(iid) == ["procure"]
     return iid
 
 
@@ -103,7 +93,7 @@ def to_contract(api: Api, bk: str, **overrides: Any) -> str:
     api.complete(iid, "procure", {"procurement_method": "公开招标"})
     assert "award_notice_issued" in {w.get("name") for w in api.waiting(iid)}
     api.message("award_notice_issued", bk)
-    assert open_elements(api, iid) == ["sign_contract"]
+    assert api.open_elements(iid) == ["sign_contract"]
     return iid
 
 
@@ -111,7 +101,7 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_contract(api, bk, **overrides)
     api.complete(iid, "sign_contract", CONTRACT)
     api.complete(iid, "file_contract", {"contract_filing_date": "2026-03-10"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
     return iid
 
@@ -121,7 +111,7 @@ def to_final(api: Api, bk: str, **overrides: Any) -> str:
     api.message("construction_completed", bk)
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
     api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-05"})
-    assert open_elements(api, iid) == ["accept_final_application"]
+    assert api.open_elements(iid) == ["accept_final_application"]
     return iid
 
 
@@ -142,17 +132,17 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     bk = "QF-FULL"
     iid = start(api, bk, budget_wan=600)
     # 第八条: the unit's party committee studies the need first
-    assert open_elements(api, iid) == ["party_committee_study"]
+    assert api.open_elements(iid) == ["party_committee_study"]
     assert api.open_task(iid, "party_committee_study")["candidate_groups"] == ["applicant"]
     api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-9"})
     declare(api, iid, 600)
     assert api.open_task(iid, "requirements_review")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "requirements_review", {"decision": "pass", "review_opinion": "必要、合理"})
     # 第六条: >= 500 needs a feasibility study report for the technical review
-    assert open_elements(api, iid) == ["prepare_feasibility_report"]
+    assert api.open_elements(iid) == ["prepare_feasibility_report"]
     api.complete(iid, "prepare_feasibility_report", {"feasibility_report_ref": "QF-KY-9"})
     submit_plan(api, iid, total=600, security=30)
-    assert variables(api, iid)["security_share_check"] == "ok"
+    assert api.variables(iid)["security_share_check"] == "ok"
     api.complete(iid, "technical_review", {"decision": "pass"})
     api.complete(iid, "project_approval", {"decision": "pass", "approval_ref": "曲立〔2026〕9号"})
     through_budget(api, iid)
@@ -167,7 +157,7 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_opinion_ref": "YS-9"})
     api.message("operation_started", bk)
     # 第三十六条: a yearly self-evaluation, then a third-party post-evaluation
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.fire_timer(iid, "yearly_evaluation_due")
     api.complete(
         iid, "self_evaluation", {"evaluation_year": 2027, "self_evaluation_report_ref": "ZP-1", "in_operation": False}
@@ -175,7 +165,7 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": True})
     assert api.open_task(iid, "post_evaluation")["candidate_groups"] == ["third_party"]
     api.complete(iid, "post_evaluation", {"post_evaluation_report_ref": "HP-1", "evaluation_rating": "good"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 # ---- thresholds ---------------------------------------------------------------------------------------------
@@ -186,8 +176,8 @@ def test_feasibility_report_from_500(lifecycle_api: Api, budget: float, required
     api = lifecycle_api
     iid = to_requirements_review(api, "QF-FSR", budget_wan=budget)
     api.complete(iid, "requirements_review", {"decision": "pass"})
-    assert variables(api, iid)["feasibility_required"] is required
-    assert open_elements(api, iid) == (["prepare_feasibility_report"] if required else ["submit_technical_plan"])
+    assert api.variables(iid)["feasibility_required"] is required
+    assert api.open_elements(iid) == (["prepare_feasibility_report"] if required else ["submit_technical_plan"])
 
 
 @pytest.mark.parametrize("security, check", [("14.99", "below_minimum"), ("15", "ok"), ("15.01", "ok")])
@@ -195,26 +185,26 @@ def test_security_budget_share_at_least_5_percent(lifecycle_api: Api, security: 
     api = lifecycle_api
     iid = to_technical_plan(api, "QF-SEC")
     submit_plan(api, iid, total="300", security=security)
-    assert variables(api, iid)["security_share_check"] == check
-    assert open_elements(api, iid) == (["submit_technical_plan"] if check != "ok" else ["technical_review"])
+    assert api.variables(iid)["security_share_check"] == check
+    assert api.open_elements(iid) == (["submit_technical_plan"] if check != "ok" else ["technical_review"])
 
 
 def test_security_share_not_applicable_to_rebuilds(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_technical_plan(api, "QF-SEC-OLD", is_new_build=False)
     submit_plan(api, iid, total=300, security=0)
-    assert variables(api, iid)["security_share_check"] == "not_applicable"
-    assert open_elements(api, iid) == ["technical_review"]
+    assert api.variables(iid)["security_share_check"] == "not_applicable"
+    assert api.open_elements(iid) == ["technical_review"]
 
 
 def test_security_share_below_5_percent_is_resubmitted(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_technical_plan(api, "QF-SEC-LOW", budget_wan=1000)
     submit_plan(api, iid, total="1000", security="49.99")
-    assert open_elements(api, iid) == ["submit_technical_plan"]
+    assert api.open_elements(iid) == ["submit_technical_plan"]
     submit_plan(api, iid, total="1000", security="50")
-    assert open_elements(api, iid) == ["technical_review"]
-    assert variables(api, iid)["security_share_check"] == "ok"
+    assert api.open_elements(iid) == ["technical_review"]
+    assert api.variables(iid)["security_share_check"] == "ok"
 
 
 # ---- start form, validation and permissions -------------------------------------------------------------------
@@ -262,7 +252,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     assert r.status_code == 403
     r = api.as_("y", "applicant").post(f"/tasks/{task['id']}/claim")
     assert r.status_code == 403
-    assert open_elements(api, iid) == ["requirements_review"]
+    assert api.open_elements(iid) == ["requirements_review"]
     # a review without its decision, or with an outcome the text does not give, is refused
     client = api.as_("d", "data_bureau")
     assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
@@ -279,20 +269,20 @@ def test_requirements_revise_then_resubmit(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_requirements_review(api, "QF-REQ-REV")
     api.complete(iid, "requirements_review", {"decision": "revise", "review_opinion": "预算依据不足"})
-    assert open_elements(api, iid) == ["submit_requirements"]
+    assert api.open_elements(iid) == ["submit_requirements"]
     declare(api, iid, 520)
-    assert open_elements(api, iid) == ["requirements_review"]
+    assert api.open_elements(iid) == ["requirements_review"]
     api.complete(iid, "requirements_review", {"decision": "pass"})
     # the revised budget need now needs a feasibility study report
-    assert variables(api, iid)["budget_wan"] == 520
-    assert open_elements(api, iid) == ["prepare_feasibility_report"]
+    assert api.variables(iid)["budget_wan"] == 520
+    assert api.open_elements(iid) == ["prepare_feasibility_report"]
 
 
 def test_requirements_reject_ends_rejected(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_requirements_review(api, "QF-REQ-REJ")
     api.complete(iid, "requirements_review", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("budget, first", [(499.99, "submit_technical_plan"), (500, "prepare_feasibility_report")])
@@ -302,11 +292,11 @@ def test_urgent_project_goes_from_city_decision_to_technical_review(
     api = lifecycle_api
     iid = start(api, "QF-URG", entry_path="urgent", budget_wan=budget)
     api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-2"})
-    assert open_elements(api, iid) == ["city_decision"]
+    assert api.open_elements(iid) == ["city_decision"]
     assert api.open_task(iid, "city_decision")["candidate_groups"] == ["city_government"]
     api.complete(iid, "city_decision", {"decision": "pass", "decision_ref": "市委常委会纪要〔2026〕3号"})
     # 第十七条: no requirements review, straight to the technical review documents
-    assert open_elements(api, iid) == [first]
+    assert api.open_elements(iid) == [first]
 
 
 def test_urgent_project_refused_by_city(lifecycle_api: Api) -> None:
@@ -314,28 +304,28 @@ def test_urgent_project_refused_by_city(lifecycle_api: Api) -> None:
     iid = start(api, "QF-URG-REJ", entry_path="urgent")
     api.complete(iid, "party_committee_study", {"meeting_date": "2026-03-02", "overall_plan_ref": "QF-ZT-3"})
     api.complete(iid, "city_decision", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 def test_superior_project_is_filed_into_the_library(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "QF-SUP", entry_path="superior", budget_wan=800)
     # 第十九条: filed and put in the project library; no local reviews
-    assert open_elements(api, iid) == ["file_superior_project"]
+    assert api.open_elements(iid) == ["file_superior_project"]
     api.complete(
         iid, "file_superior_project", {"superior_document_ref": "鲁大数据发〔2026〕5号", "filing_date": "2026-03-05"}
     )
-    assert open_elements(api, iid) == ["submit_budget"]
+    assert api.open_elements(iid) == ["submit_budget"]
 
 
 def test_construction_attached_project_waits_for_the_copied_approval(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "QF-ATT"
     iid = start(api, bk, entry_path="construction_attached")
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "construction_approval_copied" in {w.get("name") for w in api.waiting(iid)}
     api.message("construction_approval_copied", bk, {"approval_ref": "曲审批投〔2026〕8号"})
-    assert open_elements(api, iid) == ["submit_budget"]
+    assert api.open_elements(iid) == ["submit_budget"]
 
 
 # ---- technical review, approval, budget (第六、十六、二十二条) -----------------------------------------------------
@@ -347,10 +337,10 @@ def test_technical_revise_then_pass(lifecycle_api: Api) -> None:
     submit_plan(api, iid)
     assert api.open_task(iid, "technical_review")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "technical_review", {"decision": "revise", "review_opinion": "概算偏高"})
-    assert open_elements(api, iid) == ["submit_technical_plan"]
+    assert api.open_elements(iid) == ["submit_technical_plan"]
     submit_plan(api, iid, total=280, security=14)
     api.complete(iid, "technical_review", {"decision": "pass"})
-    assert open_elements(api, iid) == ["project_approval"]
+    assert api.open_elements(iid) == ["project_approval"]
 
 
 @pytest.mark.parametrize("task", ["technical_review", "project_approval", "budget_review"])
@@ -365,7 +355,7 @@ def test_refusal_after_requirements_ends_rejected(lifecycle_api: Api, task: str)
         api.complete(iid, "submit_budget", {"budget_year": 2026, "requested_budget_wan": 300})
         assert api.open_task(iid, task)["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, task, {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 def test_responsibility_letter_after_budget(lifecycle_api: Api) -> None:
@@ -375,9 +365,9 @@ def test_responsibility_letter_after_budget(lifecycle_api: Api) -> None:
     api.complete(iid, "submit_budget", {"budget_year": 2026, "requested_budget_wan": 300})
     api.complete(iid, "budget_review", {"decision": "pass", "approved_budget_wan": 300})
     # 第二十四条: the letter comes after the budget is issued, before procurement
-    assert open_elements(api, iid) == ["sign_responsibility_letter"]
+    assert api.open_elements(iid) == ["sign_responsibility_letter"]
     api.complete(iid, "sign_responsibility_letter", {"letter_ref": "ZR-1", "letter_filing_date": "2026-04-01"})
-    assert open_elements(api, iid) == ["procure"]
+    assert api.open_elements(iid) == ["procure"]
 
 
 # ---- contract (第二十八、三十条) ----------------------------------------------------------------------------------
@@ -391,13 +381,13 @@ def test_contract_signing_deadline_is_ten_working_days(lifecycle_api: Api) -> No
     # award notice on Monday 2026-03-02: the 10th working day is Monday 2026-03-16 (weekends skipped)
     assert timer[0]["due_at"].startswith("2026-03-16T16:00")
     api.advance(timedelta(days=14))
-    assert open_elements(api, iid) == ["sign_contract"]
+    assert api.open_elements(iid) == ["sign_contract"]
     api.advance(timedelta(days=1))
-    assert open_elements(api, iid) == ["contract_signing_overdue", "sign_contract"]
+    assert api.open_elements(iid) == ["contract_signing_overdue", "sign_contract"]
     assert api.open_task(iid, "contract_signing_overdue")["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, "contract_signing_overdue", {"reminder_note": "请尽快签订合同"})
     api.complete(iid, "sign_contract", CONTRACT)
-    assert open_elements(api, iid) == ["file_contract"]
+    assert api.open_elements(iid) == ["file_contract"]
 
 
 def test_contract_filing_deadline_notifies_the_data_bureau(lifecycle_api: Api) -> None:
@@ -408,10 +398,10 @@ def test_contract_filing_deadline_notifies_the_data_bureau(lifecycle_api: Api) -
     assert len(timer) == 1 and timer[0]["calendar"] == "cn_workdays"
     assert timer[0]["due_at"].startswith("2026-03-16T16:00")
     api.fire_timer(iid, "contract_filing_deadline")
-    assert open_elements(api, iid) == ["contract_filing_overdue", "file_contract"]
+    assert api.open_elements(iid) == ["contract_filing_overdue", "file_contract"]
     assert api.open_task(iid, "contract_filing_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "file_contract", {"contract_filing_date": "2026-03-20"})
-    assert open_elements(api, iid) == ["contract_filing_overdue"]
+    assert api.open_elements(iid) == ["contract_filing_overdue"]
     assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
 
 
@@ -448,9 +438,9 @@ def test_major_change_needs_reapproval_before_changing(lifecycle_api: Api, decis
     assert api.open_task(iid, "change_reapproval")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "change_reapproval", {"decision": decision})
     if filed:
-        assert open_elements(api, iid) == ["file_change"]
+        assert api.open_elements(iid) == ["file_change"]
         api.complete(iid, "file_change", {"change_filing_date": "2026-06-01"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
 
 
@@ -464,7 +454,7 @@ def test_two_changes_then_construction_completes(lifecycle_api: Api) -> None:
         api.complete(iid, "change_reapproval", {"decision": "pass"})
         api.complete(iid, "file_change", {"change_filing_date": "2026-06-01"})
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 # ---- supervision (第四十一条) -------------------------------------------------------------------------------------
@@ -481,7 +471,7 @@ def to_rectification(api: Api, bk: str) -> str:
         {"finding": "未落实等级保护要求", "supervision_due_date": "2026-04-30"},
         group="cyberspace_office",
     )
-    assert open_elements(api, iid) == ["rectify_supervision_finding"]
+    assert api.open_elements(iid) == ["rectify_supervision_finding"]
     return iid
 
 
@@ -491,9 +481,9 @@ def test_rectified_finding_resumes_construction(lifecycle_api: Api) -> None:
     iid = to_rectification(api, bk)
     api.complete(iid, "rectify_supervision_finding", {"rectification_report": "已完成等保测评"})
     api.complete(iid, "verify_rectification", {"decision": "pass"}, group="cyberspace_office")
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 @pytest.mark.parametrize(
@@ -508,9 +498,9 @@ def test_still_non_compliant_leads_to_a_sanction(lifecycle_api: Api, sanction: s
     assert api.open_task(iid, "decide_sanction")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "decide_sanction", {"sanction": sanction})
     if outcome == "end_terminated":
-        assert end_event(api, iid) == "end_terminated"
+        assert api.end_event(iid) == "end_terminated"
     else:
-        assert open_elements(api, iid) == []
+        assert api.open_elements(iid) == []
         assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
 
 
@@ -520,14 +510,14 @@ def test_overdue_rectification_suspends_then_terminates(lifecycle_api: Api) -> N
     timer = [w for w in api.waiting(iid) if w.get("element_id") == "supervision_rectify_deadline"]
     assert len(timer) == 1 and timer[0]["due_at"].startswith("2026-04-30T15:59:59")
     api.advance(timedelta(days=58))
-    assert open_elements(api, iid) == ["rectify_supervision_finding"]
+    assert api.open_elements(iid) == ["rectify_supervision_finding"]
     api.advance(timedelta(days=2))
     # 逾期不整改: the rectification is over, the approval department decides
-    assert open_elements(api, iid) == ["decide_sanction"]
+    assert api.open_elements(iid) == ["decide_sanction"]
     api.complete(iid, "decide_sanction", {"sanction": "suspend"})
-    assert open_elements(api, iid) == ["suspension_review"]
+    assert api.open_elements(iid) == ["suspension_review"]
     api.complete(iid, "suspension_review", {"decision": "reject"})
-    assert end_event(api, iid) == "end_terminated"
+    assert api.end_event(iid) == "end_terminated"
 
 
 def test_suspended_project_resumes(lifecycle_api: Api) -> None:
@@ -538,9 +528,9 @@ def test_suspended_project_resumes(lifecycle_api: Api) -> None:
     api.complete(iid, "decide_sanction", {"sanction": "suspend"})
     assert "construction_completed" not in {w.get("name") for w in api.waiting(iid)}
     api.complete(iid, "suspension_review", {"decision": "pass"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 # ---- acceptance (第三十四、三十五条) --------------------------------------------------------------------------------
@@ -552,11 +542,11 @@ def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -
     iid = to_implementation(api, bk)
     api.message("construction_completed", bk)
     api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
-    assert open_elements(api, iid) == ["rectify_preliminary"]
+    assert api.open_elements(iid) == ["rectify_preliminary"]
     api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
-    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.open_elements(iid) == ["apply_final_acceptance"]
 
 
 def test_late_application_needs_a_delay_request(lifecycle_api: Api) -> None:
@@ -568,15 +558,15 @@ def test_late_application_needs_a_delay_request(lifecycle_api: Api) -> None:
     # the contract's implementation period ends on 2027-03-03 (China time)
     assert len(timer) == 1 and timer[0]["due_at"].startswith("2027-03-03T15:59:59")
     api.advance(timedelta(days=365))
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
     api.advance(timedelta(days=2))
-    assert open_elements(api, iid) == ["preliminary_acceptance", "request_acceptance_delay"]
+    assert api.open_elements(iid) == ["preliminary_acceptance", "request_acceptance_delay"]
     api.complete(
         iid, "request_acceptance_delay", {"delay_reason": "设备到货延迟", "planned_application_date": "2027-06-30"}
     )
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
     api.complete(iid, "apply_final_acceptance", {"application_date": "2027-06-20"})
-    assert open_elements(api, iid) == ["accept_final_application"]
+    assert api.open_elements(iid) == ["accept_final_application"]
 
 
 def test_period_already_over_when_construction_completes(lifecycle_api: Api) -> None:
@@ -584,9 +574,9 @@ def test_period_already_over_when_construction_completes(lifecycle_api: Api) -> 
     bk = "QF-LATE-BUILD"
     iid = to_implementation(api, bk)
     api.advance(timedelta(days=400))
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["preliminary_acceptance", "request_acceptance_delay"]
+    assert api.open_elements(iid) == ["preliminary_acceptance", "request_acceptance_delay"]
 
 
 def test_timely_application_needs_no_delay_request(lifecycle_api: Api) -> None:
@@ -594,7 +584,7 @@ def test_timely_application_needs_no_delay_request(lifecycle_api: Api) -> None:
     iid = to_final(api, "QF-ONTIME")
     assert "acceptance_application_due" not in [w.get("element_id") for w in api.waiting(iid)]
     api.advance(timedelta(days=400))
-    assert open_elements(api, iid) == ["accept_final_application"]
+    assert api.open_elements(iid) == ["accept_final_application"]
 
 
 def test_final_acceptance_fails_rectify_and_reapply(lifecycle_api: Api) -> None:
@@ -602,17 +592,17 @@ def test_final_acceptance_fails_rectify_and_reapply(lifecycle_api: Api) -> None:
     iid = to_final(api, "QF-FIN")
     api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
     api.complete(iid, "final_acceptance", {"decision": "revise"})
-    assert open_elements(api, iid) == ["plan_rectification"]
+    assert api.open_elements(iid) == ["plan_rectification"]
     api.complete(iid, "plan_rectification", {"rectification_plan": "补齐接口", "rectification_due_date": "2026-05-29"})
-    assert open_elements(api, iid) == ["rectify_acceptance"]
+    assert api.open_elements(iid) == ["rectify_acceptance"]
     # the rectification time limit passes: the data bureau is told, the rectification stays open
     api.fire_timer(iid, "rectification_deadline")
-    assert open_elements(api, iid) == ["rectification_overdue", "rectify_acceptance"]
+    assert api.open_elements(iid) == ["rectification_overdue", "rectify_acceptance"]
     assert api.open_task(iid, "rectification_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "rectification_overdue", {})
     api.complete(iid, "rectify_acceptance", {"rectification_report": "已整改", "application_date": "2026-06-05"})
     # 第三十五条: the final-acceptance application is submitted again
-    assert open_elements(api, iid) == ["accept_final_application"]
+    assert api.open_elements(iid) == ["accept_final_application"]
     api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
     api.complete(iid, "final_acceptance", {"decision": "pass"})
     assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
@@ -623,7 +613,7 @@ def test_final_acceptance_delegated_to_the_unit(lifecycle_api: Api) -> None:
     iid = to_final(api, "QF-DEL")
     assert api.open_task(iid, "accept_final_application")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "accept_final_application", {"acceptance_organizer": "applicant"})
-    assert open_elements(api, iid) == ["final_acceptance_delegated"]
+    assert api.open_elements(iid) == ["final_acceptance_delegated"]
     assert api.open_task(iid, "final_acceptance_delegated")["candidate_groups"] == ["applicant"]
     api.complete(iid, "final_acceptance_delegated", {"decision": "pass", "acceptance_opinion_ref": "YS-2"})
     assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
@@ -635,17 +625,17 @@ def test_final_acceptance_delegated_to_the_unit(lifecycle_api: Api) -> None:
 def test_yearly_self_evaluation_while_in_use(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_operation(api, "QF-EVAL")
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=364))
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=2))
-    assert open_elements(api, iid) == ["self_evaluation"]
+    assert api.open_elements(iid) == ["self_evaluation"]
     api.complete(
         iid, "self_evaluation", {"evaluation_year": 2027, "self_evaluation_report_ref": "ZP-1", "in_operation": True}
     )
     # the data bureau decides on the post-evaluation from the self-evaluation
     api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "yearly_evaluation_due" in [w.get("element_id") for w in api.waiting(iid)]
     api.advance(timedelta(days=370))
     api.complete(
@@ -659,10 +649,10 @@ def test_yearly_self_evaluation_while_in_use(lifecycle_api: Api) -> None:
         "post_evaluation",
         {"post_evaluation_report_ref": "HP-2", "evaluation_rating": "fair", "rectification_opinion": "加强数据共享"},
     )
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=370))
     api.complete(
         iid, "self_evaluation", {"evaluation_year": 2029, "self_evaluation_report_ref": "ZP-3", "in_operation": False}
     )
     api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"

@@ -56,17 +56,7 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-def open_elements(api: Api, iid: str) -> list[str]:
-    return api.open_elements(iid)
 
-
-def variables(api: Api, iid: str) -> dict[str, Any]:
-    return dict(api.instance(iid)["variables"])
-
-
-def end_event(api: Api, iid: str) -> str | None:
-    view = api.instance(iid)
-    return view["end_event"] if view["status"] == "completed" else None
 
 
 def through_plan(api: Api, iid: str) -> None:
@@ -74,7 +64,7 @@ def through_plan(api: Api, iid: str) -> None:
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
     api.complete(iid, "review_plan", {"decision": "pass"})
     api.complete(iid, "approve_city_plan", {"decision": "pass"})
-    assert open_elements(api, iid) == ["file_plan_review", "list_investment_plan"]
+    assert api.open_elements(iid) == ["file_plan_review", "list_investment_plan"]
     api.complete(iid, "file_plan_review", {"plan_filing_opinion": "已备案"})
     api.complete(iid, "list_investment_plan", {"investment_plan_ref": "武发改投资〔2026〕1号"})
 
@@ -104,7 +94,7 @@ def to_acceptance(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_construction(api, bk, **overrides)
     api.complete(iid, "annual_performance_report", REPORT)
     api.message("construction_completed", bk, {"completed_date": "2027-03-01"})
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
     return iid
 
 
@@ -121,11 +111,11 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "file_acceptance", {"acceptance_filing_ref": "BA-1"})
     api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-1", "operation_start_date": "2027-06-01"})
     # 第二十二条: self-evaluation from 12 to 24 months after going live
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["wait_self_evaluation"] == "2028-05-31T16:00:00Z"
     api.fire_timer(iid, "wait_self_evaluation")
-    assert open_elements(api, iid) == ["self_evaluation"]
+    assert api.open_elements(iid) == ["self_evaluation"]
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["self_evaluation_deadline"] == "2029-05-31T16:00:00Z"
     api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
@@ -137,7 +127,7 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     groups = api.open_task(iid, "apply_evaluation_results")["candidate_groups"]
     assert set(groups) == {"data_bureau", "cyberspace_office", "finance_bureau"}
     api.complete(iid, "apply_evaluation_results", {"rectification_opinions": "无"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 # ---- 第八条: self-implementation and filing below 50, approval from 50 ----------------------------------
@@ -156,9 +146,9 @@ def test_approval_regime_by_investment(lifecycle_api: Api, budget: str, regime: 
     api = lifecycle_api
     iid = start(api, f"WH-REGIME-{budget}", budget_wan=budget)
     through_plan(api, iid)
-    assert variables(api, iid)["approval_regime"] == regime
+    assert api.variables(iid)["approval_regime"] == regime
     expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_document"]
-    assert open_elements(api, iid) == expected
+    assert api.open_elements(iid) == expected
 
 
 def test_self_filed_project_goes_on_to_construction(lifecycle_api: Api) -> None:
@@ -169,7 +159,7 @@ def test_self_filed_project_goes_on_to_construction(lifecycle_api: Api) -> None:
     assert task["candidate_groups"] == ["applicant"]
     api.complete(iid, "file_self_implementation", {"filing_ref": "BA-2026-1", "filing_date": "2026-03-05"})
     # no approval documents, no investment order: straight to 第十七条
-    assert open_elements(api, iid) == ["organise_implementation"]
+    assert api.open_elements(iid) == ["organise_implementation"]
 
 
 # ---- the start form, bad input, wrong group -----------------------------------------------------------
@@ -218,7 +208,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     assert task["candidate_groups"] == ["data_bureau"]
     r = api.as_("x", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
     assert r.status_code == 403
-    assert open_elements(api, iid) == ["review_plan"]
+    assert api.open_elements(iid) == ["review_plan"]
     # a review without its decision is refused
     r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
     assert r.status_code == 422 and "decision" in r.json()["errors"]
@@ -238,20 +228,20 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
 def test_capital_construction_gets_a_technical_opinion_and_leaves(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "WH-JJ", entry_path="capital_construction")
-    assert open_elements(api, iid) == ["technical_review_opinion"]
+    assert api.open_elements(iid) == ["technical_review_opinion"]
     assert api.open_task(iid, "technical_review_opinion")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "technical_review_opinion", {"technical_opinion": "同意"})
-    assert end_event(api, iid) == "end_out_of_scope"
+    assert api.end_event(iid) == "end_out_of_scope"
 
 
 def test_school_or_hospital_files_the_industry_approval_and_leaves(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "WH-XX", entry_path="school_hospital")
-    assert open_elements(api, iid) == ["file_industry_approval"]
+    assert api.open_elements(iid) == ["file_industry_approval"]
     api.complete(
         iid, "file_industry_approval", {"industry_approval_ref": "武教〔2026〕3号", "filing_date": "2026-03-03"}
     )
-    assert end_event(api, iid) == "end_out_of_scope"
+    assert api.end_event(iid) == "end_out_of_scope"
 
 
 # ---- 第六、七条: annual implementation plan -----------------------------------------------------------
@@ -262,15 +252,15 @@ def test_plan_review_revise_then_pass(lifecycle_api: Api) -> None:
     iid = start(api, "WH-PLAN-REV")
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
     api.complete(iid, "review_plan", {"decision": "revise", "plan_opinion": "调整实施路径"})
-    assert open_elements(api, iid) == ["revise_plan"]
+    assert api.open_elements(iid) == ["revise_plan"]
     api.complete(iid, "revise_plan", {"budget_wan": "45", "revision_note": "压减建设内容"})
-    assert open_elements(api, iid) == ["review_plan"]
+    assert api.open_elements(iid) == ["review_plan"]
     api.complete(iid, "review_plan", {"decision": "pass"})
     api.complete(iid, "approve_city_plan", {"decision": "pass"})
     api.complete(iid, "file_plan_review", {})
     api.complete(iid, "list_investment_plan", {})
     # the reduced investment decides the track
-    assert open_elements(api, iid) == ["file_self_implementation"]
+    assert api.open_elements(iid) == ["file_self_implementation"]
 
 
 @pytest.mark.parametrize("step", ["review_plan", "approve_city_plan"])
@@ -281,14 +271,14 @@ def test_not_in_the_plan_may_not_apply(lifecycle_api: Api, step: str) -> None:
     if step == "approve_city_plan":
         api.complete(iid, "review_plan", {"decision": "pass"})
     api.complete(iid, step, {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("reason", ["city_required", "urgent"])
 def test_supplementary_inclusion_in_the_plan(lifecycle_api: Api, reason: str) -> None:
     api = lifecycle_api
     iid = start(api, f"WH-SUPP-{reason}", plan_entry="supplementary")
-    assert open_elements(api, iid) == ["request_supplement"]
+    assert api.open_elements(iid) == ["request_supplement"]
     # the reason is one of the two the article allows
     task = api.open_task(iid, "request_supplement")
     r = api.as_("a", "applicant").post(
@@ -296,9 +286,9 @@ def test_supplementary_inclusion_in_the_plan(lifecycle_api: Api, reason: str) ->
     )
     assert r.status_code == 422
     api.complete(iid, "request_supplement", {"plan_year": 2026, "supplement_reason": reason})
-    assert open_elements(api, iid) == ["review_plan"]
+    assert api.open_elements(iid) == ["review_plan"]
     api.complete(iid, "review_plan", {"decision": "pass"})
-    assert open_elements(api, iid) == ["approve_city_plan"]
+    assert api.open_elements(iid) == ["approve_city_plan"]
 
 
 # ---- 第十、十六条: documents, third-party evaluation, approval ------------------------------------------
@@ -310,14 +300,14 @@ def test_documents_in_sequence_with_third_party_evaluation(lifecycle_api: Api) -
     through_plan(api, iid)
     seen = []
     for _ in range(3):
-        seen.append(variables(api, iid)["current_document"])
+        seen.append(api.variables(iid)["current_document"])
         api.complete(iid, "prepare_document", DOCUMENT)
         assert api.open_task(iid, "evaluate_document")["candidate_groups"] == ["third_party"]
         api.complete(iid, "evaluate_document", EVALUATION)
         assert api.open_task(iid, "approve_document")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "approve_document", {"decision": "pass"})
     assert seen == ["proposal", "feasibility_study", "preliminary_design"]
-    assert open_elements(api, iid) == ["issue_investment"]
+    assert api.open_elements(iid) == ["issue_investment"]
 
 
 @pytest.mark.parametrize(
@@ -342,11 +332,11 @@ def test_implementation_plan_for_planned_projects_at_design_depth(
     else:
         through_plan(api, iid)
     seen = []
-    while "prepare_document" in open_elements(api, iid):
-        seen.append(variables(api, iid)["current_document"])
+    while "prepare_document" in api.open_elements(iid):
+        seen.append(api.variables(iid)["current_document"])
         through_document(api, iid)
     assert seen == documents
-    assert open_elements(api, iid) == ["issue_investment"]
+    assert api.open_elements(iid) == ["issue_investment"]
 
 
 def test_document_revise_then_resubmit_the_same_document(lifecycle_api: Api) -> None:
@@ -354,12 +344,12 @@ def test_document_revise_then_resubmit_the_same_document(lifecycle_api: Api) -> 
     iid = start(api, "WH-DOC-REV")
     through_plan(api, iid)
     through_document(api, iid)
-    assert variables(api, iid)["current_document"] == "feasibility_study"
+    assert api.variables(iid)["current_document"] == "feasibility_study"
     through_document(api, iid, decision="revise")
-    assert open_elements(api, iid) == ["prepare_document"]
-    assert variables(api, iid)["current_document"] == "feasibility_study"
+    assert api.open_elements(iid) == ["prepare_document"]
+    assert api.variables(iid)["current_document"] == "feasibility_study"
     through_document(api, iid)
-    assert variables(api, iid)["current_document"] == "preliminary_design"
+    assert api.variables(iid)["current_document"] == "preliminary_design"
 
 
 @pytest.mark.parametrize("stage", [0, 2])
@@ -370,7 +360,7 @@ def test_document_rejected_ends_rejected(lifecycle_api: Api, stage: int) -> None
     for _ in range(stage):
         through_document(api, iid)
     through_document(api, iid, decision="reject")
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize(
@@ -388,10 +378,10 @@ def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, miss
     iid = start(api, f"WH-DOC-INC-{missing}")
     through_plan(api, iid)
     api.complete(iid, "prepare_document", {**DOCUMENT, missing: False})
-    assert open_elements(api, iid) == ["prepare_document"]
-    assert variables(api, iid)["current_document"] == "proposal"
+    assert api.open_elements(iid) == ["prepare_document"]
+    assert api.variables(iid)["current_document"] == "proposal"
     api.complete(iid, "prepare_document", DOCUMENT)
-    assert open_elements(api, iid) == ["evaluate_document"]
+    assert api.open_elements(iid) == ["evaluate_document"]
 
 
 def test_documents_refused_without_the_required_statements(lifecycle_api: Api) -> None:
@@ -420,12 +410,12 @@ def test_city_government_approval_from_3000(lifecycle_api: Api, approved: str, c
     iid = start(api, f"WH-CITY-{approved}", budget_wan="3100", design_depth_reached=True)
     through_plan(api, iid)
     through_document(api, iid, approved_investment_wan=approved)
-    assert variables(api, iid)["city_approval_required"] is city
+    assert api.variables(iid)["city_approval_required"] is city
     if city:
-        assert open_elements(api, iid) == ["approve_by_city"]
+        assert api.open_elements(iid) == ["approve_by_city"]
         assert api.open_task(iid, "approve_by_city")["candidate_groups"] == ["city_government"]
         api.complete(iid, "approve_by_city", {"decision": "pass", "city_approval_ref": "武政〔2026〕9号"})
-    assert open_elements(api, iid) == ["issue_investment"]
+    assert api.open_elements(iid) == ["issue_investment"]
 
 
 def test_declared_amount_counts_when_no_approved_amount_is_recorded(lifecycle_api: Api) -> None:
@@ -433,7 +423,7 @@ def test_declared_amount_counts_when_no_approved_amount_is_recorded(lifecycle_ap
     iid = start(api, "WH-CITY-DECL", budget_wan="3000", design_depth_reached=True)
     through_plan(api, iid)
     through_document(api, iid)
-    assert open_elements(api, iid) == ["approve_by_city"]
+    assert api.open_elements(iid) == ["approve_by_city"]
 
 
 def test_city_government_refusal_ends_rejected(lifecycle_api: Api) -> None:
@@ -442,7 +432,7 @@ def test_city_government_refusal_ends_rejected(lifecycle_api: Api) -> None:
     through_plan(api, iid)
     through_document(api, iid, approved_investment_wan="4800")
     api.complete(iid, "approve_by_city", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 # ---- 第二十条: yearly performance report during construction --------------------------------------------
@@ -453,36 +443,36 @@ def test_yearly_performance_report_until_construction_is_completed(lifecycle_api
     bk = "WH-YEARLY"
     iid = to_construction(api, bk)
     # the start year's report is due before its year end
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["report_deadline"] == "2026-12-31T16:00:00Z"
     api.complete(iid, "annual_performance_report", REPORT)
     # next report with the next year; meanwhile the OA system may report completion
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["wait_report_year"] == "2026-12-31T16:00:00Z"
     assert "construction_completed" in {w["name"] for w in api.waiting(iid)}
     api.advance(timedelta(days=305))  # 2027-01-01
-    assert open_elements(api, iid) == ["annual_performance_report"]
-    assert variables(api, iid)["report_year"] == 2027
+    assert api.open_elements(iid) == ["annual_performance_report"]
+    assert api.variables(iid)["report_year"] == 2027
     # completion while a report is open ends the construction stage
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
 
 
 def test_yearly_report_overdue_notifies_the_data_bureau(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_construction(api, "WH-YEARLY-LATE")
     api.advance(timedelta(days=304))  # 2026-12-31, still in time
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     api.advance(timedelta(days=1))
-    assert open_elements(api, iid) == ["annual_performance_report", "report_overdue"]
+    assert api.open_elements(iid) == ["annual_performance_report", "report_overdue"]
     assert api.open_task(iid, "report_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "report_overdue", {"reminder_note": "请于本月报送"})
     api.complete(iid, "annual_performance_report", REPORT)
-    assert variables(api, iid)["report_year"] == 2027
+    assert api.variables(iid)["report_year"] == 2027
     # 2027 has started already: its report is open at once
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
 
 
 # ---- 第十九条: adjustment of the construction content ------------------------------------------------
@@ -532,19 +522,19 @@ def test_adjustment_route(lifecycle_api: Api, change: dict[str, Any], route: str
     iid = to_construction(api, bk)
     api.message("adjustment_requested", bk)
     # the adjustment runs beside the construction: the yearly report stays open
-    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment"]
     assert {"construction_completed", "adjustment_requested"} <= waiting_names(api, iid)
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change})
-    assert variables(api, iid)["adjustment_route"] == route
+    assert api.variables(iid)["adjustment_route"] == route
     if route == "self_adjust":
-        assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment"]
+        assert api.open_elements(iid) == ["annual_performance_report", "file_adjustment"]
         api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
     else:
-        assert open_elements(api, iid) == ["annual_performance_report", "approve_adjustment"]
+        assert api.open_elements(iid) == ["annual_performance_report", "approve_adjustment"]
         assert api.open_task(iid, "approve_adjustment")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "approve_adjustment", {"decision": "pass"})
     # the adjustment is settled on its own branch; construction was never left
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     assert {"construction_completed", "adjustment_requested"} <= waiting_names(api, iid)
     assert api.instance(iid)["status"] == "running"
 
@@ -558,21 +548,21 @@ def test_repeated_adjustments_and_a_refused_one(lifecycle_api: Api) -> None:
     api.complete(iid, "submit_adjustment", ADJUSTMENT)
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
     # the 2026 report was filed: nothing to report until 2027
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.message("adjustment_requested", bk)
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "goal_unchanged": False})
     api.complete(iid, "approve_adjustment", {"decision": "reject"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     # the next evaluation year comes while adjustments are possible; a third one in 2027
     api.advance(timedelta(days=305))  # 2027-01-01
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     api.message("adjustment_requested", bk)
-    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment"]
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_wan": "10"})
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-3"})
-    assert variables(api, iid)["report_year"] == 2027
+    assert api.variables(iid)["report_year"] == 2027
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
 
 
 def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api) -> None:
@@ -581,15 +571,15 @@ def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api
     iid = to_construction(api, bk)
     api.message("adjustment_requested", bk)
     api.message("adjustment_requested", bk)
-    assert open_elements(api, iid) == ["annual_performance_report", "submit_adjustment", "submit_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment", "submit_adjustment"]
     # a third request may still come in
     assert "adjustment_requested" in waiting_names(api, iid)
     first, second = adjustment_tasks(api, iid, "submit_adjustment")
     # 14.99 % within the estimate → the unit adjusts and files; the other changes the goal → formal procedure
     complete_task(api, first, {**ADJUSTMENT, "adjustment_wan": "149.9", "adjustment_content": "优化技术方案"})
-    assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment", "submit_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "file_adjustment", "submit_adjustment"]
     complete_task(api, second, {**ADJUSTMENT, "goal_unchanged": False, "adjustment_content": "改变建设目标"})
-    assert open_elements(api, iid) == ["annual_performance_report", "approve_adjustment", "file_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "approve_adjustment", "file_adjustment"]
     # each branch kept its own facts
     filing = api.open_task(iid, "file_adjustment")
     approval = api.open_task(iid, "approve_adjustment")
@@ -597,14 +587,14 @@ def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api
     assert approval["candidate_groups"] == ["data_bureau"]
     # decided in the other order, each on its own
     api.complete(iid, "approve_adjustment", {"decision": "reject", "adjustment_approval_ref": "武数〔2026〕5号"})
-    assert open_elements(api, iid) == ["annual_performance_report", "file_adjustment"]
+    assert api.open_elements(iid) == ["annual_performance_report", "file_adjustment"]
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-PAIR"})
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     # construction went on throughout
     api.complete(iid, "annual_performance_report", REPORT)
-    assert variables(api, iid)["report_year"] == 2027
+    assert api.variables(iid)["report_year"] == 2027
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
 
 
 @pytest.mark.parametrize("stage", ["submit_adjustment", "approve_adjustment"])
@@ -616,29 +606,29 @@ def test_construction_completed_accepted_while_an_adjustment_is_decided(lifecycl
     api.message("adjustment_requested", bk)
     if stage == "approve_adjustment":
         api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_reason": "other"})
-    assert open_elements(api, iid) == [stage]
+    assert api.open_elements(iid) == [stage]
     # the OA system's report is accepted at once, not refused
     r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": {}})
     assert r.status_code == 200, r.text
     assert r.json()["process_instance_id"] == iid
     # acceptance starts, the adjustment stays open; construction is over, so no further adjustment is caught
-    assert open_elements(api, iid) == sorted(["pre_acceptance_work", stage])
+    assert api.open_elements(iid) == sorted(["pre_acceptance_work", stage])
     assert "adjustment_requested" not in waiting_names(api, iid)
     r = api.admin.post("/messages", json={"name": "adjustment_requested", "business_key": bk, "variables": {}})
     assert r.status_code == 404, r.text
     assert "acceptance_deadline" in {w["element_id"] for w in api.waiting(iid)}
     api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
-    assert open_elements(api, iid) == sorted(["confirm_acceptance_readiness", stage])
+    assert api.open_elements(iid) == sorted(["confirm_acceptance_readiness", stage])
     # the adjustment is still completed and settled
     if stage == "submit_adjustment":
         api.complete(iid, "submit_adjustment", ADJUSTMENT)
-        assert variables(api, iid)["adjustment_route"] == "self_adjust"
+        assert api.variables(iid)["adjustment_route"] == "self_adjust"
         api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-LATE"})
     else:
         api.complete(iid, "approve_adjustment", {"decision": "pass", "adjustment_approval_ref": "武数〔2026〕8号"})
-    assert open_elements(api, iid) == ["confirm_acceptance_readiness"]
+    assert api.open_elements(iid) == ["confirm_acceptance_readiness"]
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]
 
 
 @pytest.mark.parametrize(
@@ -662,17 +652,17 @@ def test_adjustment_data_kept_after_its_branch_ended(
     api.message("adjustment_requested", bk)
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change, "adjustment_content": "调整建设进度"})
     api.complete(iid, task, decision)
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
     expected = {
         "adjustment_content": "调整建设进度",
         "adjustment_route": "formal_procedure" if change else "self_adjust",
         **recorded,
     }
-    view = variables(api, iid)
+    view = api.variables(iid)
     assert {k: view.get(k) for k in expected} == expected
     # still there once construction has moved on to the next evaluation year
     api.complete(iid, "annual_performance_report", REPORT)
-    view = variables(api, iid)
+    view = api.variables(iid)
     assert view["report_year"] == 2027
     assert {k: view.get(k) for k in expected} == expected
 
@@ -684,14 +674,14 @@ def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_a
     api.message("adjustment_requested", bk)
     api.message("violation_found", bk)
     # 第二十五条 still interrupts construction (the yearly report); the adjustment goes on
-    assert open_elements(api, iid) == ["order_rectification", "submit_adjustment"]
+    assert api.open_elements(iid) == ["order_rectification", "submit_adjustment"]
     api.complete(iid, "submit_adjustment", ADJUSTMENT)
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-SUP"})
-    assert open_elements(api, iid) == ["order_rectification"]
+    assert api.open_elements(iid) == ["order_rectification"]
     api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": 30})
     api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
     api.complete(iid, "check_rectification", {"decision": "pass"})
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
 
 
 # ---- 第二十五条: supervision -------------------------------------------------------------------------
@@ -700,11 +690,11 @@ def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_a
 def to_rectification(api: Api, bk: str, days: int = 30) -> str:
     iid = to_construction(api, bk)
     api.message("violation_found", bk, {"finding": "未按规定执行采购程序"})
-    assert open_elements(api, iid) == ["order_rectification"]
+    assert api.open_elements(iid) == ["order_rectification"]
     groups = api.open_task(iid, "order_rectification")["candidate_groups"]
     assert {"data_bureau", "cyberspace_office", "audit_bureau", "finance_bureau"} <= set(groups)
     api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": days})
-    assert open_elements(api, iid) == ["rectify_violation"]
+    assert api.open_elements(iid) == ["rectify_violation"]
     return iid
 
 
@@ -715,22 +705,22 @@ def test_rectified_in_time_resumes_construction(lifecycle_api: Api) -> None:
     assert due["rectification_deadline"] == "2026-04-01T01:00:00Z"
     api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
     api.complete(iid, "check_rectification", {"decision": "pass"})
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
 
 
 def test_overdue_rectification_goes_to_the_approval_department(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_rectification(api, "WH-SUP-LATE", days=15)
     api.advance(timedelta(days=14))
-    assert open_elements(api, iid) == ["rectify_violation"]
+    assert api.open_elements(iid) == ["rectify_violation"]
     api.advance(timedelta(days=2))
-    assert open_elements(api, iid) == ["impose_sanction"]
+    assert api.open_elements(iid) == ["impose_sanction"]
     # 通报批评: the unit must still rectify
     api.complete(iid, "impose_sanction", {"sanction": "criticism"})
-    assert open_elements(api, iid) == ["rectify_violation"]
+    assert api.open_elements(iid) == ["rectify_violation"]
     api.complete(iid, "rectify_violation", {"rectification_report": "已整改"})
     api.complete(iid, "check_rectification", {"decision": "pass"})
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
 
 
 def test_still_non_compliant_suspend_then_resume(lifecycle_api: Api) -> None:
@@ -740,10 +730,10 @@ def test_still_non_compliant_suspend_then_resume(lifecycle_api: Api) -> None:
     api.complete(iid, "check_rectification", {"decision": "reject"})
     assert api.open_task(iid, "impose_sanction")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "impose_sanction", {"sanction": "suspend"})
-    assert open_elements(api, iid) == ["suspend_construction"]
+    assert api.open_elements(iid) == ["suspend_construction"]
     api.complete(iid, "suspend_construction", {"suspension_rectification": "全部整改"})
     api.complete(iid, "review_suspension", {"decision": "pass"})
-    assert open_elements(api, iid) == ["annual_performance_report"]
+    assert api.open_elements(iid) == ["annual_performance_report"]
 
 
 def test_suspended_project_terminated(lifecycle_api: Api) -> None:
@@ -753,7 +743,7 @@ def test_suspended_project_terminated(lifecycle_api: Api) -> None:
     api.complete(iid, "impose_sanction", {"sanction": "suspend"})
     api.complete(iid, "suspend_construction", {"suspension_rectification": "未整改"})
     api.complete(iid, "review_suspension", {"decision": "reject"})
-    assert end_event(api, iid) == "end_terminated"
+    assert api.end_event(iid) == "end_terminated"
 
 
 def test_project_terminated_by_the_approval_department(lifecycle_api: Api) -> None:
@@ -761,7 +751,7 @@ def test_project_terminated_by_the_approval_department(lifecycle_api: Api) -> No
     iid = to_rectification(api, "WH-SUP-END")
     api.fire_timer(iid, "rectification_deadline")
     api.complete(iid, "impose_sanction", {"sanction": "terminate"})
-    assert end_event(api, iid) == "end_terminated"
+    assert api.end_event(iid) == "end_terminated"
 
 
 # ---- 第二十一条: acceptance --------------------------------------------------------------------------
@@ -773,10 +763,10 @@ def test_acceptance_needs_the_data_bureau_confirmation(lifecycle_api: Api) -> No
     api.complete(iid, "pre_acceptance_work", {**PRE_ACCEPTANCE, "platform_connected": False})
     assert api.open_task(iid, "confirm_acceptance_readiness")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "revise", "confirmation_note": "未完成平台对接"})
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
     api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]
 
 
 def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None:
@@ -785,11 +775,11 @@ def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None:
     api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
     api.complete(iid, "organise_acceptance", {"decision": "revise", **ACCEPTANCE})
-    assert open_elements(api, iid) == ["rectify_acceptance"]
+    assert api.open_elements(iid) == ["rectify_acceptance"]
     api.complete(iid, "rectify_acceptance", {"rectification_note": "补充密码应用整改"})
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]
     api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
-    assert open_elements(api, iid) == ["file_acceptance"]
+    assert api.open_elements(iid) == ["file_acceptance"]
 
 
 def test_acceptance_within_six_months_of_completion(lifecycle_api: Api) -> None:
@@ -798,9 +788,9 @@ def test_acceptance_within_six_months_of_completion(lifecycle_api: Api) -> None:
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["acceptance_deadline"] == "2026-09-02T01:00:00Z"
     api.advance(timedelta(days=184))  # 2026-09-02, the due instant itself
-    assert open_elements(api, iid) == ["pre_acceptance_work"]
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
     api.advance(timedelta(minutes=1))
-    assert open_elements(api, iid) == ["acceptance_overdue", "pre_acceptance_work"]
+    assert api.open_elements(iid) == ["acceptance_overdue", "pre_acceptance_work"]
     assert api.open_task(iid, "acceptance_overdue")["candidate_groups"] == ["data_bureau"]
 
 
@@ -820,16 +810,16 @@ def to_operation(api: Api, bk: str, operation_start: str) -> str:
 def test_self_evaluation_not_before_twelve_months(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_operation(api, "WH-SELF-EVAL", "2026-03-02")
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=364))  # 2027-03-01
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=1))
-    assert open_elements(api, iid) == ["self_evaluation"]
+    assert api.open_elements(iid) == ["self_evaluation"]
     api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
     api.complete(iid, "decide_post_evaluation", {"commission_post_evaluation": False})
-    assert open_elements(api, iid) == ["apply_evaluation_results"]
+    assert api.open_elements(iid) == ["apply_evaluation_results"]
     api.complete(iid, "apply_evaluation_results", {})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 def test_self_evaluation_window_from_a_leap_day(lifecycle_api: Api) -> None:
@@ -846,9 +836,9 @@ def test_self_evaluation_overdue_after_twenty_four_months(lifecycle_api: Api) ->
     api = lifecycle_api
     iid = to_operation(api, "WH-SELF-LATE", "2026-03-02")
     api.advance(timedelta(days=366))
-    assert open_elements(api, iid) == ["self_evaluation"]
+    assert api.open_elements(iid) == ["self_evaluation"]
     api.advance(timedelta(days=364))  # 2028-03-01 (2028 is a leap year)
-    assert open_elements(api, iid) == ["self_evaluation"]
+    assert api.open_elements(iid) == ["self_evaluation"]
     api.advance(timedelta(days=1))
-    assert open_elements(api, iid) == ["self_evaluation", "self_evaluation_overdue"]
+    assert api.open_elements(iid) == ["self_evaluation", "self_evaluation_overdue"]
     assert api.open_task(iid, "self_evaluation_overdue")["candidate_groups"] == ["data_bureau"]

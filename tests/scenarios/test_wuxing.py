@@ -22,12 +22,9 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-def open_elements(api: Api, iid: str) -> list[str]:
-    return api.open_elements(iid)
-
 
 def give_opinions(api: Api, iid: str, decision: str = "pass") -> list[str]:
-    given = [e for e in open_elements(api, iid) if e in OPINIONS]
+    given = [e for e in api.open_elements(iid) if e in OPINIONS]
     for element in given:
         api.complete(iid, element, {"decision": decision})
     return sorted(given)
@@ -56,7 +53,7 @@ def through_plan(api: Api, iid: str, key_project: bool = False) -> None:
 def through_approval(api: Api, iid: str) -> list[str]:
     done = []
     for element in ("issue_contact_form", "approve_feasibility", "approve_design"):
-        if element in open_elements(api, iid):
+        if element in api.open_elements(iid):
             api.complete(iid, element, {"decision": "pass"})
             done.append(element)
     return done
@@ -67,9 +64,9 @@ def to_procurement(api: Api, bk: str, **overrides: Any) -> str:
     through_reviews(api, iid)
     through_plan(api, iid)
     through_approval(api, iid)
-    if "engage_supervisor" in open_elements(api, iid):
+    if "engage_supervisor" in api.open_elements(iid):
         api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司", "supervisor_independent": True})
-    assert open_elements(api, iid) == ["procure"]
+    assert api.open_elements(iid) == ["procure"]
     return iid
 
 
@@ -80,7 +77,7 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
     api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True,
                                           "warranty_years": 3})
     # implementation: waiting for the OA system to report completion or a change request
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
     return iid
 
@@ -89,7 +86,7 @@ def to_preliminary(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_implementation(api, bk, **overrides)
     api.message("construction_completed", bk)
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-001"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
     return iid
 
 
@@ -104,13 +101,9 @@ def to_final(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_preliminary(api, bk, **overrides)
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
     through_trial_run(api, iid)
-    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.open_elements(iid) == ["apply_final_acceptance"]
     return iid
 
-
-def end_event(api: Api, iid: str) -> str | None:
-    view = api.instance(iid)
-    return view["end_event"] if view["status"] == "completed" else None
 
 
 # ---- the whole lifecycle ------------------------------------------------------------------------------
@@ -120,16 +113,16 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     bk = "WX-FULL"
     iid = start(api, bk, budget_wan=2500, total_investment_wan=2500, construction_category="multi_agency")
     # 第九条: five agencies give opinions in parallel, the reform office because it is a 多跨协同 project
-    assert open_elements(api, iid) == sorted(OPINIONS)
+    assert api.open_elements(iid) == sorted(OPINIONS)
     task = api.open_task(iid, "opinion_crypto")
     assert task["candidate_groups"] == ["crypto_bureau"]
     give_opinions(api, iid)
-    assert open_elements(api, iid) == ["prereview"]
+    assert api.open_elements(iid) == ["prereview"]
     api.complete(iid, "prereview", {"decision": "pass", "prereview_opinion": "符合要求"})
     api.complete(iid, "expert_review", {"decision": "pass", "expert_opinion": "同意"})
     api.complete(iid, "file_revised_plan", {"revised_plan_ref": "WX-PLAN-9"})
     # 第十条: 多跨协同 with total investment >= 500 goes to the city first
-    assert open_elements(api, iid) == ["declare_to_city"]
+    assert api.open_elements(iid) == ["declare_to_city"]
     api.complete(iid, "declare_to_city", {"city_declaration_date": "2026-04-01"})
     api.complete(iid, "city_joint_review", {"decision": "pass"})
     through_plan(api, iid, key_project=True)
@@ -152,7 +145,7 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_report_ref": "YS-1"})
     api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS-1", "accepted_date": "2026-11-01"})
     # 第二十八条: key projects are evaluated
-    assert open_elements(api, iid) == ["performance_evaluation"]
+    assert api.open_elements(iid) == ["performance_evaluation"]
     api.complete(iid, "performance_evaluation", {"evaluation_year": 2027, "evaluation_result": "良好"})
     view = api.instance(iid)
     assert view["status"] == "completed" and view["end_event"] == "end_completed"
@@ -163,13 +156,13 @@ def test_om_project_skips_approval_documents_and_supervision(lifecycle_api: Api)
     iid = start(api, "WX-OM", project_type="om", budget_wan=800, total_investment_wan=800,
                 construction_category="multi_agency")
     # an O&M project is not a 多跨协同 construction project: no reform-office opinion, no city review
-    assert "opinion_reform" not in open_elements(api, iid)
+    assert "opinion_reform" not in api.open_elements(iid)
     through_reviews(api, iid)
-    assert open_elements(api, iid) == ["budget_review"]
+    assert api.open_elements(iid) == ["budget_review"]
     through_plan(api, iid)
     variables = api.instance(iid)["variables"]
     assert variables["approval_track"] == "none" and variables["supervision_required"] is False
-    assert open_elements(api, iid) == ["procure"]
+    assert api.open_elements(iid) == ["procure"]
 
 
 # ---- start form and permissions -------------------------------------------------------------------------
@@ -200,7 +193,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     assert task["candidate_groups"] == ["data_bureau"]
     r = api.as_("x", "finance_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
     assert r.status_code == 403
-    assert open_elements(api, iid) == ["prereview"]
+    assert api.open_elements(iid) == ["prereview"]
     # a review without its decision is refused
     r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
     assert r.status_code == 422 and "decision" in r.json()["errors"]
@@ -211,9 +204,9 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
 def test_late_declaration_enters_through_supplement(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "WX-LATE", declared_in_window=False)
-    assert open_elements(api, iid) == ["supplement_review"]
+    assert api.open_elements(iid) == ["supplement_review"]
     api.complete(iid, "supplement_review", {"decision": "pass", "funds_secured": True})
-    assert "opinion_finance" in open_elements(api, iid)
+    assert "opinion_finance" in api.open_elements(iid)
 
 
 @pytest.mark.parametrize("decision, funds", [("pass", False), ("reject", True)])
@@ -221,7 +214,7 @@ def test_late_declaration_without_secured_funds_is_rejected(lifecycle_api: Api, 
     api = lifecycle_api
     iid = start(api, "WX-LATE-NO", declared_in_window=False)
     api.complete(iid, "supplement_review", {"decision": decision, "funds_secured": funds})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("category, reform", [("multi_agency", True), ("general_application", False),
@@ -230,12 +223,12 @@ def test_reform_office_consulted_only_for_multi_agency(lifecycle_api: Api, categ
     api = lifecycle_api
     iid = start(api, "WX-REF", construction_category=category)
     expected = set(OPINIONS) if reform else set(OPINIONS) - {"opinion_reform"}
-    assert set(open_elements(api, iid)) == expected
+    assert set(api.open_elements(iid)) == expected
     # the preliminary review waits for every opinion
     api.complete(iid, "opinion_finance", {"decision": "revise", "finance_opinion": "资金来源待明确"})
-    assert "prereview" not in open_elements(api, iid)
+    assert "prereview" not in api.open_elements(iid)
     give_opinions(api, iid)
-    assert open_elements(api, iid) == ["prereview"]
+    assert api.open_elements(iid) == ["prereview"]
 
 
 def test_prereview_revise_resubmit_consults_again(lifecycle_api: Api) -> None:
@@ -243,13 +236,13 @@ def test_prereview_revise_resubmit_consults_again(lifecycle_api: Api) -> None:
     iid = start(api, "WX-REV")
     give_opinions(api, iid)
     api.complete(iid, "prereview", {"decision": "revise", "prereview_opinion": "材料不完整"})
-    assert open_elements(api, iid) == ["revise_declaration"]
+    assert api.open_elements(iid) == ["revise_declaration"]
     api.complete(iid, "revise_declaration", {"budget_wan": 320, "total_investment_wan": 320,
                                              "revision_note": "补充材料"})
-    assert set(open_elements(api, iid)) == set(OPINIONS) - {"opinion_reform"}
+    assert set(api.open_elements(iid)) == set(OPINIONS) - {"opinion_reform"}
     give_opinions(api, iid)
     api.complete(iid, "prereview", {"decision": "pass"})
-    assert open_elements(api, iid) == ["expert_review"]
+    assert api.open_elements(iid) == ["expert_review"]
     assert api.instance(iid)["variables"]["budget_wan"] == 320
 
 
@@ -258,7 +251,7 @@ def test_prereview_reject_ends_rejected(lifecycle_api: Api) -> None:
     iid = start(api, "WX-REJ")
     give_opinions(api, iid, "reject")
     api.complete(iid, "prereview", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 # ---- expert review and the city review (第十条) -----------------------------------------------------------
@@ -270,9 +263,9 @@ def test_expert_revise_then_pass_then_revision_filed(lifecycle_api: Api) -> None
     api.complete(iid, "expert_review", {"decision": "revise"})
     api.complete(iid, "revise_for_expert", {"revision_note": "按专家意见修改"})
     api.complete(iid, "expert_review", {"decision": "pass"})
-    assert open_elements(api, iid) == ["file_revised_plan"]
+    assert api.open_elements(iid) == ["file_revised_plan"]
     api.complete(iid, "file_revised_plan", {"revised_plan_ref": "R-2"})
-    assert open_elements(api, iid) == ["budget_review"]
+    assert api.open_elements(iid) == ["budget_review"]
 
 
 def test_expert_reject_ends_rejected(lifecycle_api: Api) -> None:
@@ -280,7 +273,7 @@ def test_expert_reject_ends_rejected(lifecycle_api: Api) -> None:
     iid = start(api, "WX-EXP-REJ")
     to_expert_review(api, iid)
     api.complete(iid, "expert_review", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("total, category, city", [
@@ -291,7 +284,7 @@ def test_city_review_for_multi_agency_from_500(lifecycle_api: Api, total: float,
     api = lifecycle_api
     iid = start(api, "WX-CITY", total_investment_wan=total, construction_category=category)
     through_reviews(api, iid)
-    assert open_elements(api, iid) == (["declare_to_city"] if city else ["budget_review"])
+    assert api.open_elements(iid) == (["declare_to_city"] if city else ["budget_review"])
     assert api.instance(iid)["variables"]["city_review_required"] is city
 
 
@@ -301,7 +294,7 @@ def test_city_review_reject_ends_rejected(lifecycle_api: Api) -> None:
     through_reviews(api, iid)
     api.complete(iid, "declare_to_city", {"city_declaration_date": "2026-04-01"})
     api.complete(iid, "city_joint_review", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 # ---- budget, annual plan, approval documents (第十一、十三条) -----------------------------------------------
@@ -316,7 +309,7 @@ def test_budget_or_plan_refusal_ends_rejected(lifecycle_api: Api, task: str) -> 
         api.complete(iid, "draft_annual_plan", {"plan_year": 2026})
         assert api.open_task(iid, task)["candidate_groups"] == ["city_government"]
     api.complete(iid, task, {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("total, track, tasks", [
@@ -336,7 +329,7 @@ def test_approval_track_by_total_investment(lifecycle_api: Api, total: float, tr
     assert api.instance(iid)["variables"]["approval_track"] == track
     assert api.open_task(iid, tasks[0])["candidate_groups"] == ["development_reform"]
     assert through_approval(api, iid) == tasks
-    assert open_elements(api, iid) == ["procure"]
+    assert api.open_elements(iid) == ["procure"]
 
 
 @pytest.mark.parametrize("task", ["issue_contact_form", "approve_feasibility", "approve_design"])
@@ -349,7 +342,7 @@ def test_approval_refused_ends_rejected(lifecycle_api: Api, task: str) -> None:
     if task == "approve_design":
         api.complete(iid, "approve_feasibility", {"decision": "pass"})
     api.complete(iid, task, {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 def test_feasibility_refused_skips_design(lifecycle_api: Api) -> None:
@@ -358,8 +351,8 @@ def test_feasibility_refused_skips_design(lifecycle_api: Api) -> None:
     through_reviews(api, iid)
     through_plan(api, iid)
     api.complete(iid, "approve_feasibility", {"decision": "reject"})
-    assert "approve_design" not in open_elements(api, iid)
-    assert end_event(api, iid) == "end_rejected"
+    assert "approve_design" not in api.open_elements(iid)
+    assert api.end_event(iid) == "end_rejected"
 
 
 # ---- supervision, contract upload (第十五、十七条) ----------------------------------------------------------
@@ -371,7 +364,7 @@ def test_supervision_from_100(lifecycle_api: Api, budget: float, supervised: boo
     through_reviews(api, iid)
     through_plan(api, iid)
     through_approval(api, iid)
-    assert open_elements(api, iid) == (["engage_supervisor"] if supervised else ["procure"])
+    assert api.open_elements(iid) == (["engage_supervisor"] if supervised else ["procure"])
     assert api.instance(iid)["variables"]["supervision_required"] is supervised
 
 
@@ -385,14 +378,14 @@ def test_contract_upload_deadline_is_five_working_days(lifecycle_api: Api) -> No
     assert len(timers) == 1
     # signed on Monday 2026-03-02: four days later nothing is due yet, after the weekend it is
     api.advance(timedelta(days=4))
-    assert open_elements(api, iid) == ["upload_contract"]
+    assert api.open_elements(iid) == ["upload_contract"]
     api.advance(timedelta(days=4))
-    assert open_elements(api, iid) == ["contract_upload_overdue", "upload_contract"]
+    assert api.open_elements(iid) == ["contract_upload_overdue", "upload_contract"]
     assert api.open_task(iid, "contract_upload_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "contract_upload_overdue", {"reminder_note": "请尽快上传"})
     # the upload itself is still the applicant's to do
     api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
 
 
@@ -426,16 +419,16 @@ def test_change_request_route(lifecycle_api: Api, exceeds: bool, amount: float, 
     bk = "WX-CHG"
     iid = to_implementation(api, bk)
     api.message("change_requested", bk)
-    assert open_elements(api, iid) == ["submit_change"]
+    assert api.open_elements(iid) == ["submit_change"]
     api.complete(iid, "submit_change", {"change_reason": "国家政策调整", "change_amount_wan": amount,
                                         "actual_investment_wan": actual, "exceeds_estimate": exceeds,
                                         "funding_source": "区财政"})
     assert api.instance(iid)["variables"]["change_route"] == route
     if task:
-        assert open_elements(api, iid) == [task]
+        assert api.open_elements(iid) == [task]
         api.complete(iid, task, {"decision": "pass"})
     # the change has been dealt with and the implementation goes on, ready for another change
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
 
 
@@ -449,10 +442,10 @@ def test_two_changes_and_a_refused_one(lifecycle_api: Api) -> None:
                                             "actual_investment_wan": 300, "exceeds_estimate": False})
         assert api.open_task(iid, "change_joint_review")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "change_joint_review", {"decision": decision})
-        assert open_elements(api, iid) == []
+        assert api.open_elements(iid) == []
     api.message("construction_completed", bk)
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-2"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
@@ -463,7 +456,7 @@ def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
     iid = to_implementation(api, bk)
     api.message("change_requested", bk)
     api.message("change_requested", bk)
-    assert open_elements(api, iid) == ["submit_change", "submit_change"]
+    assert api.open_elements(iid) == ["submit_change", "submit_change"]
     tasks = [t for t in api.instance(iid)["open_tasks"] if t["element_id"] == "submit_change"]
     client = api.as_("a", "applicant")
     for task, amount in zip(tasks, (150, 20), strict=True):
@@ -473,14 +466,14 @@ def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
             "exceeds_estimate": False}})
         assert r.status_code == 200, r.text
     # the 150万 change (over 10 % and over 100万) waits for the joint review; the 20万 one is settled
-    assert open_elements(api, iid) == ["change_joint_review"]
+    assert api.open_elements(iid) == ["change_joint_review"]
     r = api.message("construction_completed", bk)
     assert r["process_instance_id"] == iid
-    assert open_elements(api, iid) == ["change_joint_review", "register_irs"]
+    assert api.open_elements(iid) == ["change_joint_review", "register_irs"]
     assert "change_requested" not in {w.get("name") for w in api.waiting(iid)}  # implementation is over
     api.complete(iid, "change_joint_review", {"decision": "pass"})
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-3"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 def test_shutdown_request_terminates(lifecycle_api: Api) -> None:
@@ -488,7 +481,7 @@ def test_shutdown_request_terminates(lifecycle_api: Api) -> None:
     bk = "WX-SHUT"
     iid = to_implementation(api, bk)
     api.message("shutdown_requested", bk)
-    assert end_event(api, iid) == "end_terminated"
+    assert api.end_event(iid) == "end_terminated"
 
 
 # ---- preliminary acceptance and trial run (第二十条) -------------------------------------------------------
@@ -497,16 +490,16 @@ def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -
     api = lifecycle_api
     iid = to_preliminary(api, "WX-PRE")
     api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
-    assert open_elements(api, iid) == ["rectify_preliminary"]
+    assert api.open_elements(iid) == ["rectify_preliminary"]
     # the 3-month rectification deadline notifies the data bureau and leaves the rectification open
     api.fire_timer(iid, "rectify_preliminary_deadline")
-    assert open_elements(api, iid) == ["rectify_preliminary", "rectify_preliminary_overdue"]
+    assert api.open_elements(iid) == ["rectify_preliminary", "rectify_preliminary_overdue"]
     assert api.open_task(iid, "rectify_preliminary_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "rectify_preliminary_overdue", {})
     api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
-    assert open_elements(api, iid) == ["security_assessment"]
+    assert api.open_elements(iid) == ["security_assessment"]
 
 
 def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
@@ -514,17 +507,17 @@ def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
     iid = to_preliminary(api, "WX-TRIAL")
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
     api.complete(iid, "security_assessment", {"security_assessment_ref": "A-1"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=27))
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=5))
-    assert open_elements(api, iid) == ["confirm_trial_run"]
+    assert api.open_elements(iid) == ["confirm_trial_run"]
     # not normal: another month of trial run
     api.complete(iid, "confirm_trial_run", {"decision": "revise"})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=32))
     api.complete(iid, "confirm_trial_run", {"decision": "pass"})
-    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.open_elements(iid) == ["apply_final_acceptance"]
 
 
 def test_preliminary_three_month_deadline_notifies(lifecycle_api: Api) -> None:
@@ -532,9 +525,9 @@ def test_preliminary_three_month_deadline_notifies(lifecycle_api: Api) -> None:
     iid = to_preliminary(api, "WX-PRE-LATE")
     assert "preliminary_deadline" in [w.get("element_id") for w in api.waiting(iid)]
     api.advance(timedelta(days=93))
-    assert open_elements(api, iid) == ["preliminary_acceptance", "preliminary_overdue"]
+    assert api.open_elements(iid) == ["preliminary_acceptance", "preliminary_overdue"]
     api.complete(iid, "preliminary_overdue", {"reminder_note": "督办"})
-    assert open_elements(api, iid) == ["preliminary_acceptance"]
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
 # ---- final acceptance (第二十、二十一、二十二条) ------------------------------------------------------------
@@ -546,19 +539,19 @@ def test_final_acceptance_organizer_by_budget(lifecycle_api: Api, budget: float,
     api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-01"})
     assert api.instance(iid)["variables"]["acceptance_organizer"] == organizer
     if organizer == "self":
-        assert open_elements(api, iid) == ["self_acceptance"]
+        assert api.open_elements(iid) == ["self_acceptance"]
         assert api.open_task(iid, "self_acceptance")["candidate_groups"] == ["applicant"]
         api.complete(iid, "self_acceptance", {"decision": "pass"})
         # 第二十条: the result is filed with the data bureau
         api.complete(iid, "file_self_acceptance", {"filing_date": "2026-10-20"})
     else:
-        assert open_elements(api, iid) == ["confirm_acceptance_ready"]
+        assert api.open_elements(iid) == ["confirm_acceptance_ready"]
         api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
         assert api.open_task(iid, "final_acceptance")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "final_acceptance", {"decision": "pass"})
-    assert open_elements(api, iid) == ["upload_acceptance_report"]
+    assert api.open_elements(iid) == ["upload_acceptance_report"]
     api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS", "accepted_date": "2026-11-01"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 def test_final_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None:
@@ -566,21 +559,21 @@ def test_final_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None
     iid = to_final(api, "WX-FIN")
     api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-01"})
     api.complete(iid, "confirm_acceptance_ready", {"decision": "revise"})
-    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.open_elements(iid) == ["apply_final_acceptance"]
     api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-08"})
     api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
     api.complete(iid, "final_acceptance", {"decision": "revise"})
-    assert open_elements(api, iid) == ["rectify_final"]
+    assert api.open_elements(iid) == ["rectify_final"]
     api.advance(timedelta(days=93))
-    assert open_elements(api, iid) == ["rectify_final", "rectify_final_overdue"]
+    assert api.open_elements(iid) == ["rectify_final", "rectify_final_overdue"]
     api.complete(iid, "rectify_final", {"rectification_report": "已整改"})
-    assert "apply_final_acceptance" in open_elements(api, iid)
+    assert "apply_final_acceptance" in api.open_elements(iid)
     api.complete(iid, "rectify_final_overdue", {})
     api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-10"})
     api.complete(iid, "confirm_acceptance_ready", {"decision": "pass"})
     api.complete(iid, "final_acceptance", {"decision": "pass"})
     api.complete(iid, "upload_acceptance_report", {"acceptance_report_ref": "YS", "accepted_date": "2027-01-20"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 def test_acceptance_delay_needs_explanation(lifecycle_api: Api) -> None:
@@ -588,7 +581,7 @@ def test_acceptance_delay_needs_explanation(lifecycle_api: Api) -> None:
     bk = "WX-DELAY"
     iid = to_final(api, bk)
     api.message("acceptance_delayed", bk)
-    assert open_elements(api, iid) == ["apply_final_acceptance", "submit_delay_explanation"]
+    assert api.open_elements(iid) == ["apply_final_acceptance", "submit_delay_explanation"]
     api.complete(iid, "submit_delay_explanation", {"delay_explanation": "设备到货延迟"})
-    assert open_elements(api, iid) == ["apply_final_acceptance"]
+    assert api.open_elements(iid) == ["apply_final_acceptance"]
     assert api.instance(iid)["status"] != "completed"

@@ -37,17 +37,7 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-def open_elements(api: Api, iid: str) -> list[str]:
-    return api.open_elements(iid)
 
-
-def end_event(api: Api, iid: str) -> str | None:
-    view = api.instance(iid)
-    return view["end_event"] if view["status"] == "completed" else None
-
-
-def variables(api: Api, iid: str) -> dict[str, Any]:
-    return dict(api.instance(iid)["variables"])
 
 
 def timer_due(api: Api, iid: str, element_id: str) -> datetime:
@@ -60,7 +50,7 @@ def through_approval(api: Api, iid: str, public: bool = False) -> None:
     """第十二条: plan, parallel technical and funding reviews, approval."""
     prepare = "prepare_public_plan" if public else "prepare_professional_plan"
     api.complete(iid, prepare, {"plan_ref": "FA-1", "plan_depth_met": True})
-    assert open_elements(api, iid) == ["funding_review", "technical_review"]
+    assert api.open_elements(iid) == ["funding_review", "technical_review"]
     api.complete(iid, "technical_review", {"decision": "pass", "technical_opinion": "同意"})
     api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "pass", "approval_ref": "玉数批〔2026〕1号"})
@@ -83,12 +73,12 @@ def through_filing(api: Api, iid: str) -> None:
 def to_contract(api: Api, bk: str, **overrides: Any) -> str:
     """Start and get through approval or filing (and supervision): the instance waits for the contract."""
     iid = start(api, bk, **overrides)
-    if variables(api, iid)["track"] == "approval":
+    if api.variables(iid)["track"] == "approval":
         through_approval(api, iid, public=overrides.get("project_class") == "public")
         api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司"})
     else:
         through_filing(api, iid)
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "contract_signed" in {w.get("name") for w in api.waiting(iid)}
     return iid
 
@@ -97,7 +87,7 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_contract(api, bk, **overrides)
     api.message("contract_signed", bk, {"contract_wan": 280})
     api.complete(iid, "upload_contract", {"contract_signed_date": "2026-06-01", "ip_clause_included": True})
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
     return iid
 
@@ -134,7 +124,7 @@ def test_full_approval_lifecycle_to_completed(lifecycle_api: Api) -> None:
         ex_ante_evaluation_required=True,
         plan_batch="2026年第二批",
     )
-    assert variables(api, iid)["track"] == "approval"
+    assert api.variables(iid)["track"] == "approval"
     # 第十五条: finance is consulted and the ex-ante performance evaluation passes finance's review first
     assert api.open_task(iid, "consult_finance")["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, "consult_finance", {"finance_opinion": "同意", "matches_annual_budget": True})
@@ -144,7 +134,7 @@ def test_full_approval_lifecycle_to_completed(lifecycle_api: Api) -> None:
     assert api.open_task(iid, "prepare_public_plan")["candidate_groups"] == ["info_center"]
     through_approval(api, iid, public=True)
     # 第二十四条: software >= 500 gets the shared-components requirement; 第十七条: supervision
-    assert variables(api, iid)["component_sharing_required"] is True
+    assert api.variables(iid)["component_sharing_required"] is True
     assert api.open_task(iid, "engage_supervisor")["candidate_groups"] == ["applicant"]
     api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司"})
     api.message("contract_signed", bk)
@@ -159,31 +149,31 @@ def test_full_approval_lifecycle_to_completed(lifecycle_api: Api) -> None:
         },
     )
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["apply_acceptance"]
+    assert api.open_elements(iid) == ["apply_acceptance"]
     api.complete(iid, "apply_acceptance", {**APPLICATION, "third_party_test_ref": "CP-1"})
     # before acceptance: shared components registered (第二十四条), source code uploaded (第二十五条)
-    assert open_elements(api, iid) == ["register_components"]
+    assert api.open_elements(iid) == ["register_components"]
     api.complete(iid, "register_components", {"components_registered": True})
-    assert open_elements(api, iid) == ["upload_source_code"]
+    assert api.open_elements(iid) == ["upload_source_code"]
     api.complete(iid, "upload_source_code", {"source_code_ref": "YM-1"})
     assert api.open_task(iid, "organise_acceptance")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass"})
     accept_and_conclude(api, iid)
     # 第二十九条: the efficiency evaluation opens 12 months after acceptance, not before
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=360))
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     api.advance(timedelta(days=10))
     assert api.open_task(iid, "efficiency_evaluation")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "efficiency_evaluation", {"evaluation_result": "良好", "om_funding_basis": "按标准安排"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 def test_full_filing_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "YL-FILING"
     iid = start(api, bk, budget_wan=150, project_type="software_dev")
-    assert variables(api, iid)["track"] == "filing"
+    assert api.variables(iid)["track"] == "filing"
     # 第十三条: the project unit (or the user unit) files with the data bureau
     assert api.open_task(iid, "submit_filing")["candidate_groups"] == ["applicant", "info_center"]
     through_filing(api, iid)
@@ -193,13 +183,13 @@ def test_full_filing_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "upload_contract", {"contract_signed_date": "2026-06-01", "ip_clause_included": True})
     api.message("construction_completed", bk)
     # 第二十五条: new software → source code before acceptance; 第二十二条: the unit accepts by itself
-    assert open_elements(api, iid) == ["upload_source_code"]
+    assert api.open_elements(iid) == ["upload_source_code"]
     api.complete(iid, "upload_source_code", {"source_code_ref": "YM-2"})
     assert api.open_task(iid, "self_acceptance")["candidate_groups"] == ["applicant"]
     api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2027-02-01"})
     accept_and_conclude(api, iid)
     # no efficiency evaluation on the filing track (第二十九条)
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 # ---- start form and permissions -------------------------------------------------------------------------
@@ -274,7 +264,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
         f"/tasks/{task['id']}/complete", json={"variables": {"decision": "maybe", "technical_opinion": "x"}}
     )
     assert r.status_code == 422 and "decision" in r.json()["errors"]
-    assert sorted(open_elements(api, iid)) == ["funding_review", "technical_review"]
+    assert sorted(api.open_elements(iid)) == ["funding_review", "technical_review"]
 
 
 # ---- tracks (第十一条) ---------------------------------------------------------------------------------------
@@ -302,11 +292,11 @@ def test_track_of_infrastructure_software_and_operations(
     api = lifecycle_api
     iid = start(api, "YL-TRACK", budget_wan=budget, project_type=project_type)
     if track == "self_managed":
-        assert end_event(api, iid) == "end_self_managed"
+        assert api.end_event(iid) == "end_self_managed"
         assert api.instance(iid)["variables"]["track"] == "self_managed"
     else:
-        assert variables(api, iid)["track"] == track
-        assert open_elements(api, iid) == FIRST_TASK[track]
+        assert api.variables(iid)["track"] == track
+        assert api.open_elements(iid) == FIRST_TASK[track]
 
 
 @pytest.mark.parametrize("project_type", ["om", "third_party_service"])
@@ -326,10 +316,10 @@ def test_track_of_om_and_third_party_services(lifecycle_api: Api, project_type: 
     api = lifecycle_api
     iid = start(api, "YL-OM", budget_wan=budget, project_type=project_type)
     if track == "self_managed":
-        assert end_event(api, iid) == "end_self_managed"
+        assert api.end_event(iid) == "end_self_managed"
     else:
-        assert variables(api, iid)["track"] == track
-        assert open_elements(api, iid) == ["submit_filing"]
+        assert api.variables(iid)["track"] == track
+        assert api.open_elements(iid) == ["submit_filing"]
 
 
 @pytest.mark.parametrize("project_type", [*THREE_TYPES, "om"])
@@ -349,10 +339,10 @@ def test_track_of_non_fiscal_funds(lifecycle_api: Api, project_type: str, budget
     api = lifecycle_api
     iid = start(api, "YL-NF", budget_wan=budget, project_type=project_type, funding_source="non_fiscal")
     if track == "self_managed":
-        assert end_event(api, iid) == "end_self_managed"
+        assert api.end_event(iid) == "end_self_managed"
     else:
-        assert variables(api, iid)["track"] == track
-        assert open_elements(api, iid) == ["submit_filing"]
+        assert api.variables(iid)["track"] == track
+        assert api.open_elements(iid) == ["submit_filing"]
 
 
 # ---- plan, urgent projects, funding pre-checks (第六至八、十五、十六条) ---------------------------------------
@@ -361,24 +351,24 @@ def test_track_of_non_fiscal_funds(lifecycle_api: Api, project_type: str, budget
 def test_project_outside_any_plan_is_rejected(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "YL-NOPLAN", in_plan=False)
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 def test_plan_is_checked_after_the_track(lifecycle_api: Api) -> None:
     # a self-managed project is out of the procedure even when it is in no plan
     iid = start(lifecycle_api, "YL-NOPLAN-SELF", in_plan=False, budget_wan=5)
-    assert end_event(lifecycle_api, iid) == "end_self_managed"
+    assert lifecycle_api.end_event(iid) == "end_self_managed"
 
 
 def test_urgent_project_enters_after_city_government_approval(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "YL-URGENT", urgent_entry=True, in_plan=False)
-    assert open_elements(api, iid) == ["special_report"]
+    assert api.open_elements(iid) == ["special_report"]
     assert api.open_task(iid, "special_report")["candidate_groups"] == ["applicant"]
     api.complete(iid, "special_report", {"special_report_ref": "玉城管报〔2026〕3号", "urgency_reason": "防汛应急"})
     assert api.open_task(iid, "city_approval")["candidate_groups"] == ["city_government"]
     api.complete(iid, "city_approval", {"decision": "pass"})
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
 
 
 def test_urgent_project_not_approved_by_city_government_is_rejected(lifecycle_api: Api) -> None:
@@ -386,27 +376,27 @@ def test_urgent_project_not_approved_by_city_government_is_rejected(lifecycle_ap
     iid = start(api, "YL-URGENT-NO", urgent_entry=True)
     api.complete(iid, "special_report", {"special_report_ref": "R", "urgency_reason": "上级临时要求"})
     api.complete(iid, "city_approval", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 @pytest.mark.parametrize("new_funds, consulted", [(True, True), (False, False)])
 def test_finance_consulted_on_new_fiscal_funds(lifecycle_api: Api, new_funds: bool, consulted: bool) -> None:
     api = lifecycle_api
     iid = start(api, "YL-NEWFUNDS", new_fiscal_funds=new_funds, budget_wan=50)
-    assert open_elements(api, iid) == (["consult_finance"] if consulted else ["submit_filing"])
+    assert api.open_elements(iid) == (["consult_finance"] if consulted else ["submit_filing"])
 
 
 def test_ex_ante_evaluation_revise_then_pass(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "YL-EXANTE", ex_ante_evaluation_required=True)
-    assert open_elements(api, iid) == ["ex_ante_evaluation"]
+    assert api.open_elements(iid) == ["ex_ante_evaluation"]
     api.complete(iid, "ex_ante_evaluation", {"ex_ante_report_ref": "SQ-1"})
     assert api.open_task(iid, "ex_ante_review")["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, "ex_ante_review", {"decision": "revise", "ex_ante_opinion": "补充绩效目标"})
-    assert open_elements(api, iid) == ["ex_ante_evaluation"]
+    assert api.open_elements(iid) == ["ex_ante_evaluation"]
     api.complete(iid, "ex_ante_evaluation", {"ex_ante_report_ref": "SQ-2"})
     api.complete(iid, "ex_ante_review", {"decision": "pass"})
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
 
 
 def test_ex_ante_evaluation_failed_is_rejected(lifecycle_api: Api) -> None:
@@ -414,7 +404,7 @@ def test_ex_ante_evaluation_failed_is_rejected(lifecycle_api: Api) -> None:
     iid = start(api, "YL-EXANTE-NO", ex_ante_evaluation_required=True)
     api.complete(iid, "ex_ante_evaluation", {"ex_ante_report_ref": "SQ-1"})
     api.complete(iid, "ex_ante_review", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 # ---- approval (第十二、十四条) and filing (第十三条) ---------------------------------------------------------
@@ -424,12 +414,12 @@ def test_reviews_run_in_parallel_and_approval_waits_for_both(lifecycle_api: Api)
     api = lifecycle_api
     iid = start(api, "YL-PAR")
     api.complete(iid, "prepare_professional_plan", {"plan_ref": "FA", "plan_depth_met": True, "budget_wan": 320})
-    assert open_elements(api, iid) == ["funding_review", "technical_review"]
+    assert api.open_elements(iid) == ["funding_review", "technical_review"]
     assert api.open_task(iid, "funding_review")["candidate_groups"] == ["finance_bureau"]
     api.complete(
         iid, "funding_review", {"decision": "pass", "funding_opinion": "资金来源已落实", "approved_fiscal_wan": 300}
     )
-    assert open_elements(api, iid) == ["technical_review"]
+    assert api.open_elements(iid) == ["technical_review"]
     api.complete(iid, "technical_review", {"decision": "revise", "technical_opinion": "复用政务云"})
     assert api.open_task(iid, "approve_project")["candidate_groups"] == ["data_bureau"]
 
@@ -441,13 +431,13 @@ def test_approval_revise_returns_to_the_plan_then_reject_ends(lifecycle_api: Api
     api.complete(iid, "technical_review", {"decision": "revise", "technical_opinion": "深度不足"})
     api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "revise"})
-    assert open_elements(api, iid) == ["prepare_public_plan"]
+    assert api.open_elements(iid) == ["prepare_public_plan"]
     api.complete(iid, "prepare_public_plan", {"plan_ref": "FA-2", "plan_depth_met": True})
-    assert open_elements(api, iid) == ["funding_review", "technical_review"]
+    assert api.open_elements(iid) == ["funding_review", "technical_review"]
     api.complete(iid, "technical_review", {"decision": "reject", "technical_opinion": "重复建设"})
     api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "reject"})
-    assert end_event(api, iid) == "end_rejected"
+    assert api.end_event(iid) == "end_rejected"
 
 
 def test_filing_returned_for_completion(lifecycle_api: Api) -> None:
@@ -466,9 +456,9 @@ def test_filing_returned_for_completion(lifecycle_api: Api) -> None:
     )
     assert api.open_task(iid, "register_filing")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "register_filing", {"decision": "revise", "filing_opinion": "未落实数据共享"})
-    assert open_elements(api, iid) == ["submit_filing"]
+    assert api.open_elements(iid) == ["submit_filing"]
     through_filing(api, iid)
-    assert open_elements(api, iid) == []
+    assert api.open_elements(iid) == []
     assert "contract_signed" in {w.get("name") for w in api.waiting(iid)}
 
 
@@ -481,14 +471,14 @@ def test_year_end_deadline_excludes_from_next_budget(lifecycle_api: Api) -> None
     # 24:00 on 31 December 2026, China time
     assert timer_due(api, iid, "year_end_deadline") == datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
     api.advance(datetime(2026, 12, 31, 15, 59, tzinfo=UTC) - api.clock.now())
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
     api.advance(timedelta(minutes=2))
-    assert open_elements(api, iid) == ["budget_exclusion_notice", "prepare_professional_plan"]
+    assert api.open_elements(iid) == ["budget_exclusion_notice", "prepare_professional_plan"]
     assert api.open_task(iid, "budget_exclusion_notice")["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, "budget_exclusion_notice", {"excluded_from_next_budget": True})
     # the approval itself goes on
     through_approval(api, iid)
-    assert open_elements(api, iid) == ["engage_supervisor"]
+    assert api.open_elements(iid) == ["engage_supervisor"]
 
 
 def test_approval_before_year_end_cancels_the_deadline(lifecycle_api: Api) -> None:
@@ -497,7 +487,7 @@ def test_approval_before_year_end_cancels_the_deadline(lifecycle_api: Api) -> No
     through_approval(api, iid)
     assert "year_end_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
     api.advance(timedelta(days=320))
-    assert open_elements(api, iid) == ["engage_supervisor"]
+    assert api.open_elements(iid) == ["engage_supervisor"]
 
 
 # ---- supervision and contract (第十七、十八、二十条) ---------------------------------------------------------
@@ -509,10 +499,10 @@ def test_supervision_on_the_approval_track(lifecycle_api: Api, budget: float, su
     iid = start(api, "YL-SUP", budget_wan=budget)
     if supervised:
         through_approval(api, iid)
-        assert open_elements(api, iid) == ["engage_supervisor"]
+        assert api.open_elements(iid) == ["engage_supervisor"]
     else:
         through_filing(api, iid)
-        assert open_elements(api, iid) == []
+        assert api.open_elements(iid) == []
 
 
 def test_service_purchase_contract_longer_than_three_years_is_refused(lifecycle_api: Api) -> None:
@@ -550,8 +540,8 @@ def request_change(
     new_budget: float | None = None,
 ) -> None:
     api.message("change_requested", bk, {"change_reason": "业务调整"})
-    assert open_elements(api, iid) == ["submit_change"]
-    budget = variables(api, iid)["budget_wan"]
+    assert api.open_elements(iid) == ["submit_change"]
+    budget = api.variables(iid)["budget_wan"]
     api.complete(
         iid,
         "submit_change",
@@ -567,7 +557,7 @@ def request_change(
 
 def implementing(api: Api, iid: str) -> bool:
     names = {w.get("name") for w in api.waiting(iid)}
-    return open_elements(api, iid) == [] and {"construction_completed", "change_requested"} <= names
+    return api.open_elements(iid) == [] and {"construction_completed", "change_requested"} <= names
 
 
 @pytest.mark.parametrize(
@@ -590,12 +580,12 @@ def test_change_above_ten_percent_or_major_needs_reapproval(
     bk = "YL-CHG"
     iid = to_implementation(api, bk, budget_wan=1000)
     request_change(api, bk, iid, added, removed, major)
-    assert variables(api, iid)["change_route"] == route
+    assert api.variables(iid)["change_route"] == route
     if route == "record":
         assert implementing(api, iid)
         return
     # 第二十一条: approval again, by the project's track; afterwards the implementation goes on
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
     through_approval(api, iid)
     assert implementing(api, iid)
     assert "contract_signed" not in {w.get("name") for w in api.waiting(iid)}
@@ -606,11 +596,11 @@ def test_change_refiles_a_filing_project_and_repeats(lifecycle_api: Api) -> None
     bk = "YL-CHG-FIL"
     iid = to_implementation(api, bk, budget_wan=100, project_type="om")
     request_change(api, bk, iid, added=10.01)
-    assert open_elements(api, iid) == ["submit_filing"]
+    assert api.open_elements(iid) == ["submit_filing"]
     through_filing(api, iid)
     assert implementing(api, iid)
     request_change(api, bk, iid, added=5)
-    assert variables(api, iid)["change_route"] == "record" and implementing(api, iid)
+    assert api.variables(iid)["change_route"] == "record" and implementing(api, iid)
 
 
 def test_change_moving_a_project_to_the_approval_track(lifecycle_api: Api) -> None:
@@ -618,11 +608,11 @@ def test_change_moving_a_project_to_the_approval_track(lifecycle_api: Api) -> No
     bk = "YL-CHG-UP"
     iid = to_implementation(api, bk, budget_wan=150)
     request_change(api, bk, iid, added=60)
-    assert variables(api, iid)["track"] == "approval"
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.variables(iid)["track"] == "approval"
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
     through_approval(api, iid)
     # 第十七条: now on the approval track, the project engages a supervisor
-    assert open_elements(api, iid) == ["engage_supervisor_after_change"]
+    assert api.open_elements(iid) == ["engage_supervisor_after_change"]
     api.complete(iid, "engage_supervisor_after_change", {"supervisor_name": "某监理公司"})
     assert implementing(api, iid)
     # a second change on the approval track: the supervisor is already engaged
@@ -641,9 +631,9 @@ def test_refused_move_to_the_approval_track_keeps_the_filing(lifecycle_api: Api)
     api.complete(iid, "funding_review", {"decision": "reject", "funding_opinion": "无资金"})
     api.complete(iid, "approve_project", {"decision": "reject"})
     assert implementing(api, iid)
-    assert variables(api, iid)["track"] == "filing" and float(variables(api, iid)["budget_wan"]) == 150
+    assert api.variables(iid)["track"] == "filing" and float(api.variables(iid)["budget_wan"]) == 150
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["self_acceptance"]
+    assert api.open_elements(iid) == ["self_acceptance"]
 
 
 def test_refused_reapproval_keeps_the_original_project(lifecycle_api: Api) -> None:
@@ -657,7 +647,7 @@ def test_refused_reapproval_keeps_the_original_project(lifecycle_api: Api) -> No
     api.complete(iid, "approve_project", {"decision": "reject"})
     assert api.instance(iid)["status"] == "running"
     assert implementing(api, iid)
-    assert float(variables(api, iid)["budget_wan"]) == 300
+    assert float(api.variables(iid)["budget_wan"]) == 300
 
 
 def test_change_below_ten_wan_leaves_the_procedure(lifecycle_api: Api) -> None:
@@ -665,7 +655,7 @@ def test_change_below_ten_wan_leaves_the_procedure(lifecycle_api: Api) -> None:
     bk = "YL-CHG-SELF"
     iid = to_implementation(api, bk, budget_wan=50, project_type="business_operation")
     request_change(api, bk, iid, removed=45)
-    assert end_event(api, iid) == "end_self_managed_after_change"
+    assert api.end_event(iid) == "end_self_managed_after_change"
 
 
 def test_year_end_deadline_does_not_apply_to_reapproval(lifecycle_api: Api) -> None:
@@ -674,7 +664,7 @@ def test_year_end_deadline_does_not_apply_to_reapproval(lifecycle_api: Api) -> N
     iid = to_implementation(api, bk, target_year=2027)
     api.advance(timedelta(days=400))
     request_change(api, bk, iid, major=True)
-    assert open_elements(api, iid) == ["prepare_professional_plan"]
+    assert api.open_elements(iid) == ["prepare_professional_plan"]
 
 
 def test_key_project_inspections_do_not_stop_the_implementation(lifecycle_api: Api) -> None:
@@ -684,12 +674,12 @@ def test_key_project_inspections_do_not_stop_the_implementation(lifecycle_api: A
     # 第二十条: the data bureau inspects key projects, as often as it schedules an inspection
     for n in (1, 2):
         api.message("key_project_inspection", bk)
-        assert open_elements(api, iid) == ["inspect_key_project"]
+        assert api.open_elements(iid) == ["inspect_key_project"]
         assert api.open_task(iid, "inspect_key_project")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "inspect_key_project", {"inspection_date": f"2026-0{n + 6}-01", "inspection_findings": "无"})
         assert implementing(api, iid)
     api.message("construction_completed", bk)
-    assert open_elements(api, iid) == ["apply_acceptance"]
+    assert api.open_elements(iid) == ["apply_acceptance"]
 
 
 # ---- acceptance application, shared components, source code (第二十二、二十四、二十五条) -------------------------
@@ -713,15 +703,15 @@ def test_shared_components_for_software_from_500(
     iid = to_acceptance_application(
         api, bk, project_type=project_type, budget_wan=budget, funding_source=funding, is_new_system=False
     )
-    assert variables(api, iid)["component_sharing_required"] is required
+    assert api.variables(iid)["component_sharing_required"] is required
     if funding == "fiscal":
         api.complete(iid, "apply_acceptance", APPLICATION)
     after = "organise_acceptance" if funding == "fiscal" else "self_acceptance"
-    assert open_elements(api, iid) == (["register_components"] if required else [after])
+    assert api.open_elements(iid) == (["register_components"] if required else [after])
     if required:
         # 第二十四条: not registered → a written reason
         api.complete(iid, "register_components", {"components_registered": False, "components_reason": "组件涉密"})
-        assert open_elements(api, iid) == [after]
+        assert api.open_elements(iid) == [after]
 
 
 @pytest.mark.parametrize(
@@ -740,7 +730,7 @@ def test_source_code_before_acceptance(lifecycle_api: Api, project_type: str, ne
         if approval:
             api.complete(iid, "apply_acceptance", APPLICATION)
         after = "organise_acceptance" if approval else "self_acceptance"
-        assert open_elements(api, iid) == (["upload_source_code"] if upload else [after])
+        assert api.open_elements(iid) == (["upload_source_code"] if upload else [after])
 
 
 def test_acceptance_application_deadline_and_three_delays(lifecycle_api: Api) -> None:
@@ -751,30 +741,30 @@ def test_acceptance_application_deadline_and_three_delays(lifecycle_api: Api) ->
     # 第二十二条: six months from completion
     assert timer_due(api, iid, "acceptance_deadline") == datetime(2026, 9, 2, 1, 0, tzinfo=UTC)
     api.advance(timer_due(api, iid, "acceptance_deadline") - completed - timedelta(minutes=1))
-    assert open_elements(api, iid) == ["apply_acceptance"]
+    assert api.open_elements(iid) == ["apply_acceptance"]
     api.advance(timedelta(minutes=2))
-    assert open_elements(api, iid) == ["request_acceptance_delay"]
+    assert api.open_elements(iid) == ["request_acceptance_delay"]
     for n in (1, 2, 3):
         api.complete(iid, "request_acceptance_delay", {"delay_months": 6 if n < 3 else 2, "delay_reason": "设备未到货"})
         assert api.open_task(iid, "review_acceptance_delay")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "review_acceptance_delay", {"decision": "pass"})
-        assert open_elements(api, iid) == ["apply_acceptance"]
-        assert variables(api, iid)["delay_count"] == n
+        assert api.open_elements(iid) == ["apply_acceptance"]
+        assert api.variables(iid)["delay_count"] == n
         # the granted period runs from the grant
         months = 6 if n < 3 else 2
         due = timer_due(api, iid, "acceptance_deadline")
         assert timedelta(days=28 * months) < due - api.clock.now() < timedelta(days=31 * months + 1)
         api.fire_timer(iid, "acceptance_deadline")
-        assert open_elements(api, iid) == ["request_acceptance_delay"]
+        assert api.open_elements(iid) == ["request_acceptance_delay"]
     # 第二十六条: a fourth delay is refused without review; the data bureau presses for the application
     api.complete(iid, "request_acceptance_delay", {"delay_months": 1, "delay_reason": "再次延期"})
-    assert open_elements(api, iid) == ["supervise_acceptance"]
+    assert api.open_elements(iid) == ["supervise_acceptance"]
     assert api.open_task(iid, "supervise_acceptance")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "supervise_acceptance", {"reminder_note": "尽快申请"})
-    assert open_elements(api, iid) == ["apply_acceptance"]
-    assert variables(api, iid)["delay_count"] == 3
+    assert api.open_elements(iid) == ["apply_acceptance"]
+    assert api.variables(iid)["delay_count"] == 3
     api.complete(iid, "apply_acceptance", APPLICATION)
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]
 
 
 def test_delay_longer_than_six_months_is_refused(lifecycle_api: Api) -> None:
@@ -796,10 +786,10 @@ def test_delay_not_granted_is_supervised(lifecycle_api: Api) -> None:
     api.fire_timer(iid, "acceptance_deadline")
     api.complete(iid, "request_acceptance_delay", {"delay_months": 3, "delay_reason": "x"})
     api.complete(iid, "review_acceptance_delay", {"decision": "reject", "delay_opinion": "理由不充分"})
-    assert open_elements(api, iid) == ["supervise_acceptance"]
+    assert api.open_elements(iid) == ["supervise_acceptance"]
     api.complete(iid, "supervise_acceptance", {})
-    assert open_elements(api, iid) == ["apply_acceptance"]
-    assert variables(api, iid)["delay_count"] == 0
+    assert api.open_elements(iid) == ["apply_acceptance"]
+    assert api.variables(iid)["delay_count"] == 0
 
 
 def test_filing_track_has_no_acceptance_deadline(lifecycle_api: Api) -> None:
@@ -807,7 +797,7 @@ def test_filing_track_has_no_acceptance_deadline(lifecycle_api: Api) -> None:
     iid = to_acceptance_application(api, "YL-FIL-NODL", budget_wan=100)
     assert "acceptance_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
     api.advance(timedelta(days=400))
-    assert open_elements(api, iid) == ["self_acceptance"]
+    assert api.open_elements(iid) == ["self_acceptance"]
 
 
 # ---- acceptance (第二十二、二十三、二十七条) ---------------------------------------------------------------
@@ -823,12 +813,12 @@ def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api, decision: st
         "organise_acceptance",
         {"decision": decision, "expert_conclusion": expert, "refusal_grounds": "（六）未落实数据共享要求"},
     )
-    assert open_elements(api, iid) == ["rectify_acceptance"]
+    assert api.open_elements(iid) == ["rectify_acceptance"]
     assert api.open_task(iid, "rectify_acceptance")["candidate_groups"] == ["applicant"]
     api.complete(iid, "rectify_acceptance", {"rectification_report": "已接入共享平台"})
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]
     api.complete(iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass"})
-    assert open_elements(api, iid) == ["upload_acceptance_materials"]
+    assert api.open_elements(iid) == ["upload_acceptance_materials"]
 
 
 def test_failed_self_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None:
@@ -839,10 +829,10 @@ def test_failed_self_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None
         "self_acceptance",
         {"decision": "revise", "acceptance_date": "2027-01-05", "refusal_grounds": "（九）档案验收不合格"},
     )
-    assert open_elements(api, iid) == ["rectify_self_acceptance"]
+    assert api.open_elements(iid) == ["rectify_self_acceptance"]
     api.complete(iid, "rectify_self_acceptance", {"rectification_report": "档案已整理"})
     api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2027-02-05"})
-    assert open_elements(api, iid) == ["upload_acceptance_materials"]
+    assert api.open_elements(iid) == ["upload_acceptance_materials"]
 
 
 def test_acceptance_materials_within_ten_working_days(lifecycle_api: Api) -> None:
@@ -854,13 +844,13 @@ def test_acceptance_materials_within_ten_working_days(lifecycle_api: Api) -> Non
     assert [w for w in api.waiting(iid) if w["element_id"] == "materials_deadline"][0]["calendar"] == "cn_workdays"
     assert due > api.clock.now() + timedelta(days=11)
     api.advance(due - api.clock.now() - timedelta(minutes=1))
-    assert open_elements(api, iid) == ["upload_acceptance_materials"]
+    assert api.open_elements(iid) == ["upload_acceptance_materials"]
     api.advance(timedelta(minutes=2))
-    assert open_elements(api, iid) == ["supervise_materials_upload", "upload_acceptance_materials"]
+    assert api.open_elements(iid) == ["supervise_materials_upload", "upload_acceptance_materials"]
     assert api.open_task(iid, "supervise_materials_upload")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "supervise_materials_upload", {"reminder_note": "请上传"})
     accept_and_conclude(api, iid)
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 # ---- efficiency evaluation (第二十九条) -------------------------------------------------------------------
@@ -875,14 +865,14 @@ def test_efficiency_evaluation_window_reminds_after_24_months(lifecycle_api: Api
     accepted = api.clock.now()
     assert timer_due(api, iid, "evaluation_window") == accepted.replace(year=accepted.year + 1)
     api.advance(timedelta(days=365, minutes=1))
-    assert open_elements(api, iid) == ["efficiency_evaluation"]
+    assert api.open_elements(iid) == ["efficiency_evaluation"]
     # the window closes 24 months after acceptance
     assert timer_due(api, iid, "evaluation_deadline") == accepted.replace(year=accepted.year + 2) + timedelta(minutes=1)
     api.fire_timer(iid, "evaluation_deadline")
-    assert open_elements(api, iid) == ["efficiency_evaluation", "remind_efficiency_evaluation"]
+    assert api.open_elements(iid) == ["efficiency_evaluation", "remind_efficiency_evaluation"]
     api.complete(iid, "remind_efficiency_evaluation", {"reminder_note": "尽快评估"})
     api.complete(iid, "efficiency_evaluation", {"evaluation_result": "一般"})
-    assert end_event(api, iid) == "end_completed"
+    assert api.end_event(iid) == "end_completed"
 
 
 def test_application_in_time_ends_the_acceptance_deadline(lifecycle_api: Api) -> None:
@@ -892,4 +882,4 @@ def test_application_in_time_ends_the_acceptance_deadline(lifecycle_api: Api) ->
     api.complete(iid, "apply_acceptance", APPLICATION)
     assert "acceptance_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
     api.advance(timedelta(days=100))
-    assert open_elements(api, iid) == ["organise_acceptance"]
+    assert api.open_elements(iid) == ["organise_acceptance"]

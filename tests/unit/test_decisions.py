@@ -5,11 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from service.clock import Clock
-from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
-from service.engine.runtime import EngineError, ProcessModel, Runtime
-from service.engine.serializer import dump_spec, load_spec
+from service.engine.runtime import EngineError
+from tests.support import start_parsed
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -54,10 +52,8 @@ DMN = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def _run(variables: dict) -> dict:
-    parsed = parse_files({"share.bpmn": BPMN.encode(), "share.dmn": DMN.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    model = ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs)
-    return runtime.snapshot(runtime.start(model, variables), runtime.clock.now()).variables
+    runtime, wf = start_parsed(parse_files({"share.bpmn": BPMN.encode(), "share.dmn": DMN.encode()})[0], variables)
+    return runtime.snapshot(wf, runtime.clock.now()).variables
 
 
 def test_a_conditional_input_expression_is_compared_as_a_whole() -> None:
@@ -78,10 +74,8 @@ GAP_DMN = DMN.replace('<rule id="r5"><inputEntry id="i"><text>-</text></inputEnt
 
 def _start_with_gap(variables: dict) -> dict:
     parsed = parse_files({"share.bpmn": BPMN.encode(), "share.dmn": GAP_DMN.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    spec, subs = load_spec(dump_spec(parsed.spec, parsed.subprocess_specs))  # as stored with the version
-    model = ProcessModel(1, parsed.key, spec, subs)
-    return runtime.snapshot(runtime.start(model, variables), runtime.clock.now()).variables
+    runtime, wf = start_parsed(parsed, variables, as_stored=True)  # the spec as stored with the version
+    return runtime.snapshot(wf, runtime.clock.now()).variables
 
 
 def test_a_decision_with_no_matching_rule_names_the_table_and_the_inputs() -> None:
@@ -99,11 +93,9 @@ def _with_result(attributes: str) -> dict:
                         f'<bpmn:businessRuleTask id="track" camunda:decisionRef="track" {attributes}>')
     assert bpmn != BPMN
     parsed = parse_files({"share.bpmn": bpmn.encode(), "share.dmn": DMN.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    spec, subs = load_spec(dump_spec(parsed.spec, parsed.subprocess_specs))
     variables = {"security_wan": 0, "build_total_wan": 0, "budget_wan": Decimal(200)}
-    return runtime.snapshot(runtime.start(ProcessModel(1, parsed.key, spec, subs), variables),
-                            runtime.clock.now()).variables
+    runtime, wf = start_parsed(parsed, variables, as_stored=True)
+    return runtime.snapshot(wf, runtime.clock.now()).variables
 
 
 @pytest.mark.parametrize("attributes, expected", [

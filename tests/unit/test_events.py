@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.clock import Clock
-from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
-from service.engine.runtime import ProcessModel, Runtime
+from service.engine.runtime import Runtime
+from tests.support import start_parsed
 
 BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="x">
@@ -41,10 +40,7 @@ BPMN = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def _setup() -> tuple[Runtime, Any]:
-    parsed = parse_files({"events.bpmn": BPMN.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    model = ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs)
-    return runtime, runtime.start(model, {})
+    return start_parsed(parse_files({"events.bpmn": BPMN.encode()})[0])
 
 
 def _open(runtime: Runtime, workflow: Any) -> list[str]:
@@ -129,9 +125,7 @@ REPEATED_BRANCH = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_every_catch_of_a_non_interrupting_boundary_runs_its_whole_branch() -> None:
     """The second and later branches go past their first task: a gateway routes each one to the review."""
-    parsed = parse_files({"p.bpmn": REPEATED_BRANCH.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {})
+    runtime, wf = start_parsed(parse_files({"p.bpmn": REPEATED_BRANCH.encode()})[0])
     for round_ in range(3):
         runtime.deliver_message(wf, "change_requested", {})
         assert _open(runtime, wf) == ["impl", "submit"], round_
@@ -177,9 +171,7 @@ INTERRUPTED = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def _interrupted() -> tuple[Runtime, Any]:
-    parsed = parse_files({"interrupted.bpmn": INTERRUPTED.encode()})[0]
-    runtime = Runtime(Clock(), BusinessCalendar())
-    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {"progress": "entered"})
+    runtime, wf = start_parsed(parse_files({"interrupted.bpmn": INTERRUPTED.encode()})[0], {"progress": "entered"})
     task = next(t for t in runtime.snapshot(wf, runtime.clock.now()).open_tasks if t.element_id == "report")
     runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {"progress": "reported", "report_ref": "R-1"})
     return runtime, wf

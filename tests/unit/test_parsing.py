@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.clock import Clock
-from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
-from service.engine.runtime import EngineError, ProcessModel, Runtime
+from service.engine.runtime import EngineError
+from tests.support import start_parsed
 
 
 def _diagram(process_id: str, sub_id: str, field_id: str = "note") -> bytes:
@@ -31,9 +30,7 @@ def _diagram(process_id: str, sub_id: str, field_id: str = "note") -> bytes:
 
 
 def _run_through(parsed: object, value: str, field: str = "note") -> dict:
-    runtime = Runtime(Clock(), BusinessCalendar())
-    model = ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs)  # type: ignore[attr-defined]
-    wf = runtime.start(model, {})
+    runtime, wf = start_parsed(parsed)
     [task] = runtime.snapshot(wf, runtime.clock.now()).open_tasks
     runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {field: value})
     snap = runtime.snapshot(wf, runtime.clock.now())
@@ -79,8 +76,7 @@ ENDLESS = """<?xml version="1.0" encoding="UTF-8"?>
 
 def test_a_loop_with_no_way_out_is_a_clear_error_not_a_crash() -> None:
     [parsed] = parse_files({"endless.bpmn": ENDLESS.encode()})
-    runtime = Runtime(Clock(), BusinessCalendar())
-    wf = runtime.start(ProcessModel(1, parsed.key, parsed.spec, parsed.subprocess_specs), {})
+    runtime, wf = start_parsed(parsed)
     [task] = runtime.snapshot(wf, runtime.clock.now()).open_tasks
     with pytest.raises(EngineError) as raised:
         runtime.complete(wf, runtime.find_ready_user_task(wf, task.id), {})
