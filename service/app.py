@@ -3,25 +3,22 @@ the background workers."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service import metrics
 from service.api import admin, definitions, health, instances, messages, problems, tasks
+from service.api.middleware import BodyLimit, CatchAll, Metrics
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
 from service.db.migrate import upgrade
-from service.db.session import make_engine, make_session_factory
+from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
-from service.engine.runtime import Runtime
 from service.services import definitions as definition_service
 from service.services.calendar import recompute_provisional
 from service.services.context import AppContext
@@ -32,13 +29,14 @@ API_PREFIX = "/api/v1"
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
-    engine = make_engine(settings.resolved_database_url())
-    clock = clock or Clock()
-    calendar = BusinessCalendar.from_file(settings.calendar_file)
+    url = settings.resolved_database_url()
+    engine = make_engine(url, busy_timeout=settings.database_busy_timeout_seconds)
+    reader = make_engine(url, read_only=True, busy_timeout=settings.database_busy_timeout_seconds) \
+        if is_sqlite(engine) else engine
     return AppContext(
-        settings=settings, clock=clock,
-        runtime=Runtime(clock, calendar, settings.script_step_time_limit_seconds),
-        session_factory=make_session_factory(engine), engine=engine, jwt_secret=settings.resolved_jwt_secret(),
+        settings=settings, clock=clock or Clock(), calendar=BusinessCalendar.from_file(settings.calendar_file),
+        session_factory=make_session_factory(engine), read_factory=make_session_factory(reader), engine=engine,
+        jwt_secret=settings.resolved_jwt_secret(), sqlite=is_sqlite(engine),
     )
 
 
@@ -50,8 +48,7 @@ def deploy_directory(ctx: AppContext) -> None:
     files = definition_service.read_directory(directory)
     if not files:
         return
-    with ctx.session_factory() as session, session.begin():
-        result = definition_service.deploy(ctx, session, SYSTEM, files, source=f"directory:{directory.name}")
+    result = definition_service.deploy(ctx, SYSTEM, files, source=f"directory:{directory.name}")
     for d in result.definitions:
         log.info("deployed %s version %s", d.key, d.version)
 
@@ -76,6 +73,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         finally:
             for w in workers:
                 w.stop()
+            ctx.close()
             ctx.engine.dispose()
 
     # the API documentation's assets are served by the service itself: government networks are often offline
@@ -88,17 +86,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.ctx = ctx
     problems.install(app)
 
-    @app.middleware("http")
-    async def _measure(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        if request.url.path.startswith(API_PREFIX + "/") and not path.startswith(API_PREFIX):
-            path = API_PREFIX + path  # routes of an included router report their path without the prefix
-        metrics.REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        metrics.LATENCY.labels(request.method, path).observe(time.perf_counter() - started)
-        return response
+    # innermost first: metrics see the status that is sent; the body limit refuses before anything reads;
+    # the catch-all answers whatever escaped the exception handlers
+    app.add_middleware(Metrics, api_prefix=API_PREFIX)
+    app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
+                       limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes})
+    app.add_middleware(CatchAll)
 
     @app.get("/metrics", include_in_schema=False)
     def _metrics() -> Response:

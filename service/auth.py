@@ -50,4 +50,5 @@ def decode_token(secret: str, token: str, issuer: str = "govflow") -> Principal:
     groups = claims.get("groups") or []
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise Unauthorized("invalid token: groups must be a list of strings")
-    return Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=bool(claims.get("admin")))
+    # only the JSON boolean true makes an administrator ("false", 1 or "yes" do not)
+    return Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=claims.get("admin") is True)

@@ -43,8 +43,7 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
 
     files = definitions.read_directory(settings.bpmn_dir)
     try:
-        with ctx.session_factory() as session, session.begin():
-            result = definitions.deploy(ctx, session, SYSTEM, files, source=f"cli:{settings.bpmn_dir.name}")
+        result = definitions.deploy(ctx, SYSTEM, files, source=f"cli:{settings.bpmn_dir.name}")
     except DomainError as e:
         print(f"error: {e.detail}", file=sys.stderr)
         return 1

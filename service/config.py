@@ -30,9 +30,18 @@ class Settings(BaseSettings):
     webhook_backoff_base_seconds: float = 2.0
     webhook_backoff_max_seconds: float = 600.0
     webhook_timeout_seconds: float = 10.0
+    # webhook targets on loopback, link-local or private addresses: "" (refused), "*", or networks and host names
+    webhook_allow_private: str = ""
     idempotency_ttl_hours: int = 24
     script_step_time_limit_seconds: float = Field(default=1.0, gt=0)
+    # the engine runs in worker processes: how many, how long one command may take, how much memory a step may add
+    engine_workers: int = Field(default=2, ge=1, le=64)
+    engine_command_time_limit_seconds: float = Field(default=10.0, gt=0)
+    engine_memory_limit_mb: int = Field(default=512, ge=0)
+    database_busy_timeout_seconds: float = Field(default=10.0, gt=0)
     page_size_max: int = 200
+    max_request_bytes: int = Field(default=1_048_576, gt=0)  # a request body (JSON) may have at most this
+    max_deployment_bytes: int = Field(default=10_485_760, gt=0)  # the files of one deployment together
     workflow_cache_size: int = 256
     # after every change, restore the stored state and compare it with the workflow in memory (tests; slow)
     verify_state_storage: bool = False

@@ -31,6 +31,16 @@ class Conflict(DomainError):
     status, type, title = 409, "/problems/conflict", "Conflict"
 
 
+class Unavailable(DomainError):
+    """The service cannot take the request now (the database is busy); the client should retry."""
+
+    status, type, title = 503, "/problems/unavailable", "Service busy"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class InvalidInput(DomainError):
     """Submitted data does not fit; `errors` names each bad field."""
 

@@ -1,10 +1,11 @@
 """The timer scheduler: sleeps until the next due time read from the indexed waiting-timer table,
 fires due timers one instance per transaction, and records what fired.
 
-Exactly once across processes: on PostgreSQL each instance is locked with FOR UPDATE SKIP LOCKED
-while its timers fire, and the due rows are re-read under that lock, so a second scheduler either
-skips the instance or finds nothing left to fire. A crash rolls the transaction back and the timer
-stays due. On SQLite, one scheduler at a time holds a lease (and writes are serialised anyway).
+Exactly once across processes: an instance's due timers are leased (one conditional UPDATE) before the
+engine fires them, outside any transaction, and the result is stored under the instance's optimistic
+lock, so a second scheduler either finds the timers leased or loses the race and stores nothing. A
+failure frees the lease with a back-off; a crash leaves the lease to expire (GOVFLOW_TIMER_LEASE_SECONDS).
+On SQLite, one scheduler at a time holds a lease on the whole scan.
 """
 from __future__ import annotations
 
@@ -20,10 +21,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service import metrics
-from service.db.models import ProcessInstance, SchedulerLock, WaitingEvent
-from service.db.session import is_sqlite
-from service.engine.runtime import EngineError
-from service.errors import Conflict
+from service.db.models import SchedulerLock, WaitingEvent
+from service.errors import Conflict, DomainError
 from service.services import timers
 from service.services.context import AppContext
 
@@ -39,7 +38,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_round: datetime | None = None  # when the sleeping loop will look again
-        self.sqlite = is_sqlite(ctx.engine)
+        self.sqlite = ctx.sqlite
         self.wakes = 0
 
     # ---- thread -----------------------------------------------------------------------------------
@@ -80,7 +79,7 @@ class Scheduler:
 
     def _seconds_until_next_due(self) -> float:
         cap = self.ctx.settings.scheduler_max_sleep_seconds
-        with self.ctx.session_factory() as session:
+        with self.ctx.read() as session:
             nxt = session.scalar(select(WaitingEvent.due_at).where(WaitingEvent.kind == "timer",
                                                                    WaitingEvent.due_at.is_not(None))
                                  .order_by(WaitingEvent.due_at).limit(1))
@@ -116,7 +115,7 @@ class Scheduler:
 
     def run_once(self) -> int:
         now = self.ctx.clock.now()
-        with self.ctx.session_factory() as session:
+        with self.ctx.read() as session:
             candidates = self._due_instances(session, now)
         advanced = 0
         for instance_id in candidates:
@@ -128,36 +127,18 @@ class Scheduler:
 
     def _fire_instance(self, instance_id: str) -> bool:
         now = self.ctx.clock.now()
-        session = self.ctx.session_factory()
         try:
-            with session.begin():
-                query = select(ProcessInstance).where(ProcessInstance.id == instance_id,
-                                                      ProcessInstance.status == "running")
-                if not self.sqlite:
-                    query = query.with_for_update(skip_locked=True)
-                instance = session.scalars(query).first()
-                if instance is None:
-                    return False
-                still_due = session.scalar(select(WaitingEvent.id).where(
-                    WaitingEvent.instance_id == instance_id, WaitingEvent.kind == "timer",
-                    WaitingEvent.due_at < now).limit(1))
-                if still_due is None:
-                    return False
-                timers.fire_due(self.ctx, session, instance, fired_by=self.owner)
-            return True
-        except (EngineError, Conflict, DBAPIError) as e:
-            session.rollback()
+            return timers.fire_due(self.ctx, instance_id, fired_by=self.owner) is not None
+        except (DomainError, DBAPIError) as e:
             self._record_failure(instance_id, now, e)
             return False
-        finally:
-            session.close()
 
     def _record_failure(self, instance_id: str, now: datetime, error: Exception) -> None:
         log.warning("timer of instance %s failed: %s", instance_id, error)
         metrics.TIMER_FAILURES.inc()
         if isinstance(error, Conflict):
             return  # another request advanced the instance; its timers are re-read next round
-        with self.ctx.session_factory() as session, session.begin():
+        with self.ctx.write() as session:
             for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance_id,
                                                                 WaitingEvent.kind == "timer",
                                                                 WaitingEvent.due_at < now)):
@@ -169,7 +150,7 @@ class Scheduler:
     def _hold_lease(self) -> bool:
         now = self.ctx.clock.now()
         until = now + timedelta(seconds=self.ctx.settings.timer_lease_seconds)
-        with self.ctx.session_factory() as session, session.begin():
+        with self.ctx.write() as session:
             row = session.get(SchedulerLock, LOCK_NAME)
             if row is None:
                 session.add(SchedulerLock(name=LOCK_NAME, owner=self.owner, lease_until=until))
@@ -181,7 +162,7 @@ class Scheduler:
 
     def _release_lease(self) -> None:
         try:
-            with self.ctx.session_factory() as session, session.begin():
+            with self.ctx.write() as session:
                 session.execute(update(SchedulerLock).where(SchedulerLock.name == LOCK_NAME,
                                                             SchedulerLock.owner == self.owner)
                                 .values(owner=None, lease_until=None))

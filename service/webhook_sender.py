@@ -14,6 +14,7 @@ from service import metrics
 from service.db.models import WebhookDelivery, WebhookSubscription
 from service.services import webhooks
 from service.services.context import AppContext
+from service.services.targets import Allowance, TargetRefused, pinned
 
 log = logging.getLogger("govflow.webhooks")
 
@@ -34,6 +35,7 @@ class WebhookSender:
         self.ctx = ctx
         self.client = client or httpx.Client(timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False)
         self.batch = batch
+        self.allowance = Allowance.parse(ctx.settings.webhook_allow_private)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -111,7 +113,14 @@ class WebhookSender:
         status: int | None = None
         error: str | None = None
         try:
-            response = self.client.post(item.url, content=body, headers=headers)
+            target, host_header, server_name = pinned(item.url, self.allowance)
+        except TargetRefused as e:
+            self._record(item, None, f"target refused: {e}"[:2000])
+            return
+        headers["Host"] = host_header
+        try:
+            response = self.client.post(target, content=body, headers=headers,
+                                        extensions={"sni_hostname": server_name})
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"receiver answered {status}"

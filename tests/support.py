@@ -212,6 +212,8 @@ def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **ov
         scheduler_enabled=False,
         webhook_sender_enabled=False,
         verify_state_storage=True,
+        webhook_allow_private="127.0.0.0/8",  # the tests' webhook receivers listen on loopback
+        engine_workers=1,
     )
     values.update(overrides)
     return Settings(**values)

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from service.api.deps import ContextDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
 from service.services import apikeys, webhooks
+from service.services.targets import Allowance
 
 router = APIRouter(tags=["administration"])
 
@@ -61,8 +62,9 @@ class ApiKeyOut(BaseModel):
 
 
 @router.post("/webhooks", response_model=WebhookOut, status_code=201, responses=responses(401, 403, 422))
-def create_webhook(body: WebhookIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
-    return webhooks.create(session, principal, ctx.clock.now(), body.url, body.events, body.secret)
+def create_webhook(body: WebhookIn, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
+    return webhooks.create(session, principal, ctx.clock.now(), body.url, body.events, body.secret,
+                           Allowance.parse(ctx.settings.webhook_allow_private))
 
 
 @router.get("/webhooks", response_model=list[WebhookOut], responses=responses(401, 403))
@@ -71,7 +73,8 @@ def list_webhooks(session: SessionDep, principal: PrincipalDep) -> Any:
 
 
 @router.delete("/webhooks/{subscription_id}", status_code=204, responses=responses(401, 403, 404))
-def delete_webhook(subscription_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Response:
+def delete_webhook(subscription_id: str, ctx: ContextDep, session: WriteSessionDep,
+                   principal: PrincipalDep) -> Response:
     webhooks.delete(session, principal, ctx.clock.now(), subscription_id)
     return Response(status_code=204)
 
@@ -84,12 +87,12 @@ def list_deliveries(session: SessionDep, principal: PrincipalDep, status: str | 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
              responses=responses(401, 403, 404, 409))
-def retry_delivery(delivery_id: int, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+def retry_delivery(delivery_id: int, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
     return webhooks.retry(session, principal, ctx.clock.now(), delivery_id)
 
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201, responses=responses(401, 403, 409, 422))
-def create_api_key(body: ApiKeyIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+def create_api_key(body: ApiKeyIn, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
     return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin)
 
 
@@ -99,5 +102,5 @@ def list_api_keys(session: SessionDep, principal: PrincipalDep) -> Any:
 
 
 @router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, responses=responses(401, 403, 404))
-def revoke_api_key(key_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
+def revoke_api_key(key_id: str, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
     return apikeys.revoke(session, principal, ctx.clock.now(), key_id)

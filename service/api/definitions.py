@@ -37,7 +37,7 @@ def get_xml(key: str, session: SessionDep, principal: PrincipalDep, version: int
 
 
 @router.post("/deployments", response_model=DeploymentOut, status_code=201, responses=responses(401, 403, 422))
-def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep, idem: IdempotencyDep,
+def deploy(ctx: ContextDep, principal: PrincipalDep, idem: IdempotencyDep,
            files: list[UploadFile] = File(..., description=".bpmn and .dmn files")) -> Response:
     if idem.replay:
         return idem.replayed()
@@ -49,4 +49,4 @@ def deploy(ctx: ContextDep, session: SessionDep, principal: PrincipalDep, idem: 
         if name in contents:
             raise InvalidInput(f"file {name} was uploaded twice", {"files": f"duplicate {name}"})
         contents[name] = f.file.read()
-    return idem.respond(201, definitions.deploy(ctx, session, principal, contents))
+    return idem.respond(201, definitions.deploy(ctx, principal, contents, idem=idem))

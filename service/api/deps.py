@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
@@ -29,16 +28,18 @@ def get_context(request: Request) -> AppContext:
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """A read transaction for a read-only request (it never takes the database's write lock)."""
     ctx: AppContext = request.app.state.ctx
-    session: Session = ctx.session_factory()
-    try:
+    with ctx.read() as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+
+
+def get_write_session(request: Request) -> Iterator[Session]:
+    """A short write transaction for a request that changes rows without running the engine; committed
+    before the response is sent."""
+    ctx: AppContext = request.app.state.ctx
+    with ctx.write() as session:
+        yield session
 
 
 def get_principal(
@@ -51,7 +52,7 @@ def get_principal(
     if presented is None and credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
         presented = credentials.credentials
     if presented is not None:
-        with ctx.session_factory() as session:
+        with ctx.read() as session:
             return apikeys.authenticate(session, presented)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a bearer token in the Authorization header, or an X-API-Key")
@@ -59,21 +60,44 @@ def get_principal(
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 ContextDep = Annotated[AppContext, Depends(get_context)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
 class Idempotency:
-    """Replays the stored first response for a retried POST with the same Idempotency-Key."""
+    """A POST's Idempotency-Key: reserved before the work starts; the use case stores its answer in the
+    transaction of the change (`store`); a retry replays it (`replay`)."""
 
-    def __init__(self, ctx: AppContext, session: Session, principal: Principal, key: str | None, method: str,
-                 path: str, request_hash: str) -> None:
-        self.ctx, self.session, self.principal, self.key = ctx, session, principal, key
+    def __init__(self, ctx: AppContext, principal: Principal, key: str | None, method: str, path: str,
+                 request_hash: str) -> None:
+        self.ctx, self.principal, self.key = ctx, principal, key
         self.method, self.path, self.request_hash = method, path, request_hash
         self.replay: idempotency.Replay | None = None
-        if key is not None:
-            self.replay = idempotency.lookup(session, principal.user, key, method, path, request_hash,
-                                             ctx.clock.now())
+        self.reservation: idempotency.Reservation | None = None
+        self.stored = False
+        self.body: str | None = None
+
+    def begin(self) -> None:
+        if self.key is None:
+            return
+        outcome = idempotency.reserve(self.ctx, self.principal.user, self.key, self.method, self.path,
+                                      self.request_hash)
+        if isinstance(outcome, idempotency.Replay):
+            self.replay = outcome
+        else:
+            self.reservation = outcome
+
+    def store(self, session: Session, status_code: int, model: BaseModel) -> None:
+        """Called by the use case inside its write transaction, with the response it is about to return."""
+        self.body = model.model_dump_json()
+        if self.reservation is not None:
+            idempotency.store(session, self.reservation, status_code, self.body)
+            self.stored = True
+
+    def end(self) -> None:
+        if self.reservation is not None and not self.stored:
+            idempotency.release(self.ctx, self.reservation)
 
     def replayed(self) -> Response:
         assert self.replay is not None
@@ -81,11 +105,7 @@ class Idempotency:
                         headers={"Idempotent-Replayed": "true"})
 
     def respond(self, status_code: int, model: BaseModel) -> Response:
-        body = model.model_dump_json()
-        if self.key is not None:
-            ttl = timedelta(hours=self.ctx.settings.idempotency_ttl_hours)
-            idempotency.record(self.session, self.principal.user, self.key, self.method, self.path,
-                               self.request_hash, status_code, body, self.ctx.clock.now(), ttl)
+        body = self.body if self.body is not None else model.model_dump_json()
         return Response(body, status_code=status_code, media_type="application/json")
 
 
@@ -121,12 +141,16 @@ async def get_fingerprint(request: Request) -> str | None:
 
 
 def get_idempotency(
-    request: Request, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+    request: Request, ctx: ContextDep, principal: PrincipalDep,
     fingerprint: Annotated[str | None, Depends(get_fingerprint)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=_KEY_DOC)] = None,
-) -> Idempotency:
-    return Idempotency(ctx, session, principal, idempotency_key, request.method, request.url.path,
-                       fingerprint or "")
+) -> Iterator[Idempotency]:
+    idem = Idempotency(ctx, principal, idempotency_key, request.method, request.url.path, fingerprint or "")
+    idem.begin()
+    try:
+        yield idem
+    finally:
+        idem.end()
 
 
-IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency)]
+IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency, scope="function")]

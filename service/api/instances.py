@@ -24,11 +24,11 @@ router = APIRouter(tags=["process instances"])
 
 @router.post("/process-instances", response_model=ProcessInstanceOut, status_code=201,
              responses=responses(401, 403, 404, 409, 422))
-def start_instance(body: StartInstanceIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+def start_instance(body: StartInstanceIn, ctx: ContextDep, principal: PrincipalDep,
                    idem: IdempotencyDep) -> Response:
     if idem.replay:
         return idem.replayed()
-    out = instances.start(ctx, session, principal, body.process_key, body.business_key, body.variables)
+    out = instances.start(ctx, principal, body.process_key, body.business_key, body.variables, idem=idem)
     return idem.respond(201, out)
 
 
@@ -59,16 +59,15 @@ def get_history(instance_id: str, session: SessionDep, principal: PrincipalDep, 
 
 @router.post("/process-instances/{instance_id}/cancel", response_model=ProcessInstanceOut,
              responses=responses(401, 403, 404, 409, 422))
-def cancel_instance(instance_id: str, body: CancelIn, ctx: ContextDep, session: SessionDep,
-                    principal: PrincipalDep, idem: IdempotencyDep) -> Response:
+def cancel_instance(instance_id: str, body: CancelIn, ctx: ContextDep, principal: PrincipalDep,
+                    idem: IdempotencyDep) -> Response:
     if idem.replay:
         return idem.replayed()
-    return idem.respond(200, instances.cancel(ctx, session, principal, instance_id, body.reason))
+    return idem.respond(200, instances.cancel(ctx, principal, instance_id, body.reason, idem=idem))
 
 
 @router.post("/process-instances/{instance_id}/timers/{element_id}/fire", response_model=ProcessInstanceOut,
              responses=responses(401, 403, 404, 409, 422))
-def fire_timer(instance_id: str, element_id: str, ctx: ContextDep, session: SessionDep,
-               principal: PrincipalDep) -> ProcessInstanceOut:
+def fire_timer(instance_id: str, element_id: str, ctx: ContextDep, principal: PrincipalDep) -> ProcessInstanceOut:
     """Fire a waiting timer now (like Camunda's "execute job")."""
-    return timers.fire_now(ctx, session, principal, instance_id, element_id)
+    return timers.fire_now(ctx, principal, instance_id, element_id)

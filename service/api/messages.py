@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep
 from service.api.problems import responses
 from service.schemas import MessageIn, MessageOut
 from service.services import messages
@@ -13,11 +13,10 @@ router = APIRouter(tags=["messages"])
 
 
 @router.post("/messages", response_model=MessageOut, responses=responses(401, 404, 409, 422))
-def send_message(body: MessageIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
-                 idem: IdempotencyDep) -> Response:
+def send_message(body: MessageIn, ctx: ContextDep, principal: PrincipalDep, idem: IdempotencyDep) -> Response:
     if idem.replay:
         return idem.replayed()
-    out = messages.correlate(ctx, session, principal, name=body.name, business_key=body.business_key,
+    out = messages.correlate(ctx, principal, name=body.name, business_key=body.business_key,
                              process_key=body.process_key, process_instance_id=body.process_instance_id,
-                             variables=body.variables)
+                             variables=body.variables, idem=idem)
     return idem.respond(200, out)

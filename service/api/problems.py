@@ -17,17 +17,36 @@ log = logging.getLogger("govflow")
 MEDIA_TYPE = "application/problem+json"
 
 
+def _printable(value: Any) -> Any:
+    """Texts that can be sent as UTF-8 (a problem may quote a client's invalid key or value)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_printable(v) for v in value]
+    return value
+
+
 def problem(status: int, type_: str, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
     body = {"type": type_, "title": title, "status": status, "detail": detail, "instance": request.url.path}
     body.update({k: v for k, v in extra.items() if v is not None})
+    body = _printable(body)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "1"}
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 def _is_conflict(exc: DBAPIError) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
-    return isinstance(exc, IntegrityError) or "database is locked" in text or "could not serialize" in text \
-        or "deadlock detected" in text
+    return isinstance(exc, IntegrityError) or "could not serialize" in text or "deadlock detected" in text
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return ("database is locked" in text or "database table is locked" in text or "queuepool limit" in text
+            or "lock timeout" in text)
 
 
 def install(app: FastAPI) -> None:
@@ -52,17 +71,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if _is_busy(exc):
+            return problem(503, "/problems/unavailable", "Service busy",
+                           "the database is busy; retry shortly", request)
         if _is_conflict(exc):
             return problem(409, "/problems/conflict", "Conflict",
                            "a concurrent change got there first; reload and try again", request)
         log.exception("database error", exc_info=exc)
         return problem(503, "/problems/database-unavailable", "Database unavailable",
                        "the database could not complete the request", request)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", exc_info=exc)
-        return problem(500, "/problems/internal", "Internal error", "an unexpected error occurred", request)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

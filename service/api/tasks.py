@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
+from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
 from service.schemas import CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
 from service.services import tasks
@@ -33,20 +33,20 @@ def get_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: Prin
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
-def claim_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
+def claim_task(task_id: str, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> TaskDetail:
     return tasks.claim(ctx, session, principal, task_id)
 
 
 @router.post("/tasks/{task_id}/unclaim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
-def unclaim_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
+def unclaim_task(task_id: str, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> TaskDetail:
     return tasks.unclaim(ctx, session, principal, task_id)
 
 
 @router.post("/tasks/{task_id}/complete", response_model=CompletionOut, responses=responses(401, 403, 404, 409, 422))
-def complete_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
-                  idem: IdempotencyDep, body: CompleteTaskIn | None = None) -> Response:
+def complete_task(task_id: str, ctx: ContextDep, principal: PrincipalDep, idem: IdempotencyDep,
+                  body: CompleteTaskIn | None = None) -> Response:
     if idem.replay:
         return idem.replayed()
     body = body or CompleteTaskIn()
-    out = tasks.complete(ctx, session, principal, task_id, body.variables, body.comment)
+    out = tasks.complete(ctx, principal, task_id, body.variables, body.comment, idem=idem)
     return idem.respond(200, out)

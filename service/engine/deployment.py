@@ -64,25 +64,59 @@ def _shared_validator() -> BpmnValidator:
     return _validator
 
 
+_LINES: dict[int, tuple[Any, dict[str, int]]] = {}
+
+
 def _line_of(tree: Any, element_id: str | None) -> int | None:
+    """The line of an element, from an index built once per tree (a search per element would make checking
+    a large diagram quadratic)."""
     if tree is None or not element_id:
         return None
-    found = tree.xpath("//*[@id=$i]", i=element_id)
-    return found[0].sourceline if found else None
+    held = _LINES.get(id(tree))
+    if held is None or held[0] is not tree:
+        if len(_LINES) > 16:
+            _LINES.clear()
+        held = (tree, {el.get("id"): el.sourceline for el in tree.iter() if isinstance(el.tag, str) and el.get("id")})
+        _LINES[id(tree)] = held
+    return held[1].get(element_id)
+
+
+MAX_FILES = 50
+MAX_ELEMENTS = 5_000  # elements with an id in one file: the five lifecycles have 250-300 each
+MAX_TEXT = 20_000  # characters of one expression, script or documentation
+
+
+def _xml(name: str, content: bytes) -> Any:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
+    try:
+        tree = etree.fromstring(content, parser=parser)
+    except etree.XMLSyntaxError as e:
+        raise ModelError(f"not well-formed XML: {e.msg}", name, None, e.lineno) from None
+    count = 0
+    for el in tree.iter():
+        if not isinstance(el.tag, str):
+            continue
+        if el.get("id"):
+            count += 1
+        if el.text and len(el.text) > MAX_TEXT:
+            raise ModelError(f"an element holds a text of {len(el.text)} characters; at most {MAX_TEXT}",
+                             name, el.getparent().get("id") if el.getparent() is not None else None, el.sourceline)
+    if count > MAX_ELEMENTS:
+        raise ModelError(f"the file has {count} elements; a diagram may have at most {MAX_ELEMENTS}", name)
+    return tree
 
 
 def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
     """Parse and check every BPMN/DMN file of one deployment; raise ModelError on the first problem."""
     if not files:
         raise ModelError("no files to deploy", None)
+    if len(files) > MAX_FILES:
+        raise ModelError(f"a deployment may have at most {MAX_FILES} files", None)
     trees: dict[str, Any] = {}
     for name, content in files.items():
         if not (name.endswith(".bpmn") or name.endswith(".dmn")):
             raise ModelError("only .bpmn and .dmn files can be deployed", name)
-        try:
-            trees[name] = etree.fromstring(content)
-        except etree.XMLSyntaxError as e:
-            raise ModelError(f"not well-formed XML: {e.msg}", name, None, e.lineno) from None
+        trees[name] = _xml(name, content)
 
     decision_files: dict[str, str] = {}
     for name, tree in trees.items():

@@ -91,6 +91,13 @@ class _Transformer(RestrictingNodeTransformer):
 
     visit_ImportFrom = visit_Import
 
+    def visit_Try(self, node: ast.AST) -> ast.AST:
+        # a script that could catch errors could also catch the stop of its own time limit
+        self.error(node, "try/except is not allowed: a failing step stops with its error")
+        return node
+
+    visit_TryStar = visit_Try
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         node = self.node_contents_visit(node)
         if isinstance(node.op, ast.Pow):
@@ -190,6 +197,8 @@ _BUILTINS.update(
     }
 )
 _BUILTINS.pop("__import__", None)
+_BUILTINS["pow"] = lambda base, exponent, modulo=None: (
+    _safe_pow(base, exponent) if modulo is None else pow(base, exponent, modulo))
 
 _GLOBALS: dict[str, Any] = {
     "__builtins__": _BUILTINS,
@@ -294,9 +303,29 @@ class RestrictedEnvironment(TaskDataEnvironment):
         return True
 
 
-def make_script_engine(time_limit: float = 1.0, calendar: Any = None) -> PythonScriptEngine:
+class GovflowScriptEngine(PythonScriptEngine):
+    """Reports the element whose code runs (so a step stopped from outside can be named)."""
+
+    progress: Any = None
+
+    def _report(self, task: Any) -> None:
+        if self.progress is not None:
+            element = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+            if element:
+                self.progress(element)
+
+    def evaluate(self, task: Any, expression: Any, external_context: Any = None) -> Any:
+        self._report(task)
+        return super().evaluate(task, expression, external_context)
+
+    def execute(self, task: Any, script: Any, external_context: Any = None) -> Any:
+        self._report(task)
+        return super().execute(task, script, external_context)
+
+
+def make_script_engine(time_limit: float = 1.0, calendar: Any = None) -> GovflowScriptEngine:
     if calendar is None:
         from service.engine.calendar import BusinessCalendar
 
         calendar = BusinessCalendar()
-    return PythonScriptEngine(environment=RestrictedEnvironment(time_limit, calendar))
+    return GovflowScriptEngine(environment=RestrictedEnvironment(time_limit, calendar))

@@ -12,7 +12,8 @@ from sqlalchemy import ColumnElement, Select, exists, or_, select
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
 from service.engine.contracts import MessageContract
-from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, schema_for_api
+from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, schema_for_api, validate
+from service.engine.values import problems
 from service.errors import InvalidInput
 from service.schemas import FormFieldOut, ProcessInstanceOut, TaskRecord, TaskSummary, WaitingOut
 
@@ -20,13 +21,26 @@ _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
-    """Variables without a form: names must be usable in expressions; fractions become decimals."""
+    """Variables without a form: names must be usable in expressions, values storable (JSON-like, bounded,
+    no `typename` key at any depth); fractions become decimals."""
     errors = {k: "must start with a letter and contain only letters, digits and _"
               for k in variables if not _NAME.match(k)}
     errors.update({k: "is a reserved name" for k in variables if k in RESERVED_NAMES})
+    errors.update(problems(variables))
     if errors:
-        raise InvalidInput("some variable names are not allowed", errors)
+        raise InvalidInput("some variables cannot be accepted", errors)
     return {k: from_json_value(v) for k, v in variables.items()}
+
+
+def check_form(fields: list[FormField], variables: dict[str, Any], message: str) -> dict[str, Any]:
+    """Submitted values against a form; each bad field is named."""
+    errors = problems(variables)
+    if not errors:
+        clean, errors = validate(fields, variables)
+        errors.update(problems(clean, python_values=True))
+    if errors:
+        raise InvalidInput(message, errors)
+    return clean
 
 
 def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
@@ -54,7 +68,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(at), ident
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None or not isinstance(ident, (str, int)) or isinstance(ident, bool):
+            raise ValueError("not a cursor of this API")
+        return moment, ident
     except Exception:
         raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"}) from None
 

@@ -1,27 +1,29 @@
-"""What every use case needs besides the session: clock, engine runtime, parsed-spec cache."""
+"""What every use case needs besides its input: the clock, the database's read and write transactions, the
+engine workers, and the parsed definitions (for their forms and contracts; the engine runs in the workers)."""
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from service.clock import Clock
 from service.config import Settings
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import ModelError, reparse
-from service.engine.runtime import ProcessModel, Runtime
+from service.engine.runtime import ProcessModel
+from service.engine.sandbox import EngineFailure, EnginePool, EngineResult
 from service.engine.serializer import load_spec
+from service.errors import Conflict, InvalidInput, ProcessError, Unavailable
 
 log = logging.getLogger("govflow")
-
-_PENDING = "govflow_workflows_to_keep"
 _TIMER_DUE = "govflow_earliest_new_timer"
 
 
@@ -29,24 +31,53 @@ _TIMER_DUE = "govflow_earliest_new_timer"
 class AppContext:
     settings: Settings
     clock: Clock
-    runtime: Runtime
-    session_factory: Any
+    calendar: BusinessCalendar
+    session_factory: Any  # write transactions (BEGIN IMMEDIATE on SQLite)
+    read_factory: Any  # read transactions (deferred on SQLite)
     engine: Any
     jwt_secret: str
+    sqlite: bool = False
     _models: dict[int, ProcessModel] = field(default_factory=dict)
+    _files: dict[int, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _workflows: OrderedDict[str, tuple[int, Any]] = field(default_factory=OrderedDict)
+    _writer: threading.Lock | None = None
+    _pool: EnginePool | None = None
     _timer_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        event.listen(self.session_factory, "after_commit", self._keep_committed)
+        if self.sqlite:
+            # one writer at a time inside the process, instead of a pile-up on the database file's lock
+            self._writer = threading.Lock()
         event.listen(self.session_factory, "after_commit", self._announce_timers)
-        event.listen(self.session_factory, "after_rollback", self._forget_pending)
+        event.listen(self.session_factory, "after_rollback", self._forget_timers)
 
-    @staticmethod
-    def _forget_pending(session: Session) -> None:
-        session.info.pop(_PENDING, None)
-        session.info.pop(_TIMER_DUE, None)
+    # ---- transactions ----------------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read transaction: it never takes the database's write lock."""
+        session: Session = self.read_factory()
+        try:
+            with session.begin():
+                yield session
+        finally:
+            session.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction, committed when the block ends. Keep it short: no engine work inside."""
+        lock = self._writer
+        if lock is not None and not lock.acquire(timeout=self.settings.database_busy_timeout_seconds):
+            raise Unavailable("the database is busy; retry shortly")
+        try:
+            session: Session = self.session_factory()
+            try:
+                with session.begin():
+                    yield session
+            finally:
+                session.close()
+        finally:
+            if lock is not None:
+                lock.release()
 
     # ---- timers written by a request: the scheduler of this process is told once they are committed ----
     def timer_written(self, session: Session, due_at: datetime) -> None:
@@ -57,6 +88,10 @@ class AppContext:
     def on_timer_written(self, listener: Callable[[datetime], None]) -> None:
         self._timer_listeners.append(listener)
 
+    @staticmethod
+    def _forget_timers(session: Session) -> None:
+        session.info.pop(_TIMER_DUE, None)
+
     def _announce_timers(self, session: Session) -> None:
         due_at = session.info.pop(_TIMER_DUE, None)
         if due_at is None:
@@ -64,64 +99,99 @@ class AppContext:
         for listener in list(self._timer_listeners):
             listener(due_at)
 
-    @property
-    def calendar(self) -> BusinessCalendar:
-        return self.runtime.calendar
-
+    # ---- definitions -------------------------------------------------------------------------------------
     def model(self, session: Session, definition_id: int) -> ProcessModel:
-        """The parsed spec of a definition version: restored once per process, never per request."""
+        """The parsed spec of a definition version (its forms, contracts, elements): parsed once per process."""
         model = self._models.get(definition_id)
         if model is not None:
             return model
-        from service.db.models import ProcessDefinition
-
-        row = session.get(ProcessDefinition, definition_id)
-        if row is None:
-            raise KeyError(definition_id)
+        files = self.model_files(session, definition_id)
         try:
-            spec, subs = reparse(row.key, row.resource_name, row.bpmn_xml, row.dmn_resources)
+            spec, subs = reparse(files["key"], files["resource_name"], files["bpmn_xml"], files["dmn_resources"])
         except ModelError as e:
             # a diagram this version of the service no longer accepts: run it as it was parsed when deployed
-            log.warning("definition %s version %s: %s; using the spec stored at deployment", row.key, row.version,
-                        e.message)
-            spec, subs = load_spec(row.spec_json)
-        model = ProcessModel(definition_id=row.id, key=row.key, spec=spec, subprocess_specs=subs)
+            log.warning("definition %s: %s; using the spec stored at deployment", files["key"], e.message)
+            spec, subs = load_spec(files["spec_json"])
+        model = ProcessModel(definition_id=definition_id, key=files["key"], spec=spec, subprocess_specs=subs)
         with self._lock:
             self._models.setdefault(definition_id, model)
             return self._models[definition_id]
 
-    # ---- restored workflows, kept between requests ----------------------------------------------
-    # Restoring a long instance costs as much as storing it; a worker that handled the last change of
-    # an instance keeps the workflow object and skips the restore when the stored version still matches.
-    def workflow(self, instance: Any, model: ProcessModel) -> Any:
+    def model_files(self, session: Session, definition_id: int) -> dict[str, Any]:
+        files = self._files.get(definition_id)
+        if files is not None:
+            return files
+        from service.db.models import ProcessDefinition
+
+        row = session.execute(select(
+            ProcessDefinition.key, ProcessDefinition.content_hash, ProcessDefinition.resource_name,
+            ProcessDefinition.bpmn_xml, ProcessDefinition.dmn_resources, ProcessDefinition.spec_json,
+        ).where(ProcessDefinition.id == definition_id)).first()
+        if row is None:
+            raise KeyError(definition_id)
+        files = {"key": row.key, "hash": row.content_hash, "resource_name": row.resource_name,
+                 "bpmn_xml": row.bpmn_xml, "dmn_resources": row.dmn_resources, "spec_json": row.spec_json}
         with self._lock:
-            cached = self._workflows.pop(instance.id, None)
-        if cached is not None and cached[0] == instance.version:
-            return cached[1]
-        from sqlalchemy.orm import object_session
-
-        from service.services import state
-
-        session = object_session(instance)
-        if session is None:
-            raise RuntimeError("an instance's workflow is read within its session")
-        return state.read(session, instance, model, self.runtime)
-
-    def keep_after_commit(self, session: Session, instance_id: str, version: int, workflow: Any) -> None:
-        session.info.setdefault(_PENDING, {})[instance_id] = (version, workflow)
-
-    def _keep_committed(self, session: Session) -> None:
-        pending = session.info.pop(_PENDING, None)
-        size = self.settings.workflow_cache_size
-        if not pending or size <= 0:
-            return
-        with self._lock:
-            for instance_id, entry in pending.items():
-                self._workflows[instance_id] = entry
-                self._workflows.move_to_end(instance_id)
-            while len(self._workflows) > size:
-                self._workflows.popitem(last=False)
+            self._files[definition_id] = files
+        return files
 
     def remember(self, model: ProcessModel) -> None:
         with self._lock:
             self._models[model.definition_id] = model
+
+    # ---- the engine --------------------------------------------------------------------------------------
+    @property
+    def pool(self) -> EnginePool:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    s = self.settings
+                    config = {
+                        "step_time_limit": s.script_step_time_limit_seconds,
+                        "memory_limit_mb": s.engine_memory_limit_mb,
+                        "calendar_file": str(s.calendar_file) if s.calendar_file else None,
+                        "cache_size": max(16, s.workflow_cache_size),
+                    }
+                    self._pool = EnginePool(s.engine_workers, config, s.engine_command_time_limit_seconds)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    def run_engine(self, op: str, definition_id: int, files: dict[str, Any], *,
+                   instance: tuple[str, str | None] | None = None, **arguments: Any) -> tuple[EngineResult, str]:
+        """Run one engine command for a definition (and an instance: its id and stored state token).
+        Returns the result and the state token to store with it. Engine refusals become domain errors."""
+        new_token = uuid.uuid4().hex
+        command: dict[str, Any] = {
+            "op": op, "now": self.clock.now(), "new_token": new_token,
+            "model": {"id": definition_id, "hash": files["hash"], "key": files["key"]}, **arguments,
+        }
+        load_state = None
+        if instance is not None:
+            command["instance"] = {"id": instance[0], "token": instance[1]}
+            instance_id = instance[0]
+
+            def load_state() -> dict[str, Any]:
+                from service.services import state
+
+                with self.read() as session:
+                    return state.load(session, instance_id)
+
+        try:
+            result = self.pool.run(command, model_files=lambda: files, load_state=load_state)
+        except EngineFailure as e:
+            raise engine_error(e) from None
+        assert isinstance(result, EngineResult)
+        return result, new_token
+
+
+def engine_error(e: EngineFailure) -> Exception:
+    if e.kind == "conflict":
+        return Conflict(e.message)
+    if e.kind == "invalid":
+        return InvalidInput(e.message, e.errors, element_id=e.element_id)
+    if e.kind in ("engine", "timeout", "memory", "crashed"):
+        return ProcessError(e.message, element_id=e.element_id)
+    return RuntimeError(f"engine: {e.kind}: {e.message}")

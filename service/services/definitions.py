@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,8 +29,9 @@ def definition_out(row: ProcessDefinition, with_form: bool = False) -> ProcessDe
     )
 
 
-def deploy(ctx: AppContext, session: Session, principal: Principal, files: dict[str, bytes],
-           source: str = "api") -> DeploymentOut:
+def deploy(ctx: AppContext, principal: Principal, files: dict[str, bytes], source: str = "api",
+           idem: Any = None) -> DeploymentOut:
+    """Parse and check the files (outside any transaction), then store the new versions in one."""
     if not principal.is_admin:
         raise Forbidden("only administrators deploy process definitions")
     try:
@@ -37,6 +39,14 @@ def deploy(ctx: AppContext, session: Session, principal: Principal, files: dict[
     except ModelError as e:
         raise InvalidModel(f"{e.file or 'deployment'}: {e.message}", file=e.file, element_id=e.element_id,
                            line=e.line) from None
+    with ctx.write() as session:
+        out = _store(ctx, session, principal, parsed, source)
+        if idem is not None:
+            idem.store(session, 201, out)
+    return out
+
+
+def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list[Any], source: str) -> DeploymentOut:
     now = ctx.clock.now()
     deployment: Deployment | None = None
     created: list[ProcessDefinition] = []

@@ -11,8 +11,7 @@ from sqlalchemy.orm import Session
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
-from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
+from service.errors import Conflict, Forbidden, NotFound
 from service.schemas import (
     AuditEventOut,
     HistoryOut,
@@ -22,6 +21,7 @@ from service.schemas import (
 from service.services import definitions, outbox
 from service.services.audit import AuditTrail, load_events, verify_events
 from service.services.common import (
+    check_form,
     check_variables,
     decode_cursor,
     encode_cursor,
@@ -30,7 +30,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import save
+from service.services.store import apply, committed
 
 ACTIVE = "running"
 
@@ -46,52 +46,59 @@ def _visible_condition(principal: Principal) -> Any:
     return or_(ProcessInstance.started_by == principal.user, exists(task_for_me))
 
 
-def start(ctx: AppContext, session: Session, principal: Principal, process_key: str, business_key: str | None,
-          variables: dict[str, Any]) -> ProcessInstanceOut:
-    definition = definitions.latest(session, process_key)
-    starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
-    if (starters or starter_users) and not principal.is_admin and not (
-        principal.groups.intersection(starters) or principal.user in starter_users
-    ):
-        raise Forbidden(f"only members of {', '.join(starters)} may start '{process_key}'")
-    if definition.start_form is not None:
-        fields = [forms.FormField.from_dict(f) for f in definition.start_form]
-        clean, errors = forms.validate(fields, variables)
-        if errors:
-            raise InvalidInput("the start variables do not fit the start form", errors)
-    else:
-        clean = check_variables(variables)
-    if business_key is not None:
-        running = session.scalar(select(ProcessInstance.id).where(
-            ProcessInstance.process_key == process_key, ProcessInstance.business_key == business_key,
-            ProcessInstance.status == ACTIVE))
-        if running:
-            raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists",
-                           process_instance_id=running)
-    model = ctx.model(session, definition.id)
-    try:
-        workflow = ctx.runtime.start(model, clean)
-    except EngineError as e:
-        raise ProcessError(str(e), element_id=e.element_id) from None
+def start(ctx: AppContext, principal: Principal, process_key: str, business_key: str | None,
+          variables: dict[str, Any], idem: Any = None) -> ProcessInstanceOut:
+    with ctx.read() as session:
+        definition = definitions.latest(session, process_key)
+        starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
+        if (starters or starter_users) and not principal.is_admin and not (
+            principal.groups.intersection(starters) or principal.user in starter_users
+        ):
+            raise Forbidden(f"only members of {', '.join(starters)} may start '{process_key}'")
+        if definition.start_form is not None:
+            fields = [forms.FormField.from_dict(f) for f in definition.start_form]
+            clean = check_form(fields, variables, "the start variables do not fit the start form")
+        else:
+            clean = check_variables(variables)
+        if business_key is not None:
+            _refuse_running_duplicate(session, process_key, business_key)
+        definition_id, version = definition.id, definition.version
+        files = ctx.model_files(session, definition_id)
+    instance_id = str(uuid.uuid4())
+    result, token = ctx.run_engine("start", definition_id, files, instance_id=instance_id, variables=clean)
     now = ctx.clock.now()
-    instance = ProcessInstance(
-        id=str(uuid.uuid4()), definition_id=definition.id, process_key=process_key,
-        definition_version=definition.version, business_key=business_key, status=ACTIVE, state_json="",
-        variables={}, version=0, started_by=principal.user, started_at=now, updated_at=now,
-    )
-    audit = AuditTrail(session, instance.id, None)
-    audit.append(now, principal.user, "instance.started",
-                 data={"process_key": process_key, "version": definition.version, "business_key": business_key,
-                       "variables": clean})
-    outbox.enqueue(session, "instance.started", now, instance.id,
-                   {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
-                    "version": definition.version, "started_by": principal.user, "variables": clean})
-    try:
-        with session.begin_nested():
-            save(ctx, session, instance, workflow, principal.user, audit, is_new=True)
-    except IntegrityError:
-        raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
-    return read(ctx, session, principal, instance.id)
+    with ctx.write() as session:
+        instance = ProcessInstance(
+            id=instance_id, definition_id=definition_id, process_key=process_key, definition_version=version,
+            business_key=business_key, status=ACTIVE, state_json="", variables={}, version=0,
+            started_by=principal.user, started_at=now, updated_at=now,
+        )
+        audit = AuditTrail(session, instance.id, None)
+        audit.append(now, principal.user, "instance.started",
+                     data={"process_key": process_key, "version": version, "business_key": business_key,
+                           "variables": clean})
+        outbox.enqueue(session, "instance.started", now, instance.id,
+                       {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
+                        "version": version, "started_by": principal.user, "variables": clean})
+        try:
+            with session.begin_nested():
+                apply(ctx, session, instance, result, token, principal.user, audit, is_new=True)
+        except IntegrityError:
+            raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
+        out = read_in(ctx, session, principal, instance.id)
+        if idem is not None:
+            idem.store(session, 201, out)
+    committed(ctx, instance, result, token)
+    return out
+
+
+def _refuse_running_duplicate(session: Session, process_key: str, business_key: str) -> None:
+    running = session.scalar(select(ProcessInstance.id).where(
+        ProcessInstance.process_key == process_key, ProcessInstance.business_key == business_key,
+        ProcessInstance.status == ACTIVE))
+    if running:
+        raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists",
+                       process_instance_id=running)
 
 
 def load_row(session: Session, principal: Principal, instance_id: str, *, for_update: bool = False) -> ProcessInstance:
@@ -109,6 +116,11 @@ def load_row(session: Session, principal: Principal, instance_id: str, *, for_up
 
 
 def read(ctx: AppContext, session: Session, principal: Principal, instance_id: str) -> ProcessInstanceOut:
+    return read_in(ctx, session, principal, instance_id)
+
+
+def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id: str) -> ProcessInstanceOut:
+    """The instance view, read in whatever transaction the caller holds."""
     row = load_row(session, principal, instance_id)
     tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.status == "open")
                                  .order_by(HumanTask.created_at, HumanTask.id)))
@@ -161,22 +173,27 @@ def history(session: Session, principal: Principal, instance_id: str, verify: bo
     return out
 
 
-def cancel(ctx: AppContext, session: Session, principal: Principal, instance_id: str,
-           reason: str) -> ProcessInstanceOut:
+def cancel(ctx: AppContext, principal: Principal, instance_id: str, reason: str,
+           idem: Any = None) -> ProcessInstanceOut:
     if not principal.is_admin:
         raise Forbidden("only administrators cancel process instances")
-    row = load_row(session, principal, instance_id)
-    if row.status != ACTIVE:
-        raise Conflict(f"the process instance is {row.status}, not running")
-    model = ctx.model(session, row.definition_id)
-    workflow = ctx.workflow(row, model)
-    ctx.runtime.cancel(workflow)
+    with ctx.read() as session:
+        row = load_row(session, principal, instance_id)
+        if row.status != ACTIVE:
+            raise Conflict(f"the process instance is {row.status}, not running")
+        files = ctx.model_files(session, row.definition_id)
+    result, token = ctx.run_engine("cancel", row.definition_id, files, instance=(row.id, row.state_token))
     now = ctx.clock.now()
-    audit = AuditTrail.for_instance(session, row.id)
-    audit.append(now, principal.user, "instance.cancelled", data={"reason": reason})
-    row.cancel_reason = reason
-    save(ctx, session, row, workflow, principal.user, audit, is_new=False, closing_status="cancelled")
-    outbox.enqueue(session, "instance.cancelled", now, row.id,
-                   {"process_instance_id": row.id, "process_key": row.process_key, "business_key": row.business_key,
-                    "reason": reason, "cancelled_by": principal.user})
-    return read(ctx, session, principal, row.id)
+    with ctx.write() as session:
+        audit = AuditTrail.for_instance(session, row.id)
+        audit.append(now, principal.user, "instance.cancelled", data={"reason": reason})
+        row.cancel_reason = reason
+        apply(ctx, session, row, result, token, principal.user, audit, is_new=False, closing_status="cancelled")
+        outbox.enqueue(session, "instance.cancelled", now, row.id,
+                       {"process_instance_id": row.id, "process_key": row.process_key,
+                        "business_key": row.business_key, "reason": reason, "cancelled_by": principal.user})
+        out = read_in(ctx, session, principal, row.id)
+        if idem is not None:
+            idem.store(session, 200, out)
+    committed(ctx, row, result, token)
+    return out

@@ -4,20 +4,20 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
-from service.engine.runtime import EngineError, ProcessModel
-from service.errors import Conflict, InvalidInput, NotFound, ProcessError
+from service.engine.runtime import ProcessModel
+from service.engine.values import problems
+from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import MessageOut
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary, where_given
 from service.services.context import AppContext
 from service.services.instances import _visible_condition
-from service.services.store import save
+from service.services.store import apply, committed
 
 
 def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +25,10 @@ def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> 
     contract = model.messages.get(name)
     if contract is None or contract.fields is None:
         return check_variables(variables)
-    clean, errors = forms.validate(contract.fields, variables, apply_defaults=False)
+    errors = problems(variables)
+    clean: dict[str, Any] = {}
+    if not errors:
+        clean, errors = forms.validate(contract.fields, variables, apply_defaults=False)
     if errors:
         errors = {k: ("is not a field of this message's payload" if v == "is not a field of this form" else v)
                   for k, v in errors.items()}
@@ -33,48 +36,50 @@ def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> 
     return clean
 
 
-def correlate(ctx: AppContext, session: Session, principal: Principal, *, name: str, business_key: str | None,
-              process_key: str | None, process_instance_id: str | None, variables: dict[str, Any]) -> MessageOut:
+def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key: str | None,
+              process_key: str | None, process_instance_id: str | None, variables: dict[str, Any],
+              idem: Any = None) -> MessageOut:
     if not business_key and not process_instance_id:
         raise InvalidInput("a message needs a business_key or a process_instance_id",
                            {"business_key": "give this or process_instance_id"})
-    query = (select(WaitingEvent.instance_id).distinct()
-             .join(ProcessInstance, ProcessInstance.id == WaitingEvent.instance_id)
-             .where(WaitingEvent.kind == "message", WaitingEvent.name == name, ProcessInstance.status == "running"))
-    query = where_given(query, (WaitingEvent.instance_id, process_instance_id),
-                        (WaitingEvent.business_key, business_key), (WaitingEvent.process_key, process_key))
-    if not principal.is_admin:
-        query = query.where(_visible_condition(principal))
-    matches = list(session.scalars(query.limit(2)))
-    if not matches:
-        raise NotFound(f"no process instance is waiting for message '{name}'")
-    if len(matches) > 1:
-        raise Conflict(f"more than one process instance waits for message '{name}'; give process_key or "
-                       "process_instance_id")
-    instance = session.get(ProcessInstance, matches[0])
-    assert instance is not None
-    model = ctx.model(session, instance.definition_id)
-    clean = check_payload(model, name, variables)
-    workflow = ctx.workflow(instance, model)
-    catching = ctx.runtime.waiting_message_elements(workflow, name)
-    if not catching:
-        raise Conflict("the process instance changed; try again")
-    try:
-        ctx.runtime.deliver_message(workflow, name, clean)
-    except EngineError as e:
-        raise ProcessError(str(e), element_id=e.element_id) from None
+    with ctx.read() as session:
+        query = (select(WaitingEvent.instance_id).distinct()
+                 .join(ProcessInstance, ProcessInstance.id == WaitingEvent.instance_id)
+                 .where(WaitingEvent.kind == "message", WaitingEvent.name == name,
+                        ProcessInstance.status == "running"))
+        query = where_given(query, (WaitingEvent.instance_id, process_instance_id),
+                            (WaitingEvent.business_key, business_key), (WaitingEvent.process_key, process_key))
+        if not principal.is_admin:
+            query = query.where(_visible_condition(principal))
+        matches = list(session.scalars(query.limit(2)))
+        if not matches:
+            raise NotFound(f"no process instance is waiting for message '{name}'")
+        if len(matches) > 1:
+            raise Conflict(f"more than one process instance waits for message '{name}'; give process_key or "
+                           "process_instance_id")
+        instance = session.get(ProcessInstance, matches[0])
+        assert instance is not None
+        clean = check_payload(ctx.model(session, instance.definition_id), name, variables)
+        files = ctx.model_files(session, instance.definition_id)
+    result, token = ctx.run_engine("message", instance.definition_id, files,
+                                   instance=(instance.id, instance.state_token), name=name, variables=clean)
+    element_ids = result.extra.get("element_ids") or [None]
     now = ctx.clock.now()
-    audit = AuditTrail.for_instance(session, instance.id)
-    element_ids = sorted({t.task_spec.bpmn_id for t in catching})
-    audit.append(now, principal.user, "message.correlated", element_id=element_ids[0],
-                 data={"name": name, "variables": clean})
-    outbox.enqueue(session, "message.correlated", now, instance.id,
-                   {"process_instance_id": instance.id, "process_key": instance.process_key,
-                    "business_key": instance.business_key, "name": name, "element_id": element_ids[0],
-                    "sent_by": principal.user, "variables": clean})
-    snap = save(ctx, session, instance, workflow, principal.user, audit, is_new=False)
-    rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                        HumanTask.status == "open")
-                                .order_by(HumanTask.created_at, HumanTask.id)))
-    return MessageOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
-                      next_tasks=[task_summary(r) for r in rows])
+    with ctx.write() as session:
+        audit = AuditTrail.for_instance(session, instance.id)
+        audit.append(now, principal.user, "message.correlated", element_id=element_ids[0],
+                     data={"name": name, "variables": clean})
+        outbox.enqueue(session, "message.correlated", now, instance.id,
+                       {"process_instance_id": instance.id, "process_key": instance.process_key,
+                        "business_key": instance.business_key, "name": name, "element_id": element_ids[0],
+                        "sent_by": principal.user, "variables": clean})
+        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
+        rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                            HumanTask.status == "open")
+                                    .order_by(HumanTask.created_at, HumanTask.id)))
+        out = MessageOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
+                         next_tasks=[task_summary(r) for r in rows])
+        if idem is not None:
+            idem.store(session, 200, out)
+    committed(ctx, instance, result, token)
+    return out

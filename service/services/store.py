@@ -2,7 +2,6 @@
 the projections (open human tasks, waiting timers and messages), audit events and outbox events."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,8 +10,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
-from service.engine.forms import to_json_value
 from service.engine.runtime import Snapshot
+from service.engine.sandbox import EngineFailure, EngineResult
 from service.errors import Conflict
 from service.services import outbox
 from service.services import state as state_rows
@@ -20,63 +19,74 @@ from service.services.audit import AuditTrail
 from service.services.context import AppContext
 
 
-@dataclass
-class Change:
-    """What the request did, for the audit trail and subscribers."""
-
-    actor: str
-    completed_task_id: str | None = None
-    completed_task_data: dict[str, Any] | None = None
-
-
-def save(ctx: AppContext, session: Session, instance: ProcessInstance, workflow: Any, actor: str,
-         audit: AuditTrail, *, is_new: bool, closing_status: str | None = None) -> Snapshot:
+def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str,
+          actor: str, audit: AuditTrail, *, is_new: bool, closing_status: str | None = None) -> Snapshot:
+    """Store what an engine command did, in the request's write transaction: the state (under the instance's
+    optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections."""
     now = ctx.clock.now()
-    snap = ctx.runtime.snapshot(workflow, now)
-    state = state_rows.header(workflow)
+    snap = result.snapshot
     status = closing_status or snap.status
-    variables = to_json_value(snap.variables)
+    variables = snap.variables
     ended_at = now if status in ("completed", "cancelled") else None
+    end_event = snap.end_event if status == "completed" else None
     if is_new:
-        instance.state_json = state
+        instance.state_json = result.header
+        instance.state_token = token
         instance.status = status
         instance.variables = variables
-        instance.end_event = snap.end_event
+        instance.end_event = end_event
         instance.version = 1
         instance.updated_at = now
         instance.ended_at = ended_at
         session.add(instance)
         session.flush()
     else:
-        result = session.execute(
+        outcome = session.execute(
             update(ProcessInstance)
             .where(ProcessInstance.id == instance.id, ProcessInstance.version == instance.version)
-            .values(state_json=state, status=status, variables=variables, end_event=snap.end_event,
-                    version=instance.version + 1, updated_at=now, ended_at=ended_at,
+            .values(state_json=result.header, state_token=token, status=status, variables=variables,
+                    end_event=end_event, version=instance.version + 1, updated_at=now, ended_at=ended_at,
                     cancel_reason=instance.cancel_reason)
             .execution_options(synchronize_session=False)
         )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+        if outcome.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the process instance was changed by another request; reload and try again")
-        # bring the loaded row up to date without making the ORM write it a second time
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
-                            ("end_event", snap.end_event), ("updated_at", now), ("ended_at", ended_at),
-                            ("state_json", state), ("cancel_reason", instance.cancel_reason)):
+                            ("end_event", end_event), ("updated_at", now), ("ended_at", ended_at),
+                            ("state_json", result.header), ("state_token", token),
+                            ("cancel_reason", instance.cancel_reason)):
             set_committed_value(instance, name, value)
-
-    state_rows.write(session, instance.id, workflow)
+    state_rows.write(session, instance.id, result)
     if ctx.settings.verify_state_storage:
-        state_rows.verify(session, instance, ctx.model(session, instance.definition_id), ctx.runtime, workflow)
-    if status == "running":
-        ctx.keep_after_commit(session, instance.id, instance.version, workflow)
+        _verify(ctx, session, instance, result, token)
     _sync_tasks(session, instance, snap, now, audit)
     _sync_waiting(ctx, session, instance, snap)
     if status == "completed" and closing_status is None:
-        audit.append(now, actor, "instance.completed", element_id=snap.end_event,
-                     data={"end_event": snap.end_event})
+        audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
         outbox.enqueue(session, "instance.completed", now, instance.id,
-                       {**_instance_ref(instance), "end_event": snap.end_event, "variables": variables})
+                       {**_instance_ref(instance), "end_event": end_event, "variables": variables})
     return snap
+
+
+def committed(ctx: AppContext, instance: ProcessInstance, result: EngineResult, token: str) -> None:
+    """After the commit: the engine worker that ran the command holds the workflow under the stored token."""
+    ctx.pool.committed(instance.id, token if instance.status == "running" else None, result.worker)
+
+
+def _verify(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str) -> None:
+    """Restore what was just stored and compare it with the workflow the worker holds (a test-suite setting)."""
+    if instance.status != "running":
+        return
+    session.flush()
+    stored = state_rows.load(session, instance.id)
+    files = ctx.model_files(session, instance.definition_id)
+    command = {"op": "verify", "now": ctx.clock.now(), "instance": {"id": instance.id, "token": token},
+               "model": {"id": instance.definition_id, "hash": files["hash"], "key": files["key"]},
+               "stored": stored}
+    try:
+        ctx.pool.run(command, model_files=lambda: files, worker=result.worker)
+    except EngineFailure as e:
+        raise AssertionError(f"instance {instance.id}: {e.message}") from None
 
 
 def _instance_ref(instance: ProcessInstance) -> dict[str, Any]:

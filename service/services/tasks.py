@@ -12,12 +12,12 @@ from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.engine.parser import FORM_KEY
-from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import (
+    check_form,
     check_variables,
     decode_cursor,
     encode_cursor,
@@ -27,7 +27,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import save
+from service.services.store import apply, committed
 
 TASK_STATUSES = ("open", "completed", "cancelled")
 
@@ -140,55 +140,58 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
     return get(ctx, session, principal, task_id)
 
 
-def complete(ctx: AppContext, session: Session, principal: Principal, task_id: str,
-             variables: dict[str, Any], comment: str | None = None) -> CompletionOut:
-    row = _load(session, principal, task_id)
-    if row.status != "open":
-        raise Conflict(f"the task is already {row.status}")
-    if row.assignee is not None and row.assignee != principal.user:
-        raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
-    fields = _form(ctx, session, row)
-    if fields:
-        clean, errors = forms.validate(fields, variables)
-        if errors:
-            raise InvalidInput("the submitted data does not fit the task's form", errors)
-    else:
-        clean = check_variables(variables)
-    instance = session.get(ProcessInstance, row.instance_id)
-    if instance is None or instance.status != "running":
-        raise Conflict("the process instance is not running")
-    model = ctx.model(session, instance.definition_id)
-    workflow = ctx.workflow(instance, model)
-    task = ctx.runtime.find_ready_user_task(workflow, row.id)
-    if task is None:
-        raise Conflict("the task is no longer open")
-    try:
-        written = ctx.runtime.complete(workflow, task, clean)
-    except EngineError as e:
-        raise ProcessError(str(e), element_id=e.element_id) from None
+def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],
+             comment: str | None = None, idem: Any = None) -> CompletionOut:
+    with ctx.read() as session:
+        row = _load(session, principal, task_id)
+        if row.status != "open":
+            raise Conflict(f"the task is already {row.status}")
+        if row.assignee is not None and row.assignee != principal.user:
+            raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
+        fields = _form(ctx, session, row)
+        if fields:
+            clean = check_form(fields, variables, "the submitted data does not fit the task's form")
+        else:
+            clean = check_variables(variables)
+        instance = session.get(ProcessInstance, row.instance_id)
+        if instance is None or instance.status != "running":
+            raise Conflict("the process instance is not running")
+        files = ctx.model_files(session, instance.definition_id)
+    result, token = ctx.run_engine("complete", instance.definition_id, files,
+                                   instance=(instance.id, instance.state_token), task_id=row.id, data=clean)
+    written = result.extra.get("written", {})
     now = ctx.clock.now()
     comment = comment.strip() if comment and comment.strip() else None
-    row.status, row.completed_at, row.completed_by = "completed", now, principal.user
-    row.submitted, row.outputs, row.comment = to_json_value(clean), to_json_value(written), comment
-    if row.assignee is None:
-        row.assignee = principal.user
-    audit = AuditTrail.for_instance(session, instance.id)
-    data: dict[str, Any] = {"variables": clean}
-    if comment is not None:
-        data["comment"] = comment
-    audit.append(now, principal.user, "task.completed", task_id=row.id, element_id=row.element_id, data=data)
-    outbox.enqueue(session, "task.completed", now, instance.id,
-                   {"process_instance_id": instance.id, "process_key": instance.process_key,
-                    "business_key": instance.business_key, "task_id": row.id, "element_id": row.element_id,
-                    "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
-                    "variables": clean, "comment": comment})
-    session.flush()
-    snap = save(ctx, session, instance, workflow, principal.user, audit, is_new=False)
-    next_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                             HumanTask.status == "open")
-                                     .order_by(HumanTask.created_at, HumanTask.id)))
-    return CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
-                         next_tasks=[task_summary(r) for r in next_rows])
+    with ctx.write() as session:
+        claimed = session.execute(
+            update(HumanTask).where(HumanTask.id == row.id, HumanTask.status == "open",
+                                    or_(HumanTask.assignee.is_(None), HumanTask.assignee == principal.user))
+            .values(status="completed", completed_at=now, completed_by=principal.user,
+                    assignee=row.assignee or principal.user, submitted=to_json_value(clean), outputs=written,
+                    comment=comment)
+            .execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict("the task was completed or claimed by someone else")
+        audit = AuditTrail.for_instance(session, instance.id)
+        data: dict[str, Any] = {"variables": clean}
+        if comment is not None:
+            data["comment"] = comment
+        audit.append(now, principal.user, "task.completed", task_id=row.id, element_id=row.element_id, data=data)
+        outbox.enqueue(session, "task.completed", now, instance.id,
+                       {"process_instance_id": instance.id, "process_key": instance.process_key,
+                        "business_key": instance.business_key, "task_id": row.id, "element_id": row.element_id,
+                        "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
+                        "variables": clean, "comment": comment})
+        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
+        next_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                                 HumanTask.status == "open")
+                                         .order_by(HumanTask.created_at, HumanTask.id)))
+        out = CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
+                            next_tasks=[task_summary(r) for r in next_rows])
+        if idem is not None:
+            idem.store(session, 200, out)
+    committed(ctx, instance, result, token)
+    return out
 
 
 def list_for_instance(session: Session, principal: Principal, instance_id: str, limit: int,

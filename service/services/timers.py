@@ -1,21 +1,20 @@
 """Firing timers: due ones from the scheduler, and a chosen one on an administrator's request."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service import metrics
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
-from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, NotFound, ProcessError
+from service.errors import Conflict, Forbidden, NotFound
 from service.schemas import ProcessInstanceOut
 from service.services import instances, outbox
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
-from service.services.store import save
+from service.services.store import apply, committed
 
 
 def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, actor: str, audit: AuditTrail,
@@ -31,45 +30,72 @@ def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, ac
                     "business_key": instance.business_key, "element_id": timer.element_id, **data})
 
 
-def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance,
-             fired_by: str = "scheduler") -> list[str]:
-    """Advance one instance whose timers fell due (called by the scheduler, in its own transaction)."""
-    before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id)))
-    model = ctx.model(session, instance.definition_id)
-    workflow = ctx.workflow(instance, model)
+def fire_due(ctx: AppContext, instance_id: str, fired_by: str = "scheduler") -> list[str] | None:
+    """Fire the timers of one instance that fell due (the scheduler's work). The instance's due timers are
+    leased first, so that no other scheduler fires them meanwhile; the engine runs outside any write
+    transaction; the result is stored under the instance's optimistic lock. None when there was nothing to do."""
     now = ctx.clock.now()
-    ctx.runtime.fire_due_timers(workflow)
-    audit = AuditTrail.for_instance(session, instance.id)
-    fired = [w for w in before if w.kind == "timer" and w.due_at is not None and w.due_at < now]
-    for w in fired:
-        _record(session, instance, w, "scheduler", audit, now, forced=False, fired_by=fired_by)
-    save(ctx, session, instance, workflow, "scheduler", audit, is_new=False)
+    lease = timedelta(seconds=ctx.settings.timer_lease_seconds)
+    with ctx.write() as session:
+        claimed = session.execute(
+            update(WaitingEvent)
+            .where(WaitingEvent.instance_id == instance_id, WaitingEvent.kind == "timer", WaitingEvent.due_at < now,
+                   (WaitingEvent.lease_until.is_(None)) | (WaitingEvent.lease_until < now))
+            .values(lease_until=now + lease).execution_options(synchronize_session=False))
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return None
+        instance = session.scalars(select(ProcessInstance).where(ProcessInstance.id == instance_id,
+                                                                 ProcessInstance.status == "running")).first()
+        if instance is None:
+            return None
+        before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance_id)))
+        files = ctx.model_files(session, instance.definition_id)
+    try:
+        result, token = ctx.run_engine("fire_due", instance.definition_id, files,
+                                       instance=(instance.id, instance.state_token))
+        with ctx.write() as session:
+            audit = AuditTrail.for_instance(session, instance.id)
+            fired = [w for w in before if w.kind == "timer" and w.due_at is not None and w.due_at < now]
+            for w in fired:
+                _record(session, instance, w, "scheduler", audit, now, forced=False, fired_by=fired_by)
+            apply(ctx, session, instance, result, token, "scheduler", audit, is_new=False)
+            # timers that did not fire (or fired and wait again) are free for the next round
+            session.execute(update(WaitingEvent).where(WaitingEvent.instance_id == instance.id)
+                            .values(lease_until=None).execution_options(synchronize_session=False))
+    except Exception:
+        _unlease(ctx, instance_id)
+        raise
+    committed(ctx, instance, result, token)
     return [w.element_id for w in fired]
 
 
-def fire_now(ctx: AppContext, session: Session, principal: Principal, instance_id: str,
-             element_id: str) -> ProcessInstanceOut:
+def _unlease(ctx: AppContext, instance_id: str) -> None:
+    with ctx.write() as session:
+        session.execute(update(WaitingEvent).where(WaitingEvent.instance_id == instance_id)
+                        .values(lease_until=None).execution_options(synchronize_session=False))
+
+
+def fire_now(ctx: AppContext, principal: Principal, instance_id: str, element_id: str) -> ProcessInstanceOut:
     if not principal.is_admin:
         raise Forbidden("only administrators fire timers")
-    instance = instances.load_row(session, principal, instance_id)
-    if instance.status != "running":
-        raise Conflict(f"the process instance is {instance.status}")
-    before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id,
-                                                             WaitingEvent.kind == "timer",
-                                                             WaitingEvent.element_id == element_id)))
-    if not before:
-        raise NotFound(f"the instance does not wait on a timer '{element_id}'")
-    model = ctx.model(session, instance.definition_id)
-    workflow = ctx.workflow(instance, model)
-    if not ctx.runtime.make_timer_due(workflow, element_id):
-        raise Conflict("the timer is no longer waiting")
-    try:
-        ctx.runtime.fire_due_timers(workflow)
-    except EngineError as e:
-        raise ProcessError(str(e), element_id=e.element_id) from None
+    with ctx.read() as session:
+        instance = instances.load_row(session, principal, instance_id)
+        if instance.status != "running":
+            raise Conflict(f"the process instance is {instance.status}")
+        before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id,
+                                                                 WaitingEvent.kind == "timer",
+                                                                 WaitingEvent.element_id == element_id)))
+        if not before:
+            raise NotFound(f"the instance does not wait on a timer '{element_id}'")
+        files = ctx.model_files(session, instance.definition_id)
+    result, token = ctx.run_engine("fire_now", instance.definition_id, files,
+                                   instance=(instance.id, instance.state_token), element_id=element_id)
     now = ctx.clock.now()
-    audit = AuditTrail.for_instance(session, instance.id)
-    for w in before:
-        _record(session, instance, w, principal.user, audit, now, forced=True)
-    save(ctx, session, instance, workflow, principal.user, audit, is_new=False)
-    return instances.read(ctx, session, principal, instance.id)
+    with ctx.write() as session:
+        audit = AuditTrail.for_instance(session, instance.id)
+        for w in before:
+            _record(session, instance, w, principal.user, audit, now, forced=True)
+        apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
+        out = instances.read_in(ctx, session, principal, instance.id)
+    committed(ctx, instance, result, token)
+    return out

@@ -9,7 +9,6 @@ import random
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +17,7 @@ from service.auth import Principal
 from service.db.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.services.outbox import EVENT_TYPES
+from service.services.targets import Allowance, TargetRefused, check_url
 
 
 def _require_admin(principal: Principal) -> None:
@@ -31,12 +31,13 @@ def subscription_out(row: WebhookSubscription) -> dict[str, Any]:
 
 
 def create(session: Session, principal: Principal, now: datetime, url: str, events: list[str],
-           secret: str) -> dict[str, Any]:
+           secret: str, allowance: Allowance | None = None) -> dict[str, Any]:
     _require_admin(principal)
     errors: dict[str, str] = {}
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        errors["url"] = "must be an http(s) URL"
+    try:
+        check_url(url, allowance or Allowance())
+    except TargetRefused as e:
+        errors["url"] = str(e)
     unknown = [e for e in events if e not in EVENT_TYPES and e != "*"]
     if not events or unknown:
         errors["events"] = f"must be a non-empty list of: {', '.join(EVENT_TYPES)} (or *)"

@@ -16,7 +16,7 @@ def test_startup_deploys_fixtures_and_lists_latest(api: Api) -> None:
     r = api.as_("reader", "data_bureau").get("/process-definitions")
     assert r.status_code == 200
     keys = {d["key"]: d["version"] for d in r.json()}
-    assert keys == {"review": 1, "deadlines": 1, "wait_a_day": 1}
+    assert keys == {"review": 1, "deadlines": 1, "wait_a_day": 1, "parallel_review": 1}
 
 
 def test_definition_exposes_start_form(api: Api) -> None:

@@ -72,7 +72,7 @@ def test_a_crash_while_firing_leaves_the_timer_due(api: Api, monkeypatch: pytest
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(timers_module, "save", crash)
+    monkeypatch.setattr(timers_module, "apply", crash)
     with pytest.raises(RuntimeError):
         api.server.scheduler.run_until_idle()
     monkeypatch.undo()

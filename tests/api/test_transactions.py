@@ -3,6 +3,7 @@ success answer for a change that was not committed."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from tests.support import Api
@@ -19,16 +20,18 @@ def test_a_failed_commit_is_not_reported_as_success(api: Api, monkeypatch: pytes
     inst = api.start("review", {"project_name": "x", "budget_wan": 10})
     before = _snapshot(api, inst["id"])
     task_id = inst["open_tasks"][0]["id"]
-    original = Session.commit
     calls = {"n": 0}
 
-    def failing_commit(self: Session) -> None:
+    def failing_commit(session: Session) -> None:
         calls["n"] += 1
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(Session, "commit", failing_commit)
-    r = api.as_("li", "data_bureau").post(f"/tasks/{task_id}/complete", json={"variables": {"decision": "pass"}})
-    monkeypatch.setattr(Session, "commit", original)
+    # the commit of the write transaction fails (the change was written, not committed)
+    event.listen(api.server.ctx.session_factory, "before_commit", failing_commit)
+    try:
+        r = api.as_("li", "data_bureau").post(f"/tasks/{task_id}/complete", json={"variables": {"decision": "pass"}})
+    finally:
+        event.remove(api.server.ctx.session_factory, "before_commit", failing_commit)
     assert calls["n"] == 1
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert "disk full" not in r.text  # no raw exception text for clients

@@ -1,0 +1,149 @@
+"""Pure ASGI middleware: request body limits, metrics, and the last line of defence that turns any
+unexpected error into a 500 problem response (the connection stays usable)."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from service import metrics
+
+log = logging.getLogger("govflow")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+PROBLEM = b"application/problem+json"
+
+
+async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str) -> None:
+    body = json.dumps({"type": type_, "title": title, "status": status, "detail": detail, "instance": path},
+                      ensure_ascii=False).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """Refuse a request body larger than its limit with 413 — before reading it when Content-Length says so,
+    else as soon as the streamed body passes the limit."""
+
+    def __init__(self, app: App, default_limit: int, limits: dict[str, int]) -> None:
+        self.app, self.default_limit, self.limits = app, default_limit, limits
+
+    def _limit(self, path: str) -> int:
+        for prefix, limit in self.limits.items():
+            if path.startswith(prefix):
+                return limit
+        return self.default_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        limit = self._limit(path)
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
+                                   path)
+                    return
+                if declared > limit:
+                    await _problem(send, 413, "/problems/too-large", "Request too large",
+                                   f"the request body may have at most {limit} bytes", path)
+                    return
+        declared_length = any(name == b"content-length" for name, _ in scope.get("headers", []))
+        if declared_length or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        # no Content-Length (a chunked body): read it here, up to the limit, before the application does
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                await _problem(send, 413, "/problems/too-large", "Request too large",
+                               f"the request body may have at most {limit} bytes", path)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class CatchAll:
+    """An error nothing else handled is logged and answered with a 500 problem; the error is not raised on to
+    the server (which would drop the connection)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception:
+            log.exception("unexpected error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _problem(send, 500, "/problems/internal", "Internal error", "an unexpected error occurred",
+                               scope.get("path", ""))
+
+
+class Metrics:
+    """Request counts and latencies per route (the route template, not the raw path)."""
+
+    def __init__(self, app: App, api_prefix: str) -> None:
+        self.app, self.api_prefix = app, api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            if scope.get("path", "").startswith(self.api_prefix + "/") and not path.startswith(self.api_prefix):
+                path = self.api_prefix + path
+            method = scope.get("method", "")
+            metrics.REQUESTS.labels(method, path, str(status["code"])).inc()
+            metrics.LATENCY.labels(method, path).observe(time.perf_counter() - started)

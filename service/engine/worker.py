@@ -1,0 +1,343 @@
+"""The engine worker: a separate process that runs every step of the engine — and so every piece of diagram
+code (conditions, scripts, decision cells, timer and due-date expressions) — under limits that code cannot
+escape: the service kills the process when a command runs past its time, and the process's address space is
+capped, so a call that holds the interpreter (a huge power) or takes all memory stops here, not in the service.
+
+The service sends a command (pickled: it comes from the service itself); the worker answers in JSON (it does
+not trust what ran here with anything the service would execute). A worker keeps the workflows it advanced,
+keyed by the state token the service stored with them, and the parsed specs of the definitions it used.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import signal
+from collections import OrderedDict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from SpiffWorkflow.util.task import TaskState
+
+from service.clock import Clock
+from service.engine.calendar import BusinessCalendar
+from service.engine.forms import to_json_value
+from service.engine.runtime import EngineError, ProcessModel, Runtime, Snapshot
+from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks, load_parts, load_spec
+from service.engine.values import problems
+
+_LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+
+
+class CommandClock(Clock):
+    """The service's time, sent with every command (a worker never reads its own clock)."""
+
+    def __init__(self) -> None:
+        self.moment: datetime | None = None
+
+    def now(self) -> datetime:
+        if self.moment is None:
+            raise RuntimeError("no time was sent with the command")
+        return self.moment
+
+
+class Refused(Exception):
+    """A command the worker cannot carry out; sent back as {"ok": false, "error": kind}."""
+
+    def __init__(self, kind: str, message: str, element_id: str | None = None,
+                 errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.element_id, self.errors = kind, message, element_id, errors
+
+
+def _fingerprint(task: Any) -> tuple[Any, ...] | None:
+    """What identifies a stored task as unchanged; None for live tasks, which are always rewritten."""
+    if task.has_state(_LIVE):
+        return None
+    internal = repr(task.internal_data) if task.internal_data else ""
+    return task.state, task.last_state_change, tuple(task._children), internal
+
+
+class _Held:
+    """A workflow as stored: the fingerprint and row number of every task row."""
+
+    def __init__(self, workflow: Any, stored: dict[str, tuple[Any, int]]) -> None:
+        self.workflow = workflow
+        self.stored = stored
+
+
+class WorkerEngine:
+    def __init__(self, runtime: Runtime, cache_size: int = 128) -> None:
+        self.runtime = runtime
+        self.clock: CommandClock = runtime.clock  # type: ignore[assignment]
+        self.models: dict[str, ProcessModel] = {}
+        # (instance id, state token) -> the workflow as it is under that token (several tokens of one instance
+        # may be held at once: a command whose result was not stored leaves one that is never asked for again)
+        self.cache: OrderedDict[tuple[str, str], _Held] = OrderedDict()
+        self.cache_size = cache_size
+
+    # ---- dispatch --------------------------------------------------------------------------------------
+    def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        op = command["op"]
+        self.clock.moment = command.get("now")
+        try:
+            if op == "ping":
+                return {"ok": True, "pid": os.getpid()}
+            if op == "forget":
+                for key in [k for k in self.cache if k[0] == command["instance"]["id"]]:
+                    del self.cache[key]
+                return {"ok": True}
+            model = self._model(command)
+            if op == "start":
+                workflow = self.runtime.start(model, dict(command["variables"]))
+                held = _Held(workflow, {})
+                extra: dict[str, Any] = {}
+            else:
+                held = self._held(command, model)
+                extra = getattr(self, "_op_" + op)(held.workflow, command, model)
+            return self._answer(command, held, extra)
+        except Refused as e:
+            return {"ok": False, "error": e.kind, "message": e.message, "element_id": e.element_id,
+                    "errors": e.errors}
+        except EngineError as e:
+            self._drop(command)
+            return {"ok": False, "error": "engine", "message": str(e), "element_id": e.element_id}
+        finally:
+            self.clock.moment = None
+
+    def _drop(self, command: dict[str, Any]) -> None:
+        instance = command.get("instance")
+        if instance:
+            self.cache.pop((instance["id"], instance["token"]), None)
+
+    # ---- models and workflows --------------------------------------------------------------------------
+    def _model(self, command: dict[str, Any]) -> ProcessModel:
+        ref = command["model"]
+        model = self.models.get(ref["hash"])
+        if model is not None:
+            return model
+        files = command.get("model_files")
+        if files is None:
+            raise Refused("need_model", "the worker does not know this definition yet")
+        from service.engine.deployment import ModelError, reparse
+
+        try:
+            spec, subs = reparse(ref["key"], files["resource_name"], files["bpmn_xml"], files["dmn_resources"])
+        except ModelError:
+            spec, subs = load_spec(files["spec_json"])
+        model = ProcessModel(definition_id=ref["id"], key=ref["key"], spec=spec, subprocess_specs=subs)
+        if len(self.models) > 256:
+            self.models.clear()
+        self.models[ref["hash"]] = model
+        return model
+
+    def _held(self, command: dict[str, Any], model: ProcessModel) -> _Held:
+        instance = command["instance"]
+        cached = self.cache.pop((instance["id"], instance["token"]), None)
+        if cached is not None:
+            return cached
+        state = command.get("state")
+        if state is None:
+            raise Refused("need_state", "the worker does not hold this instance's state")
+        rows = state["rows"]  # [workflow_id, task_id, seq, body] in creation order
+        workflow = load_parts(state["header"], [(r[0], r[1], r[3]) for r in rows], model.spec,
+                              model.subprocess_specs, self.runtime.script_engine)
+        seqs = {r[1]: r[2] for r in rows}
+        stored = {str(t.id): (_fingerprint(t), seqs[str(t.id)]) for _, t in iter_tasks(workflow) if str(t.id) in seqs}
+        return _Held(workflow, stored)
+
+    # ---- operations ------------------------------------------------------------------------------------
+    def _op_complete(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        task = self.runtime.find_ready_user_task(workflow, command["task_id"])
+        if task is None:
+            raise Refused("conflict", "the task is no longer open")
+        written = self.runtime.complete(workflow, task, dict(command["data"]))
+        return {"written": to_json_value(written)}
+
+    def _op_message(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        catching = self.runtime.waiting_message_elements(workflow, command["name"])
+        if not catching:
+            raise Refused("conflict", "the process instance no longer waits for this message; try again")
+        self.runtime.deliver_message(workflow, command["name"], dict(command["variables"]))
+        return {"element_ids": sorted({t.task_spec.bpmn_id for t in catching})}
+
+    def _op_fire_due(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        self.runtime.fire_due_timers(workflow)
+        return {}
+
+    def _op_fire_now(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        if not self.runtime.make_timer_due(workflow, command["element_id"]):
+            raise Refused("conflict", "the timer is no longer waiting")
+        self.runtime.fire_due_timers(workflow)
+        return {}
+
+    def _op_cancel(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        self.runtime.cancel(workflow)
+        return {}
+
+    def _op_recompute_calendar(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        from uuid import UUID
+
+        changed = self.runtime.recompute_calendar_timers(workflow)
+        dues: dict[str, list[Any]] = {}
+        for task_id, created_at in command["tasks"]:
+            task = workflow.get_task_from_id(UUID(task_id))
+            if task is not None:
+                due, provisional = self.runtime.task_due(task, created_at)
+                dues[task_id] = [due.isoformat() if due else None, provisional]
+        return {"timers_changed": changed, "task_dues": dues}
+
+    def _op_verify(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        """Restore the state the service stored and compare it with the workflow held here (a test setting)."""
+        state = command["stored"]
+        restored = load_parts(state["header"], [(r[0], r[1], r[3]) for r in state["rows"]], model.spec,
+                              model.subprocess_specs, self.runtime.script_engine)
+        got, want = json.loads(dump_state(restored)), json.loads(dump_state(workflow))
+        if got != want:
+            raise Refused("internal", f"the stored state does not restore to the workflow: {_differences(got, want)}")
+        return {"verified": True}
+
+    # ---- the answer: what changed, and where the instance now stands ---------------------------------
+    def _answer(self, command: dict[str, Any], held: _Held, extra: dict[str, Any]) -> dict[str, Any]:
+        workflow = held.workflow
+        if command["op"] == "verify":
+            self._keep(command, held, command["instance"]["token"])
+            return {"ok": True, "extra": extra}
+        created_at = command["now"]
+        snap = self.runtime.snapshot(workflow, created_at)
+        diff = self._diff(held, workflow)
+        variables = to_json_value(snap.variables)
+        if snap.status == "running":
+            self._keep(command, held, command["new_token"])
+        else:
+            self._drop(command)
+        return {"ok": True, "header": dump_header(workflow), **diff, "snapshot": _snapshot_json(snap, variables),
+                "extra": extra}
+
+    def _keep(self, command: dict[str, Any], held: _Held, token: str) -> None:
+        instance_id = command["instance"]["id"] if command.get("instance") else command["instance_id"]
+        self.cache[(instance_id, token)] = held
+        self.cache.move_to_end((instance_id, token))
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+
+    def _diff(self, held: _Held, workflow: Any) -> dict[str, Any]:
+        """The task rows to insert, rewrite and delete; a task is stored as its changes against its parent's
+        data, so it is rewritten when it changed itself, or when its parent did."""
+        stored = held.stored
+        next_seq = max((seq for _, seq in stored.values()), default=-1) + 1
+        tasks = iter_tasks(workflow)
+        changed: dict[Any, bool] = {}
+        current: dict[str, tuple[Any, int]] = {}
+        for _, task in tasks:
+            before = stored.get(str(task.id))
+            fingerprint = _fingerprint(task)
+            changed[task.id] = before is None or fingerprint is None or fingerprint != before[0]
+            current[str(task.id)] = (fingerprint, before[1] if before is not None else -1)
+        inserts: list[list[Any]] = []
+        updates: list[list[Any]] = []
+        for key, task in tasks:
+            task_id = str(task.id)
+            fingerprint, seq = current[task_id]
+            rewrite = seq < 0 or changed[task.id] or (task._parent is not None and changed.get(task._parent, True))
+            if not rewrite:
+                continue
+            found = problems(task.data, python_values=True)
+            if found:
+                path, reason = next(iter(found.items()))
+                raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}",
+                              element_id=task.task_spec.bpmn_id if hasattr(task.task_spec, "bpmn_id") else None,
+                              errors=found)
+            body = dump_task(task)
+            if seq < 0:
+                current[task_id] = (fingerprint, next_seq)
+                inserts.append([key, task_id, next_seq, body])
+                next_seq += 1
+            else:
+                updates.append([task_id, body])
+        found = problems(workflow.data, python_values=True)
+        if found:
+            path, reason = next(iter(found.items()))
+            raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}", errors=found)
+        deletes = [task_id for task_id in stored if task_id not in current]
+        held.stored = current
+        return {"inserts": inserts, "updates": updates, "deletes": deletes}
+
+
+def _snapshot_json(snap: Snapshot, variables: Any) -> dict[str, Any]:
+    def when(value: datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "status": snap.status, "end_event": snap.end_event, "variables": variables,
+        "open_tasks": [{**t.__dict__, "due_at": when(t.due_at)} for t in snap.open_tasks],
+        "waiting": [{**w.__dict__, "due_at": when(w.due_at)} for w in snap.waiting],
+    }
+
+
+def _differences(got: Any, want: Any, path: str = "") -> list[str]:
+    if isinstance(got, dict) and isinstance(want, dict):
+        found: list[str] = []
+        for key in sorted(set(got) | set(want)):
+            if got.get(key) != want.get(key):
+                found += _differences(got.get(key), want.get(key), f"{path}/{key}")
+        return found[:10]
+    return [f"{path}: {got!r:.200} != {want!r:.200}"]
+
+
+# ---- the process ---------------------------------------------------------------------------------------
+
+def _limit_memory(headroom_mb: int) -> None:
+    """Cap the address space at what the worker uses now plus the headroom a step may take."""
+    if headroom_mb <= 0:
+        return
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[0])
+    current = pages * os.sysconf("SC_PAGE_SIZE")
+    limit = current + headroom_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _die_with_parent() -> None:
+    """The kernel kills the worker when the process that started it goes (Linux)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main(conn: Any, config: dict[str, Any], progress: Any) -> None:
+    """The worker's loop: one command at a time, until the service closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the service, which stops its workers
+    _die_with_parent()
+    calendar_file = config.get("calendar_file")
+    calendar = BusinessCalendar.from_file(Path(calendar_file) if calendar_file else None)
+    runtime = Runtime(CommandClock(), calendar, config["step_time_limit"])
+
+    def report(element_id: str) -> None:
+        progress.value = element_id.encode("utf-8", "replace")[:250]
+
+    runtime.script_engine.progress = report
+    engine = WorkerEngine(runtime, config.get("cache_size", 128))
+    _limit_memory(config.get("memory_limit_mb", 0))
+    while True:
+        try:
+            command = conn.recv()
+        except (EOFError, OSError):
+            return
+        progress.value = b""
+        try:
+            reply = engine.handle(command)
+            body = json.dumps(reply, separators=(",", ":"), allow_nan=False)
+        except MemoryError:
+            engine.cache.clear()
+            conn.send_bytes(json.dumps({"ok": False, "error": "memory", "element_id": progress.value.decode(
+                "utf-8", "replace") or None, "message": "the diagram's code took more memory than allowed"}).encode())
+            os._exit(3)  # start afresh: the heap may be fragmented
+        except Exception as e:  # noqa: BLE001 - whatever happened, the service gets an answer
+            engine.cache.clear()
+            body = json.dumps({"ok": False, "error": "internal", "message": f"{type(e).__name__}: {e}"[:2000]})
+        conn.send_bytes(body.encode("utf-8"))
