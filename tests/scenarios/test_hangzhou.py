@@ -2,7 +2,7 @@
 REST as the OA system and the departments would drive it."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,7 @@ def to_approved(api: Api, iid: str, bk: str) -> None:
     issue_budget(api, iid)
     if open_ids(api, iid) == ["commission_fsr"]:
         api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
-        api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_doc": "杭发改审批〔2026〕1号"})
+        api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_date": "2026-03-02", "approval_doc": "杭发改审批〔2026〕1号"})
     assert open_ids(api, iid) == ["file_impl_plan"]
 
 
@@ -73,7 +73,7 @@ def to_built(api: Api, iid: str, bk: str, contract_wan: Any = 80) -> None:
     if open_ids(api, iid) == ["commission_supervisor"]:
         api.complete(iid, "commission_supervisor", {"supervisor_name": "某监理公司"})
     api.complete(iid, "procurement", {"procurement_method": "open_tender"})
-    api.message("contract_signed", bk, {"signed_at": "2026-04-01"})
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01"})
     api.complete(iid, "file_contract", {"contract_wan": contract_wan, "warranty_years": 2})
     api.message("construction_completed", bk)
 
@@ -81,7 +81,7 @@ def to_built(api: Api, iid: str, bk: str, contract_wan: Any = 80) -> None:
 def to_acceptance_prep(api: Api, iid: str, bk: str) -> None:
     """Trial run (build/dev projects), security assessments and catalogues."""
     if "wait_trial_start" in waiting(api, iid):
-        api.message("trial_run_started", bk)
+        api.message("trial_run_started", bk, {"trial_started_on": "2026-03-02"})
         api.fire_timer(iid, "trial_run")
     api.complete(iid, "security_assessment", {"dengbao_report_ref": "DB-1", "crypto_report_ref": "MP-1"})
     api.complete(iid, "catalog_compilation", {"catalog_ref": "ML-1"})
@@ -99,17 +99,17 @@ def test_full_lifecycle_to_completion(lifecycle_api: Api) -> None:
     issue_budget(api, iid)
     assert api.variables(iid)["track"] == "approval"
     api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
-    api.complete(iid, "ndrc_approval", {"decision": "pass"})
+    api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_date": "2026-03-02"})
     api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
     assert open_ids(api, iid) == ["commission_supervisor"]
     api.complete(iid, "commission_supervisor", {"supervisor_name": "某监理公司"})
     api.complete(iid, "procurement", {"procurement_method": "competitive_consultation"})
     assert "wait_contract" in waiting(api, iid)
-    api.message("contract_signed", bk)
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01"})
     api.complete(iid, "file_contract", {"contract_wan": 120, "warranty_years": 3, "ip_clause": True,
                                         "bond_clause": True})
     api.message("construction_completed", bk)
-    api.message("trial_run_started", bk)
+    api.message("trial_run_started", bk, {"trial_started_on": "2026-03-02"})
     assert open_ids(api, iid) == [] and "trial_run" in waiting(api, iid)
     api.advance(timedelta(days=32))
     assert open_ids(api, iid) == ["security_assessment"]
@@ -138,7 +138,7 @@ def test_small_project_without_optional_steps_completes(lifecycle_api: Api) -> N
     assert open_ids(api, iid) == ["security_assessment"]
     to_acceptance_prep(api, iid, bk)
     assert open_ids(api, iid) == ["acceptance"]
-    api.complete(iid, "acceptance", {"decision": "pass"})
+    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-03-02"})
     api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-2"})
     assert open_ids(api, iid) == ["performance_evaluation"]
     api.complete(iid, "performance_evaluation", {"decision": "pass"})
@@ -153,7 +153,7 @@ def test_key_project_conformity_check_feeds_the_evaluation(lifecycle_api: Api) -
     to_approved(api, iid, bk)
     to_built(api, iid, bk, contract_wan=60)
     to_acceptance_prep(api, iid, bk)
-    api.complete(iid, "acceptance", {"decision": "pass"})
+    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-03-02"})
     api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-3"})
     task = api.open_task(iid, "conformity_check")
     assert task["candidate_groups"] == ["data_bureau"]
@@ -189,7 +189,7 @@ def test_approval_track_and_supervision_at_100(lifecycle_api: Api, budget: str, 
     if track == "approval":
         assert open_ids(api, iid) == ["commission_fsr"]
         api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
-        api.complete(iid, "ndrc_approval", {"decision": "pass"})
+        api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_date": "2026-03-02"})
     assert open_ids(api, iid) == ["file_impl_plan"]
     api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
     assert api.variables(iid)["supervision_required"] is supervised
@@ -299,7 +299,7 @@ def test_rejection_at_each_review_ends_rejected(lifecycle_api: Api, stage: str) 
         api.message("npc_budget_approved", bk)
         issue_budget(api, iid)
         api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
-    api.complete(iid, stage, {"decision": "reject"})
+    api.complete(iid, stage, {"decision": "reject", **({"approval_date": "2026-03-02"} if stage == "ndrc_approval" else {})})
     inst = api.instance(iid)
     assert inst["status"] == "completed" and inst["end_event"] == "end_rejected"
     assert inst["open_tasks"] == []
@@ -366,10 +366,10 @@ def test_feasibility_study_sent_back_by_ndrc(lifecycle_api: Api) -> None:
     issue_budget(api, iid)
     api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
     assert api.open_task(iid, "ndrc_approval")["candidate_groups"] == ["development_reform"]
-    api.complete(iid, "ndrc_approval", {"decision": "revise"})
+    api.complete(iid, "ndrc_approval", {"decision": "revise", "approval_date": "2026-03-02"})
     assert open_ids(api, iid) == ["commission_fsr"]
     api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-2"})
-    api.complete(iid, "ndrc_approval", {"decision": "pass"})
+    api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_date": "2026-03-02"})
     assert open_ids(api, iid) == ["file_impl_plan"]
 
 
@@ -385,13 +385,13 @@ def test_failed_testing_and_failed_acceptance_are_rectified(lifecycle_api: Api) 
     api.complete(iid, "rectify", {"rectification_report": "修复缺陷"})
     assert open_ids(api, iid) == ["acceptance_testing"]
     api.complete(iid, "acceptance_testing", {"decision": "pass"})
-    api.complete(iid, "acceptance", {"decision": "revise", "acceptance_opinion": "数据归集不全"})
+    api.complete(iid, "acceptance", {"decision": "revise", "acceptance_date": "2026-03-02", "acceptance_opinion": "数据归集不全"})
     assert open_ids(api, iid) == ["rectify"]
     api.complete(iid, "rectify", {"rectification_report": "补齐数据归集"})
     # re-acceptance: the testing decision is taken again and the tests are redone
     assert open_ids(api, iid) == ["acceptance_testing"]
     api.complete(iid, "acceptance_testing", {"decision": "pass"})
-    api.complete(iid, "acceptance", {"decision": "pass"})
+    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-03-02"})
     assert open_ids(api, iid) == ["upload_acceptance"]
 
 
@@ -404,47 +404,104 @@ def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
     to_approved(api, iid, bk)
     to_built(api, iid, bk)
     assert "wait_trial_start" in waiting(api, iid)
-    api.message("trial_run_started", bk)
+    api.message("trial_run_started", bk, {"trial_started_on": "2026-03-02"})
     api.advance(timedelta(days=27))
     assert open_ids(api, iid) == [] and "trial_run" in waiting(api, iid)
     api.advance(timedelta(days=5))
     assert open_ids(api, iid) == ["security_assessment"]
 
 
-@pytest.mark.parametrize("task, timer, notice, end", [
-    ("file_impl_plan", "impl_plan_overdue", "impl_plan_overdue_notice", "end_impl_plan_notice"),
-    ("file_contract", "contract_overdue", "contract_overdue_notice", "end_contract_notice"),
-    ("upload_acceptance", "acceptance_overdue", "acceptance_overdue_notice", "end_acceptance_notice"),
+CHINA = timezone(timedelta(hours=8))
+
+
+def end_of_day(day: str) -> datetime:
+    """24:00 China time at the end of `day`."""
+    return datetime.fromisoformat(day).replace(tzinfo=CHINA) + timedelta(days=1)
+
+
+@pytest.mark.parametrize("task, timer, notice, budget, reported, due_day", [
+    # 第十八条 budget track: 完成立项 = 预算下达日期 (第十七条), reported on arrange_funds
+    ("file_impl_plan", "impl_plan_overdue", "impl_plan_overdue_notice", 80, "2026-02-20", "2026-03-07"),
+    # 第十八条 approval track: 完成立项 = 市发改委审批日期
+    ("file_impl_plan", "impl_plan_overdue", "impl_plan_overdue_notice", 150, "2026-02-25", "2026-03-12"),
+    # 第二十二条: 合同签订之日, carried by the contract_signed message
+    ("file_contract", "contract_overdue", "contract_overdue_notice", 80, "2026-02-24", "2026-03-11"),
+    # 第二十九条: 验收通过之日, entered on the acceptance task
+    ("upload_acceptance", "acceptance_overdue", "acceptance_overdue_notice", 80, "2026-02-26", "2026-03-13"),
 ])
-def test_fifteen_day_filings_notify_the_office(lifecycle_api: Api, task: str, timer: str, notice: str,
-                                               end: str) -> None:
-    """第十八条、第二十二条、第二十九条: 15 days to file; overdue → the office is notified, the filing stays open."""
+def test_fifteen_day_filings_run_from_the_reported_date(lifecycle_api: Api, task: str, timer: str, notice: str,
+                                                       budget: int, reported: str, due_day: str) -> None:
+    """第十八条、第二十二条、第二十九条: 15 days from the date the article names, as reported (the start day not
+    counted), not from when the task opened; overdue → the office is notified, the filing stays open."""
     api = lifecycle_api
-    bk = f"HZ-D-{task}"
-    iid = start(api, bk, is_build_dev=False)
-    to_approved(api, iid, bk)
+    bk = f"HZ-D-{task}-{budget}"
+    iid = start(api, bk, is_build_dev=False, budget_wan=budget)
+    to_budget(api, iid, bk)
+    api.complete(iid, "arrange_funds", {"budget_amount_wan": budget,
+                                        "budget_issued_date": reported if budget < 100 else "2026-02-10"})
+    if budget >= 100:
+        api.complete(iid, "commission_fsr", {"fsr_agency": "某咨询公司", "fsr_ref": "FSR-1"})
+        api.complete(iid, "ndrc_approval", {"decision": "pass", "approval_date": reported})
     if task != "file_impl_plan":
         api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+        if budget >= 100:
+            api.complete(iid, "commission_supervisor", {"supervisor_name": "某监理公司"})
         api.complete(iid, "procurement", {"procurement_method": "below_limit"})
-        api.message("contract_signed", bk)
+        api.message("contract_signed", bk, {"signed_on": reported if task == "file_contract" else "2026-02-27"})
     if task == "upload_acceptance":
         api.complete(iid, "file_contract", {"contract_wan": 50})
         api.message("construction_completed", bk)
         to_acceptance_prep(api, iid, bk)
-        api.complete(iid, "acceptance", {"decision": "pass"})
+        api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": reported})
     assert open_ids(api, iid) == [task]
-    assert timer in waiting(api, iid)
+    due = end_of_day(due_day)
     filing = api.open_task(iid, task)
-    due = datetime.fromisoformat(filing["due_at"]) - datetime.fromisoformat(filing["created_at"])
-    assert due == timedelta(days=15)
-    api.advance(timedelta(days=14))
+    assert datetime.fromisoformat(filing["due_at"]) == due
+    assert datetime.fromisoformat(filing["created_at"]) + timedelta(days=15) != due   # not from the task's start
+    timers = {w["element_id"]: w for w in api.waiting(iid)}
+    assert datetime.fromisoformat(timers[timer]["due_at"]) == due
+    api.advance(due - timedelta(minutes=1) - api.clock.now())
     assert open_ids(api, iid) == [task]
-    api.advance(timedelta(days=2))
+    api.advance(timedelta(minutes=2))
     assert open_ids(api, iid) == sorted([task, notice])
     assert api.open_task(iid, notice)["candidate_groups"] == ["data_bureau"]
     api.complete(iid, notice, {"notice_note": "请尽快备案"})
     inst = api.instance(iid)
     assert inst["status"] == "running" and open_ids(api, iid) == [task]
+
+
+def test_contract_message_must_carry_the_signing_date(lifecycle_api: Api) -> None:
+    """The contract_signed payload declares signed_on (date, required): without it, or not a date, 422."""
+    api = lifecycle_api
+    bk = "HZ-M-1"
+    iid = start(api, bk, is_build_dev=False)
+    to_approved(api, iid, bk)
+    api.complete(iid, "file_impl_plan", {"impl_plan_ref": "SSFA-1"})
+    api.complete(iid, "procurement", {"procurement_method": "below_limit"})
+    for variables_ in ({}, {"signed_on": "not a date"}):
+        r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": bk, "variables": variables_})
+        assert r.status_code == 422 and "signed_on" in r.json()["errors"], r.text
+    assert "wait_contract" in waiting(api, iid)
+    api.message("contract_signed", bk, {"signed_on": "2026-02-27"})
+    form = {f["id"] for f in task_detail(api, iid, "file_contract")["form"]}
+    assert "contract_signed_date" not in form and "signed_on" not in form
+
+
+def test_trial_run_counts_from_the_reported_start(lifecycle_api: Api) -> None:
+    """第二十八条（一）: at least a month from the reported start of the trial run, not from the report."""
+    api = lifecycle_api
+    bk = "HZ-D-3"
+    iid = start(api, bk)
+    to_approved(api, iid, bk)
+    to_built(api, iid, bk)
+    api.message("trial_run_started", bk, {"trial_started_on": "2026-02-20"})
+    due = end_of_day("2026-03-20")
+    timers = {w["element_id"]: w for w in api.waiting(iid)}
+    assert datetime.fromisoformat(timers["trial_run"]["due_at"]) == due
+    api.advance(due - timedelta(minutes=1) - api.clock.now())
+    assert open_ids(api, iid) == []
+    api.advance(timedelta(minutes=2))
+    assert open_ids(api, iid) == ["security_assessment"]
 
 
 def test_filing_on_time_cancels_the_deadline(lifecycle_api: Api) -> None:
