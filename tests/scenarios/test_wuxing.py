@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -83,8 +83,8 @@ def to_procurement(api: Api, bk: str, **overrides: Any) -> str:
 def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_procurement(api, bk, **overrides)
     api.complete(iid, "procure", {})
-    api.message("contract_signed", bk, {"contract_wan": 280})
-    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True,
+    api.message("contract_signed", bk, {"signed_on": "2026-03-02"})
+    api.complete(iid, "upload_contract", {"ip_clause_included": True,
                                           "warranty_years": 3})
     # implementation: waiting for the OA system to report completion or a change request
     assert api.open_elements(iid) == []
@@ -94,7 +94,7 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
 
 def to_preliminary(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_implementation(api, bk, **overrides)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-001"})
     assert api.open_elements(iid) == ["preliminary_acceptance"]
     return iid
@@ -109,7 +109,7 @@ def through_trial_run(api: Api, iid: str) -> None:
 
 def to_final(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_preliminary(api, bk, **overrides)
-    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-03-02"})
     through_trial_run(api, iid)
     assert api.open_elements(iid) == ["apply_final_acceptance"]
     return iid
@@ -142,10 +142,10 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司", "supervisor_independent": True})
     api.complete(iid, "procure", {"procurement_ref": "CG-1"})
     assert "contract_signed" in [w.get("name") for w in api.waiting(iid)]
-    api.message("contract_signed", bk, {"contract_wan": 2400})
-    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-05-06", "ip_clause_included": True,
+    api.message("contract_signed", bk, {"signed_on": "2026-03-02"})
+    api.complete(iid, "upload_contract", {"ip_clause_included": True,
                                           "warranty_years": 3, "contract_amount_wan": 2400})
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-9"})
     api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-09-01"})
     through_trial_run(api, iid)
@@ -427,14 +427,60 @@ def test_supervision_from_100(lifecycle_api: Api, budget: float, supervised: boo
     assert api.instance(iid)["variables"]["supervision_required"] is supervised
 
 
+def due(api: Api, iid: str, element: str) -> datetime:
+    timers = [w for w in api.waiting(iid) if w.get("element_id") == element]
+    assert len(timers) == 1, (element, api.waiting(iid))
+    return datetime.fromisoformat(timers[0]["due_at"])
+
+
+def china_midnight(day: str) -> datetime:
+    """24:00 China time at the end of the day: the moment a deadline day is over."""
+    return datetime.fromisoformat(day + "T16:00:00+00:00")
+
+
+def test_contract_message_must_carry_the_signing_date(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-CONTRACT-PAYLOAD"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {})
+    waiting = [w for w in api.waiting(iid) if w.get("name") == "contract_signed"]
+    assert [f["id"] for f in waiting[0]["payload"]] == ["signed_on"]
+    for variables, field in (({}, "signed_on"), ({"signed_on": "2026-02-30"}, "signed_on"),
+                             ({"signed_on": "2026-03-02", "contract_wan": 280}, "contract_wan")):
+        r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": bk, "variables": variables})
+        assert r.status_code == 422 and field in r.json()["errors"], r.text
+    assert api.open_elements(iid) == []
+    api.message("contract_signed", bk, {"signed_on": "2026-03-02"})
+    # the upload form does not ask again for the signing date the message brought
+    task = api.open_task(iid, "upload_contract")
+    form = api.as_("a", "applicant").get(f"/tasks/{task['id']}").json()["form"]
+    assert "contract_signed_date" not in {f["id"] for f in form} and "signed_on" not in {f["id"] for f in form}
+
+
+def test_contract_upload_deadline_runs_from_the_reported_signing_date(lifecycle_api: Api) -> None:
+    """第十五条: 5 working days from the signing, not from when the OA system reported it."""
+    api = lifecycle_api
+    bk = "WX-CONTRACT-LATE"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {})
+    api.advance(timedelta(days=14))  # Monday 2026-03-16, 09:00
+    api.message("contract_signed", bk, {"signed_on": "2026-03-09"})
+    # 5 working days after Monday 03-09: 03-10 … 03-13 and Monday 03-16, so due at its end, not a week later
+    assert due(api, iid, "contract_upload_deadline") == china_midnight("2026-03-16")
+    assert datetime.fromisoformat(api.open_task(iid, "upload_contract")["due_at"]) == china_midnight("2026-03-16")
+    api.advance(timedelta(hours=14, minutes=59))  # 23:59 China time on the last day
+    assert api.open_elements(iid) == ["upload_contract"]
+    api.advance(timedelta(minutes=2))
+    assert api.open_elements(iid) == ["contract_upload_overdue", "upload_contract"]
+
+
 def test_contract_upload_deadline_is_five_working_days(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "WX-CONTRACT"
     iid = to_procurement(api, bk)
     api.complete(iid, "procure", {})
-    api.message("contract_signed", bk)
-    timers = [w for w in api.waiting(iid) if w.get("element_id") == "contract_upload_deadline"]
-    assert len(timers) == 1
+    api.message("contract_signed", bk, {"signed_on": "2026-03-02"})
+    assert due(api, iid, "contract_upload_deadline") == china_midnight("2026-03-09")
     # signed on Monday 2026-03-02: four days later nothing is due yet, after the weekend it is
     api.advance(timedelta(days=4))
     assert api.open_elements(iid) == ["upload_contract"]
@@ -443,7 +489,7 @@ def test_contract_upload_deadline_is_five_working_days(lifecycle_api: Api) -> No
     assert api.open_task(iid, "contract_upload_overdue")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "contract_upload_overdue", {"reminder_note": "请尽快上传"})
     # the upload itself is still the applicant's to do
-    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-03-02", "ip_clause_included": True})
+    api.complete(iid, "upload_contract", {"ip_clause_included": True})
     assert api.open_elements(iid) == []
     assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
 
@@ -453,12 +499,12 @@ def test_warranty_below_three_years_is_refused(lifecycle_api: Api) -> None:
     bk = "WX-WARRANTY"
     iid = to_procurement(api, bk)
     api.complete(iid, "procure", {})
-    api.message("contract_signed", bk)
+    api.message("contract_signed", bk, {"signed_on": "2026-03-02"})
     task = api.open_task(iid, "upload_contract")
     client = api.as_("a", "applicant")
     client.post(f"/tasks/{task['id']}/claim")
     r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {
-        "contract_signed_date": "2026-03-02", "ip_clause_included": True, "warranty_years": 2}})
+        "ip_clause_included": True, "warranty_years": 2}})
     assert r.status_code == 422 and "warranty_years" in r.json()["errors"]
 
 
@@ -504,7 +550,7 @@ def test_two_changes_and_a_refused_one(lifecycle_api: Api) -> None:
         assert api.open_task(iid, "change_joint_review")["candidate_groups"] == JOINT_BODY
         api.complete(iid, "change_joint_review", {"decision": decision})
         assert api.open_elements(iid) == []
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-2"})
     assert api.open_elements(iid) == ["preliminary_acceptance"]
 
@@ -528,7 +574,7 @@ def test_changes_run_beside_the_implementation(lifecycle_api: Api) -> None:
         assert r.status_code == 200, r.text
     # the 150万 change (over 10 % and over 100万) waits for the joint review; the 20万 one is settled
     assert api.open_elements(iid) == ["change_joint_review"]
-    r = api.message("construction_completed", bk)
+    r = api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
     assert r["process_instance_id"] == iid
     assert api.open_elements(iid) == ["change_joint_review", "register_irs"]
     assert "change_requested" not in {w.get("name") for w in api.waiting(iid)}  # implementation is over
@@ -550,7 +596,7 @@ def test_shutdown_request_terminates(lifecycle_api: Api) -> None:
 def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_preliminary(api, "WX-PRE")
-    api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "revise", "preliminary_acceptance_date": "2026-03-02"})
     assert api.open_elements(iid) == ["rectify_preliminary"]
     # the 3-month rectification deadline notifies the data bureau and leaves the rectification open
     api.fire_timer(iid, "rectify_preliminary_deadline")
@@ -559,14 +605,14 @@ def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -
     api.complete(iid, "rectify_preliminary_overdue", {})
     api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
     assert api.open_elements(iid) == ["preliminary_acceptance"]
-    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-04-01"})
     assert api.open_elements(iid) == ["security_assessment"]
 
 
 def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_preliminary(api, "WX-TRIAL")
-    api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-03-02"})
     api.complete(iid, "security_assessment", {"security_assessment_ref": "A-1"})
     assert api.open_elements(iid) == []
     api.advance(timedelta(days=27))
@@ -584,7 +630,7 @@ def test_trial_run_lasts_at_least_a_month(lifecycle_api: Api) -> None:
 def test_preliminary_three_month_deadline_notifies(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_preliminary(api, "WX-PRE-LATE")
-    assert "preliminary_deadline" in [w.get("element_id") for w in api.waiting(iid)]
+    assert due(api, iid, "preliminary_deadline") == china_midnight("2026-06-02")
     api.advance(timedelta(days=93))
     assert api.open_elements(iid) == ["preliminary_acceptance", "preliminary_overdue"]
     api.complete(iid, "preliminary_overdue", {"reminder_note": "督办"})
@@ -790,3 +836,77 @@ def test_decision_table_rows_do_not_overlap_and_cover_every_input(decision: str)
         matching = [n for n, row in enumerate(rows)
                     if all(_cell_matches(cell, v) for cell, v in zip(row, values, strict=True))]
         assert len(matching) == 1, (decision, scope, matching)
+
+
+# ---- deadlines from reported dates (第十五、二十条) ---------------------------------------------------------
+
+def test_preliminary_deadline_runs_from_the_reported_completion_date_while_the_catalogue_is_open(
+        lifecycle_api: Api) -> None:
+    """第二十条: 3 months from 基本完成建设 as reported, armed at once: the IRS catalogue is the stage's first step,
+    so a long catalogue no longer delays the reminder."""
+    api = lifecycle_api
+    bk = "WX-PRE-DATE"
+    iid = to_implementation(api, bk)
+    api.advance(timedelta(days=20))  # Sunday 2026-03-22: the report arrives three weeks after completion
+    api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
+    assert api.open_elements(iid) == ["register_irs"]
+    assert due(api, iid, "preliminary_deadline") == china_midnight("2026-06-02")
+    api.advance(datetime(2026, 6, 2, 15, 59, tzinfo=UTC) - api.clock.now())
+    assert api.open_elements(iid) == ["register_irs"]
+    api.advance(timedelta(minutes=2))
+    assert api.open_elements(iid) == ["preliminary_overdue", "register_irs"]
+
+
+def test_construction_completed_must_carry_its_date(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WX-PRE-PAYLOAD"
+    iid = to_implementation(api, bk)
+    r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": {}})
+    assert r.status_code == 422 and "completed_on" in r.json()["errors"]
+    assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
+
+
+@pytest.mark.parametrize("failed_on, due_day", [("2026-03-02", "2026-06-02"), ("2026-03-03", "2026-06-03")])
+def test_rectification_deadline_runs_from_the_date_of_the_failed_preliminary_acceptance(
+        lifecycle_api: Api, failed_on: str, due_day: str) -> None:
+    """第二十条: 3 months of rectification from the failed 初验, on the date entered, not when it was recorded."""
+    api = lifecycle_api
+    iid = to_preliminary(api, "WX-RECT")
+    api.advance(timedelta(days=3))
+    api.complete(iid, "preliminary_acceptance", {"decision": "revise", "preliminary_acceptance_date": failed_on})
+    assert due(api, iid, "rectify_preliminary_deadline") == china_midnight(due_day)
+
+
+ORDERS = [OPINIONS, tuple(reversed(OPINIONS)),
+          ("opinion_police", "opinion_reform", "opinion_crypto", "opinion_finance", "opinion_cyber"),
+          ("opinion_cyber", "opinion_police", "opinion_finance", "opinion_reform", "opinion_crypto")]
+ANSWERS = [dict.fromkeys(OPINIONS, "agree"),
+           {"opinion_reform": "disagree", "opinion_finance": "agree_with_changes", "opinion_cyber": "agree",
+            "opinion_crypto": "disagree", "opinion_police": "not_applicable"}]
+
+
+@pytest.mark.parametrize("answers", ANSWERS, ids=["all_agree", "mixed"])
+@pytest.mark.parametrize("order", ORDERS, ids=["forward", "reversed", "police_first", "cyber_first"])
+def test_no_opinion_is_lost_whatever_the_order(lifecycle_api: Api, order: tuple[str, ...],
+                                                answers: dict[str, str]) -> None:
+    """The five parallel opinions write five fields: none overwrites another, in any completion order, and the
+    data bureau's 初审 task shows each department's answer with its comment."""
+    api = lifecycle_api
+    iid = start(api, "WX-ORDER", construction_category="multi_agency")
+    for element in order:
+        task = api.open_task(iid, element)
+        group = task["candidate_groups"][0]
+        client = api.as_(f"{group}_user", group)
+        assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
+        r = client.post(f"/tasks/{task['id']}/complete", json={
+            "variables": {CONCLUSION[element]: answers[element]}, "comment": f"{group} 意见"})
+        assert r.status_code == 200, r.text
+    variables = api.variables(iid)
+    assert {CONCLUSION[e]: variables[CONCLUSION[e]] for e in OPINIONS} == {CONCLUSION[e]: answers[e] for e in OPINIONS}
+    prereview = api.open_task(iid, "prereview")
+    detail = api.as_("d", "data_bureau").get(f"/tasks/{prereview['id']}").json()
+    seen = {t["element_id"]: t for t in detail["completed_tasks"] if t["element_id"] in OPINIONS}
+    assert set(seen) == set(OPINIONS)
+    for element, record in seen.items():
+        assert record["submitted"] == {CONCLUSION[element]: answers[element]}
+        assert record["comment"] == f"{record['candidate_groups'][0]} 意见"
