@@ -51,6 +51,8 @@ def deploy_directory(ctx: AppContext) -> None:
     result = definition_service.deploy(ctx, SYSTEM, files, source=f"directory:{directory.name}")
     for d in result.definitions:
         log.info("deployed %s version %s", d.key, d.version)
+    for warning in result.warnings:
+        log.warning("%s", warning)
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:

@@ -52,6 +52,8 @@ class DeploymentOut(BaseModel):
     deployment_id: int | None
     definitions: list[ProcessDefinitionOut]
     unchanged: list[str] = Field(default_factory=list, description="process keys whose content was already deployed")
+    warnings: list[str] = Field(default_factory=list,
+                                description="what deploys but deserves a look (e.g. decision-table rows that overlap)")
 
 
 class TaskSummary(BaseModel):

@@ -85,6 +85,8 @@ class WorkerEngine:
         try:
             if op == "ping":
                 return {"ok": True, "pid": os.getpid()}
+            if op == "check_decisions":
+                return {"ok": True, "warnings": self._check_decisions(command["files"])}
             if op == "forget":
                 for key in [k for k in self.cache if k[0] == command["instance"]["id"]]:
                     del self.cache[key]
@@ -111,6 +113,23 @@ class WorkerEngine:
         instance = command.get("instance")
         if instance:
             self.cache.pop((instance["id"], instance["token"]), None)
+
+    def _check_decisions(self, files: dict[str, bytes]) -> list[str]:
+        from service.engine.decisions import overlaps
+        from service.engine.deployment import parse_files
+
+        warnings: list[str] = []
+        seen: set[str] = set()
+        for parsed in parse_files(files):
+            for spec in [parsed.spec, *parsed.subprocess_specs.values()]:
+                for task_spec in spec.task_specs.values():
+                    engine = getattr(task_spec, "dmnEngine", None)
+                    table = getattr(engine, "decision_table", None)
+                    if table is None or table.id in seen:
+                        continue
+                    seen.add(table.id)
+                    warnings += overlaps(table, self.runtime.script_engine.environment)
+        return warnings
 
     # ---- models and workflows --------------------------------------------------------------------------
     def _model(self, command: dict[str, Any]) -> ProcessModel:

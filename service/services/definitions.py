@@ -12,6 +12,7 @@ from service.db.models import Deployment, ProcessDefinition
 from service.engine.deployment import ModelError, parse_files
 from service.engine.forms import FormField, schema_for_api
 from service.engine.runtime import ProcessModel
+from service.engine.sandbox import EngineFailure
 from service.errors import Forbidden, InvalidModel, NotFound
 from service.schemas import DeploymentOut, FormFieldOut, ProcessDefinitionOut
 from service.services.context import AppContext
@@ -39,11 +40,25 @@ def deploy(ctx: AppContext, principal: Principal, files: dict[str, bytes], sourc
     except ModelError as e:
         raise InvalidModel(f"{e.file or 'deployment'}: {e.message}", file=e.file, element_id=e.element_id,
                            line=e.line) from None
+    with ctx.read() as session:
+        new = [p for p in parsed if session.scalar(select(ProcessDefinition.id).where(
+            ProcessDefinition.key == p.key, ProcessDefinition.content_hash == p.content_hash)) is None]
+    warnings = decision_warnings(ctx, files) if new else []
     with ctx.write() as session:
         out = _store(ctx, session, principal, parsed, source)
+        out.warnings = warnings
         if idem is not None:
             idem.store(session, 201, out)
     return out
+
+
+def decision_warnings(ctx: AppContext, files: dict[str, bytes]) -> list[str]:
+    """Decision-table rows that overlap (their order decides); checked in an engine worker (it runs the cells)."""
+    try:
+        reply = ctx.pool.run({"op": "check_decisions", "files": files}, model_files=lambda: None)
+    except EngineFailure as e:
+        return [f"the decision tables could not be checked: {e.message}"]
+    return list(reply.get("warnings") or []) if isinstance(reply, dict) else []
 
 
 def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list[Any], source: str) -> DeploymentOut:

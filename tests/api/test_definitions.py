@@ -128,3 +128,20 @@ def test_unknown_definition_is_404(api: Api) -> None:
         r = api.admin.get(path)
         assert r.status_code == 404 and r.json()["status"] == 404
     assert api.admin.get("/process-definitions/review/xml", params={"version": 9}).status_code == 404
+
+
+def test_overlapping_decision_rows_are_reported_at_deploy(api: Api) -> None:
+    from tests.support import FIXTURES
+
+    bpmn = (FIXTURES / "review.bpmn").read_bytes().replace(b'id="review"', b'id="review_overlap"')
+    dmn = (FIXTURES / "review.dmn").read_bytes()
+    clean = api.admin.post("/deployments", files=[("files", ("review_overlap.bpmn", bpmn)),
+                                                 ("files", ("review.dmn", dmn))])
+    assert clean.status_code == 201 and clean.json()["warnings"] == [], clean.text
+    # "< 100" widened to "<= 100": at 100 both rows match, and under FIRST the first one wins
+    overlapping = dmn.replace(b"&lt; 100", b"&lt;= 100")
+    r = api.admin.post("/deployments", files=[("files", ("review_overlap.bpmn", bpmn)),
+                                             ("files", ("review.dmn", overlapping))])
+    assert r.status_code == 201, r.text
+    warnings = r.json()["warnings"]
+    assert len(warnings) == 1 and "rows 1 and 2" in warnings[0] and "Decimal('100')" in warnings[0], warnings
