@@ -47,8 +47,10 @@ def _visible_condition(principal: Principal) -> Any:
 
 
 def start(ctx: AppContext, session: Session, principal: Principal, process_key: str, business_key: str | None,
-          variables: dict[str, Any]) -> ProcessInstanceOut:
-    definition = definitions.latest(session, process_key)
+          variables: dict[str, Any], version: int | None = None) -> ProcessInstanceOut:
+    """Start the latest version of a process, or the given version."""
+    definition = (definitions.latest(session, process_key) if version is None
+                  else definitions.version(session, process_key, version))
     starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
     if (starters or starter_users) and not principal.is_admin and not (
         principal.groups.intersection(starters) or principal.user in starter_users
