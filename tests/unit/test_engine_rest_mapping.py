@@ -103,6 +103,7 @@ def test_values_out_are_typed_the_camunda_way() -> None:
     assert typed("2026-06-01", "date") == {"type": "Date", "value": "2026-06-01T00:00:00.000+0800", "valueInfo": {}}
     assert typed(None, "long") == {"type": "Long", "value": None, "valueInfo": {}}
     assert typed(320.0, "long")["value"] == 320 and typed("12.5", "decimal")["value"] == 12.5
+    assert typed(30, "decimal") == {"type": "Double", "value": 30.0, "valueInfo": {}}
     assert typed(datetime(2026, 3, 2, 1, 0, tzinfo=UTC))["value"] == "2026-03-02T09:00:00.000+0800"
 
 

@@ -287,6 +287,8 @@ def typed(value: Any, field_type: str | None = None) -> dict[str, Any]:
         return {"type": "Date", "value": format_day(date.fromisoformat(value)), "valueInfo": {}}
     if isinstance(value, bool):
         return {"type": "Boolean", "value": value, "valueInfo": {}}
+    if kind == "Double" and isinstance(value, (int, float, Decimal)):
+        return {"type": "Double", "value": float(value), "valueInfo": {}}
     if isinstance(value, int):
         return {"type": "Long", "value": value, "valueInfo": {}}
     if isinstance(value, (float, Decimal)):
