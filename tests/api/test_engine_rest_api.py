@@ -281,6 +281,9 @@ def test_every_endpoint_requires_authentication_and_is_documented(engine: Engine
                  "/history/process-instance"):
         error(anonymous.get(path), 401, "AuthenticationException")
     error(anonymous.post("/message", json={"messageName": "x", "businessKey": "y"}), 401, "AuthenticationException")
+    assert "not part of govflow's Camunda 7 REST subset" in error(engine.admin.get("/job"), 404, "RestException")
+    error(engine.admin.put("/task/x/localVariables/y", json={}), 404, "RestException")
+    error(anonymous.get("/job"), 401, "AuthenticationException")
     spec = httpx.get(engine.api.server.url + "/openapi.json").json()
     engine_paths = {p: ops for p, ops in spec["paths"].items() if p.startswith("/engine-rest/")}
     assert {"/engine-rest/deployment/create", "/engine-rest/task/{task_id}/complete", "/engine-rest/message",

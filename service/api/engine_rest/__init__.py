@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.engine_rest import definitions, deployment, history, instances, messages, tasks
-from service.api.engine_rest.support import PREFIX
+from service.api.engine_rest.mapping import CamundaError
+from service.api.engine_rest.support import PREFIX, CamundaRoute, EnginePrincipal
+
+_unknown = APIRouter(route_class=CamundaRoute)
+
+
+@_unknown.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
+def not_supported(path: str, principal: EnginePrincipal) -> None:
+    raise CamundaError(404, "RestException", f"/engine-rest/{path} is not part of govflow's Camunda 7 REST subset "
+                       "(see docs/camunda-rest.md)")
 
 TAG = "engine-rest (Camunda 7 REST subset)"
 
@@ -14,4 +23,5 @@ def build_router() -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=[TAG])
     for module in (deployment, definitions, instances, tasks, messages, history):
         router.include_router(module.router)
+    router.include_router(_unknown)  # last: only what no route above answers
     return router
