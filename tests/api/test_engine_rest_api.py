@@ -291,3 +291,24 @@ def test_every_endpoint_requires_authentication_and_is_documented(engine: Engine
     tags = {t for ops in engine_paths.values() for op in ops.values() for t in op["tags"]}
     assert tags == {"engine-rest (Camunda 7 REST subset)"}
     assert "/api/v1/tasks/{task_id}/comments" in spec["paths"]
+
+
+def test_start_by_id_starts_that_version_even_when_a_newer_one_exists(engine: Engine) -> None:
+    from tests.support import FIXTURES
+
+    v1 = engine.admin.get("/process-definition/key/review").json()
+    changed = (FIXTURES / "review.bpmn").read_text().replace("数据局审核", "数据局初审", 1).encode()
+    r = engine.admin.post("/deployment/create", data={"deployment-name": "review"}, files=[
+        ("review.bpmn", ("review.bpmn", changed, "text/xml")),
+        ("review.dmn", ("review.dmn", (FIXTURES / "review.dmn").read_bytes(), "application/octet-stream"))])
+    assert r.status_code == 200, r.text
+    v2 = next(iter(r.json()["deployedProcessDefinitions"].values()))
+    assert v2["version"] == 2 and v2["id"] != v1["id"]
+    oa = engine.as_("oa", "applicant")
+    assert [d["version"] for d in oa.get("/process-definition", params={"key": "review"}).json()] == [1, 2]
+    old = oa.post(f"/process-definition/{v1['id']}/start", json={"businessKey": "OLD", "variables": START}).json()
+    new = oa.post("/process-definition/key/review/start", json={"businessKey": "NEW", "variables": START}).json()
+    assert (old["definitionId"], new["definitionId"]) == (v1["id"], v2["id"])
+    assert engine.api.instance(old["id"])["definition_version"] == 1
+    names = {t["processInstanceId"]: t["name"] for t in engine.tasks(engine.admin)}
+    assert (names[old["id"]], names[new["id"]]) == ("数据局审核", "数据局初审")
