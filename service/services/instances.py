@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -118,20 +118,39 @@ def read(ctx: AppContext, session: Session, principal: Principal, instance_id: s
     return instance_out(row, tasks, waiting, ctx.model(session, row.definition_id).messages)
 
 
-def list_instances(ctx: AppContext, session: Session, principal: Principal, *, process_key: str | None,
-                   status: str | None, business_key: str | None, limit: int,
-                   cursor: str | None) -> ProcessInstancePage:
+def _instance_query(principal: Principal, process_key: str | None, status: str | None,
+                    business_key: str | None) -> Any:
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     if not principal.is_admin:
         query = query.where(_visible_condition(principal))
+    return query
+
+
+def count_instances(session: Session, principal: Principal, *, process_key: str | None = None,
+                    status: str | None = None, business_key: str | None = None) -> int:
+    """How many instances list_instances finds with the same filters."""
+    query = _instance_query(principal, process_key, status, business_key)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def list_instances(ctx: AppContext, session: Session, principal: Principal, *, process_key: str | None,
+                   status: str | None, business_key: str | None, limit: int,
+                   cursor: str | None, offset: int = 0) -> ProcessInstancePage:
+    """Newest first; pages by cursor, or by offset (then without a next cursor)."""
+    query = _instance_query(principal, process_key, status, business_key)
+    if offset:
+        if cursor:
+            raise InvalidInput("give a cursor or an offset, not both", {"cursor": "not with offset"})
+        query = query.offset(offset)
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(ProcessInstance.started_at < at,
                                 (ProcessInstance.started_at == at) & (ProcessInstance.id < str(ident))))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id) if len(rows) > limit else None
+    next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)
+                   if len(rows) > limit and not offset else None)
     rows = rows[:limit]
     # where each project stands, for the whole page in two queries (not one per instance)
     ids = [r.id for r in rows]

@@ -312,3 +312,25 @@ def test_start_by_id_starts_that_version_even_when_a_newer_one_exists(engine: En
     assert engine.api.instance(old["id"])["definition_version"] == 1
     names = {t["processInstanceId"]: t["name"] for t in engine.tasks(engine.admin)}
     assert (names[old["id"]], names[new["id"]]) == ("数据局审核", "数据局初审")
+
+
+def test_instance_and_history_paging(engine: Engine) -> None:
+    started = []
+    for n in range(3):
+        started.append(engine.start(f"PG-{n}")["id"])
+        engine.api.clock.advance(timedelta(minutes=1))
+    admin = engine.admin
+    newest_first = list(reversed(started))
+    page = admin.get("/process-instance", params={"firstResult": 1, "maxResults": 1}).json()
+    assert [i["id"] for i in page] == newest_first[1:2]
+    assert admin.get("/process-instance/count").json() == {"count": 3}
+    assert admin.delete(f"/process-instance/{started[0]}").status_code == 204
+    assert admin.get("/process-instance/count").json() == {"count": 2}
+    history = admin.get("/history/process-instance", params={"firstResult": 1, "maxResults": 2}).json()
+    assert [h["id"] for h in history] == newest_first[1:]
+    oldest_first = admin.get("/history/process-instance", params={"sortBy": "startTime", "sortOrder": "asc"}).json()
+    assert [h["id"] for h in oldest_first] == started
+    assert [h["id"] for h in admin.get("/history/process-instance", params={"finished": "true"}).json()] == started[:1]
+    unfinished = admin.get("/history/process-instance", params={"unfinished": "true"}).json()
+    assert [h["id"] for h in unfinished] == newest_first[:2] and {h["state"] for h in unfinished} == {"ACTIVE"}
+    assert admin.get("/history/process-instance", params={"completed": "true"}).json() == []

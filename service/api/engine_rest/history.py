@@ -50,6 +50,8 @@ def list_historic_process_instances(
     completed; firstResult, maxResults (at most 1000)."""
     first, size = paging(first_result, max_results, LIST_CAP)
     column, descending = sort_order(sort_by, order, {"startTime": "started_at"})
+    is_finished, is_unfinished, is_completed = (flag("finished", finished), flag("unfinished", unfinished),
+                                                 flag("completed", completed))
     if instance_id:
         try:
             rows = [instances.read(ctx, session, principal, instance_id)]
@@ -57,14 +59,21 @@ def list_historic_process_instances(
             rows = []
         rows = [i for i in rows if business_key in (None, i.business_key) and definition_key in (None, i.process_key)]
     else:
-        page = instances.list_instances(ctx, session, principal, process_key=definition_key, status=None,
-                                        business_key=business_key, limit=LIST_CAP, cursor=None)
-        rows = page.items
-    if flag("finished", finished):
+        status = "completed" if is_completed else "running" if is_unfinished else None
+        if not is_finished and (column is None or descending) and not (is_completed and is_unfinished):
+            # newest first, as the use case pages
+            page = instances.list_instances(ctx, session, principal, process_key=definition_key, status=status,
+                                            business_key=business_key, limit=max(size, 1), cursor=None,
+                                            offset=first)
+            return _historic(session, page.items[:size])
+        # oldest first, or finished ones (completed and cancelled): from the newest LIST_CAP instances
+        rows = instances.list_instances(ctx, session, principal, process_key=definition_key, status=status,
+                                        business_key=business_key, limit=LIST_CAP, cursor=None).items
+    if is_finished:
         rows = [i for i in rows if i.status != "running"]
-    if flag("unfinished", unfinished):
+    if is_unfinished:
         rows = [i for i in rows if i.status == "running"]
-    if flag("completed", completed):
+    if is_completed:
         rows = [i for i in rows if i.status == "completed"]
     if column is not None and not descending:
         rows = list(reversed(rows))

@@ -32,9 +32,13 @@ def _list(ctx: AppContext, session: Any, principal: Principal, business_key: str
         if definition_key not in (None, d.key):
             return []
         key, version = d.key, d.version
+    wanted = set(ids.split(",")) if ids else None
+    if version is None and wanted is None:
+        return instances.list_instances(ctx, session, principal, process_key=key, status="running",
+                                        business_key=business_key, limit=size, cursor=None, offset=first).items
+    # a version or a list of ids: picked from the newest LIST_CAP running instances
     page = instances.list_instances(ctx, session, principal, process_key=key, status="running",
                                     business_key=business_key, limit=LIST_CAP, cursor=None)
-    wanted = set(ids.split(",")) if ids else None
     rows = [i for i in page.items if (version is None or i.definition_version == version)
             and (wanted is None or i.id in wanted)]
     return rows[first:first + size]
@@ -68,8 +72,10 @@ def count_process_instances(
     active: str | None = None, suspended: str | None = None,
 ) -> dict[str, int]:
     flag("active", active)
-    rows = _list(ctx, session, principal, business_key, definition_key, None, None, suspended, 0, LIST_CAP)
-    return {"count": len(rows)}
+    if flag("suspended", suspended):
+        return {"count": 0}
+    return {"count": instances.count_instances(session, principal, process_key=definition_key, status="running",
+                                               business_key=business_key)}
 
 
 def running(ctx: AppContext, session: Any, principal: Principal, instance_id: str) -> ProcessInstanceOut:
