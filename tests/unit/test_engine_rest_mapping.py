@@ -114,6 +114,8 @@ def test_dates_use_camundas_format_in_china_time() -> None:
     assert parse_datetime(text or "") == moment.replace(microsecond=123000)
     assert parse_datetime("2026-03-02T09:00:00") == datetime.fromisoformat("2026-03-02T09:00:00+08:00")
     assert format_date(None) is None
+    # a "+" a client forgot to encode in a query string arrives as a space
+    assert parse_datetime("2026-03-02T09:00:00.000 0800") == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 
 
 def test_definition_ids_round_trip() -> None:

@@ -107,6 +107,8 @@ def parse_datetime(text: str) -> datetime:
     """Camunda's date format (2026-03-02T09:00:00.000+0800), ISO 8601 with an offset or Z, or a bare
     date-time read in China time; raises ValueError."""
     raw = text.strip()
+    # an unencoded "+" in a query string arrives as a space: 2026-03-02T09:00:00.000 0800
+    raw = re.sub(r"(\d) (\d{2}:?\d{2})$", r"\1+\2", raw)
     if raw.endswith("Z"):
         raw = raw[:-1] + "+00:00"
     raw = _CAMUNDA_OFFSET.sub(r"\1:\2", raw) if "T" in raw else raw
