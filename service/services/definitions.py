@@ -105,10 +105,6 @@ def version(session: Session, key: str, number: int) -> ProcessDefinition:
     return row
 
 
-def get_version(session: Session, key: str, number: int, with_form: bool = False) -> ProcessDefinitionOut:
-    return definition_out(version(session, key, number), with_form=with_form)
-
-
 def list_latest(session: Session) -> list[ProcessDefinitionOut]:
     newest = (
         select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("v"))
