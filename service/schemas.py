@@ -52,6 +52,8 @@ class DeploymentOut(BaseModel):
     deployment_id: int | None
     definitions: list[ProcessDefinitionOut]
     unchanged: list[str] = Field(default_factory=list, description="process keys whose content was already deployed")
+    unchanged_definitions: list[ProcessDefinitionOut] = Field(
+        default_factory=list, description="the deployed versions that already had this content")
     warnings: list[str] = Field(default_factory=list,
                                 description="what deploys but deserves a look (e.g. decision-table rows that overlap)")
 
@@ -72,6 +74,7 @@ class TaskSummary(BaseModel):
     due_provisional: bool = False
     completed_at: datetime | None = None
     completed_by: str | None = None
+    definition_id: int | None = Field(default=None, description="the process definition version the task belongs to")
 
 
 class TaskRecord(TaskSummary):
@@ -151,6 +154,20 @@ class StartInstanceIn(BaseModel):
 class CompleteTaskIn(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     comment: str | None = Field(default=None, max_length=2000, description="the opinion (审批意见), kept with the task")
+
+
+class CommentIn(BaseModel):
+    message: str = Field(min_length=1, max_length=2000, description="an opinion (审批意见) on the task")
+
+
+class CommentOut(BaseModel):
+    id: str
+    task_id: str
+    process_instance_id: str
+    user_id: str
+    time: datetime
+    message: str
+    kind: str = Field(description="completion: the opinion given on completing the task; comment: one added")
 
 
 class CancelIn(BaseModel):

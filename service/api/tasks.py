@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
-from service.schemas import CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
+from service.schemas import CommentIn, CommentOut, CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
 from service.services import tasks
 
 router = APIRouter(tags=["tasks"])
@@ -50,3 +50,17 @@ def complete_task(task_id: str, ctx: ContextDep, principal: PrincipalDep, idem: 
     body = body or CompleteTaskIn()
     out = tasks.complete(ctx, principal, task_id, body.variables, body.comment, idem=idem)
     return idem.respond(200, out)
+
+
+@router.post("/tasks/{task_id}/comments", response_model=CommentOut, status_code=201,
+             responses=responses(401, 403, 404, 422))
+def add_comment(task_id: str, body: CommentIn, ctx: ContextDep, session: WriteSessionDep,
+                principal: PrincipalDep) -> CommentOut:
+    """Add an opinion (审批意见) to a task, open or completed; it is kept in the audit trail."""
+    return tasks.add_comment(ctx, session, principal, task_id, body.message)
+
+
+@router.get("/tasks/{task_id}/comments", response_model=list[CommentOut], responses=responses(401, 403, 404))
+def list_comments(task_id: str, session: SessionDep, principal: PrincipalDep) -> list[CommentOut]:
+    """The opinion given on completion and the comments added, oldest first."""
+    return tasks.comments(session, principal, task_id)

@@ -82,7 +82,7 @@ def task_summary(row: HumanTask) -> TaskSummary:
         process_key=row.process_key, business_key=row.business_key, candidate_groups=row.candidate_groups,
         candidate_users=row.candidate_users, assignee=row.assignee, status=row.status, created_at=row.created_at,
         due_at=row.due_at, due_provisional=row.due_provisional, completed_at=row.completed_at,
-        completed_by=row.completed_by,
+        completed_by=row.completed_by, definition_id=row.definition_id,
     )
 
 

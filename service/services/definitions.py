@@ -66,6 +66,7 @@ def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list
     deployment: Deployment | None = None
     created: list[ProcessDefinition] = []
     unchanged: list[str] = []
+    unchanged_rows: list[ProcessDefinition] = []
     for p in parsed:
         existing = session.scalars(
             select(ProcessDefinition).where(ProcessDefinition.key == p.key,
@@ -73,6 +74,7 @@ def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list
         ).first()
         if existing is not None:
             unchanged.append(p.key)
+            unchanged_rows.append(existing)
             continue
         if deployment is None:
             deployment = Deployment(source=source, deployed_by=principal.user, deployed_at=now)
@@ -95,6 +97,7 @@ def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list
         deployment_id=deployment.id if deployment else None,
         definitions=[definition_out(r) for r in created],
         unchanged=unchanged,
+        unchanged_definitions=[definition_out(r) for r in unchanged_rows],
     )
 
 
@@ -109,6 +112,21 @@ def latest(session: Session, key: str) -> ProcessDefinition:
     ).first()
     if row is None:
         raise NotFound(f"no process definition with key '{key}'")
+    return row
+
+
+def by_id(session: Session, definition_id: int, with_form: bool = False) -> ProcessDefinitionOut:
+    row = session.get(ProcessDefinition, definition_id)
+    if row is None:
+        raise NotFound(f"no process definition with id {definition_id}")
+    return definition_out(row, with_form=with_form)
+
+
+def version(session: Session, key: str, number: int) -> ProcessDefinition:
+    row = session.scalars(select(ProcessDefinition).where(ProcessDefinition.key == key,
+                                                          ProcessDefinition.version == number)).first()
+    if row is None:
+        raise NotFound(f"process definition '{key}' has no version {number}")
     return row
 
 
@@ -137,11 +155,7 @@ def versions(session: Session, key: str) -> list[ProcessDefinitionOut]:
     return [definition_out(r) for r in rows]
 
 
-def xml(session: Session, key: str, version: int | None) -> str:
-    if version is None:
+def xml(session: Session, key: str, number: int | None) -> str:
+    if number is None:
         return latest(session, key).bpmn_xml
-    row = session.scalars(select(ProcessDefinition).where(ProcessDefinition.key == key,
-                                                          ProcessDefinition.version == version)).first()
-    if row is None:
-        raise NotFound(f"process definition '{key}' has no version {version}")
-    return row.bpmn_xml
+    return version(session, key, number).bpmn_xml

@@ -4,14 +4,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
-from service.errors import Conflict, Forbidden, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.schemas import (
     AuditEventOut,
     HistoryOut,
@@ -47,9 +47,11 @@ def _visible_condition(principal: Principal) -> Any:
 
 
 def start(ctx: AppContext, principal: Principal, process_key: str, business_key: str | None,
-          variables: dict[str, Any], idem: Any = None) -> ProcessInstanceOut:
+          variables: dict[str, Any], idem: Any = None, version: int | None = None) -> ProcessInstanceOut:
+    """Start the latest version of a process, or the given version."""
     with ctx.read() as session:
-        definition = definitions.latest(session, process_key)
+        definition = (definitions.latest(session, process_key) if version is None
+                      else definitions.version(session, process_key, version))
         starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
         if (starters or starter_users) and not principal.is_admin and not (
             principal.groups.intersection(starters) or principal.user in starter_users
@@ -62,24 +64,25 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
             clean = check_variables(variables)
         if business_key is not None:
             _refuse_running_duplicate(session, process_key, business_key)
-        definition_id, version = definition.id, definition.version
+        definition_id, definition_version = definition.id, definition.version
         files = ctx.model_files(session, definition_id)
     instance_id = str(uuid.uuid4())
     result, token = ctx.run_engine("start", definition_id, files, instance_id=instance_id, variables=clean)
     now = ctx.clock.now()
     with ctx.write() as session:
         instance = ProcessInstance(
-            id=instance_id, definition_id=definition_id, process_key=process_key, definition_version=version,
+            id=instance_id, definition_id=definition_id, process_key=process_key,
+            definition_version=definition_version,
             business_key=business_key, status=ACTIVE, state_json="", variables={}, version=0,
             started_by=principal.user, started_at=now, updated_at=now,
         )
         audit = AuditTrail(session, instance.id, None)
         audit.append(now, principal.user, "instance.started",
-                     data={"process_key": process_key, "version": version, "business_key": business_key,
-                           "variables": clean})
+                     data={"process_key": process_key, "version": definition_version,
+                           "business_key": business_key, "variables": clean})
         outbox.enqueue(session, "instance.started", now, instance.id,
                        {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
-                        "version": version, "started_by": principal.user, "variables": clean})
+                        "version": definition_version, "started_by": principal.user, "variables": clean})
         try:
             with session.begin_nested():
                 apply(ctx, session, instance, result, token, principal.user, audit, is_new=True)
@@ -128,20 +131,39 @@ def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id
     return instance_out(row, tasks, waiting, ctx.model(session, row.definition_id).messages)
 
 
-def list_instances(ctx: AppContext, session: Session, principal: Principal, *, process_key: str | None,
-                   status: str | None, business_key: str | None, limit: int,
-                   cursor: str | None) -> ProcessInstancePage:
+def _instance_query(principal: Principal, process_key: str | None, status: str | None,
+                    business_key: str | None) -> Any:
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     if not principal.is_admin:
         query = query.where(_visible_condition(principal))
+    return query
+
+
+def count_instances(session: Session, principal: Principal, *, process_key: str | None = None,
+                    status: str | None = None, business_key: str | None = None) -> int:
+    """How many instances list_instances finds with the same filters."""
+    query = _instance_query(principal, process_key, status, business_key)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def list_instances(ctx: AppContext, session: Session, principal: Principal, *, process_key: str | None,
+                   status: str | None, business_key: str | None, limit: int,
+                   cursor: str | None, offset: int = 0) -> ProcessInstancePage:
+    """Newest first; pages by cursor, or by offset (then without a next cursor)."""
+    query = _instance_query(principal, process_key, status, business_key)
+    if offset:
+        if cursor:
+            raise InvalidInput("give a cursor or an offset, not both", {"cursor": "not with offset"})
+        query = query.offset(offset)
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(ProcessInstance.started_at < at,
                                 (ProcessInstance.started_at == at) & (ProcessInstance.id < str(ident))))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id) if len(rows) > limit else None
+    next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)
+                   if len(rows) > limit and not offset else None)
     rows = rows[:limit]
     # where each project stands, for the whole page in two queries (not one per instance)
     ids = [r.id for r in rows]

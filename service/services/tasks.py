@@ -1,19 +1,20 @@
 """The human side: inboxes, claiming, completing user tasks with form data."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import Select, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, TaskCandidate
+from service.db.models import AuditEvent, HumanTask, ProcessInstance, TaskCandidate
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.engine.parser import FORM_KEY
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
+from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import (
@@ -38,10 +39,15 @@ def _may_see(principal: Principal, row: HumanTask) -> bool:
     )
 
 
-def list_tasks(session: Session, principal: Principal, *, candidate_group: str | None, assignee: str | None,
-               process_key: str | None, business_key: str | None, process_instance_id: str | None,
-               status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
-               limit: int, cursor: str | None) -> TaskPage:
+TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
+
+
+def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
+                process_key: str | None, business_key: str | None, process_instance_id: str | None,
+                status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
+                candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
+                candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
+                due_after: datetime | None = None) -> Select[Any]:
     status = status or "open"
     if status not in TASK_STATUSES:
         raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
@@ -50,10 +56,25 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
             TaskCandidate.value == candidate_group)))
+    if candidate_groups is not None:
+        query = query.where(exists(select(TaskCandidate.task_id).where(
+            TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
+            TaskCandidate.value.in_(sorted(set(candidate_groups))))))
+    if candidate_user:
+        # offered to the user by name, or to one of the groups the caller knows the user to be in
+        query = query.where(exists(select(TaskCandidate.task_id).where(
+            TaskCandidate.task_id == HumanTask.id,
+            or_((TaskCandidate.kind == "user") & (TaskCandidate.value == candidate_user),
+                (TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(set(candidate_user_groups)))))))
     query = where_given(query, (HumanTask.assignee, assignee), (HumanTask.process_key, process_key),
-                        (HumanTask.business_key, business_key), (HumanTask.instance_id, process_instance_id))
+                        (HumanTask.business_key, business_key), (HumanTask.instance_id, process_instance_id),
+                        (HumanTask.element_id, element_id))
+    if unassigned:
+        query = query.where(HumanTask.assignee.is_(None))
     if due_before:
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < due_before)
+    if due_after:
+        query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at > due_after)
     if overdue is True:
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
     elif overdue is False:
@@ -61,12 +82,55 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
     if not principal.is_admin:
         query = query.where(or_(is_candidate(principal), HumanTask.assignee == principal.user,
                                 HumanTask.completed_by == principal.user))
+    return query
+
+
+def list_tasks(session: Session, principal: Principal, *, candidate_group: str | None, assignee: str | None,
+               process_key: str | None, business_key: str | None, process_instance_id: str | None,
+               status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
+               limit: int, cursor: str | None, candidate_groups: Iterable[str] | None = None,
+               candidate_user: str | None = None, candidate_user_groups: Iterable[str] = (),
+               unassigned: bool = False, element_id: str | None = None, due_after: datetime | None = None,
+               sort_by: str = "created", descending: bool = False, offset: int = 0) -> TaskPage:
+    """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`."""
+    query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
+                        business_key=business_key, process_instance_id=process_instance_id, status=status,
+                        due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
+                        candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
+                        unassigned=unassigned, element_id=element_id, due_after=due_after)
+    if sort_by != "created" or descending or offset:
+        if sort_by not in TASK_SORTS:
+            raise InvalidInput("unknown sort order", {"sort_by": f"must be one of {', '.join(TASK_SORTS)}"})
+        if cursor:
+            raise InvalidInput("a cursor pages only in creation order", {"cursor": "not with sort_by or offset"})
+        column = {"created": HumanTask.created_at, "due": HumanTask.due_at, "name": HumanTask.name,
+                  "id": HumanTask.id, "assignee": HumanTask.assignee, "instance": HumanTask.instance_id,
+                  "element": HumanTask.element_id}[sort_by]
+        order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
+        rows = list(session.scalars(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
+        return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def count_tasks(session: Session, principal: Principal, *, now: datetime, candidate_group: str | None = None,
+                assignee: str | None = None, process_key: str | None = None, business_key: str | None = None,
+                process_instance_id: str | None = None, status: str | None = None,
+                due_before: datetime | None = None, overdue: bool | None = None,
+                candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
+                candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
+                due_after: datetime | None = None) -> int:
+    """How many tasks the same filters as list_tasks find."""
+    query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
+                        business_key=business_key, process_instance_id=process_instance_id, status=status,
+                        due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
+                        candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
+                        unassigned=unassigned, element_id=element_id, due_after=due_after)
+    return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
 def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
@@ -207,3 +271,36 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+COMMENT_ACTIONS = ("task.completed", "task.commented")
+
+
+def _comment_out(event: AuditEvent, row: HumanTask) -> CommentOut:
+    kind = "completion" if event.action == "task.completed" else "comment"
+    message = event.data.get("comment") if kind == "completion" else event.data.get("message")
+    return CommentOut(id=str(event.id), task_id=row.id, process_instance_id=row.instance_id, user_id=event.actor,
+                      time=event.at, message=str(message), kind=kind)
+
+
+def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id: str, message: str) -> CommentOut:
+    """An opinion added to a task at any time (open or completed), kept in the instance's audit trail."""
+    row = _load(session, principal, task_id)
+    text = message.strip() if isinstance(message, str) else ""
+    if not text:
+        raise InvalidInput("a comment needs a message", {"message": "must not be empty"})
+    event = AuditTrail.for_instance(session, row.instance_id).append(
+        ctx.clock.now(), principal.user, "task.commented", task_id=row.id, element_id=row.element_id,
+        data={"message": text})
+    session.flush()
+    return _comment_out(event, row)
+
+
+def comments(session: Session, principal: Principal, task_id: str) -> list[CommentOut]:
+    """The task's comments, oldest first: the opinion given on completion and those added."""
+    row = _load(session, principal, task_id)
+    events = session.scalars(select(AuditEvent).where(
+        AuditEvent.instance_id == row.instance_id, AuditEvent.task_id == row.id,
+        AuditEvent.action.in_(COMMENT_ACTIONS)).order_by(AuditEvent.seq))
+    return [_comment_out(e, row) for e in events
+            if e.action == "task.commented" or (e.data or {}).get("comment")]
