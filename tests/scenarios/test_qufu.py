@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from tests.support import Api
+from tests.support import REPO, Api
 
 PROCESS_KEY = "qufu"
 
+BUILT = {"completed_on": "2026-12-20"}
+IN_USE = {"operation_started_on": "2026-03-02"}
 PLAN = {"construction_plan_ref": "QF-JS-1", "crypto_plan_ref": "QF-MM-1", "security_statement_ref": "QF-AQ-1"}
 CONTRACT = {
-    "contract_signed_date": "2026-03-04",
+    "contract_signed_date": "2026-03-02",
     "contract_amount_wan": 280,
     "legal_review_done": True,
     "ip_clause_included": True,
@@ -27,9 +33,6 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     variables: dict[str, Any] = {"project_name": "曲阜市智慧文旅平台", "department": "市文旅局", "budget_wan": 300}
     variables.update(overrides)
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
-
-
-
 
 
 def declare(api: Api, iid: str, budget: Any = 300) -> None:
@@ -92,7 +95,7 @@ def to_contract(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_procurement(api, bk, **overrides)
     api.complete(iid, "procure", {"procurement_method": "公开招标"})
     assert "award_notice_issued" in {w.get("name") for w in api.waiting(iid)}
-    api.message("award_notice_issued", bk)
+    api.message("award_notice_issued", bk, {"award_date": "2026-03-02"})
     assert api.open_elements(iid) == ["sign_contract"]
     return iid
 
@@ -108,7 +111,7 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
 
 def to_final(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_implementation(api, bk, **overrides)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     api.complete(iid, "preliminary_acceptance", {"decision": "pass"})
     api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-05"})
     assert api.open_elements(iid) == ["accept_final_application"]
@@ -120,7 +123,7 @@ def to_operation(api: Api, bk: str, **overrides: Any) -> str:
     api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
     api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_opinion_ref": "YS-1"})
     assert "operation_started" in {w.get("name") for w in api.waiting(iid)}
-    api.message("operation_started", bk)
+    api.message("operation_started", bk, IN_USE)
     return iid
 
 
@@ -147,15 +150,15 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "project_approval", {"decision": "pass", "approval_ref": "曲立〔2026〕9号"})
     through_budget(api, iid)
     api.complete(iid, "procure", {"procurement_method": "公开招标", "procurement_ref": "CG-9"})
-    api.message("award_notice_issued", bk, {"award_date": "2026-05-06"})
+    api.message("award_notice_issued", bk, {"award_date": "2026-03-02"})
     api.complete(iid, "sign_contract", CONTRACT)
     api.complete(iid, "file_contract", {"contract_filing_date": "2026-05-12"})
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_report_ref": "CY-9"})
     api.complete(iid, "apply_final_acceptance", {"application_date": "2027-01-05"})
     api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
     api.complete(iid, "final_acceptance", {"decision": "pass", "acceptance_opinion_ref": "YS-9"})
-    api.message("operation_started", bk)
+    api.message("operation_started", bk, IN_USE)
     # 第三十六条: a yearly self-evaluation, then a third-party post-evaluation
     assert api.open_elements(iid) == []
     api.fire_timer(iid, "yearly_evaluation_due")
@@ -186,7 +189,8 @@ def test_security_budget_share_at_least_5_percent(lifecycle_api: Api, security: 
     iid = to_technical_plan(api, "QF-SEC")
     submit_plan(api, iid, total="300", security=security)
     assert api.variables(iid)["security_share_check"] == check
-    assert api.open_elements(iid) == (["submit_technical_plan"] if check != "ok" else ["technical_review"])
+    # 第三十七条 names no consequence: the share is a finding the technical review sees, not a gate
+    assert api.open_elements(iid) == ["technical_review"]
 
 
 def test_security_share_not_applicable_to_rebuilds(lifecycle_api: Api) -> None:
@@ -197,14 +201,22 @@ def test_security_share_not_applicable_to_rebuilds(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["technical_review"]
 
 
-def test_security_share_below_5_percent_is_resubmitted(lifecycle_api: Api) -> None:
+@pytest.mark.parametrize("security, check", [("49.99", "below_minimum"), ("50", "ok")])
+def test_security_share_below_5_percent_is_left_to_the_technical_review(
+    lifecycle_api: Api, security: str, check: str
+) -> None:
     api = lifecycle_api
     iid = to_technical_plan(api, "QF-SEC-LOW", budget_wan=1000)
-    submit_plan(api, iid, total="1000", security="49.99")
-    assert api.open_elements(iid) == ["submit_technical_plan"]
-    submit_plan(api, iid, total="1000", security="50")
+    submit_plan(api, iid, total="1000", security=security)
+    assert api.variables(iid)["security_share_check"] == check
     assert api.open_elements(iid) == ["technical_review"]
-    assert api.variables(iid)["security_share_check"] == "ok"
+    if check == "below_minimum":
+        # the reviewer returns the plan; the corrected plan meets the share
+        api.complete(iid, "technical_review", {"decision": "revise", "review_opinion": "网络安全预算不足5%"})
+        submit_plan(api, iid, total="1000", security="50")
+        assert api.variables(iid)["security_share_check"] == "ok"
+    api.complete(iid, "technical_review", {"decision": "pass"})
+    assert api.open_elements(iid) == ["project_approval"]
 
 
 # ---- start form, validation and permissions -------------------------------------------------------------------
@@ -386,7 +398,8 @@ def test_contract_signing_deadline_is_ten_working_days(lifecycle_api: Api) -> No
     assert api.open_elements(iid) == ["contract_signing_overdue", "sign_contract"]
     assert api.open_task(iid, "contract_signing_overdue")["candidate_groups"] == ["finance_bureau"]
     api.complete(iid, "contract_signing_overdue", {"reminder_note": "请尽快签订合同"})
-    api.complete(iid, "sign_contract", CONTRACT)
+    # signed late, on Tuesday 17 March: the filing period runs from that day
+    api.complete(iid, "sign_contract", {**CONTRACT, "contract_signed_date": "2026-03-17"})
     assert api.open_elements(iid) == ["file_contract"]
 
 
@@ -453,7 +466,7 @@ def test_two_changes_then_construction_completes(lifecycle_api: Api) -> None:
         api.complete(iid, "submit_adjustment_request", {"change_aspect": aspect, "change_reason": "政策调整"})
         api.complete(iid, "change_reapproval", {"decision": "pass"})
         api.complete(iid, "file_change", {"change_filing_date": "2026-06-01"})
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
@@ -482,7 +495,7 @@ def test_rectified_finding_resumes_construction(lifecycle_api: Api) -> None:
     api.complete(iid, "rectify_supervision_finding", {"rectification_report": "已完成等保测评"})
     api.complete(iid, "verify_rectification", {"decision": "pass"}, group="cyberspace_office")
     assert api.open_elements(iid) == []
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
@@ -508,7 +521,7 @@ def test_overdue_rectification_suspends_then_terminates(lifecycle_api: Api) -> N
     api = lifecycle_api
     iid = to_rectification(api, "QF-SUP-LATE")
     timer = [w for w in api.waiting(iid) if w.get("element_id") == "supervision_rectify_deadline"]
-    assert len(timer) == 1 and timer[0]["due_at"].startswith("2026-04-30T15:59:59")
+    assert len(timer) == 1 and timer[0]["due_at"] == "2026-04-30T16:00:00Z"
     api.advance(timedelta(days=58))
     assert api.open_elements(iid) == ["rectify_supervision_finding"]
     api.advance(timedelta(days=2))
@@ -529,7 +542,7 @@ def test_suspended_project_resumes(lifecycle_api: Api) -> None:
     assert "construction_completed" not in {w.get("name") for w in api.waiting(iid)}
     api.complete(iid, "suspension_review", {"decision": "pass"})
     assert api.open_elements(iid) == []
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     assert api.open_elements(iid) == ["preliminary_acceptance"]
 
 
@@ -540,7 +553,7 @@ def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -
     api = lifecycle_api
     bk = "QF-PRE"
     iid = to_implementation(api, bk)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     api.complete(iid, "preliminary_acceptance", {"decision": "revise"})
     assert api.open_elements(iid) == ["rectify_preliminary"]
     api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
@@ -553,10 +566,10 @@ def test_late_application_needs_a_delay_request(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "QF-LATE"
     iid = to_implementation(api, bk)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, BUILT)
     timer = [w for w in api.waiting(iid) if w.get("element_id") == "acceptance_application_due"]
     # the contract's implementation period ends on 2027-03-03 (China time)
-    assert len(timer) == 1 and timer[0]["due_at"].startswith("2027-03-03T15:59:59")
+    assert len(timer) == 1 and timer[0]["due_at"] == "2027-03-03T16:00:00Z"
     api.advance(timedelta(days=365))
     assert api.open_elements(iid) == ["preliminary_acceptance"]
     api.advance(timedelta(days=2))
@@ -569,14 +582,46 @@ def test_late_application_needs_a_delay_request(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["accept_final_application"]
 
 
-def test_period_already_over_when_construction_completes(lifecycle_api: Api) -> None:
+def test_period_ending_during_construction_asks_for_a_delay_once(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "QF-LATE-BUILD"
     iid = to_implementation(api, bk)
-    api.advance(timedelta(days=400))
+    # the deadline is watched from the start of construction, not from its completion
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "acceptance_application_due"]
+    assert len(timer) == 1 and timer[0]["due_at"] == "2027-03-03T16:00:00Z"
+    api.advance(timedelta(days=365))
     assert api.open_elements(iid) == []
-    api.message("construction_completed", bk)
-    assert api.open_elements(iid) == ["preliminary_acceptance", "request_acceptance_delay"]
+    api.advance(timedelta(days=2))
+    assert api.open_elements(iid) == ["request_acceptance_delay"]
+    assert "construction_completed" in {w.get("name") for w in api.waiting(iid)}
+    # a change request interrupts and re-enters the implementation: the deadline is not asked again
+    api.message("change_requested", bk)
+    api.complete(iid, "submit_adjustment_request", {"change_aspect": "schedule", "change_reason": "延期"})
+    api.complete(iid, "change_reapproval", {"decision": "pass"})
+    api.complete(iid, "file_change", {"change_filing_date": "2027-03-10"})
+    assert api.open_elements(iid) == ["request_acceptance_delay"]
+    api.complete(
+        iid, "request_acceptance_delay", {"delay_reason": "建设内容调整", "planned_application_date": "2027-09-30"}
+    )
+    api.message("construction_completed", bk, BUILT)
+    assert api.open_elements(iid) == ["preliminary_acceptance"]
+    assert "acceptance_application_due" not in [w.get("element_id") for w in api.waiting(iid)]
+
+
+def test_termination_ends_a_pending_delay_request(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-LATE-END"
+    iid = to_implementation(api, bk)
+    api.advance(timedelta(days=400))
+    assert api.open_elements(iid) == ["request_acceptance_delay"]
+    api.message("supervision_finding", bk, {"finding_department": "finance_bureau"})
+    api.complete(iid, "order_rectification", {"finding": "资金挪用", "supervision_due_date": "2027-05-31"})
+    api.complete(iid, "rectify_supervision_finding", {"rectification_report": "未整改"})
+    api.complete(iid, "verify_rectification", {"decision": "reject"})
+    api.complete(iid, "decide_sanction", {"sanction": "terminate"})
+    # 终止项目 ends the whole instance, the open delay request with it
+    assert api.end_event(iid) == "end_terminated"
+    assert api.instance(iid)["open_tasks"] == []
 
 
 def test_timely_application_needs_no_delay_request(lifecycle_api: Api) -> None:
@@ -595,6 +640,9 @@ def test_final_acceptance_fails_rectify_and_reapply(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["plan_rectification"]
     api.complete(iid, "plan_rectification", {"rectification_plan": "补齐接口", "rectification_due_date": "2026-05-29"})
     assert api.open_elements(iid) == ["rectify_acceptance"]
+    # the plan's time limit is a deadline day: due at its end, 24:00 China time
+    timer = [w for w in api.waiting(iid) if w.get("element_id") == "rectification_deadline"]
+    assert len(timer) == 1 and timer[0]["due_at"] == "2026-05-29T16:00:00Z"
     # the rectification time limit passes: the data bureau is told, the rectification stays open
     api.fire_timer(iid, "rectification_deadline")
     assert api.open_elements(iid) == ["rectification_overdue", "rectify_acceptance"]
@@ -656,3 +704,309 @@ def test_yearly_self_evaluation_while_in_use(lifecycle_api: Api) -> None:
     )
     api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
     assert api.end_event(iid) == "end_completed"
+
+
+# ---- deadlines from the reported dates, message contracts (issue #10) -----------------------------------------------
+
+
+def due(api: Api, iid: str, element_id: str) -> str:
+    timers = [w for w in api.waiting(iid) if w.get("element_id") == element_id]
+    assert len(timers) == 1, (element_id, api.waiting(iid))
+    return str(timers[0]["due_at"])
+
+
+def test_signing_deadline_runs_from_the_reported_award_date(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-AWARD"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {"procurement_method": "公开招标"})
+    # the notice was issued on Monday 2 March; the OA system reports it on Thursday 5 March
+    api.clock.set(datetime(2026, 3, 5, 2, 0, tzinfo=UTC))
+    api.message("award_notice_issued", bk, {"award_date": "2026-03-02"})
+    # 第二十八条: 10 working days from the notice, not from the report (that would be Thursday 19 March)
+    assert due(api, iid, "contract_signing_deadline") == "2026-03-16T16:00:00Z"
+    assert api.open_task(iid, "sign_contract")["due_at"] == "2026-03-16T16:00:00Z"
+    api.clock.set(datetime(2026, 3, 16, 15, 59, 59, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["sign_contract"]
+    api.clock.set(datetime(2026, 3, 16, 16, 0, 1, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["contract_signing_overdue", "sign_contract"]
+
+
+def test_filing_deadline_runs_from_the_signing_date(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    iid = to_contract(api, "QF-SIGNED")
+    # signed on Wednesday 4 March, recorded on Monday 9 March
+    api.clock.set(datetime(2026, 3, 9, 2, 0, tzinfo=UTC))
+    api.complete(iid, "sign_contract", {**CONTRACT, "contract_signed_date": "2026-03-04"})
+    # 第二十八条: 10 working days from the signing (Wednesday 18 March), not from the recording (Monday 23 March)
+    assert due(api, iid, "contract_filing_deadline") == "2026-03-18T16:00:00Z"
+    assert api.open_task(iid, "file_contract")["due_at"] == "2026-03-18T16:00:00Z"
+    api.clock.set(datetime(2026, 3, 18, 15, 59, 59, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["file_contract"]
+    api.clock.set(datetime(2026, 3, 18, 16, 0, 1, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["contract_filing_overdue", "file_contract"]
+
+
+def test_acceptance_application_deadline_is_the_end_of_the_contract_period(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-PERIOD-END"
+    iid = to_contract(api, bk)
+    api.clock.set(datetime(2026, 3, 9, 2, 0, tzinfo=UTC))
+    api.complete(iid, "sign_contract", {**CONTRACT, "implementation_end_date": "2026-12-31"})
+    api.complete(iid, "file_contract", {"contract_filing_date": "2026-03-10"})
+    # armed when construction starts, due at the end of the recorded last day of the period
+    assert due(api, iid, "acceptance_application_due") == "2026-12-31T16:00:00Z"
+    api.clock.set(datetime(2026, 12, 31, 15, 59, 59, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == []
+    api.clock.set(datetime(2026, 12, 31, 16, 0, 1, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["request_acceptance_delay"]
+
+
+def test_yearly_self_evaluation_keeps_the_anniversary_of_the_reported_start(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "QF-YEARS"
+    iid = to_final(api, bk)
+    api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+    api.complete(iid, "final_acceptance", {"decision": "pass"})
+    # in use since Friday 20 February 2026, reported on 2 March
+    api.message("operation_started", bk, {"operation_started_on": "2026-02-20"})
+    assert due(api, iid, "yearly_evaluation_due") == "2027-02-20T16:00:00Z"
+    api.clock.set(datetime(2027, 2, 20, 16, 0, 1, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    assert api.open_elements(iid) == ["self_evaluation"]
+    # the first year's evaluation takes two months
+    api.clock.set(datetime(2027, 4, 20, 2, 0, tzinfo=UTC))
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2027, "self_evaluation_report_ref": "ZP-1", "in_operation": True}
+    )
+    api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
+    # 第三十六条 每年: the second is due on the second anniversary, not a year after the first one ended
+    assert due(api, iid, "yearly_evaluation_due") == "2028-02-20T16:00:00Z"
+    assert api.variables(iid)["evaluation_round"] == 2
+    # a year whose evaluation ends after the next anniversary opens the next one at once: no year is skipped
+    api.clock.set(datetime(2028, 2, 21, 2, 0, tzinfo=UTC))
+    api.server.scheduler.run_until_idle()
+    api.clock.set(datetime(2029, 3, 1, 2, 0, tzinfo=UTC))
+    api.complete(
+        iid, "self_evaluation", {"evaluation_year": 2028, "self_evaluation_report_ref": "ZP-2", "in_operation": True}
+    )
+    api.complete(iid, "commission_post_evaluation", {"post_evaluation_commissioned": False})
+    assert api.open_elements(iid) == ["self_evaluation"]
+    assert api.variables(iid)["evaluation_round"] == 3
+
+
+@pytest.mark.parametrize(
+    "message, variables, field",
+    [
+        ("award_notice_issued", {}, "award_date"),
+        ("award_notice_issued", {"award_date": "2026-02-30"}, "award_date"),
+        ("award_notice_issued", {"award_date": "2026-03-02", "signed_on": "2026-03-02"}, "signed_on"),
+    ],
+)
+def test_a_message_that_does_not_fit_its_contract_is_refused(
+    lifecycle_api: Api, message: str, variables: dict[str, Any], field: str
+) -> None:
+    api = lifecycle_api
+    bk = "QF-CONTRACT"
+    iid = to_procurement(api, bk)
+    api.complete(iid, "procure", {"procurement_method": "公开招标"})
+    waiting = [w for w in api.waiting(iid) if w.get("name") == message]
+    assert {f["id"] for f in waiting[0]["payload"]} == {"award_date"}
+    r = api.admin.post("/messages", json={"name": message, "business_key": bk, "variables": variables})
+    assert r.status_code == 422, r.text
+    assert field in r.json()["errors"]
+    assert api.open_elements(iid) == []
+
+
+def test_every_message_declares_its_payload() -> None:
+    root = etree.parse(str(BPMN_FILE)).getroot()
+    names = {m.get("id"): m.get("name") for m in root.findall("bpmn:message", NS)}
+    required = {
+        "construction_approval_copied": {"approval_ref"},
+        "award_notice_issued": {"award_date"},
+        "construction_completed": {"completed_on"},
+        "change_requested": set(),
+        "supervision_finding": {"finding_department"},
+        "operation_started": {"operation_started_on"},
+    }
+    seen = {}
+    for definition in root.iter(f"{{{NS['bpmn']}}}messageEventDefinition"):
+        event = definition.getparent()
+        props = {
+            p.get("name")[len("payload.") :]: p.get("value")
+            for p in event.iterfind("bpmn:extensionElements/camunda:properties/camunda:property", NS)
+            if p.get("name").startswith("payload.")
+        }
+        assert props, event.get("id")
+        seen[names[definition.get("messageRef")]] = {k for k, v in props.items() if ",required" in v}
+    assert seen == required
+
+
+@pytest.mark.parametrize(
+    "message, variables, field",
+    [
+        ("operation_started", {}, "operation_started_on"),
+        ("construction_completed", {}, "completed_on"),
+        ("supervision_finding", {"finding_department": "audit_bureau"}, "finding_department"),
+    ],
+)
+def test_messages_during_construction_and_operation_check_their_payload(
+    lifecycle_api: Api, message: str, variables: dict[str, Any], field: str
+) -> None:
+    api = lifecycle_api
+    bk = "QF-PAYLOAD"
+    iid = to_final(api, bk) if message == "operation_started" else to_implementation(api, bk)
+    if message == "operation_started":
+        api.complete(iid, "accept_final_application", {"acceptance_organizer": "data_bureau"})
+        api.complete(iid, "final_acceptance", {"decision": "pass"})
+    r = api.admin.post("/messages", json={"name": message, "business_key": bk, "variables": variables})
+    assert r.status_code == 422, r.text
+    assert field in r.json()["errors"]
+
+
+# ---- the diagram as a designer reads it (issue #12) ---------------------------------------------------------------
+
+BPMN_FILE = REPO / "bpmn" / "qufu.bpmn"
+DMN_FILE = REPO / "bpmn" / "qufu.dmn"
+REGULATION = Path("/work/shared/regulations/qufu.txt")
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "dc": "http://www.omg.org/spec/DD/20100524/DC",
+    "camunda": "http://camunda.org/schema/1.0/bpmn",
+}
+CN_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+CITATION = re.compile(r"第([一二三四五六七八九十]+(?:[、至][一二三四五六七八九十]+)*)条")
+
+
+def chinese_number(text: str) -> int:
+    if "十" not in text:
+        return CN_DIGITS[text]
+    tens, _, units = text.partition("十")
+    return (CN_DIGITS[tens] if tens else 1) * 10 + (CN_DIGITS[units] if units else 0)
+
+
+def cited_articles(text: str) -> set[int]:
+    found: set[int] = set()
+    for group in CITATION.findall(text):
+        for part in group.split("、"):
+            ends = [chinese_number(n) for n in part.split("至")]
+            found.update(range(ends[0], ends[-1] + 1))
+    return found
+
+
+def bounds(root: etree._Element) -> dict[str, tuple[float, float, float, float]]:
+    result = {}
+    for shape in root.iter(f"{{{NS['bpmndi']}}}BPMNShape"):
+        b = shape.find("dc:Bounds", NS)
+        result[shape.get("bpmnElement")] = tuple(float(b.get(k)) for k in ("x", "y", "width", "height"))
+    return result
+
+
+@pytest.mark.parametrize(
+    "text, articles",
+    [
+        ("第六条", {6}),
+        ("第四、十六条", {4, 16}),
+        ("第九至十三条", {9, 10, 11, 12, 13}),
+        ("第三十一至三十四条", {31, 32, 33, 34}),
+        ("第四十七条", {47}),
+    ],
+)
+def test_citations_are_read_as_written(text: str, articles: set[int]) -> None:
+    assert cited_articles(text) == articles
+
+
+@pytest.mark.skipif(not REGULATION.exists(), reason="the regulation text is not on this machine")
+def test_every_cited_article_exists_in_the_regulation() -> None:
+    regulation = REGULATION.read_text(encoding="utf-8")
+    present = {chinese_number(n) for n in re.findall(r"^第([一二三四五六七八九十]+)条", regulation, re.M)}
+    assert present == set(range(1, 48))
+    texts = [d.text or "" for d in etree.parse(str(BPMN_FILE)).getroot().iter(f"{{{NS['bpmn']}}}documentation")]
+    texts += [d.text or "" for d in etree.parse(str(DMN_FILE)).getroot().iter("{*}description")]
+    texts += [d.get("name") or "" for d in etree.parse(str(DMN_FILE)).getroot().iter("{*}decision")]
+    cited = set().union(*(cited_articles(t) for t in texts))
+    assert cited and cited <= present, sorted(cited - present)
+
+
+def test_every_user_task_sits_in_the_lane_of_its_first_group() -> None:
+    root = etree.parse(str(BPMN_FILE)).getroot()
+    process = root.find("bpmn:process", NS)
+    participant = root.find("bpmn:collaboration/bpmn:participant", NS)
+    assert participant is not None and participant.get("processRef") == "qufu" and participant.get("name")
+    shapes = bounds(root)
+    lanes = {lane.get("id"): lane for lane in process.iter(f"{{{NS['bpmn']}}}lane")}
+    top_level = {
+        e.get("id")
+        for e in process
+        if isinstance(e.tag, str)
+        and e.get("id")
+        and etree.QName(e).localname not in ("sequenceFlow", "laneSet", "subProcess", "documentation")
+    }
+    listed = [ref.text for lane in lanes.values() for ref in lane.findall("bpmn:flowNodeRef", NS)]
+    assert sorted(listed) == sorted(top_level)  # every top-level node in exactly one lane, nothing nested
+    groups = set()
+    for task in process.iter(f"{{{NS['bpmn']}}}userTask"):
+        group = task.get(f"{{{NS['camunda']}}}candidateGroups").split(",")[0].strip()
+        groups.add(group)
+        lane = f"lane_{group}"
+        assert lane in lanes and re.search(r"[\u4e00-\u9fff]", lanes[lane].get("name") or ""), lane
+        x, y, w, h = shapes[task.get("id")]
+        lx, ly, lw, lh = shapes[lane]
+        assert lx <= x and x + w <= lx + lw and ly <= y and y + h <= ly + lh, (task.get("id"), lane)
+        if task.get("id") in top_level:
+            assert task.get("id") in [r.text for r in lanes[lane].findall("bpmn:flowNodeRef", NS)]
+    assert set(lanes) == {f"lane_{g}" for g in groups}
+
+
+def test_decision_gateways_name_every_outgoing_flow() -> None:
+    process = etree.parse(str(BPMN_FILE)).getroot().find("bpmn:process", NS)
+    flows = {f.get("id"): f for f in process.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+    for gateway in process.iter(f"{{{NS['bpmn']}}}exclusiveGateway"):
+        outgoing = [o.text for o in gateway.findall("bpmn:outgoing", NS)]
+        if len(outgoing) > 1:
+            assert gateway.get("name"), gateway.get("id")
+            assert all(flows[o].get("name") for o in outgoing), (gateway.get("id"), outgoing)
+    for script in process.iter(f"{{{NS['bpmn']}}}scriptTask"):
+        assert cited_articles(script.findtext("bpmn:documentation", "", NS)) or "惯例" in script.findtext(
+            "bpmn:documentation", "", NS
+        ), script.get("id")
+
+
+def cell_matches(entry: str, value: Any) -> bool:
+    """A decision-table input cell as the service reads it: '-' any, '?' the value, a leading operator, or equality."""
+    entry = entry.strip()
+    if entry in ("-", ""):
+        return True
+    scope = {"value": value, "Decimal": Decimal}
+    if "?" in entry:
+        return bool(eval(entry.replace("?", "value"), scope))  # noqa: S307 - the test's own table cells
+    if entry[0] in "<>=!":
+        return bool(eval("value " + entry, scope))  # noqa: S307
+    return bool(eval(f"value == ({entry})", scope))  # noqa: S307
+
+
+@pytest.mark.parametrize(
+    "decision, inputs",
+    [
+        ("qufu_feasibility_report", [(Decimal(v),) for v in ("0", "499.99", "500", "500.01", "100000")]),
+        (
+            "qufu_security_share",
+            [(new, Decimal(share)) for new in (True, False) for share in ("0", "4.99", "5", "5.01", "100")],
+        ),
+    ],
+)
+def test_decision_rows_do_not_overlap_and_leave_no_gap(decision: str, inputs: list[tuple[Any, ...]]) -> None:
+    table = etree.parse(str(DMN_FILE)).getroot().find(f"{{*}}decision[@id='{decision}']/{{*}}decisionTable")
+    rules = [[e.findtext("{*}text") or "" for e in rule.findall("{*}inputEntry")] for rule in table.findall("{*}rule")]
+    for values in inputs:
+        hits = [
+            i for i, cells in enumerate(rules) if all(cell_matches(c, v) for c, v in zip(cells, values, strict=True))
+        ]
+        assert len(hits) == 1, (decision, values, hits)
