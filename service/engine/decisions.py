@@ -58,25 +58,28 @@ def overlaps(table: Any, environment: Any) -> list[str]:
     if table.hit_policy not in ("FIRST", "UNIQUE"):
         return []
     columns = table.inputs
-    cells = [[(rule.inputEntries[i].lhs or [None])[0] for rule in table.rules] for i in range(len(columns))]
+    rules = table.rules
+    cells = [[(rule.inputEntries[i].lhs or [None])[0] for rule in rules] for i in range(len(columns))]
     samples = [_samples([c for c in column if c]) for column in cells]
-    combos: Any = itertools.product(*samples)
+    # each cell against each sample of its column, once; a row matches an input when all its cells do
+    match = [[[_matches(environment, cells[i][r], v) for v in samples[i]] for r in range(len(rules))]
+             for i in range(len(columns))]
     total = 1
-    for s in samples:
-        total *= len(s)
+    for s_ in samples:
+        total *= len(s_)
+    indices: Any = itertools.product(*(range(len(s_)) for s_ in samples))
     if total > MAX_SAMPLES:
         chooser = random.Random(0)
-        combos = ([chooser.choice(s) for s in samples] for _ in range(MAX_SAMPLES))
+        indices = ([chooser.randrange(len(s_)) for s_ in samples] for _ in range(MAX_SAMPLES))
     name = table.name or table.id
     found: dict[tuple[int, int], str] = {}
-    for combo in combos:
-        hits = [rule for r_index, rule in enumerate(table.rules)
-                if all(_matches(environment, cells[i][r_index], combo[i]) for i in range(len(columns)))]
+    for combo in indices:
+        hits = [r for r in range(len(rules)) if all(match[i][r][combo[i]] for i in range(len(columns)))]
         for a, b in itertools.combinations(hits, 2):
-            pair = (a.row_number, b.row_number)
+            pair = (rules[a].row_number, rules[b].row_number)
             if pair not in found and len(found) < 5:
-                shown = ", ".join(f"{(c.label or c.expression or c.id).strip('()')} = {v!r}"
-                                  for c, v in zip(columns, combo, strict=True))
-                found[pair] = (f"decision '{name}': rows {a.row_number} and {b.row_number} both match ({shown}); "
+                shown = ", ".join(f"{(c.label or c.expression or c.id).strip('()')} = {samples[i][combo[i]]!r}"
+                                  for i, c in enumerate(columns))
+                found[pair] = (f"decision '{name}': rows {pair[0]} and {pair[1]} both match ({shown}); "
                                f"under hit policy {table.hit_policy} the first one wins, so the rows' order decides")
     return list(found.values())

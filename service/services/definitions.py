@@ -1,6 +1,7 @@
 """Deploying BPMN/DMN files as versioned process definitions, and reading them back."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,23 @@ def deploy(ctx: AppContext, principal: Principal, files: dict[str, bytes], sourc
     return out
 
 
+_CHECKED: dict[str, list[str]] = {}  # the same files give the same warnings
+
+
 def decision_warnings(ctx: AppContext, files: dict[str, bytes]) -> list[str]:
     """Decision-table rows that overlap (their order decides); checked in an engine worker (it runs the cells)."""
+    digest = hashlib.sha256(b"".join(n.encode() + b"\0" + c + b"\0" for n, c in sorted(files.items()))).hexdigest()
+    if digest in _CHECKED:
+        return list(_CHECKED[digest])
     try:
         reply = ctx.pool.run({"op": "check_decisions", "files": files}, model_files=lambda: None)
     except EngineFailure as e:
         return [f"the decision tables could not be checked: {e.message}"]
-    return list(reply.get("warnings") or []) if isinstance(reply, dict) else []
+    warnings = list(reply.get("warnings") or []) if isinstance(reply, dict) else []
+    if len(_CHECKED) > 64:
+        _CHECKED.clear()
+    _CHECKED[digest] = warnings
+    return list(warnings)
 
 
 def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list[Any], source: str) -> DeploymentOut:
