@@ -3,12 +3,16 @@ would."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from tests.support import Api
+from tests.support import REPO, Api
 
 PROCESS_KEY = "yulin"
 
@@ -35,9 +39,6 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     }
     variables.update(overrides)
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
-
-
-
 
 
 def timer_due(api: Api, iid: str, element_id: str) -> datetime:
@@ -650,6 +651,42 @@ def test_refused_reapproval_keeps_the_original_project(lifecycle_api: Api) -> No
     assert float(api.variables(iid)["budget_wan"]) == 300
 
 
+@pytest.mark.parametrize(
+    "first_added, first_removed, added, removed, route",
+    [
+        # after an approved increase to 1200: 100 is 10 % of the original 1000 (8.3 % of 1200)
+        (200, 0, 100, 0, "record"),
+        (200, 0, 100.01, 0, "reestablish"),
+        (200, 0, 0, 100, "record"),
+        (200, 0, 0, 100.01, "reestablish"),
+        # after an approved reduction to 800: 90 is 9 % of the original 1000 (11.25 % of 800)
+        (0, 200, 90, 0, "record"),
+        (0, 200, 100, 0, "record"),
+        (0, 200, 100.01, 0, "reestablish"),
+    ],
+)
+def test_a_second_change_is_measured_against_the_original_total(
+    lifecycle_api: Api, first_added: float, first_removed: float, added: float, removed: float, route: str
+) -> None:
+    api = lifecycle_api
+    bk = "YL-CHG-2ND"
+    iid = to_implementation(api, bk, budget_wan=1000)
+    assert float(api.variables(iid)["original_budget_wan"]) == 1000
+    request_change(api, bk, iid, added=first_added, removed=first_removed)
+    assert api.variables(iid)["change_route"] == "reestablish"
+    through_approval(api, iid)
+    assert implementing(api, iid)
+    assert float(api.variables(iid)["budget_wan"]) == 1000 + first_added - first_removed
+    # 第二十一条: 占原总投资比例 — the total of the first approval, not the changed one
+    request_change(api, bk, iid, added=added, removed=removed)
+    assert api.variables(iid)["change_route"] == route
+    assert float(api.variables(iid)["original_budget_wan"]) == 1000
+    if route == "record":
+        assert implementing(api, iid)
+    else:
+        assert api.open_elements(iid) == ["prepare_professional_plan"]
+
+
 def test_change_below_ten_wan_leaves_the_procedure(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "YL-CHG-SELF"
@@ -883,3 +920,166 @@ def test_application_in_time_ends_the_acceptance_deadline(lifecycle_api: Api) ->
     assert "acceptance_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
     api.advance(timedelta(days=100))
     assert api.open_elements(iid) == ["organise_acceptance"]
+
+
+# ---- the diagram as a designer opens it: decision tables, lanes, citations ---------------------------------
+
+
+def _decision_tables() -> dict[str, Any]:
+    from service.engine.deployment import parse_files
+
+    files = {name: (REPO / "bpmn" / name).read_bytes() for name in ("yulin.bpmn", "yulin.dmn")}
+    [parsed] = parse_files(files)
+    tables = {}
+    for spec in [parsed.spec, *parsed.subprocess_specs.values()]:
+        for task_spec in spec.task_specs.values():
+            if hasattr(task_spec, "dmnEngine"):
+                tables[task_spec.dmnEngine.decision_table.name] = task_spec.dmnEngine
+    return tables
+
+
+def _matching_rows(engine: Any, data: dict[str, Any]) -> list[str]:
+    """Every row that matches (the engine's FIRST policy would use only the first)."""
+    from service.engine.scripting import make_script_engine
+
+    task = SimpleNamespace(data=data, workflow=SimpleNamespace(script_engine=make_script_engine()))
+    return [rule.id for rule in engine.decide(task)]
+
+
+AMOUNTS = [Decimal(v) for v in ("0", "9.99", "10", "10.01", "199.99", "200", "200.01", "499.99", "500", "5000")]
+TYPES = ["infrastructure", "software_dev", "business_operation", "om", "third_party_service", "equipment"]
+
+
+def test_decision_rows_do_not_overlap_and_leave_no_gap() -> None:
+    tables = _decision_tables()
+    assert set(tables) == {"yulin_management_track", "yulin_component_sharing", "yulin_change_route"}
+    for budget in AMOUNTS:
+        for project_type in TYPES:
+            for funding in ("fiscal", "non_fiscal"):
+                data = {"budget_wan": budget, "project_type": project_type, "funding_source": funding}
+                assert len(_matching_rows(tables["yulin_management_track"], data)) == 1, data
+            for track in ("approval", "filing", "self_managed"):
+                data = {"budget_wan": budget, "project_type": project_type, "track": track}
+                assert len(_matching_rows(tables["yulin_component_sharing"], data)) == 1, data
+    for added in (Decimal(0), Decimal(100), Decimal("100.01"), Decimal(500)):
+        for removed in (Decimal(0), Decimal(100), Decimal("100.01"), Decimal(500)):
+            for major in (True, False):
+                for original in (Decimal(1000), Decimal(0)):
+                    data = {
+                        "added_content_wan": added,
+                        "removed_content_wan": removed,
+                        "major_adjustment": major,
+                        "original_budget_wan": original,
+                    }
+                    assert len(_matching_rows(tables["yulin_change_route"], data)) == 1, data
+
+
+BPMN_NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "camunda": "http://camunda.org/schema/1.0/bpmn",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "dc": "http://www.omg.org/spec/DD/20100524/DC",
+}
+
+
+def _diagram() -> Any:
+    return etree.parse(str(REPO / "bpmn" / "yulin.bpmn")).getroot()
+
+
+def _bounds(root: Any) -> dict[str, tuple[float, float, float, float]]:
+    out = {}
+    for shape in root.iter(f"{{{BPMN_NS['bpmndi']}}}BPMNShape"):
+        b = shape.find("dc:Bounds", BPMN_NS)
+        out[shape.get("bpmnElement")] = tuple(float(b.get(k)) for k in ("x", "y", "width", "height"))
+    return out
+
+
+def test_one_lane_per_department_and_every_user_task_in_the_lane_of_its_first_group() -> None:
+    root = _diagram()
+    participant = root.find("bpmn:collaboration/bpmn:participant", BPMN_NS)
+    assert participant.get("processRef") == PROCESS_KEY and re.search(r"[\u4e00-\u9fff]", participant.get("name"))
+    process = root.find(f"bpmn:process[@id='{PROCESS_KEY}']", BPMN_NS)
+    lanes = process.findall("bpmn:laneSet/bpmn:lane", BPMN_NS)
+    refs = {lane.get("id"): {r.text for r in lane.findall("bpmn:flowNodeRef", BPMN_NS)} for lane in lanes}
+    tasks = list(process.iter(f"{{{BPMN_NS['bpmn']}}}userTask"))
+    groups = {t.get("id"): t.get(f"{{{BPMN_NS['camunda']}}}candidateGroups").split(",")[0].strip() for t in tasks}
+    assert set(refs) == {f"lane_{g}" for g in groups.values()}
+    assert all(re.search(r"[\u4e00-\u9fff]", lane.get("name")) for lane in lanes)
+    bounds = _bounds(root)
+
+    def lane_at(element_id: str) -> str:
+        x, y, w, h = bounds[element_id]
+        cx, cy = x + w / 2, y + h / 2
+        inside = [
+            lane
+            for lane in refs
+            if bounds[lane][1] <= cy < bounds[lane][1] + bounds[lane][3]
+            and bounds[lane][0] <= cx <= bounds[lane][0] + bounds[lane][2]
+        ]
+        assert len(inside) == 1, element_id
+        return inside[0]
+
+    for task, group in groups.items():
+        assert lane_at(task) == f"lane_{group}", task
+    top_level = [
+        n.get("id")
+        for n in process
+        if n.get("id") and etree.QName(n).localname not in ("laneSet", "sequenceFlow", "documentation")
+    ]
+    listed = [i for r in refs.values() for i in r]
+    assert len(listed) == len(set(listed))
+    for node in top_level:
+        lane = [lane for lane, members in refs.items() if node in members]
+        if node == "yulin_establishment":  # the establishment spans the four departments that take part in it
+            assert lane == []
+            continue
+        assert lane == [lane_at(node)], node
+    inner = {
+        n.get("id")
+        for sub in process.findall("bpmn:subProcess", BPMN_NS)
+        for n in sub.iter()
+        if n is not sub and n.get("id")
+    }
+    assert not inner & set(listed)
+
+
+CN_DIGITS = {"零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _cn_number(text: str) -> int:
+    if "十" not in text:
+        return CN_DIGITS[text]
+    tens, _, ones = text.partition("十")
+    return (CN_DIGITS[tens] if tens else 1) * 10 + (CN_DIGITS[ones] if ones else 0)
+
+
+# the regulation has 第一条 … 第三十六条; the articles with numbered items, and how many items each has
+ARTICLES = 36
+ITEMS = {4: 8, 12: 4, 21: 2, 27: 10}
+
+
+def test_every_cited_article_exists_in_the_regulation() -> None:
+    texts = [d.text or "" for d in _diagram().iter(f"{{{BPMN_NS['bpmn']}}}documentation")]
+    dmn = etree.parse(str(REPO / "bpmn" / "yulin.dmn")).getroot()
+    texts += [d.text or "" for d in dmn.iter("{*}description")]
+    texts += [(REPO / "docs" / "lifecycles" / "yulin.md").read_text(encoding="utf-8")]
+    cited = 0
+    for text in texts:
+        for article, item in re.findall(r"第([一二三四五六七八九十]+)条(?:第（([一二三四五六七八九十]+)）项)?", text):
+            number = _cn_number(article)
+            assert 1 <= number <= ARTICLES, text
+            if item:
+                assert number in ITEMS and 1 <= _cn_number(item) <= ITEMS[number], text
+            cited += 1
+    assert cited > 50
+
+
+def test_decisions_name_their_flows_and_scripts_say_what_they_compute() -> None:
+    process = _diagram().find(f"bpmn:process[@id='{PROCESS_KEY}']", BPMN_NS)
+    flows = {f.get("id"): f for f in process.iter(f"{{{BPMN_NS['bpmn']}}}sequenceFlow")}
+    for gateway in process.iter(f"{{{BPMN_NS['bpmn']}}}exclusiveGateway"):
+        outgoing = [o.text for o in gateway.findall("bpmn:outgoing", BPMN_NS)]
+        if len(outgoing) > 1:
+            assert all(flows[o].get("name") for o in outgoing), gateway.get("id")
+    for script in process.iter(f"{{{BPMN_NS['bpmn']}}}scriptTask"):
+        assert (script.findtext("bpmn:documentation", namespaces=BPMN_NS) or "").strip(), script.get("id")
