@@ -41,6 +41,16 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
+def today(api: Api) -> str:
+    """The date on the service's clock, China time."""
+    return (api.clock.now() + timedelta(hours=8)).date().isoformat()
+
+
+def end_of_day_china(day: str) -> datetime:
+    """24:00 China time at the end of `day`, in UTC: when a deadline day runs out."""
+    return datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(hours=16)
+
+
 def timer_due(api: Api, iid: str, element_id: str) -> datetime:
     due = [w["due_at"] for w in api.waiting(iid) if w.get("element_id") == element_id]
     assert len(due) == 1, (element_id, api.waiting(iid))
@@ -52,8 +62,8 @@ def through_approval(api: Api, iid: str, public: bool = False) -> None:
     prepare = "prepare_public_plan" if public else "prepare_professional_plan"
     api.complete(iid, prepare, {"plan_ref": "FA-1", "plan_depth_met": True})
     assert api.open_elements(iid) == ["funding_review", "technical_review"]
-    api.complete(iid, "technical_review", {"decision": "pass", "technical_opinion": "同意"})
-    api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
+    api.complete(iid, "technical_review", {"technical_opinion": "同意"})
+    api.complete(iid, "funding_review", {"funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "pass", "approval_ref": "玉数批〔2026〕1号"})
 
 
@@ -86,8 +96,8 @@ def to_contract(api: Api, bk: str, **overrides: Any) -> str:
 
 def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_contract(api, bk, **overrides)
-    api.message("contract_signed", bk, {"contract_wan": 280})
-    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-06-01", "ip_clause_included": True})
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01", "contract_amount_wan": 280})
+    api.complete(iid, "upload_contract", {"ip_clause_included": True})
     assert api.open_elements(iid) == []
     assert {"construction_completed", "change_requested"} <= {w.get("name") for w in api.waiting(iid)}
     return iid
@@ -98,14 +108,12 @@ def to_implementation(api: Api, bk: str, **overrides: Any) -> str:
 
 def to_acceptance_application(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_implementation(api, bk, **overrides)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": today(api)})
     return iid
 
 
 def accept_and_conclude(api: Api, iid: str) -> None:
-    api.complete(
-        iid, "upload_acceptance_materials", {"acceptance_materials_ref": "YS-1", "accepted_date": "2027-04-01"}
-    )
+    api.complete(iid, "upload_acceptance_materials", {"acceptance_materials_ref": "YS-1"})
     assert api.open_task(iid, "acceptance_conclusion")["candidate_groups"] == ["data_bureau"]
     api.complete(
         iid, "acceptance_conclusion", {"acceptance_conclusion_ref": "YSJL-1", "acceptance_conclusion_text": "通过"}
@@ -138,18 +146,17 @@ def test_full_approval_lifecycle_to_completed(lifecycle_api: Api) -> None:
     assert api.variables(iid)["component_sharing_required"] is True
     assert api.open_task(iid, "engage_supervisor")["candidate_groups"] == ["applicant"]
     api.complete(iid, "engage_supervisor", {"supervisor_name": "某监理公司"})
-    api.message("contract_signed", bk)
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01"})
     api.complete(
         iid,
         "upload_contract",
         {
-            "contract_signed_date": "2026-06-01",
             "ip_clause_included": True,
             "service_purchase": True,
             "service_term_years": 3,
         },
     )
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": today(api)})
     assert api.open_elements(iid) == ["apply_acceptance"]
     api.complete(iid, "apply_acceptance", {**APPLICATION, "third_party_test_ref": "CP-1"})
     # before acceptance: shared components registered (第二十四条), source code uploaded (第二十五条)
@@ -158,7 +165,9 @@ def test_full_approval_lifecycle_to_completed(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["upload_source_code"]
     api.complete(iid, "upload_source_code", {"source_code_ref": "YM-1"})
     assert api.open_task(iid, "organise_acceptance")["candidate_groups"] == ["data_bureau"]
-    api.complete(iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass"})
+    api.complete(
+        iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass", "acceptance_date": today(api)}
+    )
     accept_and_conclude(api, iid)
     # 第二十九条: the efficiency evaluation opens 12 months after acceptance, not before
     assert api.open_elements(iid) == []
@@ -180,14 +189,14 @@ def test_full_filing_lifecycle_to_completed(lifecycle_api: Api) -> None:
     through_filing(api, iid)
     # no supervision is required on the filing track (第十七条)
     assert "contract_signed" in {w.get("name") for w in api.waiting(iid)}
-    api.message("contract_signed", bk)
-    api.complete(iid, "upload_contract", {"contract_signed_date": "2026-06-01", "ip_clause_included": True})
-    api.message("construction_completed", bk)
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01"})
+    api.complete(iid, "upload_contract", {"ip_clause_included": True})
+    api.message("construction_completed", bk, {"completed_on": today(api)})
     # 第二十五条: new software → source code before acceptance; 第二十二条: the unit accepts by itself
     assert api.open_elements(iid) == ["upload_source_code"]
     api.complete(iid, "upload_source_code", {"source_code_ref": "YM-2"})
     assert api.open_task(iid, "self_acceptance")["candidate_groups"] == ["applicant"]
-    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2027-02-01"})
+    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": today(api)})
     accept_and_conclude(api, iid)
     # no efficiency evaluation on the filing track (第二十九条)
     assert api.end_event(iid) == "end_completed"
@@ -254,15 +263,17 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     assert task["candidate_groups"] == ["data_bureau"]
     r = api.as_("f", "finance_bureau").post(f"/tasks/{task['id']}/claim")
     assert r.status_code == 403
-    r = api.as_("f", "finance_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+    r = api.as_("f", "finance_bureau").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {"technical_opinion": "同意"}}
+    )
     assert r.status_code == 403
-    # a review without its decision is refused, and so is an outcome the regulation does not allow
+    # 第十二条: the review gives an opinion; it cannot be left out, and it is not a decision
     client = api.as_("d", "data_bureau")
     assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
-    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {"technical_opinion": "同意"}})
-    assert r.status_code == 422 and "decision" in r.json()["errors"]
+    r = client.post(f"/tasks/{task['id']}/complete", json={"variables": {"cost_check_wan": 300}})
+    assert r.status_code == 422 and "technical_opinion" in r.json()["errors"]
     r = client.post(
-        f"/tasks/{task['id']}/complete", json={"variables": {"decision": "maybe", "technical_opinion": "x"}}
+        f"/tasks/{task['id']}/complete", json={"variables": {"decision": "reject", "technical_opinion": "x"}}
     )
     assert r.status_code == 422 and "decision" in r.json()["errors"]
     assert sorted(api.open_elements(iid)) == ["funding_review", "technical_review"]
@@ -411,32 +422,65 @@ def test_ex_ante_evaluation_failed_is_rejected(lifecycle_api: Api) -> None:
 # ---- approval (第十二、十四条) and filing (第十三条) ---------------------------------------------------------
 
 
-def test_reviews_run_in_parallel_and_approval_waits_for_both(lifecycle_api: Api) -> None:
+REVIEWS = {
+    "technical_review": ("data_bureau", "technical_opinion", {"cost_check_wan": 290}),
+    "funding_review": ("finance_bureau", "funding_opinion", {"approved_fiscal_wan": 280}),
+}
+OPINIONS = {"favourable": "同意立项", "unfavourable": "不同意：重复建设、资金来源未落实"}
+
+
+@pytest.mark.parametrize("first", ["technical_review", "funding_review"])
+@pytest.mark.parametrize("technical, funding", [(t, f) for t in OPINIONS for f in OPINIONS])
+@pytest.mark.parametrize("approval", ["pass", "revise", "reject"])
+def test_both_review_opinions_reach_the_approval_in_either_order(
+    lifecycle_api: Api, first: str, technical: str, funding: str, approval: str
+) -> None:
+    """第十二条: the technical review and the funding review are opinions (出具评审意见 / 意见); the approval weighs
+    them (综合各方意见) and decides. Neither opinion overwrites the other, whichever comes first."""
     api = lifecycle_api
     iid = start(api, "YL-PAR")
-    api.complete(iid, "prepare_professional_plan", {"plan_ref": "FA", "plan_depth_met": True, "budget_wan": 320})
+    api.complete(iid, "prepare_professional_plan", {"plan_ref": "FA", "plan_depth_met": True})
     assert api.open_elements(iid) == ["funding_review", "technical_review"]
-    assert api.open_task(iid, "funding_review")["candidate_groups"] == ["finance_bureau"]
-    api.complete(
-        iid, "funding_review", {"decision": "pass", "funding_opinion": "资金来源已落实", "approved_fiscal_wan": 300}
-    )
-    assert api.open_elements(iid) == ["technical_review"]
-    api.complete(iid, "technical_review", {"decision": "revise", "technical_opinion": "复用政务云"})
-    assert api.open_task(iid, "approve_project")["candidate_groups"] == ["data_bureau"]
+    given = {"technical_review": OPINIONS[technical], "funding_review": OPINIONS[funding]}
+    order = [first, *(r for r in REVIEWS if r != first)]
+    for n, review in enumerate(order):
+        group, field, extra = REVIEWS[review]
+        assert api.open_task(iid, review)["candidate_groups"] == [group]
+        api.complete(iid, review, {field: given[review], **extra})
+        if n == 0:  # 并联: the approval waits for both opinions
+            assert api.open_elements(iid) == [order[1]]
+        api.advance(timedelta(minutes=1))
+    task = api.open_task(iid, "approve_project")
+    assert task["candidate_groups"] == ["data_bureau"]
+    detail = api.as_("d", "data_bureau").get(f"/tasks/{task['id']}").json()
+    shown = {t["element_id"]: t for t in detail["completed_tasks"]}
+    for review, (group, field, extra) in REVIEWS.items():
+        assert shown[review]["candidate_groups"] == [group]
+        assert shown[review]["submitted"] == {field: given[review], **extra}
+    assert {
+        f["id"] for f in api.as_("d", "data_bureau").get(f"/tasks/{shown['technical_review']['id']}").json()["form"]
+    } == {"technical_opinion", "cost_check_wan"}
+    api.complete(iid, "approve_project", {"decision": approval, "approval_ref": "玉数批〔2026〕2号"})
+    if approval == "pass":
+        assert api.open_elements(iid) == ["engage_supervisor"]
+    elif approval == "revise":
+        assert api.open_elements(iid) == ["prepare_professional_plan"]
+    else:
+        assert api.end_event(iid) == "end_rejected"
 
 
 def test_approval_revise_returns_to_the_plan_then_reject_ends(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "YL-APP", project_class="public")
     api.complete(iid, "prepare_public_plan", {"plan_ref": "FA", "plan_depth_met": False})
-    api.complete(iid, "technical_review", {"decision": "revise", "technical_opinion": "深度不足"})
-    api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
+    api.complete(iid, "technical_review", {"technical_opinion": "深度不足"})
+    api.complete(iid, "funding_review", {"funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "revise"})
     assert api.open_elements(iid) == ["prepare_public_plan"]
     api.complete(iid, "prepare_public_plan", {"plan_ref": "FA-2", "plan_depth_met": True})
     assert api.open_elements(iid) == ["funding_review", "technical_review"]
-    api.complete(iid, "technical_review", {"decision": "reject", "technical_opinion": "重复建设"})
-    api.complete(iid, "funding_review", {"decision": "pass", "funding_opinion": "同意"})
+    api.complete(iid, "technical_review", {"technical_opinion": "重复建设"})
+    api.complete(iid, "funding_review", {"funding_opinion": "同意"})
     api.complete(iid, "approve_project", {"decision": "reject"})
     assert api.end_event(iid) == "end_rejected"
 
@@ -510,7 +554,7 @@ def test_service_purchase_contract_longer_than_three_years_is_refused(lifecycle_
     api = lifecycle_api
     bk = "YL-TERM"
     iid = to_contract(api, bk)
-    api.message("contract_signed", bk)
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01"})
     task = api.open_task(iid, "upload_contract")
     client = api.as_("a", "applicant")
     assert client.post(f"/tasks/{task['id']}/claim").status_code == 200
@@ -518,7 +562,6 @@ def test_service_purchase_contract_longer_than_three_years_is_refused(lifecycle_
         f"/tasks/{task['id']}/complete",
         json={
             "variables": {
-                "contract_signed_date": "2026-06-01",
                 "ip_clause_included": True,
                 "service_purchase": True,
                 "service_term_years": 4,
@@ -628,12 +671,12 @@ def test_refused_move_to_the_approval_track_keeps_the_filing(lifecycle_api: Api)
     iid = to_implementation(api, bk, budget_wan=150)
     request_change(api, bk, iid, added=60)
     api.complete(iid, "prepare_professional_plan", {"plan_ref": "FA", "plan_depth_met": True})
-    api.complete(iid, "technical_review", {"decision": "reject", "technical_opinion": "不必要"})
-    api.complete(iid, "funding_review", {"decision": "reject", "funding_opinion": "无资金"})
+    api.complete(iid, "technical_review", {"technical_opinion": "不必要"})
+    api.complete(iid, "funding_review", {"funding_opinion": "无资金"})
     api.complete(iid, "approve_project", {"decision": "reject"})
     assert implementing(api, iid)
     assert api.variables(iid)["track"] == "filing" and float(api.variables(iid)["budget_wan"]) == 150
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": today(api)})
     assert api.open_elements(iid) == ["self_acceptance"]
 
 
@@ -643,8 +686,8 @@ def test_refused_reapproval_keeps_the_original_project(lifecycle_api: Api) -> No
     iid = to_implementation(api, bk, budget_wan=300)
     request_change(api, bk, iid, added=100)
     api.complete(iid, "prepare_professional_plan", {"plan_ref": "FA-BG", "plan_depth_met": True})
-    api.complete(iid, "technical_review", {"decision": "reject", "technical_opinion": "不必要"})
-    api.complete(iid, "funding_review", {"decision": "reject", "funding_opinion": "无资金"})
+    api.complete(iid, "technical_review", {"technical_opinion": "不必要"})
+    api.complete(iid, "funding_review", {"funding_opinion": "无资金"})
     api.complete(iid, "approve_project", {"decision": "reject"})
     assert api.instance(iid)["status"] == "running"
     assert implementing(api, iid)
@@ -715,7 +758,7 @@ def test_key_project_inspections_do_not_stop_the_implementation(lifecycle_api: A
         assert api.open_task(iid, "inspect_key_project")["candidate_groups"] == ["data_bureau"]
         api.complete(iid, "inspect_key_project", {"inspection_date": f"2026-0{n + 6}-01", "inspection_findings": "无"})
         assert implementing(api, iid)
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": today(api)})
     assert api.open_elements(iid) == ["apply_acceptance"]
 
 
@@ -770,37 +813,47 @@ def test_source_code_before_acceptance(lifecycle_api: Api, project_type: str, ne
         assert api.open_elements(iid) == (["upload_source_code"] if upload else [after])
 
 
+def task_due(api: Api, iid: str, element_id: str) -> datetime:
+    return datetime.fromisoformat(api.open_task(iid, element_id)["due_at"].replace("Z", "+00:00"))
+
+
 def test_acceptance_application_deadline_and_three_delays(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "YL-DELAY"
-    iid = to_acceptance_application(api, bk)
-    completed = api.clock.now()
-    # 第二十二条: six months from completion
-    assert timer_due(api, iid, "acceptance_deadline") == datetime(2026, 9, 2, 1, 0, tzinfo=UTC)
-    api.advance(timer_due(api, iid, "acceptance_deadline") - completed - timedelta(minutes=1))
+    iid = to_implementation(api, bk)
+    # the OA system reports on 2 March that construction was completed on 20 February
+    api.message("construction_completed", bk, {"completed_on": "2026-02-20"})
+    # 第二十二条: six months from the completion date, to the end of that day (not from the report)
+    due = end_of_day_china("2026-08-20")
+    assert timer_due(api, iid, "acceptance_deadline") == due == task_due(api, iid, "apply_acceptance")
+    api.advance(due - api.clock.now() - timedelta(minutes=1))
     assert api.open_elements(iid) == ["apply_acceptance"]
     api.advance(timedelta(minutes=2))
     assert api.open_elements(iid) == ["request_acceptance_delay"]
-    for n in (1, 2, 3):
-        api.complete(iid, "request_acceptance_delay", {"delay_months": 6 if n < 3 else 2, "delay_reason": "设备未到货"})
+    # 第二十六条: each granted delay moves the expired due date on, however long the request and review took
+    for n, (months, new_due) in enumerate([(6, "2027-02-20"), (6, "2027-08-20"), (2, "2027-10-20")], start=1):
+        api.advance(timedelta(days=20))
+        api.complete(iid, "request_acceptance_delay", {"delay_months": months, "delay_reason": "设备未到货"})
         assert api.open_task(iid, "review_acceptance_delay")["candidate_groups"] == ["data_bureau"]
+        api.advance(timedelta(days=30))
         api.complete(iid, "review_acceptance_delay", {"decision": "pass"})
         assert api.open_elements(iid) == ["apply_acceptance"]
         assert api.variables(iid)["delay_count"] == n
-        # the granted period runs from the grant
-        months = 6 if n < 3 else 2
-        due = timer_due(api, iid, "acceptance_deadline")
-        assert timedelta(days=28 * months) < due - api.clock.now() < timedelta(days=31 * months + 1)
-        api.fire_timer(iid, "acceptance_deadline")
+        assert timer_due(api, iid, "acceptance_deadline") == end_of_day_china(new_due)
+        api.advance(end_of_day_china(new_due) - api.clock.now() + timedelta(minutes=1))
         assert api.open_elements(iid) == ["request_acceptance_delay"]
-    # 第二十六条: a fourth delay is refused without review; the data bureau presses for the application
+    # a fourth delay is not reviewed; the data bureau presses for the application, which has no new period
     api.complete(iid, "request_acceptance_delay", {"delay_months": 1, "delay_reason": "再次延期"})
     assert api.open_elements(iid) == ["supervise_acceptance"]
     assert api.open_task(iid, "supervise_acceptance")["candidate_groups"] == ["data_bureau"]
     api.complete(iid, "supervise_acceptance", {"reminder_note": "尽快申请"})
-    assert api.open_elements(iid) == ["apply_acceptance"]
+    assert api.open_elements(iid) == ["apply_acceptance_overdue"]
+    assert api.open_task(iid, "apply_acceptance_overdue")["due_at"] is None
+    assert "acceptance_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
+    api.advance(timedelta(days=400))
+    assert api.open_elements(iid) == ["apply_acceptance_overdue"]
     assert api.variables(iid)["delay_count"] == 3
-    api.complete(iid, "apply_acceptance", APPLICATION)
+    api.complete(iid, "apply_acceptance_overdue", APPLICATION)
     assert api.open_elements(iid) == ["organise_acceptance"]
 
 
@@ -816,7 +869,7 @@ def test_delay_longer_than_six_months_is_refused(lifecycle_api: Api) -> None:
     assert r.status_code == 422 and "delay_months" in r.json()["errors"]
 
 
-def test_delay_not_granted_is_supervised(lifecycle_api: Api) -> None:
+def test_delay_not_granted_is_supervised_without_a_new_period(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "YL-DELAY-NO"
     iid = to_acceptance_application(api, bk)
@@ -825,8 +878,12 @@ def test_delay_not_granted_is_supervised(lifecycle_api: Api) -> None:
     api.complete(iid, "review_acceptance_delay", {"decision": "reject", "delay_opinion": "理由不充分"})
     assert api.open_elements(iid) == ["supervise_acceptance"]
     api.complete(iid, "supervise_acceptance", {})
-    assert api.open_elements(iid) == ["apply_acceptance"]
+    # 第二十六条 gives no fresh period after a refusal: the application is overdue, and no timer runs again
+    assert api.open_elements(iid) == ["apply_acceptance_overdue"]
+    assert "acceptance_deadline" not in {w.get("element_id") for w in api.waiting(iid)}
     assert api.variables(iid)["delay_count"] == 0
+    api.complete(iid, "apply_acceptance_overdue", APPLICATION)
+    assert api.open_elements(iid) == ["organise_acceptance"]
 
 
 def test_filing_track_has_no_acceptance_deadline(lifecycle_api: Api) -> None:
@@ -848,13 +905,20 @@ def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api, decision: st
     api.complete(
         iid,
         "organise_acceptance",
-        {"decision": decision, "expert_conclusion": expert, "refusal_grounds": "（六）未落实数据共享要求"},
+        {
+            "decision": decision,
+            "expert_conclusion": expert,
+            "acceptance_date": today(api),
+            "refusal_grounds": "（六）未落实数据共享要求",
+        },
     )
     assert api.open_elements(iid) == ["rectify_acceptance"]
     assert api.open_task(iid, "rectify_acceptance")["candidate_groups"] == ["applicant"]
     api.complete(iid, "rectify_acceptance", {"rectification_report": "已接入共享平台"})
     assert api.open_elements(iid) == ["organise_acceptance"]
-    api.complete(iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass"})
+    api.complete(
+        iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass", "acceptance_date": today(api)}
+    )
     assert api.open_elements(iid) == ["upload_acceptance_materials"]
 
 
@@ -864,22 +928,26 @@ def test_failed_self_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None
     api.complete(
         iid,
         "self_acceptance",
-        {"decision": "revise", "acceptance_date": "2027-01-05", "refusal_grounds": "（九）档案验收不合格"},
+        {"decision": "revise", "acceptance_date": "2026-03-02", "refusal_grounds": "（九）档案验收不合格"},
     )
     assert api.open_elements(iid) == ["rectify_self_acceptance"]
     api.complete(iid, "rectify_self_acceptance", {"rectification_report": "档案已整理"})
-    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2027-02-05"})
+    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2026-03-05"})
     assert api.open_elements(iid) == ["upload_acceptance_materials"]
 
 
-def test_acceptance_materials_within_ten_working_days(lifecycle_api: Api) -> None:
+def test_acceptance_materials_within_ten_working_days_of_the_acceptance_date(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_acceptance_application(api, "YL-MAT", budget_wan=100)
-    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2026-03-02"})
-    due = timer_due(api, iid, "materials_deadline")
-    # ten working days from Monday 2 March 2026: two weekends are skipped
+    # the unit accepted on Tuesday 3 March and records it a week later
+    api.advance(timedelta(days=7))
+    api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2026-03-03"})
+    # 第二十三条: ten working days from the acceptance date — 17 March, not 23 March (from the recording)
+    due = end_of_day_china("2026-03-17")
+    assert timer_due(api, iid, "materials_deadline") == due == task_due(api, iid, "upload_acceptance_materials")
     assert [w for w in api.waiting(iid) if w["element_id"] == "materials_deadline"][0]["calendar"] == "cn_workdays"
-    assert due > api.clock.now() + timedelta(days=11)
+    form = api.as_("a", "applicant").get(f"/tasks/{api.open_task(iid, 'upload_acceptance_materials')['id']}").json()
+    assert {f["id"] for f in form["form"]} == {"acceptance_materials_ref"}  # the date is not asked again
     api.advance(due - api.clock.now() - timedelta(minutes=1))
     assert api.open_elements(iid) == ["upload_acceptance_materials"]
     api.advance(timedelta(minutes=2))
@@ -890,26 +958,84 @@ def test_acceptance_materials_within_ten_working_days(lifecycle_api: Api) -> Non
     assert api.end_event(iid) == "end_completed"
 
 
+@pytest.mark.parametrize("approval", [True, False])
+def test_materials_deadline_on_both_tracks_from_the_acceptance_form(lifecycle_api: Api, approval: bool) -> None:
+    api = lifecycle_api
+    iid = to_acceptance_application(api, "YL-MAT-2", budget_wan=300 if approval else 100)
+    api.advance(timedelta(days=7))
+    if approval:
+        api.complete(iid, "apply_acceptance", APPLICATION)
+        api.complete(
+            iid,
+            "organise_acceptance",
+            {"decision": "pass", "expert_conclusion": "pass", "acceptance_date": "2026-03-04"},
+        )
+    else:
+        api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2026-03-04"})
+    assert timer_due(api, iid, "materials_deadline") == end_of_day_china("2026-03-18")
+
+
 # ---- efficiency evaluation (第二十九条) -------------------------------------------------------------------
 
 
-def test_efficiency_evaluation_window_reminds_after_24_months(lifecycle_api: Api) -> None:
+def test_efficiency_evaluation_from_12_to_24_months_after_the_acceptance_date(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_acceptance_application(api, "YL-EVAL")
     api.complete(iid, "apply_acceptance", APPLICATION)
-    api.complete(iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass"})
+    # accepted on 5 March; the bureau records it on 7 March, the materials and the conclusion follow later
+    api.advance(timedelta(days=5))
+    api.complete(
+        iid, "organise_acceptance", {"decision": "pass", "expert_conclusion": "pass", "acceptance_date": "2026-03-05"}
+    )
+    api.advance(timedelta(days=6))
     accept_and_conclude(api, iid)
-    accepted = api.clock.now()
-    assert timer_due(api, iid, "evaluation_window") == accepted.replace(year=accepted.year + 1)
-    api.advance(timedelta(days=365, minutes=1))
+    # 第二十九条: 12–24 months after 竣工验收 — from the acceptance date, not from the conclusion
+    opens = end_of_day_china("2027-03-05")
+    assert timer_due(api, iid, "evaluation_window") == opens
+    api.advance(opens - api.clock.now() - timedelta(minutes=1))
+    assert api.open_elements(iid) == []
+    api.advance(timedelta(minutes=2))
     assert api.open_elements(iid) == ["efficiency_evaluation"]
-    # the window closes 24 months after acceptance
-    assert timer_due(api, iid, "evaluation_deadline") == accepted.replace(year=accepted.year + 2) + timedelta(minutes=1)
-    api.fire_timer(iid, "evaluation_deadline")
+    closes = end_of_day_china("2028-03-05")
+    assert timer_due(api, iid, "evaluation_deadline") == closes == task_due(api, iid, "efficiency_evaluation")
+    api.advance(closes - api.clock.now() - timedelta(minutes=1))
+    assert api.open_elements(iid) == ["efficiency_evaluation"]
+    api.advance(timedelta(minutes=2))
     assert api.open_elements(iid) == ["efficiency_evaluation", "remind_efficiency_evaluation"]
     api.complete(iid, "remind_efficiency_evaluation", {"reminder_note": "尽快评估"})
     api.complete(iid, "efficiency_evaluation", {"evaluation_result": "一般"})
     assert api.end_event(iid) == "end_completed"
+
+
+# ---- messages carry what their articles need (contracts) ---------------------------------------------------
+
+
+def test_messages_declare_their_payload(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "YL-MSG"
+    iid = to_contract(api, bk)
+    waiting = {w["name"]: w for w in api.waiting(iid) if w["kind"] == "message"}
+    fields = {f["id"]: f for f in waiting["contract_signed"]["payload"]}
+    assert fields["signed_on"]["type"] == "date" and fields["signed_on"]["required"]
+    for variables, field in [
+        ({}, "signed_on"),
+        ({"signed_on": "soon"}, "signed_on"),
+        ({"signed_on": "2026-03-01", "contract_wan": 280}, "contract_wan"),
+    ]:
+        r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": bk, "variables": variables})
+        assert r.status_code == 422 and field in r.json()["errors"], (variables, r.text)
+    assert "contract_signed" in {w.get("name") for w in api.waiting(iid)}
+    api.message("contract_signed", bk, {"signed_on": "2026-03-01", "contract_amount_wan": 280})
+    form = api.as_("a", "applicant").get(f"/tasks/{api.open_task(iid, 'upload_contract')['id']}").json()
+    assert not {"contract_signed_date", "signed_on", "contract_amount_wan"} & {f["id"] for f in form["form"]}
+    api.complete(iid, "upload_contract", {"ip_clause_included": True})
+    r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": {}})
+    assert r.status_code == 422 and "completed_on" in r.json()["errors"]
+    names = {w["name"]: w for w in api.waiting(iid) if w["kind"] == "message"}
+    assert {f["id"] for f in names["change_requested"]["payload"]} == {"change_reason"}
+    assert {f["id"] for f in names["key_project_inspection"]["payload"]} == {"scheduled_on"}
+    api.message("key_project_inspection", bk, {"scheduled_on": "2026-04-01"})
+    assert api.open_elements(iid) == ["inspect_key_project"]
 
 
 def test_application_in_time_ends_the_acceptance_deadline(lifecycle_api: Api) -> None:
