@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from tests.support import Api
+from tests.support import REPO, Api
 
 PROCESS_KEY = "wuhan"
 
@@ -17,6 +19,11 @@ DOCUMENT = {
     "preparer_qualified": True,
     "has_sharing_chapter": True,
     "has_crypto_plan": True,
+    "product_security_statement": True,
+    "uses_city_infrastructure": True,
+}
+PROPOSAL = {
+    "document_ref": "WH-XMJYS-1",
     "product_security_statement": True,
     "uses_city_infrastructure": True,
 }
@@ -56,9 +63,6 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-
-
-
 def through_plan(api: Api, iid: str) -> None:
     """第六、七条 and 第二十四条: the unit's plan, the data bureau's review, the city's approval, the filings."""
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
@@ -69,8 +73,16 @@ def through_plan(api: Api, iid: str) -> None:
     api.complete(iid, "list_investment_plan", {"investment_plan_ref": "武发改投资〔2026〕1号"})
 
 
+def prepare(api: Api, iid: str) -> None:
+    """The 项目建议书 has its own form (第十一、十三条 do not apply to it); the other documents share one."""
+    if "prepare_proposal" in api.open_elements(iid):
+        api.complete(iid, "prepare_proposal", PROPOSAL)
+    else:
+        api.complete(iid, "prepare_document", DOCUMENT)
+
+
 def through_document(api: Api, iid: str, decision: str = "pass", **approval: Any) -> None:
-    api.complete(iid, "prepare_document", DOCUMENT)
+    prepare(api, iid)
     api.complete(iid, "evaluate_document", EVALUATION)
     api.complete(iid, "approve_document", {"decision": decision, **approval})
 
@@ -96,6 +108,114 @@ def to_acceptance(api: Api, bk: str, **overrides: Any) -> str:
     api.message("construction_completed", bk, {"completed_date": "2027-03-01"})
     assert api.open_elements(iid) == ["pre_acceptance_work"]
     return iid
+
+
+# ---- the diagram as a designer reads it ------------------------------------------------------------------
+
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "dc": "http://www.omg.org/spec/DD/20100524/DC",
+    "camunda": "http://camunda.org/schema/1.0/bpmn",
+}
+ARTICLES = 31  # the 办法 has 第一条 to 第三十一条
+DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _tree() -> Any:
+    return etree.parse(str(REPO / "bpmn" / "wuhan.bpmn")).getroot()
+
+
+def _number(numeral: str) -> int:
+    """一 … 三十一 (the numerals the 办法 uses)."""
+    if "十" not in numeral:
+        return DIGITS[numeral]
+    tens, _, units = numeral.partition("十")
+    return (DIGITS[tens] if tens else 1) * 10 + (DIGITS[units] if units else 0)
+
+
+def _bounds(root: Any) -> dict[str, tuple[float, float, float, float]]:
+    out = {}
+    for shape in root.iter(f"{{{NS['bpmndi']}}}BPMNShape"):
+        b = shape.find("dc:Bounds", NS)
+        out[shape.get("bpmnElement")] = (
+            float(b.get("x")),
+            float(b.get("y")),
+            float(b.get("width")),
+            float(b.get("height")),
+        )
+    return out
+
+
+def test_every_user_task_sits_in_the_lane_of_its_first_group() -> None:
+    root = _tree()
+    process = root.find("bpmn:process[@id='wuhan']", NS)
+    participant = root.find("bpmn:collaboration/bpmn:participant", NS)
+    assert participant.get("processRef") == "wuhan" and re.search(r"[\u4e00-\u9fff]", participant.get("name"))
+    lanes = process.findall("bpmn:laneSet/bpmn:lane", NS)
+    listed = {ref.text: lane.get("id") for lane in lanes for ref in lane.findall("bpmn:flowNodeRef", NS)}
+    assert len(listed) == sum(len(lane.findall("bpmn:flowNodeRef", NS)) for lane in lanes)  # in one lane each
+    bounds = _bounds(root)
+    top_level = {
+        el.get("id")
+        for el in process
+        if el.get("id")
+        and etree.QName(el).localname not in ("sequenceFlow", "laneSet", "documentation", "extensionElements")
+    }
+    # every top-level node in a lane, but the acceptance, whose tasks belong to two departments
+    assert top_level - set(listed) == {"sp_acceptance"}
+    for lane in lanes:
+        assert re.search(r"[\u4e00-\u9fff]", lane.get("name")), lane.get("id")
+        x, y, w, h = bounds[lane.get("id")]
+        for ref in lane.findall("bpmn:flowNodeRef", NS):
+            nx, ny, nw, nh = bounds[ref.text]
+            if etree.QName(process.find(f"*[@id='{ref.text}']")).localname != "boundaryEvent":
+                assert x <= nx and nx + nw <= x + w and y <= ny and ny + nh <= y + h, (ref.text, lane.get("id"))
+    groups_used = set()
+    for task in process.iter(f"{{{NS['bpmn']}}}userTask"):
+        first = task.get(f"{{{NS['camunda']}}}candidateGroups").split(",")[0].strip()
+        groups_used.add(first)
+        lane_id = "lane_" + first
+        if task.get("id") in top_level:
+            assert listed[task.get("id")] == lane_id, task.get("id")
+        x, y, w, h = bounds[lane_id]
+        nx, ny, nw, nh = bounds[task.get("id")]
+        assert y <= ny and ny + nh <= y + h, (task.get("id"), lane_id)
+    assert {lane.get("id") for lane in lanes} == {"lane_" + g for g in groups_used}
+
+
+def test_documentation_cites_only_articles_of_the_text() -> None:
+    root = _tree()
+    for element in root.iter():
+        doc = element.find("bpmn:documentation", NS) if isinstance(element.tag, str) else None
+        if doc is None or not doc.text:
+            continue
+        # every numeral in a citation such as 第十一、十三条 or 第十四至十六条
+        for group in re.findall(r"第([一二三四五六七八九十、至]+)条", doc.text):
+            for numeral in re.split(r"[、至]", group):
+                assert 1 <= _number(numeral) <= ARTICLES, (element.get("id"), group)
+
+
+def test_decisions_name_their_outcomes_and_scripts_say_what_they_compute() -> None:
+    process = _tree().find("bpmn:process[@id='wuhan']", NS)
+    flows = {f.get("id"): f for f in process.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+    for gateway in process.iter(f"{{{NS['bpmn']}}}exclusiveGateway"):
+        outgoing = [o.text for o in gateway.findall("bpmn:outgoing", NS)]
+        if len(outgoing) > 1:
+            assert gateway.get("name"), gateway.get("id")
+            for flow in outgoing:
+                assert flows[flow].get("name"), (gateway.get("id"), flow)
+    for script in process.iter(f"{{{NS['bpmn']}}}scriptTask"):
+        assert re.search(r"第[一二三四五六七八九十]+条|办法未规定", script.findtext("bpmn:documentation", "", NS)), (
+            script.get("id")
+        )
+
+
+def test_the_lifecycle_ends_are_the_contract_ids() -> None:
+    process = _tree().find("bpmn:process[@id='wuhan']", NS)
+    ends = {e.get("id") for e in process.findall("bpmn:endEvent", NS)}
+    assert {"end_completed", "end_rejected", "end_terminated"} <= ends
+    assert not [e for e in ends if re.match(r"end_(completed|rejected|terminated)_", e)]
 
 
 # ---- the whole lifecycle ------------------------------------------------------------------------------
@@ -147,7 +267,7 @@ def test_approval_regime_by_investment(lifecycle_api: Api, budget: str, regime: 
     iid = start(api, f"WH-REGIME-{budget}", budget_wan=budget)
     through_plan(api, iid)
     assert api.variables(iid)["approval_regime"] == regime
-    expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_document"]
+    expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_proposal"]
     assert api.open_elements(iid) == expected
 
 
@@ -205,7 +325,15 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     iid = start(api, "WH-403")
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
     task = api.open_task(iid, "review_plan")
-    assert task["candidate_groups"] == ["data_bureau"]
+    # 第七、二十四条: the data bureau leads the joint review, the joint mechanism's departments take part
+    assert task["candidate_groups"] == [
+        "data_bureau",
+        "cyberspace_office",
+        "development_reform",
+        "finance_bureau",
+        "audit_bureau",
+        "crypto_bureau",
+    ]
     r = api.as_("x", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
     assert r.status_code == 403
     assert api.open_elements(iid) == ["review_plan"]
@@ -213,7 +341,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
     assert r.status_code == 422 and "decision" in r.json()["errors"]
     # an outcome the article does not allow is refused: the city government approves or not
-    api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, "review_plan", {"decision": "pass"}, group="development_reform")
     task = api.open_task(iid, "approve_city_plan")
     assert task["candidate_groups"] == ["city_government"]
     r = api.as_("c", "city_government").post(
@@ -301,7 +429,7 @@ def test_documents_in_sequence_with_third_party_evaluation(lifecycle_api: Api) -
     seen = []
     for _ in range(3):
         seen.append(api.variables(iid)["current_document"])
-        api.complete(iid, "prepare_document", DOCUMENT)
+        prepare(api, iid)
         assert api.open_task(iid, "evaluate_document")["candidate_groups"] == ["third_party"]
         api.complete(iid, "evaluate_document", EVALUATION)
         assert api.open_task(iid, "approve_document")["candidate_groups"] == ["data_bureau"]
@@ -332,7 +460,7 @@ def test_implementation_plan_for_planned_projects_at_design_depth(
     else:
         through_plan(api, iid)
     seen = []
-    while "prepare_document" in api.open_elements(iid):
+    while {"prepare_document", "prepare_proposal"} & set(api.open_elements(iid)):
         seen.append(api.variables(iid)["current_document"])
         through_document(api, iid)
     assert seen == documents
@@ -364,30 +492,73 @@ def test_document_rejected_ends_rejected(lifecycle_api: Api, stage: int) -> None
 
 
 @pytest.mark.parametrize(
-    "missing",
+    ("document", "missing"),
     [
-        "preparer_qualified",
-        "has_sharing_chapter",
-        "has_crypto_plan",
-        "product_security_statement",
-        "uses_city_infrastructure",
+        # 第十一、十三条 apply to 项目实施方案、可行性研究报告及初步设计
+        ("feasibility_study", "preparer_qualified"),
+        ("feasibility_study", "has_sharing_chapter"),
+        ("feasibility_study", "has_crypto_plan"),
+        ("implementation_plan", "has_sharing_chapter"),
+        # 第十二、二十七条 apply at every stage, the 项目建议书 too
+        ("feasibility_study", "product_security_statement"),
+        ("feasibility_study", "uses_city_infrastructure"),
+        ("proposal", "product_security_statement"),
+        ("proposal", "uses_city_infrastructure"),
     ],
 )
-def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, missing: str) -> None:
+def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, document: str, missing: str) -> None:
     api = lifecycle_api
-    iid = start(api, f"WH-DOC-INC-{missing}")
+    iid = start(api, f"WH-DOC-INC-{document}-{missing}", design_depth_reached=document == "implementation_plan")
     through_plan(api, iid)
-    api.complete(iid, "prepare_document", {**DOCUMENT, missing: False})
-    assert api.open_elements(iid) == ["prepare_document"]
-    assert api.variables(iid)["current_document"] == "proposal"
-    api.complete(iid, "prepare_document", DOCUMENT)
+    if document == "feasibility_study":
+        through_document(api, iid)
+    assert api.variables(iid)["current_document"] == document
+    task, form = ("prepare_proposal", PROPOSAL) if document == "proposal" else ("prepare_document", DOCUMENT)
+    api.complete(iid, task, {**form, missing: False})
+    assert api.open_elements(iid) == [task]
+    assert api.variables(iid)["current_document"] == document
+    api.complete(iid, task, form)
     assert api.open_elements(iid) == ["evaluate_document"]
+
+
+def test_proposal_is_not_asked_for_the_chapters_of_articles_11_and_13(lifecycle_api: Api) -> None:
+    """第十一、十三条: qualified preparer, sharing chapter and crypto plan are required of the 项目实施方案、可行性研究报告
+    及初步设计; a 项目建议书 without them goes on to the third-party evaluation."""
+    api = lifecycle_api
+    iid = start(api, "WH-DOC-PROPOSAL")
+    through_plan(api, iid)
+    assert api.open_elements(iid) == ["prepare_proposal"]
+    task = api.open_task(iid, "prepare_proposal")
+    form = {f["id"] for f in api.as_("a", "applicant").get(f"/tasks/{task['id']}").json()["form"]}
+    assert not {"preparer_qualified", "has_sharing_chapter", "has_crypto_plan"} & form
+    assert {"product_security_statement", "uses_city_infrastructure"} <= form
+    # the form refuses them; without them the proposal is complete
+    r = api.as_("a", "applicant").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {**PROPOSAL, "has_sharing_chapter": False}}
+    )
+    assert r.status_code == 422 and "has_sharing_chapter" in r.json()["errors"]
+    api.complete(iid, "prepare_proposal", PROPOSAL)
+    assert api.open_elements(iid) == ["evaluate_document"]
+    # its evaluation report need not give the 第十三条 opinions
+    api.complete(iid, "evaluate_document", {"evaluation_report_ref": "WH-EVAL-P"})
+    api.complete(iid, "approve_document", {"decision": "pass"})
+    # the feasibility study is asked for them, and goes back without them
+    assert api.open_elements(iid) == ["prepare_document"]
+    api.complete(iid, "prepare_document", {**DOCUMENT, "has_sharing_chapter": False, "has_crypto_plan": False})
+    assert api.open_elements(iid) == ["prepare_document"]
+    assert api.variables(iid)["current_document"] == "feasibility_study"
 
 
 def test_documents_refused_without_the_required_statements(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "WH-DOC-BAD")
     through_plan(api, iid)
+    task = api.open_task(iid, "prepare_proposal")
+    r = api.as_("a", "applicant").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {"document_ref": "X", "uses_city_infrastructure": True}}
+    )
+    assert r.status_code == 422 and "product_security_statement" in r.json()["errors"]
+    through_document(api, iid)
     task = api.open_task(iid, "prepare_document")
     incomplete = {k: v for k, v in DOCUMENT.items() if k != "has_crypto_plan"}
     r = api.as_("a", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": incomplete})
@@ -687,12 +858,23 @@ def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_a
 # ---- 第二十五条: supervision -------------------------------------------------------------------------
 
 
+# 第二十四、二十五条: the joint mechanism (led by the data bureau) with the network-security supervisors
+JOINT_SUPERVISION = [
+    "data_bureau",
+    "cyberspace_office",
+    "development_reform",
+    "finance_bureau",
+    "audit_bureau",
+    "crypto_bureau",
+    "public_security",
+]
+
+
 def to_rectification(api: Api, bk: str, days: int = 30) -> str:
     iid = to_construction(api, bk)
     api.message("violation_found", bk, {"finding": "未按规定执行采购程序"})
     assert api.open_elements(iid) == ["order_rectification"]
-    groups = api.open_task(iid, "order_rectification")["candidate_groups"]
-    assert {"data_bureau", "cyberspace_office", "audit_bureau", "finance_bureau"} <= set(groups)
+    assert api.open_task(iid, "order_rectification")["candidate_groups"] == JOINT_SUPERVISION
     api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": days})
     assert api.open_elements(iid) == ["rectify_violation"]
     return iid
@@ -704,7 +886,9 @@ def test_rectified_in_time_resumes_construction(lifecycle_api: Api) -> None:
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     assert due["rectification_deadline"] == "2026-04-01T01:00:00Z"
     api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
-    api.complete(iid, "check_rectification", {"decision": "pass"})
+    # the supervising departments check the rectification; here the finance bureau, which found the breach
+    assert api.open_task(iid, "check_rectification")["candidate_groups"] == JOINT_SUPERVISION
+    api.complete(iid, "check_rectification", {"decision": "pass"}, group="finance_bureau")
     assert api.open_elements(iid) == ["annual_performance_report"]
 
 
