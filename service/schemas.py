@@ -72,18 +72,34 @@ class TaskSummary(BaseModel):
     completed_by: str | None = None
 
 
-class TaskDetail(TaskSummary):
+class TaskRecord(TaskSummary):
+    """A task as its own record: what was submitted on it, the reviewer's opinion, what it wrote to the process."""
+
+    lane: str | None = None
+    submitted: dict[str, Any] | None = Field(default=None, description="the form values submitted on completion")
+    outputs: dict[str, Any] | None = Field(
+        default=None, description="what the task wrote to the process variables (its output parameters, or else "
+                                  "the submitted values)")
+    comment: str | None = Field(default=None, description="the opinion (审批意见) given on completion")
+
+
+class TaskDetail(TaskRecord):
     documentation: str | None
-    lane: str | None
     form_key: str | None
     form: list[FormFieldOut]
     variables: dict[str, Any] = {}
+    completed_tasks: list[TaskRecord] = Field(
+        default_factory=list,
+        description="the instance's completed tasks (the latest 100, oldest first): each department's decision "
+                    "or opinion with its comment")
 
 
 class WaitingOut(BaseModel):
     kind: str
     name: str
     element_id: str
+    payload: list[FormFieldOut] | None = Field(
+        default=None, description="for a message: the variables it must carry (None: no payload declared)")
     due_at: datetime | None = None
     calendar: str | None = None
     provisional: bool = False
@@ -120,6 +136,10 @@ class TaskPage(Page):
     items: list[TaskSummary]
 
 
+class TaskRecordPage(Page):
+    items: list[TaskRecord]
+
+
 class StartInstanceIn(BaseModel):
     process_key: str = Field(min_length=1, max_length=200)
     business_key: str | None = Field(default=None, max_length=200)
@@ -128,6 +148,7 @@ class StartInstanceIn(BaseModel):
 
 class CompleteTaskIn(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
+    comment: str | None = Field(default=None, max_length=2000, description="the opinion (审批意见), kept with the task")
 
 
 class CancelIn(BaseModel):

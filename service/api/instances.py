@@ -8,8 +8,16 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
-from service.schemas import CancelIn, HistoryOut, ProcessInstanceOut, ProcessInstancePage, StartInstanceIn
+from service.schemas import (
+    CancelIn,
+    HistoryOut,
+    ProcessInstanceOut,
+    ProcessInstancePage,
+    StartInstanceIn,
+    TaskRecordPage,
+)
 from service.services import instances, timers
+from service.services import tasks as task_service
 
 router = APIRouter(tags=["process instances"])
 
@@ -28,13 +36,20 @@ def start_instance(body: StartInstanceIn, ctx: ContextDep, session: SessionDep, 
 def list_instances(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
                    process_key: str | None = None, status: str | None = None, business_key: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> ProcessInstancePage:
-    return instances.list_instances(session, principal, process_key=process_key, status=status,
+    return instances.list_instances(ctx, session, principal, process_key=process_key, status=status,
                                     business_key=business_key, limit=limit, cursor=cursor)
 
 
 @router.get("/process-instances/{instance_id}", response_model=ProcessInstanceOut, responses=responses(401, 404))
 def get_instance(instance_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> ProcessInstanceOut:
     return instances.read(ctx, session, principal, instance_id)
+
+
+@router.get("/process-instances/{instance_id}/tasks", response_model=TaskRecordPage, responses=responses(401, 404))
+def list_instance_tasks(instance_id: str, session: SessionDep, principal: PrincipalDep,
+                        limit: Annotated[int, Query(ge=1, le=1000)] = 200, cursor: str | None = None) -> TaskRecordPage:
+    """The instance's tasks, open and completed, oldest first, with what was submitted on each (its record)."""
+    return task_service.list_for_instance(session, principal, instance_id, limit, cursor)
 
 
 @router.get("/process-instances/{instance_id}/history", response_model=HistoryOut, responses=responses(401, 404))

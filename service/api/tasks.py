@@ -47,5 +47,6 @@ def complete_task(task_id: str, ctx: ContextDep, session: SessionDep, principal:
                   idem: IdempotencyDep, body: CompleteTaskIn | None = None) -> Response:
     if idem.replay:
         return idem.replayed()
-    out = tasks.complete(ctx, session, principal, task_id, (body or CompleteTaskIn()).variables)
+    body = body or CompleteTaskIn()
+    out = tasks.complete(ctx, session, principal, task_id, body.variables, body.comment)
     return idem.respond(200, out)

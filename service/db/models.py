@@ -109,6 +109,8 @@ class ProcessInstance(Base):
     updated_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
     cancel_reason: Mapped[str | None] = mapped_column(Text)
+    # a new value with every stored change: restored workflows are cached under it
+    state_token: Mapped[str | None] = mapped_column(String(36))
 
 
 class InstanceTask(Base):
@@ -150,6 +152,10 @@ class HumanTask(Base):
     due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     completed_at: Mapped[datetime | None]
     completed_by: Mapped[str | None] = mapped_column(String(200))
+    # the task's own record: what was submitted on it, the reviewer's opinion, and what it wrote to the process
+    submitted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    comment: Mapped[str | None] = mapped_column(Text)
 
 
 class TaskCandidate(Base):
@@ -276,6 +282,8 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(20), default="done", server_default="done")  # reserved | done
+    lease_until: Mapped[datetime | None]
 
 
 class ApiKey(Base):
@@ -291,3 +299,4 @@ class ApiKey(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    processes: Mapped[list[Any] | None] = mapped_column(JSON)  # process keys granted to a system's key

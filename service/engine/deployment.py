@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
@@ -15,10 +16,12 @@ from SpiffWorkflow.bpmn.specs.defaults import ManualTask, NoneTask, SendTask, Se
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from service.engine.forms import FormField
-from service.engine.parser import FORM_KEY, GovflowParser
+from service.engine.contracts import message_contracts
+from service.engine.forms import FormDefinitionError, FormField
+from service.engine.parser import FORM_KEY, OUTPUTS_KEY, GovflowParser
 from service.engine.scripting import compile_expression
 from service.engine.serializer import dump_spec
+from service.engine.timers import TimingError, due_at, parse_cycle
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -109,6 +112,11 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
         subs = _guard(lambda k=key, p=parser: p.get_subprocess_specs(k), name, tree)
         for s in [spec, *subs.values()]:
             _lint_spec(s, name, tree)
+        try:
+            message_contracts([spec, *subs.values()])
+        except FormDefinitionError as e:
+            element = str(e).split(":", 1)[0]
+            raise ModelError(str(e), name, element, _line_of(tree, element)) from None
         process_node = tree.find(f"bpmn:process[@id='{key}']", NS)
         refs = {n.get(f"{{{CAMUNDA_NS}}}decisionRef") for n in tree.iter(f"{{{BPMN_NS}}}businessRuleTask")}
         dmn_names = sorted({decision_files[r] for r in refs if r in decision_files})
@@ -141,6 +149,16 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
             )
         )
     return result
+
+
+def reparse(key: str, resource_name: str, bpmn_xml: str, dmn_resources: dict[str, str]) -> tuple[Any, dict[str, Any]]:
+    """A deployed definition's spec parsed again from its stored files, so that what this version of the service
+    does with a diagram (its timers, forms, checks) applies to definitions deployed before it."""
+    files = {resource_name: bpmn_xml.encode("utf-8"), **{n: x.encode("utf-8") for n, x in dmn_resources.items()}}
+    for parsed in parse_files(files):
+        if parsed.key == key:
+            return parsed.spec, parsed.subprocess_specs
+    raise ModelError(f"process '{key}' is not in its stored file", resource_name)
 
 
 def _split(value: str | None) -> list[str]:
@@ -188,6 +206,13 @@ def _parser_for(name: str, trees: dict[str, Any], defined: dict[str, str]) -> Go
 
 
 def _check_unsupported_xml(name: str, tree: Any) -> None:
+    for io in tree.iter(f"{{{CAMUNDA_NS}}}inputOutput"):
+        owner = io.getparent().getparent() if io.getparent() is not None else None
+        if owner is None or owner.tag != f"{{{BPMN_NS}}}userTask":
+            raise ModelError(
+                "camunda:inputOutput is supported on user tasks only (their output parameters)",
+                name, owner.get("id") if owner is not None else None, io.sourceline,
+            )
     for sub in tree.iter(f"{{{BPMN_NS}}}subProcess"):
         if sub.get("triggeredByEvent") == "true":
             raise ModelError(
@@ -237,10 +262,15 @@ def _lint_spec(spec: Any, name: str, tree: Any) -> None:
             if isinstance(d, TimerEventDefinition):
                 _lint_timer(d, name, tree, element)
         ext = getattr(task_spec, "extensions", None) or {}
+        for variable, text in ext.get(OUTPUTS_KEY) or []:
+            if text.startswith("${") and text.endswith("}"):
+                _compile(text[2:-1], "eval", f"output parameter {variable}", name, tree, element)
         for key in ("camunda:candidateGroups", "camunda:candidateUsers", "camunda:assignee", "camunda:dueDate"):
             value = ext.get(key)
             if value and value.strip().startswith("${"):
                 _compile(value.strip()[2:-1], "eval", key, name, tree, element)
+            elif value and key == "camunda:dueDate":
+                _lint_time_literal(value.strip(), "due date", name, tree, element)
         engine = getattr(task_spec, "dmnEngine", None)
         if engine is not None:
             _lint_decision(engine.decision_table, name, tree, element)
@@ -254,15 +284,19 @@ def _lint_timer(d: TimerEventDefinition, name: str, tree: Any, element: str) -> 
                          _line_of(tree, element))
     _compile(d.expression, "eval", "timer", name, tree, element)
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        literal = text[1:-1]
-        try:
-            if literal.upper().startswith("R"):
-                TimerEventDefinition.parse_iso_recurring_interval(literal)
-            else:
-                TimerEventDefinition.parse_time_or_duration(literal)
-        except Exception:
-            raise ModelError(f"timer {literal!r} is not an ISO 8601 date, duration or cycle", name, element,
-                             _line_of(tree, element)) from None
+        _lint_time_literal(text[1:-1], "timer", name, tree, element)
+
+
+def _lint_time_literal(literal: str, what: str, name: str, tree: Any, element: str) -> None:
+    """A literal date, duration or cycle is checked (and bounded) at deploy, not when an instance reaches it."""
+    reference = datetime.now(UTC)
+    try:
+        if literal.strip().upper().startswith("R"):
+            parse_cycle(literal, reference)
+        else:
+            due_at(literal, reference)
+    except TimingError as e:
+        raise ModelError(f"{what} {literal!r}: {e}", name, element, _line_of(tree, element)) from None
 
 
 def _lint_decision(table: Any, name: str, tree: Any, element: str) -> None:

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
-FIELD_TYPES = ("string", "long", "boolean", "date", "enum", "decimal")
+FIELD_TYPES = ("string", "long", "boolean", "date", "enum", "decimal", "documents")
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RESERVED_NAMES = frozenset({"typename", "decision_options"})
 
@@ -166,6 +166,8 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
                 raise ValueError("must be a finite number")
             return d
         raise ValueError("must be a number")
+    if t == "documents":
+        return _documents(value)
     if t == "date":
         if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
             return value
@@ -176,6 +178,69 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
                 raise ValueError("must be a date (YYYY-MM-DD)") from None
         raise ValueError("must be a date (YYYY-MM-DD)")
     raise ValueError(f"unsupported type {t}")
+
+
+PAYLOAD_TYPES = ("string", "long", "boolean", "date", "decimal", "documents")
+
+
+def parse_payload_field(variable: str, spec: str) -> FormField:
+    """A message payload field declared as an extension property: `payload.<variable>` =
+    `<type>[,required][,label=<text>]` (the type may also be `enum:a|b|c`)."""
+    if not IDENTIFIER.match(variable) or variable in RESERVED_NAMES:
+        raise FormDefinitionError(f"payload field '{variable}' must be a letter followed by letters, digits or _")
+    parts = [p.strip() for p in spec.split(",")]
+    kind, flags = parts[0], parts[1:]
+    field_ = FormField(id=variable, label=None, type=kind)
+    if kind.startswith("enum:"):
+        options = [o.strip() for o in kind[5:].split("|") if o.strip()]
+        if not options:
+            raise FormDefinitionError(f"payload field '{variable}': enum needs values, e.g. enum:yes|no")
+        field_.type = "enum"
+        field_.options = [{"id": o, "name": o} for o in options]
+    elif kind not in PAYLOAD_TYPES:
+        raise FormDefinitionError(f"payload field '{variable}' has type '{kind}'; allowed: "
+                                  f"{', '.join(PAYLOAD_TYPES)}, enum:a|b")
+    for flag in flags:
+        if flag == "required":
+            field_.required = True
+        elif flag.startswith("label="):
+            field_.label = flag[len("label="):].strip() or None
+        elif flag:
+            raise FormDefinitionError(f"payload field '{variable}': unknown flag '{flag}' "
+                                      "(write type[,required][,label=…])")
+    return field_
+
+
+_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.I)
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+MAX_DOCUMENTS = 100
+
+
+def _documents(value: Any) -> list[dict[str, str]]:
+    """Document references: [{name, url, sha256?}], http(s) URLs, a hex SHA-256 where given."""
+    if not isinstance(value, list):
+        raise ValueError("must be a list of documents {name, url, sha256?}")
+    if len(value) > MAX_DOCUMENTS:
+        raise ValueError(f"at most {MAX_DOCUMENTS} documents")
+    clean = []
+    for i, doc in enumerate(value):
+        if not isinstance(doc, dict):
+            raise ValueError(f"document {i + 1} must be an object {{name, url, sha256?}}")
+        unknown = set(doc) - {"name", "url", "sha256"}
+        if unknown:
+            raise ValueError(f"document {i + 1}: unknown field(s) {', '.join(sorted(map(str, unknown)))}")
+        name, url, digest = doc.get("name"), doc.get("url"), doc.get("sha256")
+        if not isinstance(name, str) or not name.strip() or len(name) > 500:
+            raise ValueError(f"document {i + 1}: name must be a text of 1 to 500 characters")
+        if not isinstance(url, str) or len(url) > 2000 or not _URL.match(url):
+            raise ValueError(f"document {i + 1}: url must be an http or https URL")
+        item = {"name": name, "url": url}
+        if digest is not None:
+            if not isinstance(digest, str) or not _SHA256.match(digest):
+                raise ValueError(f"document {i + 1}: sha256 must be 64 hexadecimal digits")
+            item["sha256"] = digest.lower()
+        clean.append(item)
+    return clean
 
 
 def validate(
@@ -189,7 +254,7 @@ def validate(
         if name not in by_id:
             errors[name] = "is not a field of this form"
     for f in fields:
-        present = f.id in submitted and submitted[f.id] is not None and submitted[f.id] != ""
+        present = f.id in submitted and submitted[f.id] is not None and submitted[f.id] not in ("", [])
         if not present:
             if f.default is not None and apply_defaults:
                 clean[f.id] = f.default

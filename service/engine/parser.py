@@ -37,11 +37,14 @@ from SpiffWorkflow.util.task import TaskState
 
 from service.engine.forms import FormDefinitionError, parse_form
 from service.engine.messages import GovflowMessageEventDefinition
+from service.engine.timers import govflow_timer
 
 C = "{http://camunda.org/schema/1.0/bpmn}"
 RESULT_VARIABLE = "camunda:resultVariable"
 RESULT_MAPPING = "camunda:mapDecisionResult"
 FORM_KEY = "govflow:form"
+OUTPUTS_KEY = "camunda:outputParameters"
+PAYLOAD_PREFIX = "payload."
 ASSIGNMENT_ATTRIBUTES = ("assignee", "candidateGroups", "candidateUsers", "dueDate", "followUpDate", "priority")
 
 # ISO 8601 duration, date-time or repeating interval, as Camunda Modeler users type it
@@ -81,11 +84,30 @@ class _EventMixin:
         return GovflowMessageEventDefinition(name, correlations)
 
     def parse_timer_event(self, event: Any) -> Any:
-        definition = super().parse_timer_event(event)  # type: ignore[misc]
+        definition = govflow_timer(super().parse_timer_event(event))  # type: ignore[misc]
         text = (definition.expression or "").strip()
         if _ISO_LITERAL.match(text):
             definition.expression = repr(text)
         return definition
+
+
+def _output_parameters(parser: Any) -> list[tuple[str, str]]:
+    """camunda:inputOutput output parameters as (variable, text); only text values (a literal or ${expression})."""
+    found: list[tuple[str, str]] = []
+    if parser.xpath("./bpmn:extensionElements/camunda:inputOutput/camunda:inputParameter"):
+        raise ValidationException("input parameters are not supported; a user task takes its input from the "
+                                  "process variables", node=parser.node, file_name=parser.filename)
+    for node in parser.xpath("./bpmn:extensionElements/camunda:inputOutput/camunda:outputParameter"):
+        name = (node.get("name") or "").strip()
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+            raise ValidationException(f"output parameter name {name!r} must be a letter followed by letters, digits "
+                                      "or _", node=parser.node, file_name=parser.filename)
+        if len(node):
+            raise ValidationException(f"output parameter {name!r}: only a text value (a literal or ${{expression}}) "
+                                      "is supported, not a script, list or map", node=parser.node,
+                                      file_name=parser.filename)
+        found.append((name, (node.text or "").strip()))
+    return found
 
 
 class GovflowUserTaskParser(UserTaskParser):
@@ -96,6 +118,9 @@ class GovflowUserTaskParser(UserTaskParser):
             if value is not None and value.strip():
                 extensions[f"camunda:{name}"] = value.strip()
         extensions.update(_form_extension(self))
+        outputs = _output_parameters(self)
+        if outputs:
+            extensions[OUTPUTS_KEY] = [list(o) for o in outputs]
         return extensions
 
 

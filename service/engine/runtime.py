@@ -2,9 +2,10 @@
 what the instance now waits for (people, messages, time), which the service projects into tables."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import UUID
 
@@ -25,12 +26,14 @@ from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
+from service.engine.contracts import MessageContract, message_contracts
 from service.engine.forms import FormField
 from service.engine.messages import GovflowMessageEventDefinition
-from service.engine.parser import FORM_KEY
+from service.engine.parser import FORM_KEY, OUTPUTS_KEY
 from service.engine.scripting import ScriptError, make_script_engine
 from service.engine.serializer import dump_state, iter_tasks, load_parts, load_state
 from service.engine.timeline import using_clock
+from service.engine.timers import CALENDAR_PROPERTY, WORKDAY_CALENDAR, TimingError, due_at
 
 # SpiffWorkflow's task iterators stop descending at depth 1000: after ~250 rounds of a rework loop
 # the engine no longer sees the open tasks and reports the workflow completed. Lifecycles that loop
@@ -42,8 +45,6 @@ for _iterator in (TaskIterator, BpmnTaskIterator):
     _iterator.__init__.__defaults__ = tuple(_defaults)  # type: ignore[attr-defined]
 
 CONTRACT_END_EVENTS = ("end_completed", "end_rejected", "end_terminated")
-CALENDAR_PROPERTY = "calendar"
-WORKDAY_CALENDAR = "cn_workdays"
 _MAX_ROUNDS = 200
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)
 
@@ -71,6 +72,10 @@ class ProcessModel:
             if type(spec).__name__ == "StartEvent" and FORM_KEY in (spec.extensions or {}):
                 return [FormField.from_dict(f) for f in spec.extensions[FORM_KEY]]
         return None
+
+    @functools.cached_property
+    def messages(self) -> dict[str, MessageContract]:
+        return message_contracts([self.spec, *self.subprocess_specs.values()])
 
     def element(self, element_id: str) -> Any:
         for spec in [self.spec, *self.subprocess_specs.values()]:
@@ -127,7 +132,7 @@ class Runtime:
     def __init__(self, clock: Clock, calendar: BusinessCalendar, step_time_limit: float = 1.0) -> None:
         self.clock = clock
         self.calendar = calendar
-        self.script_engine = make_script_engine(step_time_limit)
+        self.script_engine = make_script_engine(step_time_limit, calendar)
 
     # ---- life cycle -------------------------------------------------------------------------
     def start(self, model: ProcessModel, variables: dict[str, Any]) -> BpmnWorkflow:
@@ -154,11 +159,27 @@ class Runtime:
             return None
         return task
 
-    def complete(self, workflow: BpmnWorkflow, task: Any, data: dict[str, Any]) -> None:
-        task.data.update(data)
+    def complete(self, workflow: BpmnWorkflow, task: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """Complete a user task with its submitted values; returns what the task wrote to the process variables.
+        A task with output parameters keeps its submitted values to itself (as an activity with an input/output
+        mapping has its own variable scope in Camunda) and writes only its outputs."""
+        outputs = (task.task_spec.extensions or {}).get(OUTPUTS_KEY)
         with self._guard(task.task_spec.bpmn_id), using_clock(self.clock):
+            if outputs:
+                scope = {**task.data, **data}
+                written = {variable: self._output_value(scope, text) for variable, text in outputs}
+            else:
+                written = dict(data)
+            task.data.update(written)
             task.run()
         self.advance(workflow)
+        return written
+
+    def _output_value(self, scope: dict[str, Any], text: str) -> Any:
+        m = _EXPRESSION.match(text.strip())
+        if not m:
+            return text
+        return self.script_engine.environment.evaluate(m.group(1), dict(scope))
 
     def waiting_message_elements(self, workflow: BpmnWorkflow, name: str) -> list[Any]:
         found = []
@@ -223,7 +244,6 @@ class Runtime:
                 with self._guard(None):
                     workflow.refresh_timers()
                     workflow.do_engine_steps()
-                self._apply_calendars(workflow)
                 if not workflow.get_tasks(state=TaskState.READY, manual=False) and not self._timers_due(workflow):
                     return
             raise EngineError("the process did not come to rest; check the diagram for an endless loop")
@@ -258,30 +278,6 @@ class Runtime:
 
     def _guard(self, element_id: str | None) -> Runtime._Guard:
         return Runtime._Guard(element_id)
-
-    def _apply_calendars(self, workflow: BpmnWorkflow) -> None:
-        """Duration timers marked calendar=cn_workdays count their days as working days."""
-        for task in workflow.event_manager.tasks.values():
-            ext = getattr(task.task_spec, "extensions", None) or {}
-            if ext.get(CALENDAR_PROPERTY) != WORKDAY_CALENDAR or "govflow_start" in task.internal_data:
-                continue
-            definition = task.task_spec.event_definition
-            value = task.internal_data.get("event_value")
-            if not isinstance(definition, DurationTimerEventDefinition) or value is None:
-                continue
-            with self._guard(task.task_spec.bpmn_id):
-                expression = self.script_engine.evaluate(task, definition.expression)
-            days = _whole_days(expression)
-            if days is None:
-                raise EngineError(
-                    f"a cn_workdays timer needs a duration in whole days (e.g. P10D), got {expression!r}",
-                    task.task_spec.bpmn_id,
-                )
-            start = self.clock.now()
-            due = self.calendar.add_working_days(start, days)
-            task.internal_data["govflow_start"] = start.isoformat()
-            task.internal_data["govflow_workdays"] = days
-            task.internal_data["event_value"] = due.isoformat()
 
     def recompute_calendar_timers(self, workflow: BpmnWorkflow) -> bool:
         """Re-derive working-day due times (after a year's 调休 arrangement is added)."""
@@ -337,7 +333,9 @@ class Runtime:
     def snapshot(self, workflow: BpmnWorkflow, created_at: datetime) -> Snapshot:
         completed = workflow.is_completed()
         ends = self._completed_ends(workflow)
-        snap = Snapshot(status="completed" if completed else "running", end_event=self._end_event(ends))
+        # a side branch that ended (an overdue notice) is not the end of the instance
+        snap = Snapshot(status="completed" if completed else "running",
+                        end_event=self._end_event(ends) if completed else None)
         if completed and snap.end_event is None and workflow.success:
             # a process ends at an end event; anything else means the engine lost track of its tasks
             raise EngineError("the process reported completion without reaching an end event")
@@ -413,30 +411,12 @@ class Runtime:
         value = self._resolve(task, ext.get("camunda:dueDate"))
         if value in (None, ""):
             return None, False
-        if isinstance(value, datetime):
-            return value.astimezone(UTC), False
-        text = str(value).strip()
-        if text.upper().startswith("P"):
-            if ext.get(CALENDAR_PROPERTY) == WORKDAY_CALENDAR:
-                days = _whole_days(text)
-                if days is None:
-                    raise EngineError(f"a cn_workdays due date needs whole days, got {text!r}", task.task_spec.bpmn_id)
-                due = self.calendar.add_working_days(created_at, days)
-                return due, self.calendar.is_provisional(due)
-            try:
-                parsed = TimerEventDefinition.parse_iso_duration(text)
-                return created_at + TimerEventDefinition.get_timedelta_from_start(parsed, created_at), False
-            except Exception as e:
-                raise EngineError(f"due date {text!r} is not an ISO 8601 duration", task.task_spec.bpmn_id) from e
+        workdays = ext.get(CALENDAR_PROPERTY) == WORKDAY_CALENDAR
         try:
-            return TimerEventDefinition.get_datetime(text), False
-        except ValueError as e:
-            raise EngineError(f"due date {text!r} is not a date-time", task.task_spec.bpmn_id) from e
-
-
-def _whole_days(expression: Any) -> int | None:
-    m = re.fullmatch(r"P(\d+)D", str(expression).strip().upper())
-    return int(m.group(1)) if m else None
+            due = due_at(value, created_at, workdays=workdays, calendar=self.calendar)
+        except TimingError as e:
+            raise EngineError(f"due date: {e}", task.task_spec.bpmn_id) from None
+        return due, bool(workdays and self.calendar.is_provisional(due))
 
 
 def _due(task: Any, definition: Any) -> datetime | None:
@@ -446,9 +426,9 @@ def _due(task: Any, definition: Any) -> datetime | None:
     try:
         if isinstance(definition, CycleTimerEventDefinition):
             return datetime.fromisoformat(value["next"]) if value.get("cycles", 0) != 0 else None
-        if isinstance(definition, (DurationTimerEventDefinition, TimeDateEventDefinition)):
-            parsed = TimerEventDefinition.parse_time_or_duration(value)
-            return parsed if isinstance(parsed, datetime) else None
-    except (ValueError, TypeError, KeyError):
+        if isinstance(definition, (DurationTimerEventDefinition, TimeDateEventDefinition)) and isinstance(value, str):
+            moment = datetime.fromisoformat(value)
+            return moment if moment.tzinfo is not None else None
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return None

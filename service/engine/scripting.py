@@ -113,11 +113,63 @@ def _today() -> _dt.date:
     return _dt.date(moment.year, moment.month, moment.day)
 
 
+MAX_MONTHS = 1200  # 100 years: dates further away are modelling mistakes, and cost time to compute
+MAX_DAYS = 36_600
+
+
+def _whole(n: Any, limit: int, what: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ScriptError(f"{what} must be a whole number, not {n!r}")
+    if abs(n) > limit:
+        raise ScriptError(f"{what} {n} is out of range (at most {limit})")
+    return n
+
+
 def _add_months(day: Any, months: int) -> Any:
     """A date (or date-time) some calendar months later; the 31st becomes the month's last day."""
     if not isinstance(day, _dt.date) or not isinstance(months, int) or isinstance(months, bool):
         raise TypeError("add_months(date, whole number of months)")
-    return day + relativedelta(months=months)
+    return day + relativedelta(months=_whole(months, MAX_MONTHS, "months"))
+
+
+def _as_date(day: Any, function: str) -> _dt.date:
+    if isinstance(day, _dt.datetime):
+        if day.tzinfo is None:
+            raise ScriptError(f"{function}: the date-time {day} has no time zone")
+        return day.astimezone(CHINA).date()
+    if isinstance(day, _dt.date):
+        return day
+    if isinstance(day, str):
+        try:
+            return _dt.date.fromisoformat(day)
+        except ValueError:
+            pass
+    raise ScriptError(f"{function} needs a date (YYYY-MM-DD), not {day!r}")
+
+
+def _days_after(day: Any, days: int) -> _dt.date:
+    """The date `days` calendar days after `day`."""
+    return _as_date(day, "days_after") + _dt.timedelta(days=_whole(days, MAX_DAYS, "days"))
+
+
+def _months_after(day: Any, months: int) -> _dt.date:
+    """The date `months` calendar months after `day` (31 January + 1 month is the last day of February)."""
+    return _as_date(day, "months_after") + relativedelta(months=_whole(months, MAX_MONTHS, "months"))
+
+
+_DECISION_ORDER = ("reject", "revise", "pass")
+
+
+def _join_decisions(*decisions: Any) -> str:
+    """The outcome of reviews that bind together: any reject → reject, else any revise → revise, else pass."""
+    if len(decisions) == 1 and isinstance(decisions[0], (list, tuple)):
+        decisions = tuple(decisions[0])
+    if not decisions:
+        raise ScriptError("join_decisions needs at least one decision")
+    for d in decisions:
+        if d not in _DECISION_ORDER:
+            raise ScriptError(f"join_decisions: {d!r} is not one of pass, revise, reject")
+    return next(outcome for outcome in _DECISION_ORDER if outcome in decisions)
 
 
 _MACHINE_CLOCK = {"today", "now", "utcnow", "fromtimestamp", "utcfromtimestamp"}
@@ -149,6 +201,7 @@ _GLOBALS: dict[str, Any] = {
     "_write_": full_write_guard,
     "_inplacevar_": _inplacevar,
     "_pow_": _safe_pow,
+    "_apply_": lambda function, *args, **kwargs: function(*args, **kwargs),  # f(*args) in diagram code
     "_mult_": _safe_mult,
     "Decimal": Decimal,
     "date": _dt.date,
@@ -159,7 +212,24 @@ _GLOBALS: dict[str, Any] = {
     "today": _today,
     "now": _now,
     "add_months": _add_months,
+    "days_after": _days_after,
+    "months_after": _months_after,
+    "join_decisions": _join_decisions,
 }
+
+
+def _calendar_functions(calendar: Any) -> dict[str, Any]:
+    def workdays_after(day: Any, days: int) -> _dt.date:
+        """The date of the Nth working day after `day` (the start day not counted; 调休 workdays count)."""
+        start = _as_date(day, "workdays_after")
+        n = _whole(days, MAX_DAYS, "days")
+        if n < 0:
+            raise ScriptError("workdays_after counts forward: days must not be negative")
+        moment = _dt.datetime.combine(start, _dt.time(12), CHINA)
+        end = calendar.add_working_days(moment, n)  # 24:00 at the end of that day
+        return (end.astimezone(CHINA) - _dt.timedelta(seconds=1)).date()
+
+    return {"workdays_after": workdays_after}
 
 
 @functools.lru_cache(maxsize=8192)
@@ -186,9 +256,13 @@ class _Deadline:
 
 
 class RestrictedEnvironment(TaskDataEnvironment):
-    def __init__(self, time_limit: float = 1.0) -> None:
-        super().__init__(dict(_GLOBALS))
+    def __init__(self, time_limit: float = 1.0, calendar: Any = None) -> None:
+        scope = dict(_GLOBALS)
+        if calendar is not None:
+            scope.update(_calendar_functions(calendar))
+        super().__init__(scope)
         self.time_limit = time_limit
+        self.calendar = calendar
 
     def _run(self, code: Any, scope: dict[str, Any], mode: str) -> Any:
         previous = sys.gettrace()
@@ -220,5 +294,9 @@ class RestrictedEnvironment(TaskDataEnvironment):
         return True
 
 
-def make_script_engine(time_limit: float = 1.0) -> PythonScriptEngine:
-    return PythonScriptEngine(environment=RestrictedEnvironment(time_limit))
+def make_script_engine(time_limit: float = 1.0, calendar: Any = None) -> PythonScriptEngine:
+    if calendar is None:
+        from service.engine.calendar import BusinessCalendar
+
+        calendar = BusinessCalendar()
+    return PythonScriptEngine(environment=RestrictedEnvironment(time_limit, calendar))

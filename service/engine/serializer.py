@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer, DefaultRegistry
+from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.default.task_spec import BoundaryEventConverter, BpmnTaskSpecConverter
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
@@ -16,6 +17,7 @@ from SpiffWorkflow.dmn.serializer.task_spec import BaseBusinessRuleTaskConverter
 
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import GovflowBoundaryEvent, GovflowBusinessRuleTask
+from service.engine.timers import GOVFLOW_TIMERS
 
 _CONFIG = {
     **CAMUNDA_CONFIG,
@@ -23,6 +25,7 @@ _CONFIG = {
     GovflowMessageEventDefinition: MessageEventDefinitionConverter,
     GovflowBusinessRuleTask: BaseBusinessRuleTaskConverter,
     GovflowBoundaryEvent: BoundaryEventConverter,
+    **{cls: TimerConditionalEventDefinitionConverter for cls in GOVFLOW_TIMERS.values()},
 }
 
 

@@ -11,9 +11,10 @@ from sqlalchemy import ColumnElement, Select, exists, or_, select
 
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
-from service.engine.forms import RESERVED_NAMES, from_json_value
+from service.engine.contracts import MessageContract
+from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, schema_for_api
 from service.errors import InvalidInput
-from service.schemas import ProcessInstanceOut, TaskSummary, WaitingOut
+from service.schemas import FormFieldOut, ProcessInstanceOut, TaskRecord, TaskSummary, WaitingOut
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -68,8 +69,18 @@ def task_summary(row: HumanTask) -> TaskSummary:
     )
 
 
+def task_record(row: HumanTask) -> TaskRecord:
+    return TaskRecord(**task_summary(row).model_dump(), lane=row.lane, submitted=row.submitted, outputs=row.outputs,
+                      comment=row.comment)
+
+
+def payload_out(fields: list[FormField] | None) -> list[FormFieldOut] | None:
+    return None if fields is None else [FormFieldOut(**f) for f in schema_for_api(fields)]
+
+
 def instance_out(row: ProcessInstance, tasks: list[HumanTask] | None = None,
-                 waiting: list[WaitingEvent] | None = None) -> ProcessInstanceOut:
+                 waiting: list[WaitingEvent] | None = None,
+                 messages: dict[str, MessageContract] | None = None) -> ProcessInstanceOut:
     return ProcessInstanceOut(
         id=row.id, process_key=row.process_key, definition_version=row.definition_version,
         business_key=row.business_key, status=row.status, end_event=row.end_event, variables=row.variables,
@@ -78,7 +89,9 @@ def instance_out(row: ProcessInstance, tasks: list[HumanTask] | None = None,
         open_tasks=[task_summary(t) for t in tasks or []],
         waiting_for=[
             WaitingOut(kind=w.kind, name=w.name, element_id=w.element_id, due_at=w.due_at, calendar=w.calendar,
-                       provisional=w.provisional, failed_attempts=w.attempts or 0, last_error=w.last_error)
+                       provisional=w.provisional, failed_attempts=w.attempts or 0, last_error=w.last_error,
+                       payload=payload_out(messages[w.name].fields) if w.kind == "message" and messages
+                       and w.name in messages else None)
             for w in sorted(waiting or [], key=lambda w: (w.kind, w.due_at is None, w.due_at or row.started_at))
         ],
     )

@@ -1,6 +1,7 @@
 """What every use case needs besides the session: clock, engine runtime, parsed-spec cache."""
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -14,8 +15,11 @@ from sqlalchemy.orm import Session
 from service.clock import Clock
 from service.config import Settings
 from service.engine.calendar import BusinessCalendar
+from service.engine.deployment import ModelError, reparse
 from service.engine.runtime import ProcessModel, Runtime
 from service.engine.serializer import load_spec
+
+log = logging.getLogger("govflow")
 
 _PENDING = "govflow_workflows_to_keep"
 _TIMER_DUE = "govflow_earliest_new_timer"
@@ -74,7 +78,13 @@ class AppContext:
         row = session.get(ProcessDefinition, definition_id)
         if row is None:
             raise KeyError(definition_id)
-        spec, subs = load_spec(row.spec_json)
+        try:
+            spec, subs = reparse(row.key, row.resource_name, row.bpmn_xml, row.dmn_resources)
+        except ModelError as e:
+            # a diagram this version of the service no longer accepts: run it as it was parsed when deployed
+            log.warning("definition %s version %s: %s; using the spec stored at deployment", row.key, row.version,
+                        e.message)
+            spec, subs = load_spec(row.spec_json)
         model = ProcessModel(definition_id=row.id, key=row.key, spec=spec, subprocess_specs=subs)
         with self._lock:
             self._models.setdefault(definition_id, model)

@@ -113,11 +113,12 @@ def read(ctx: AppContext, session: Session, principal: Principal, instance_id: s
     tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.status == "open")
                                  .order_by(HumanTask.created_at, HumanTask.id)))
     waiting = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == row.id)))
-    return instance_out(row, tasks, waiting)
+    return instance_out(row, tasks, waiting, ctx.model(session, row.definition_id).messages)
 
 
-def list_instances(session: Session, principal: Principal, *, process_key: str | None, status: str | None,
-                   business_key: str | None, limit: int, cursor: str | None) -> ProcessInstancePage:
+def list_instances(ctx: AppContext, session: Session, principal: Principal, *, process_key: str | None,
+                   status: str | None, business_key: str | None, limit: int,
+                   cursor: str | None) -> ProcessInstancePage:
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     if not principal.is_admin:
@@ -129,7 +130,21 @@ def list_instances(session: Session, principal: Principal, *, process_key: str |
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id) if len(rows) > limit else None
-    return ProcessInstancePage(items=[instance_out(r) for r in rows[:limit]], next_cursor=next_cursor)
+    rows = rows[:limit]
+    # where each project stands, for the whole page in two queries (not one per instance)
+    ids = [r.id for r in rows]
+    open_tasks: dict[str, list[HumanTask]] = {i: [] for i in ids}
+    waiting: dict[str, list[WaitingEvent]] = {i: [] for i in ids}
+    if ids:
+        for t in session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.status == "open")
+                                 .order_by(HumanTask.created_at, HumanTask.id)):
+            open_tasks[t.instance_id].append(t)
+        for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id.in_(ids))):
+            waiting[w.instance_id].append(w)
+    models = {d: ctx.model(session, d).messages for d in {r.definition_id for r in rows}}
+    return ProcessInstancePage(
+        items=[instance_out(r, open_tasks[r.id], waiting[r.id], models[r.definition_id]) for r in rows],
+        next_cursor=next_cursor)
 
 
 def history(session: Session, principal: Principal, instance_id: str, verify: bool) -> HistoryOut:

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
-from service.engine.runtime import EngineError
+from service.engine import forms
+from service.engine.runtime import EngineError, ProcessModel
 from service.errors import Conflict, InvalidInput, NotFound, ProcessError
 from service.schemas import MessageOut
 from service.services import outbox
@@ -19,12 +20,24 @@ from service.services.instances import _visible_condition
 from service.services.store import save
 
 
+def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """A message's variables against the payload its process declares for it (any names, when none is declared)."""
+    contract = model.messages.get(name)
+    if contract is None or contract.fields is None:
+        return check_variables(variables)
+    clean, errors = forms.validate(contract.fields, variables, apply_defaults=False)
+    if errors:
+        errors = {k: ("is not a field of this message's payload" if v == "is not a field of this form" else v)
+                  for k, v in errors.items()}
+        raise InvalidInput(f"the variables do not fit the payload of message '{name}'", errors)
+    return clean
+
+
 def correlate(ctx: AppContext, session: Session, principal: Principal, *, name: str, business_key: str | None,
               process_key: str | None, process_instance_id: str | None, variables: dict[str, Any]) -> MessageOut:
     if not business_key and not process_instance_id:
         raise InvalidInput("a message needs a business_key or a process_instance_id",
                            {"business_key": "give this or process_instance_id"})
-    clean = check_variables(variables)
     query = (select(WaitingEvent.instance_id).distinct()
              .join(ProcessInstance, ProcessInstance.id == WaitingEvent.instance_id)
              .where(WaitingEvent.kind == "message", WaitingEvent.name == name, ProcessInstance.status == "running"))
@@ -41,6 +54,7 @@ def correlate(ctx: AppContext, session: Session, principal: Principal, *, name: 
     instance = session.get(ProcessInstance, matches[0])
     assert instance is not None
     model = ctx.model(session, instance.definition_id)
+    clean = check_payload(model, name, variables)
     workflow = ctx.workflow(instance, model)
     catching = ctx.runtime.waiting_message_elements(workflow, name)
     if not catching:

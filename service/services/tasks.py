@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.engine import forms
+from service.engine.forms import to_json_value
 from service.engine.parser import FORM_KEY
 from service.engine.runtime import EngineError
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
-from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage
+from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import (
@@ -21,6 +22,7 @@ from service.services.common import (
     decode_cursor,
     encode_cursor,
     is_candidate,
+    task_record,
     task_summary,
     where_given,
 )
@@ -83,14 +85,21 @@ def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormF
     return [forms.FormField.from_dict(f) for f in raw or []]
 
 
+COMPLETED_SHOWN = 100
+
+
 def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
     row = _load(session, principal, task_id)
     fields = _form(ctx, session, row)
     instance = session.get(ProcessInstance, row.instance_id)
+    done = list(session.scalars(
+        select(HumanTask).where(HumanTask.instance_id == row.instance_id, HumanTask.status == "completed")
+        .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(COMPLETED_SHOWN)))
     return TaskDetail(
-        **task_summary(row).model_dump(), documentation=row.documentation, lane=row.lane, form_key=row.form_key,
+        **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
         form=[FormFieldOut(**f) for f in forms.schema_for_api(fields)],
         variables=instance.variables if instance is not None else {},
+        completed_tasks=[task_record(r) for r in reversed(done)],
     )
 
 
@@ -132,7 +141,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 
 
 def complete(ctx: AppContext, session: Session, principal: Principal, task_id: str,
-             variables: dict[str, Any]) -> CompletionOut:
+             variables: dict[str, Any], comment: str | None = None) -> CompletionOut:
     row = _load(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is already {row.status}")
@@ -154,20 +163,25 @@ def complete(ctx: AppContext, session: Session, principal: Principal, task_id: s
     if task is None:
         raise Conflict("the task is no longer open")
     try:
-        ctx.runtime.complete(workflow, task, clean)
+        written = ctx.runtime.complete(workflow, task, clean)
     except EngineError as e:
         raise ProcessError(str(e), element_id=e.element_id) from None
     now = ctx.clock.now()
+    comment = comment.strip() if comment and comment.strip() else None
     row.status, row.completed_at, row.completed_by = "completed", now, principal.user
+    row.submitted, row.outputs, row.comment = to_json_value(clean), to_json_value(written), comment
     if row.assignee is None:
         row.assignee = principal.user
     audit = AuditTrail.for_instance(session, instance.id)
-    audit.append(now, principal.user, "task.completed", task_id=row.id, element_id=row.element_id,
-                 data={"variables": clean})
+    data: dict[str, Any] = {"variables": clean}
+    if comment is not None:
+        data["comment"] = comment
+    audit.append(now, principal.user, "task.completed", task_id=row.id, element_id=row.element_id, data=data)
     outbox.enqueue(session, "task.completed", now, instance.id,
                    {"process_instance_id": instance.id, "process_key": instance.process_key,
                     "business_key": instance.business_key, "task_id": row.id, "element_id": row.element_id,
-                    "name": row.name, "completed_by": principal.user, "variables": clean})
+                    "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
+                    "variables": clean, "comment": comment})
     session.flush()
     snap = save(ctx, session, instance, workflow, principal.user, audit, is_new=False)
     next_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
@@ -175,3 +189,18 @@ def complete(ctx: AppContext, session: Session, principal: Principal, task_id: s
                                      .order_by(HumanTask.created_at, HumanTask.id)))
     return CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                          next_tasks=[task_summary(r) for r in next_rows])
+
+
+def list_for_instance(session: Session, principal: Principal, instance_id: str, limit: int,
+                      cursor: str | None) -> TaskRecordPage:
+    """An instance's tasks, open and completed, oldest first, each with what was submitted on it."""
+    from service.services.instances import load_row
+
+    instance = load_row(session, principal, instance_id)
+    query = select(HumanTask).where(HumanTask.instance_id == instance.id)
+    if cursor:
+        at, ident = decode_cursor(cursor)
+        query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
+    rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)

@@ -71,7 +71,7 @@ def test_read_shows_waiting_for_and_variables(api: Api) -> None:
     api.complete(inst["id"], "review_task", {"decision": "pass", "review_date": "2026-03-05", "score": 90})
     view = api.instance(inst["id"])
     assert view["waiting_for"] == [{"kind": "message", "name": "contract_signed", "element_id": "wait_contract",
-                                    "due_at": None, "calendar": None, "provisional": False,
+                                    "payload": None, "due_at": None, "calendar": None, "provisional": False,
                                     "failed_attempts": 0, "last_error": None}]
     assert view["variables"]["review_date"] == "2026-03-05" and view["variables"]["track"] == "filing"
     api.message("contract_signed", "W-1", {"contract_wan": 19.5})

@@ -89,7 +89,7 @@ def test_working_day_deadline_across_national_day(api: Api) -> None:
     task = inst["open_tasks"][0]
     assert task["due_at"] == "2025-10-16T16:00:00Z" and task["due_provisional"] is False
     timer = [w for w in inst["waiting_for"] if w["kind"] == "timer"][0]
-    assert timer == {"kind": "timer", "name": "10个工作日", "element_id": "upload_overdue",
+    assert timer == {"kind": "timer", "name": "10个工作日", "element_id": "upload_overdue", "payload": None,
                      "due_at": "2025-10-16T16:00:00Z", "calendar": "cn_workdays", "provisional": False,
                      "failed_attempts": 0, "last_error": None}
     api.clock.set(datetime(2025, 10, 16, 15, 59, tzinfo=UTC))
