@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from lxml import etree
 
-from tests.support import Api
+from tests.support import REPO, Api
 
 PROCESS_KEY = "wuhan"
 
@@ -17,6 +19,11 @@ DOCUMENT = {
     "preparer_qualified": True,
     "has_sharing_chapter": True,
     "has_crypto_plan": True,
+    "product_security_statement": True,
+    "uses_city_infrastructure": True,
+}
+PROPOSAL = {
+    "document_ref": "WH-XMJYS-1",
     "product_security_statement": True,
     "uses_city_infrastructure": True,
 }
@@ -38,6 +45,9 @@ PRE_ACCEPTANCE = {
     "final_accounts_audit_ref": "JS-1",
     "platform_connected": True,
 }
+# 第二十一条: the OA system reports the date construction was completed; it reaches the service later (T0 = 2026-03-02)
+COMPLETED = {"completed_on": "2026-02-20"}
+VIOLATION = {"violation": "未按规定执行采购程序", "found_on": "2026-02-27"}
 ACCEPTANCE = {
     "acceptance_date": "2027-05-10",
     "product_security_checked": True,
@@ -56,9 +66,6 @@ def start(api: Api, bk: str, **overrides: Any) -> str:
     return str(api.start(PROCESS_KEY, variables, business_key=bk)["id"])
 
 
-
-
-
 def through_plan(api: Api, iid: str) -> None:
     """第六、七条 and 第二十四条: the unit's plan, the data bureau's review, the city's approval, the filings."""
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
@@ -69,13 +76,21 @@ def through_plan(api: Api, iid: str) -> None:
     api.complete(iid, "list_investment_plan", {"investment_plan_ref": "武发改投资〔2026〕1号"})
 
 
+def prepare(api: Api, iid: str) -> None:
+    """The 项目建议书 has its own form (第十一、十三条 do not apply to it); the other documents share one."""
+    if "prepare_proposal" in api.open_elements(iid):
+        api.complete(iid, "prepare_proposal", PROPOSAL)
+    else:
+        api.complete(iid, "prepare_document", DOCUMENT)
+
+
 def through_document(api: Api, iid: str, decision: str = "pass", **approval: Any) -> None:
-    api.complete(iid, "prepare_document", DOCUMENT)
+    prepare(api, iid)
     api.complete(iid, "evaluate_document", EVALUATION)
     api.complete(iid, "approve_document", {"decision": decision, **approval})
 
 
-def to_construction(api: Api, bk: str, **overrides: Any) -> str:
+def to_construction(api: Api, bk: str, start_date: str = "2026-03-10", **overrides: Any) -> str:
     """A 800万元 project through the three documents and the investment to the construction stage."""
     iid = start(api, bk, **overrides)
     through_plan(api, iid)
@@ -85,7 +100,7 @@ def to_construction(api: Api, bk: str, **overrides: Any) -> str:
     api.complete(
         iid,
         "organise_implementation",
-        {"implementing_body": "市大数据中心", "project_leader": "张工", "construction_start_date": "2026-03-10"},
+        {"implementing_body": "市大数据中心", "project_leader": "张工", "construction_start_date": start_date},
     )
     return iid
 
@@ -93,9 +108,117 @@ def to_construction(api: Api, bk: str, **overrides: Any) -> str:
 def to_acceptance(api: Api, bk: str, **overrides: Any) -> str:
     iid = to_construction(api, bk, **overrides)
     api.complete(iid, "annual_performance_report", REPORT)
-    api.message("construction_completed", bk, {"completed_date": "2027-03-01"})
+    api.message("construction_completed", bk, COMPLETED)
     assert api.open_elements(iid) == ["pre_acceptance_work"]
     return iid
+
+
+# ---- the diagram as a designer reads it ------------------------------------------------------------------
+
+NS = {
+    "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+    "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    "dc": "http://www.omg.org/spec/DD/20100524/DC",
+    "camunda": "http://camunda.org/schema/1.0/bpmn",
+}
+ARTICLES = 31  # the 办法 has 第一条 to 第三十一条
+DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _tree() -> Any:
+    return etree.parse(str(REPO / "bpmn" / "wuhan.bpmn")).getroot()
+
+
+def _number(numeral: str) -> int:
+    """一 … 三十一 (the numerals the 办法 uses)."""
+    if "十" not in numeral:
+        return DIGITS[numeral]
+    tens, _, units = numeral.partition("十")
+    return (DIGITS[tens] if tens else 1) * 10 + (DIGITS[units] if units else 0)
+
+
+def _bounds(root: Any) -> dict[str, tuple[float, float, float, float]]:
+    out = {}
+    for shape in root.iter(f"{{{NS['bpmndi']}}}BPMNShape"):
+        b = shape.find("dc:Bounds", NS)
+        out[shape.get("bpmnElement")] = (
+            float(b.get("x")),
+            float(b.get("y")),
+            float(b.get("width")),
+            float(b.get("height")),
+        )
+    return out
+
+
+def test_every_user_task_sits_in_the_lane_of_its_first_group() -> None:
+    root = _tree()
+    process = root.find("bpmn:process[@id='wuhan']", NS)
+    participant = root.find("bpmn:collaboration/bpmn:participant", NS)
+    assert participant.get("processRef") == "wuhan" and re.search(r"[\u4e00-\u9fff]", participant.get("name"))
+    lanes = process.findall("bpmn:laneSet/bpmn:lane", NS)
+    listed = {ref.text: lane.get("id") for lane in lanes for ref in lane.findall("bpmn:flowNodeRef", NS)}
+    assert len(listed) == sum(len(lane.findall("bpmn:flowNodeRef", NS)) for lane in lanes)  # in one lane each
+    bounds = _bounds(root)
+    top_level = {
+        el.get("id")
+        for el in process
+        if el.get("id")
+        and etree.QName(el).localname not in ("sequenceFlow", "laneSet", "documentation", "extensionElements")
+    }
+    # every top-level node in a lane, but the acceptance, whose tasks belong to two departments
+    assert top_level - set(listed) == {"sp_acceptance"}
+    for lane in lanes:
+        assert re.search(r"[\u4e00-\u9fff]", lane.get("name")), lane.get("id")
+        x, y, w, h = bounds[lane.get("id")]
+        for ref in lane.findall("bpmn:flowNodeRef", NS):
+            nx, ny, nw, nh = bounds[ref.text]
+            if etree.QName(process.find(f"*[@id='{ref.text}']")).localname != "boundaryEvent":
+                assert x <= nx and nx + nw <= x + w and y <= ny and ny + nh <= y + h, (ref.text, lane.get("id"))
+    groups_used = set()
+    for task in process.iter(f"{{{NS['bpmn']}}}userTask"):
+        first = task.get(f"{{{NS['camunda']}}}candidateGroups").split(",")[0].strip()
+        groups_used.add(first)
+        lane_id = "lane_" + first
+        if task.get("id") in top_level:
+            assert listed[task.get("id")] == lane_id, task.get("id")
+        x, y, w, h = bounds[lane_id]
+        nx, ny, nw, nh = bounds[task.get("id")]
+        assert y <= ny and ny + nh <= y + h, (task.get("id"), lane_id)
+    assert {lane.get("id") for lane in lanes} == {"lane_" + g for g in groups_used}
+
+
+def test_documentation_cites_only_articles_of_the_text() -> None:
+    root = _tree()
+    for element in root.iter():
+        doc = element.find("bpmn:documentation", NS) if isinstance(element.tag, str) else None
+        if doc is None or not doc.text:
+            continue
+        # every numeral in a citation such as 第十一、十三条 or 第十四至十六条
+        for group in re.findall(r"第([一二三四五六七八九十、至]+)条", doc.text):
+            for numeral in re.split(r"[、至]", group):
+                assert 1 <= _number(numeral) <= ARTICLES, (element.get("id"), group)
+
+
+def test_decisions_name_their_outcomes_and_scripts_say_what_they_compute() -> None:
+    process = _tree().find("bpmn:process[@id='wuhan']", NS)
+    flows = {f.get("id"): f for f in process.iter(f"{{{NS['bpmn']}}}sequenceFlow")}
+    for gateway in process.iter(f"{{{NS['bpmn']}}}exclusiveGateway"):
+        outgoing = [o.text for o in gateway.findall("bpmn:outgoing", NS)]
+        if len(outgoing) > 1:
+            assert gateway.get("name"), gateway.get("id")
+            for flow in outgoing:
+                assert flows[flow].get("name"), (gateway.get("id"), flow)
+    for script in process.iter(f"{{{NS['bpmn']}}}scriptTask"):
+        assert re.search(r"第[一二三四五六七八九十]+条|办法未规定", script.findtext("bpmn:documentation", "", NS)), (
+            script.get("id")
+        )
+
+
+def test_the_lifecycle_ends_are_the_contract_ids() -> None:
+    process = _tree().find("bpmn:process[@id='wuhan']", NS)
+    ends = {e.get("id") for e in process.findall("bpmn:endEvent", NS)}
+    assert {"end_completed", "end_rejected", "end_terminated"} <= ends
+    assert not [e for e in ends if re.match(r"end_(completed|rejected|terminated)_", e)]
 
 
 # ---- the whole lifecycle ------------------------------------------------------------------------------
@@ -113,11 +236,13 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     # 第二十二条: self-evaluation from 12 to 24 months after going live
     assert api.open_elements(iid) == []
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["wait_self_evaluation"] == "2028-05-31T16:00:00Z"
+    # operation started on 2027-06-01 (reported on book_assets): 12 months end on 2028-06-01 at 24:00 China time
+    assert due["wait_self_evaluation"] == "2028-06-01T16:00:00Z"
     api.fire_timer(iid, "wait_self_evaluation")
     assert api.open_elements(iid) == ["self_evaluation"]
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["self_evaluation_deadline"] == "2029-05-31T16:00:00Z"
+    assert due["self_evaluation_deadline"] == "2029-06-01T16:00:00Z"
+    assert api.open_task(iid, "self_evaluation")["due_at"] == "2029-06-01T16:00:00Z"
     api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
     api.complete(
         iid, "decide_post_evaluation", {"commission_post_evaluation": True, "post_evaluation_agency": "某咨询"}
@@ -147,7 +272,7 @@ def test_approval_regime_by_investment(lifecycle_api: Api, budget: str, regime: 
     iid = start(api, f"WH-REGIME-{budget}", budget_wan=budget)
     through_plan(api, iid)
     assert api.variables(iid)["approval_regime"] == regime
-    expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_document"]
+    expected = ["file_self_implementation"] if regime == "self_filing" else ["prepare_proposal"]
     assert api.open_elements(iid) == expected
 
 
@@ -205,7 +330,15 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     iid = start(api, "WH-403")
     api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
     task = api.open_task(iid, "review_plan")
-    assert task["candidate_groups"] == ["data_bureau"]
+    # 第七、二十四条: the data bureau leads the joint review, the joint mechanism's departments take part
+    assert task["candidate_groups"] == [
+        "data_bureau",
+        "cyberspace_office",
+        "development_reform",
+        "finance_bureau",
+        "audit_bureau",
+        "crypto_bureau",
+    ]
     r = api.as_("x", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
     assert r.status_code == 403
     assert api.open_elements(iid) == ["review_plan"]
@@ -213,7 +346,7 @@ def test_wrong_group_is_refused(lifecycle_api: Api) -> None:
     r = api.as_("d", "data_bureau").post(f"/tasks/{task['id']}/complete", json={"variables": {}})
     assert r.status_code == 422 and "decision" in r.json()["errors"]
     # an outcome the article does not allow is refused: the city government approves or not
-    api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, "review_plan", {"decision": "pass"}, group="development_reform")
     task = api.open_task(iid, "approve_city_plan")
     assert task["candidate_groups"] == ["city_government"]
     r = api.as_("c", "city_government").post(
@@ -263,6 +396,26 @@ def test_plan_review_revise_then_pass(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["file_self_implementation"]
 
 
+@pytest.mark.parametrize("first", ["file_plan_review", "list_investment_plan"])
+def test_plan_filing_and_investment_listing_in_either_order(lifecycle_api: Api, first: str) -> None:
+    """第二十四条: the cyberspace office's filing review and the listing in the investment plan run side by side and
+    record opinions only; both are kept whichever finishes first."""
+    api = lifecycle_api
+    iid = start(api, f"WH-FORK-{first}")
+    api.complete(iid, "compile_unit_plan", {"plan_year": 2026})
+    api.complete(iid, "review_plan", {"decision": "pass"})
+    api.complete(iid, "approve_city_plan", {"decision": "pass"})
+    steps = {
+        "file_plan_review": {"plan_filing_opinion": "已备案"},
+        "list_investment_plan": {"investment_plan_ref": "X-1"},
+    }
+    for element in sorted(steps, key=lambda e: e != first):
+        api.complete(iid, element, steps[element])
+    view = api.variables(iid)
+    assert (view["plan_filing_opinion"], view["investment_plan_ref"]) == ("已备案", "X-1")
+    assert api.open_elements(iid) == ["prepare_proposal"]
+
+
 @pytest.mark.parametrize("step", ["review_plan", "approve_city_plan"])
 def test_not_in_the_plan_may_not_apply(lifecycle_api: Api, step: str) -> None:
     api = lifecycle_api
@@ -301,7 +454,7 @@ def test_documents_in_sequence_with_third_party_evaluation(lifecycle_api: Api) -
     seen = []
     for _ in range(3):
         seen.append(api.variables(iid)["current_document"])
-        api.complete(iid, "prepare_document", DOCUMENT)
+        prepare(api, iid)
         assert api.open_task(iid, "evaluate_document")["candidate_groups"] == ["third_party"]
         api.complete(iid, "evaluate_document", EVALUATION)
         assert api.open_task(iid, "approve_document")["candidate_groups"] == ["data_bureau"]
@@ -332,7 +485,7 @@ def test_implementation_plan_for_planned_projects_at_design_depth(
     else:
         through_plan(api, iid)
     seen = []
-    while "prepare_document" in api.open_elements(iid):
+    while {"prepare_document", "prepare_proposal"} & set(api.open_elements(iid)):
         seen.append(api.variables(iid)["current_document"])
         through_document(api, iid)
     assert seen == documents
@@ -364,30 +517,73 @@ def test_document_rejected_ends_rejected(lifecycle_api: Api, stage: int) -> None
 
 
 @pytest.mark.parametrize(
-    "missing",
+    ("document", "missing"),
     [
-        "preparer_qualified",
-        "has_sharing_chapter",
-        "has_crypto_plan",
-        "product_security_statement",
-        "uses_city_infrastructure",
+        # 第十一、十三条 apply to 项目实施方案、可行性研究报告及初步设计
+        ("feasibility_study", "preparer_qualified"),
+        ("feasibility_study", "has_sharing_chapter"),
+        ("feasibility_study", "has_crypto_plan"),
+        ("implementation_plan", "has_sharing_chapter"),
+        # 第十二、二十七条 apply at every stage, the 项目建议书 too
+        ("feasibility_study", "product_security_statement"),
+        ("feasibility_study", "uses_city_infrastructure"),
+        ("proposal", "product_security_statement"),
+        ("proposal", "uses_city_infrastructure"),
     ],
 )
-def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, missing: str) -> None:
+def test_incomplete_documents_go_back_before_evaluation(lifecycle_api: Api, document: str, missing: str) -> None:
     api = lifecycle_api
-    iid = start(api, f"WH-DOC-INC-{missing}")
+    iid = start(api, f"WH-DOC-INC-{document}-{missing}", design_depth_reached=document == "implementation_plan")
     through_plan(api, iid)
-    api.complete(iid, "prepare_document", {**DOCUMENT, missing: False})
-    assert api.open_elements(iid) == ["prepare_document"]
-    assert api.variables(iid)["current_document"] == "proposal"
-    api.complete(iid, "prepare_document", DOCUMENT)
+    if document == "feasibility_study":
+        through_document(api, iid)
+    assert api.variables(iid)["current_document"] == document
+    task, form = ("prepare_proposal", PROPOSAL) if document == "proposal" else ("prepare_document", DOCUMENT)
+    api.complete(iid, task, {**form, missing: False})
+    assert api.open_elements(iid) == [task]
+    assert api.variables(iid)["current_document"] == document
+    api.complete(iid, task, form)
     assert api.open_elements(iid) == ["evaluate_document"]
+
+
+def test_proposal_is_not_asked_for_the_chapters_of_articles_11_and_13(lifecycle_api: Api) -> None:
+    """第十一、十三条: qualified preparer, sharing chapter and crypto plan are required of the 项目实施方案、可行性研究报告
+    及初步设计; a 项目建议书 without them goes on to the third-party evaluation."""
+    api = lifecycle_api
+    iid = start(api, "WH-DOC-PROPOSAL")
+    through_plan(api, iid)
+    assert api.open_elements(iid) == ["prepare_proposal"]
+    task = api.open_task(iid, "prepare_proposal")
+    form = {f["id"] for f in api.as_("a", "applicant").get(f"/tasks/{task['id']}").json()["form"]}
+    assert not {"preparer_qualified", "has_sharing_chapter", "has_crypto_plan"} & form
+    assert {"product_security_statement", "uses_city_infrastructure"} <= form
+    # the form refuses them; without them the proposal is complete
+    r = api.as_("a", "applicant").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {**PROPOSAL, "has_sharing_chapter": False}}
+    )
+    assert r.status_code == 422 and "has_sharing_chapter" in r.json()["errors"]
+    api.complete(iid, "prepare_proposal", PROPOSAL)
+    assert api.open_elements(iid) == ["evaluate_document"]
+    # its evaluation report need not give the 第十三条 opinions
+    api.complete(iid, "evaluate_document", {"evaluation_report_ref": "WH-EVAL-P"})
+    api.complete(iid, "approve_document", {"decision": "pass"})
+    # the feasibility study is asked for them, and goes back without them
+    assert api.open_elements(iid) == ["prepare_document"]
+    api.complete(iid, "prepare_document", {**DOCUMENT, "has_sharing_chapter": False, "has_crypto_plan": False})
+    assert api.open_elements(iid) == ["prepare_document"]
+    assert api.variables(iid)["current_document"] == "feasibility_study"
 
 
 def test_documents_refused_without_the_required_statements(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = start(api, "WH-DOC-BAD")
     through_plan(api, iid)
+    task = api.open_task(iid, "prepare_proposal")
+    r = api.as_("a", "applicant").post(
+        f"/tasks/{task['id']}/complete", json={"variables": {"document_ref": "X", "uses_city_infrastructure": True}}
+    )
+    assert r.status_code == 422 and "product_security_statement" in r.json()["errors"]
+    through_document(api, iid)
     task = api.open_task(iid, "prepare_document")
     incomplete = {k: v for k, v in DOCUMENT.items() if k != "has_crypto_plan"}
     r = api.as_("a", "applicant").post(f"/tasks/{task['id']}/complete", json={"variables": incomplete})
@@ -456,8 +652,22 @@ def test_yearly_performance_report_until_construction_is_completed(lifecycle_api
     assert api.open_elements(iid) == ["annual_performance_report"]
     assert api.variables(iid)["report_year"] == 2027
     # completion while a report is open ends the construction stage
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": "2026-12-28"})
     assert api.open_elements(iid) == ["pre_acceptance_work"]
+
+
+def test_yearly_report_years_follow_the_reported_construction_start(lifecycle_api: Api) -> None:
+    """第二十条: the construction period starts with the reported start date (here in 2027, reported in 2026)."""
+    api = lifecycle_api
+    iid = to_construction(api, "WH-YEARLY-2027", start_date="2027-01-15")
+    assert api.variables(iid)["report_year"] == 2027
+    assert api.open_elements(iid) == []
+    due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
+    assert due["wait_report_year"] == "2026-12-31T16:00:00Z"  # 2027-01-01 00:00 China time
+    assert due["report_deadline"] == "2027-12-31T16:00:00Z"  # 2027-12-31 24:00 China time
+    api.advance(timedelta(days=305))  # 2027-01-01
+    assert api.open_elements(iid) == ["annual_performance_report"]
+    assert api.open_task(iid, "annual_performance_report")["due_at"] == "2027-12-31T16:00:00Z"
 
 
 def test_yearly_report_overdue_notifies_the_data_bureau(lifecycle_api: Api) -> None:
@@ -468,7 +678,7 @@ def test_yearly_report_overdue_notifies_the_data_bureau(lifecycle_api: Api) -> N
     api.advance(timedelta(days=1))
     assert api.open_elements(iid) == ["annual_performance_report", "report_overdue"]
     assert api.open_task(iid, "report_overdue")["candidate_groups"] == ["data_bureau"]
-    api.complete(iid, "report_overdue", {"reminder_note": "请于本月报送"})
+    api.complete(iid, "report_overdue", {"report_reminder_note": "请于本月报送"})
     api.complete(iid, "annual_performance_report", REPORT)
     assert api.variables(iid)["report_year"] == 2027
     # 2027 has started already: its report is open at once
@@ -477,8 +687,8 @@ def test_yearly_report_overdue_notifies_the_data_bureau(lifecycle_api: Api) -> N
 
 # ---- 第十九条: adjustment of the construction content ------------------------------------------------
 
+REQUEST = {"adjustment_content": "优化数据中台技术方案"}
 ADJUSTMENT = {
-    "adjustment_content": "优化数据中台技术方案",
     "within_estimate": True,
     "goal_unchanged": True,
     "adjustment_wan": "150",
@@ -520,7 +730,7 @@ def test_adjustment_route(lifecycle_api: Api, change: dict[str, Any], route: str
     api = lifecycle_api
     bk = f"WH-ADJ-{sorted(change.items())}"
     iid = to_construction(api, bk)
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
     # the adjustment runs beside the construction: the yearly report stays open
     assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment"]
     assert {"construction_completed", "adjustment_requested"} <= waiting_names(api, iid)
@@ -544,24 +754,24 @@ def test_repeated_adjustments_and_a_refused_one(lifecycle_api: Api) -> None:
     bk = "WH-ADJ-TWICE"
     iid = to_construction(api, bk)
     api.complete(iid, "annual_performance_report", REPORT)
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
     api.complete(iid, "submit_adjustment", ADJUSTMENT)
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-1"})
     # the 2026 report was filed: nothing to report until 2027
     assert api.open_elements(iid) == []
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "goal_unchanged": False})
     api.complete(iid, "approve_adjustment", {"decision": "reject"})
     assert api.open_elements(iid) == []
     # the next evaluation year comes while adjustments are possible; a third one in 2027
     api.advance(timedelta(days=305))  # 2027-01-01
     assert api.open_elements(iid) == ["annual_performance_report"]
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
     assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment"]
     api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_wan": "10"})
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-3"})
     assert api.variables(iid)["report_year"] == 2027
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, {"completed_on": "2027-01-01"})
     assert api.open_elements(iid) == ["pre_acceptance_work"]
 
 
@@ -569,16 +779,16 @@ def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api
     api = lifecycle_api
     bk = "WH-ADJ-PAIR"
     iid = to_construction(api, bk)
-    api.message("adjustment_requested", bk)
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
+    api.message("adjustment_requested", bk, REQUEST)
     assert api.open_elements(iid) == ["annual_performance_report", "submit_adjustment", "submit_adjustment"]
     # a third request may still come in
     assert "adjustment_requested" in waiting_names(api, iid)
     first, second = adjustment_tasks(api, iid, "submit_adjustment")
     # 14.99 % within the estimate → the unit adjusts and files; the other changes the goal → formal procedure
-    complete_task(api, first, {**ADJUSTMENT, "adjustment_wan": "149.9", "adjustment_content": "优化技术方案"})
+    complete_task(api, first, {**ADJUSTMENT, "adjustment_wan": "149.9"})
     assert api.open_elements(iid) == ["annual_performance_report", "file_adjustment", "submit_adjustment"]
-    complete_task(api, second, {**ADJUSTMENT, "goal_unchanged": False, "adjustment_content": "改变建设目标"})
+    complete_task(api, second, {**ADJUSTMENT, "goal_unchanged": False})
     assert api.open_elements(iid) == ["annual_performance_report", "approve_adjustment", "file_adjustment"]
     # each branch kept its own facts
     filing = api.open_task(iid, "file_adjustment")
@@ -593,7 +803,7 @@ def test_two_adjustments_open_at_once_each_decided_on_its_own(lifecycle_api: Api
     # construction went on throughout
     api.complete(iid, "annual_performance_report", REPORT)
     assert api.variables(iid)["report_year"] == 2027
-    api.message("construction_completed", bk)
+    api.message("construction_completed", bk, COMPLETED)
     assert api.open_elements(iid) == ["pre_acceptance_work"]
 
 
@@ -603,18 +813,18 @@ def test_construction_completed_accepted_while_an_adjustment_is_decided(lifecycl
     bk = f"WH-ADJ-DONE-{stage}"
     iid = to_construction(api, bk)
     api.complete(iid, "annual_performance_report", REPORT)
-    api.message("adjustment_requested", bk)
+    api.message("adjustment_requested", bk, REQUEST)
     if stage == "approve_adjustment":
         api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_reason": "other"})
     assert api.open_elements(iid) == [stage]
     # the OA system's report is accepted at once, not refused
-    r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": {}})
+    r = api.admin.post("/messages", json={"name": "construction_completed", "business_key": bk, "variables": COMPLETED})
     assert r.status_code == 200, r.text
     assert r.json()["process_instance_id"] == iid
     # acceptance starts, the adjustment stays open; construction is over, so no further adjustment is caught
     assert api.open_elements(iid) == sorted(["pre_acceptance_work", stage])
     assert "adjustment_requested" not in waiting_names(api, iid)
-    r = api.admin.post("/messages", json={"name": "adjustment_requested", "business_key": bk, "variables": {}})
+    r = api.admin.post("/messages", json={"name": "adjustment_requested", "business_key": bk, "variables": REQUEST})
     assert r.status_code == 404, r.text
     assert "acceptance_deadline" in {w["element_id"] for w in api.waiting(iid)}
     api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
@@ -639,7 +849,7 @@ def test_construction_completed_accepted_while_an_adjustment_is_decided(lifecycl
             {"adjustment_reason": "other"},
             "approve_adjustment",
             {"decision": "pass", "adjustment_approval_ref": "武数〔2026〕9号"},
-            {"adjustment_approval_ref": "武数〔2026〕9号"},
+            {"adjustment_decision": "pass"},
         ),
     ],
 )
@@ -649,8 +859,8 @@ def test_adjustment_data_kept_after_its_branch_ended(
     api = lifecycle_api
     bk = f"WH-ADJ-KEEP-{task}"
     iid = to_construction(api, bk)
-    api.message("adjustment_requested", bk)
-    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change, "adjustment_content": "调整建设进度"})
+    api.message("adjustment_requested", bk, {"adjustment_content": "调整建设进度"})
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, **change})
     api.complete(iid, task, decision)
     assert api.open_elements(iid) == ["annual_performance_report"]
     expected = {
@@ -665,20 +875,53 @@ def test_adjustment_data_kept_after_its_branch_ended(
     view = api.variables(iid)
     assert view["report_year"] == 2027
     assert {k: view.get(k) for k in expected} == expected
+    # what was submitted on the task stays in its record
+    records = api.admin.get(f"/process-instances/{iid}/tasks").json()["items"]
+    record = next(r for r in records if r["element_id"] == task)
+    assert record["submitted"] == decision
+
+
+@pytest.mark.parametrize("adjustment_first", [True, False])
+@pytest.mark.parametrize("adjustment", ["pass", "reject"])
+@pytest.mark.parametrize("check", ["pass", "reject"])
+def test_an_adjustment_decided_beside_a_supervision_loses_no_decision(
+    lifecycle_api: Api, adjustment_first: bool, adjustment: str, check: str
+) -> None:
+    """第十九、二十五条 run side by side: the approval department's decision on an adjustment and the supervisors'
+    check of a rectification are open at the same time; each is decided on its own, in either order."""
+    api = lifecycle_api
+    bk = f"WH-PAR-{adjustment_first}-{adjustment}-{check}"
+    iid = to_construction(api, bk)
+    api.message("adjustment_requested", bk, REQUEST)
+    api.complete(iid, "submit_adjustment", {**ADJUSTMENT, "adjustment_reason": "other"})
+    api.message("violation_found", bk, VIOLATION)
+    api.complete(iid, "order_rectification", {"rectification_days": 30})
+    api.complete(iid, "rectify_violation", {"rectification_report": "已整改"})
+    assert api.open_elements(iid) == ["approve_adjustment", "check_rectification"]
+    steps = [("approve_adjustment", adjustment), ("check_rectification", check)]
+    for element, decision in steps if adjustment_first else reversed(steps):
+        api.complete(iid, element, {"decision": decision})
+    view = api.variables(iid)
+    assert view["adjustment_decision"] == adjustment
+    assert view["decision"] == check
+    # the supervision went the way of its own check
+    assert api.open_elements(iid) == (["annual_performance_report"] if check == "pass" else ["impose_sanction"])
 
 
 def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_api: Api) -> None:
     api = lifecycle_api
     bk = "WH-ADJ-SUP"
     iid = to_construction(api, bk)
-    api.message("adjustment_requested", bk)
-    api.message("violation_found", bk)
+    api.message("adjustment_requested", bk, REQUEST)
+    api.message("violation_found", bk, VIOLATION)
     # 第二十五条 still interrupts construction (the yearly report); the adjustment goes on
     assert api.open_elements(iid) == ["order_rectification", "submit_adjustment"]
     api.complete(iid, "submit_adjustment", ADJUSTMENT)
     api.complete(iid, "file_adjustment", {"adjustment_filing_ref": "TZ-SUP"})
     assert api.open_elements(iid) == ["order_rectification"]
-    api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": 30})
+    api.complete(
+        iid, "order_rectification", {"rectification_requirement": "重新履行采购程序", "rectification_days": 30}
+    )
     api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
     api.complete(iid, "check_rectification", {"decision": "pass"})
     assert api.open_elements(iid) == ["annual_performance_report"]
@@ -687,13 +930,26 @@ def test_supervision_during_an_adjustment_leaves_the_adjustment_open(lifecycle_a
 # ---- 第二十五条: supervision -------------------------------------------------------------------------
 
 
+# 第二十四、二十五条: the joint mechanism (led by the data bureau) with the network-security supervisors
+JOINT_SUPERVISION = [
+    "data_bureau",
+    "cyberspace_office",
+    "development_reform",
+    "finance_bureau",
+    "audit_bureau",
+    "crypto_bureau",
+    "public_security",
+]
+
+
 def to_rectification(api: Api, bk: str, days: int = 30) -> str:
     iid = to_construction(api, bk)
-    api.message("violation_found", bk, {"finding": "未按规定执行采购程序"})
+    api.message("violation_found", bk, VIOLATION)
     assert api.open_elements(iid) == ["order_rectification"]
-    groups = api.open_task(iid, "order_rectification")["candidate_groups"]
-    assert {"data_bureau", "cyberspace_office", "audit_bureau", "finance_bureau"} <= set(groups)
-    api.complete(iid, "order_rectification", {"violation": "未按规定执行采购程序", "rectification_days": days})
+    assert api.open_task(iid, "order_rectification")["candidate_groups"] == JOINT_SUPERVISION
+    api.complete(
+        iid, "order_rectification", {"rectification_requirement": "重新履行采购程序", "rectification_days": days}
+    )
     assert api.open_elements(iid) == ["rectify_violation"]
     return iid
 
@@ -702,9 +958,12 @@ def test_rectified_in_time_resumes_construction(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_rectification(api, "WH-SUP-OK")
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["rectification_deadline"] == "2026-04-01T01:00:00Z"
+    # 30 days from the order (2026-03-02), to the end of the last day, 24:00 China time
+    assert due["rectification_deadline"] == "2026-04-01T16:00:00Z"
     api.complete(iid, "rectify_violation", {"rectification_report": "已重新采购"})
-    api.complete(iid, "check_rectification", {"decision": "pass"})
+    # the supervising departments check the rectification; here the finance bureau, which found the breach
+    assert api.open_task(iid, "check_rectification")["candidate_groups"] == JOINT_SUPERVISION
+    api.complete(iid, "check_rectification", {"decision": "pass"}, group="finance_bureau")
     assert api.open_elements(iid) == ["annual_performance_report"]
 
 
@@ -782,16 +1041,98 @@ def test_failed_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None:
     assert api.open_elements(iid) == ["file_acceptance"]
 
 
-def test_acceptance_within_six_months_of_completion(lifecycle_api: Api) -> None:
+def test_acceptance_within_six_months_of_the_reported_completion(lifecycle_api: Api) -> None:
+    """第二十一条 建成后半年内: from the completion date the OA system reports (2026-02-20), not from when the report
+    arrived (2026-03-02): due at the end of 2026-08-20, China time."""
     api = lifecycle_api
     iid = to_acceptance(api, "WH-ACC-6M")
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["acceptance_deadline"] == "2026-09-02T01:00:00Z"
-    api.advance(timedelta(days=184))  # 2026-09-02, the due instant itself
+    assert due["acceptance_deadline"] == "2026-08-20T16:00:00Z"
+    api.advance(timedelta(days=171, hours=15))  # 2026-08-20T16:00Z, the due instant itself
     assert api.open_elements(iid) == ["pre_acceptance_work"]
     api.advance(timedelta(minutes=1))
     assert api.open_elements(iid) == ["acceptance_overdue", "pre_acceptance_work"]
     assert api.open_task(iid, "acceptance_overdue")["candidate_groups"] == ["data_bureau"]
+    # the acceptance task shows the same deadline
+    api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
+    api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
+    assert api.open_task(iid, "organise_acceptance")["due_at"] == "2026-08-20T16:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("completed_on", "due"),
+    [
+        ("2026-03-02", "2026-09-02T16:00:00Z"),  # reported on the day it was completed
+        ("2025-12-31", "2026-06-30T16:00:00Z"),  # 31 December + 6 months: the last day of June
+        ("2025-09-30", "2026-03-30T16:00:00Z"),  # reported five months late
+    ],
+)
+def test_acceptance_deadline_counts_calendar_months_from_the_completion_date(
+    lifecycle_api: Api, completed_on: str, due: str
+) -> None:
+    api = lifecycle_api
+    bk = f"WH-ACC-{completed_on}"
+    iid = to_construction(api, bk)
+    api.message("construction_completed", bk, {"completed_on": completed_on})
+    assert {w["element_id"]: w["due_at"] for w in api.waiting(iid)}["acceptance_deadline"] == due
+
+
+def test_completion_reported_after_the_six_months_reminds_at_once(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-ACC-LATE"
+    iid = to_construction(api, bk)
+    # 31 August 2025 + 6 months = 28 February 2026, already past when the report arrives on 2 March 2026
+    api.message("construction_completed", bk, {"completed_on": "2025-08-31"})
+    assert api.open_elements(iid) == ["acceptance_overdue", "pre_acceptance_work"]
+
+
+def test_construction_completed_must_carry_its_date(lifecycle_api: Api) -> None:
+    api = lifecycle_api
+    bk = "WH-MSG-CC"
+    iid = to_construction(api, bk)
+    waiting = {w["name"]: w for w in api.waiting(iid) if w["kind"] == "message"}
+    assert [f["id"] for f in waiting["construction_completed"]["payload"]] == ["completed_on"]
+    for variables, field in (
+        ({}, "completed_on"),
+        ({"completed_on": "二〇二六年"}, "completed_on"),
+        ({**COMPLETED, "completed_date": "2026-02-20"}, "completed_date"),
+    ):
+        r = api.admin.post(
+            "/messages", json={"name": "construction_completed", "business_key": bk, "variables": variables}
+        )
+        assert r.status_code == 422, r.text
+        assert field in r.json()["errors"]
+    # nothing changed
+    assert api.open_elements(iid) == ["annual_performance_report"]
+    # also while the yearly report is open (the boundary event declares the same payload)
+    api.message("construction_completed", bk, COMPLETED)
+    assert api.open_elements(iid) == ["pre_acceptance_work"]
+    assert api.variables(iid)["completed_on"] == "2026-02-20"
+
+
+@pytest.mark.parametrize(
+    ("message", "variables", "field"),
+    [
+        ("violation_found", {"found_on": "2026-02-27"}, "violation"),
+        ("violation_found", {"violation": "未按规定执行采购程序"}, "found_on"),
+        ("adjustment_requested", {}, "adjustment_content"),
+    ],
+)
+def test_supervision_and_adjustment_messages_carry_what_the_forms_no_longer_ask(
+    lifecycle_api: Api, message: str, variables: dict[str, Any], field: str
+) -> None:
+    api = lifecycle_api
+    bk = f"WH-MSG-{message}-{field}"
+    iid = to_construction(api, bk)
+    r = api.admin.post("/messages", json={"name": message, "business_key": bk, "variables": variables})
+    assert r.status_code == 422 and field in r.json()["errors"], r.text
+    assert api.open_elements(iid) == ["annual_performance_report"]
+    # the task after the message does not ask again for what the message brings
+    api.message(message, bk, VIOLATION if message == "violation_found" else REQUEST)
+    element = "order_rectification" if message == "violation_found" else "submit_adjustment"
+    task = api.open_task(iid, element)
+    form = {f["id"] for f in api.admin.get(f"/tasks/{task['id']}").json()["form"]}
+    assert not {"violation", "found_on", "adjustment_content"} & form
 
 
 # ---- 第二十二条: self-evaluation and post-evaluation ------------------------------------------------
@@ -808,12 +1149,14 @@ def to_operation(api: Api, bk: str, operation_start: str) -> str:
 
 
 def test_self_evaluation_not_before_twelve_months(lifecycle_api: Api) -> None:
+    """第二十二条 投入运行后12至24个月内: from the operation start date reported on book_assets, to 24:00 of the day
+    12 months later (the day itself counts, as the period starts on the next day)."""
     api = lifecycle_api
     iid = to_operation(api, "WH-SELF-EVAL", "2026-03-02")
     assert api.open_elements(iid) == []
-    api.advance(timedelta(days=364))  # 2027-03-01
+    api.advance(timedelta(days=365, hours=15))  # 2027-03-02T16:00Z = 2027-03-03 00:00 China time, the due instant
     assert api.open_elements(iid) == []
-    api.advance(timedelta(days=1))
+    api.advance(timedelta(minutes=1))
     assert api.open_elements(iid) == ["self_evaluation"]
     api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
     api.complete(iid, "decide_post_evaluation", {"commission_post_evaluation": False})
@@ -826,19 +1169,20 @@ def test_self_evaluation_window_from_a_leap_day(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_operation(api, "WH-LEAP", "2028-02-29")
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["wait_self_evaluation"] == "2029-02-27T16:00:00Z"
+    # 29 February + 12 months is the last day of February
+    assert due["wait_self_evaluation"] == "2029-02-28T16:00:00Z"
     api.fire_timer(iid, "wait_self_evaluation")
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["self_evaluation_deadline"] == "2030-02-27T16:00:00Z"
+    assert due["self_evaluation_deadline"] == "2030-02-28T16:00:00Z"
 
 
 def test_self_evaluation_overdue_after_twenty_four_months(lifecycle_api: Api) -> None:
     api = lifecycle_api
     iid = to_operation(api, "WH-SELF-LATE", "2026-03-02")
-    api.advance(timedelta(days=366))
+    api.advance(timedelta(days=366))  # 2027-03-03T01:00Z
     assert api.open_elements(iid) == ["self_evaluation"]
-    api.advance(timedelta(days=364))  # 2028-03-01 (2028 is a leap year)
+    api.advance(timedelta(days=365, hours=15))  # 2028-03-02T16:00Z, the end of the 24th month (2028 is a leap year)
     assert api.open_elements(iid) == ["self_evaluation"]
-    api.advance(timedelta(days=1))
+    api.advance(timedelta(minutes=1))
     assert api.open_elements(iid) == ["self_evaluation", "self_evaluation_overdue"]
     assert api.open_task(iid, "self_evaluation_overdue")["candidate_groups"] == ["data_bureau"]
