@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -87,7 +87,8 @@ def list_deliveries(session: SessionDep, principal: PrincipalDep, status: str | 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=DeliveryOut,
              responses=responses(401, 403, 404, 409))
-def retry_delivery(delivery_id: int, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
+def retry_delivery(delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: ContextDep, session: WriteSessionDep,
+                   principal: PrincipalDep) -> Any:
     return webhooks.retry(session, principal, ctx.clock.now(), delivery_id)
 
 

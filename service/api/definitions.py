@@ -1,7 +1,9 @@
 """Process definitions and deployments."""
 from __future__ import annotations
 
-from fastapi import APIRouter, File, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, UploadFile
 from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
@@ -32,7 +34,8 @@ def list_versions(key: str, session: SessionDep, principal: PrincipalDep) -> lis
 
 @router.get("/process-definitions/{key}/xml", responses={200: {"content": {"application/xml": {}}},
                                                           **responses(401, 404)})
-def get_xml(key: str, session: SessionDep, principal: PrincipalDep, version: int | None = None) -> Response:
+def get_xml(key: str, session: SessionDep, principal: PrincipalDep,
+            version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None) -> Response:
     return Response(definitions.xml(session, key, version), media_type="application/xml")
 
 

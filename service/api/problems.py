@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import DomainError
@@ -69,8 +69,16 @@ def install(app: FastAPI) -> None:
         return problem(exc.status_code, f"/problems/http-{exc.status_code}", titles.get(exc.status_code, "Error"),
                        str(exc.detail), request)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        return problem(422, "/problems/invalid-input", "Invalid input", "a number in the request is out of range",
+                       request, errors={"body": "a number is out of range"})
+
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, DataError):
+            return problem(422, "/problems/invalid-input", "Invalid input",
+                           "a value in the request does not fit (out of range or malformed)", request)
         if _is_busy(exc):
             return problem(503, "/problems/unavailable", "Service busy",
                            "the database is busy; retry shortly", request)

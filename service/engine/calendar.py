@@ -66,6 +66,12 @@ class BusinessCalendar:
     def _rule_based(year: int) -> frozenset[_dt.date]:
         return frozenset(holidays.China(years=year).keys())
 
+    def warm(self, years: Any) -> None:
+        """Build the holiday tables of these years now (the first use of a year costs tenths of a second)."""
+        for year in years:
+            if not self._package_knows(year):
+                self._rule_based(year)
+
     def is_known(self, year: int) -> bool:
         return year in self.arrangements or self._package_knows(year)
 

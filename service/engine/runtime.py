@@ -273,6 +273,9 @@ class Runtime:
                 element = getattr(getattr(task, "task_spec", None), "bpmn_id", None) or self.element_id
                 notes = "; ".join(getattr(exc, "notes", []) or [])
                 message = str(exc) + (f" ({notes})" if notes else "")
+                cause = exc.__cause__ or exc.__context__
+                if cause is not None and str(cause) and str(cause) not in message:
+                    message += f": {type(cause).__name__}: {cause}"
                 raise EngineError(message, element) from exc
             return False
 

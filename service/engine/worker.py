@@ -26,9 +26,13 @@ from service.engine.calendar import BusinessCalendar
 from service.engine.forms import to_json_value
 from service.engine.runtime import EngineError, ProcessModel, Runtime, Snapshot
 from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks, load_parts, load_spec
+from service.engine.timeline import using_clock
 from service.engine.values import problems
 
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+# the holiday tables of the years around now, built once in the fork server that starts the workers (the first use
+# of a year costs tenths of a second, which must not count against a diagram step's time limit)
+BusinessCalendar.warm(BusinessCalendar(), range(2020, datetime.now().year + 8))
 
 
 class CommandClock(Clock):
@@ -80,8 +84,12 @@ class WorkerEngine:
 
     # ---- dispatch --------------------------------------------------------------------------------------
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
-        op = command["op"]
         self.clock.moment = command.get("now")
+        with using_clock(self.clock):  # today() and now() in diagram code read the service's time
+            return self._handle(command)
+
+    def _handle(self, command: dict[str, Any]) -> dict[str, Any]:
+        op = command["op"]
         try:
             if op == "ping":
                 return {"ok": True, "pid": os.getpid()}

@@ -26,7 +26,7 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
     errors = {k: "must start with a letter and contain only letters, digits and _"
               for k in variables if not _NAME.match(k)}
     errors.update({k: "is a reserved name" for k in variables if k in RESERVED_NAMES})
-    errors.update(problems(variables))
+    errors.update(problems(variables, python_values=True))
     if errors:
         raise InvalidInput("some variables cannot be accepted", errors)
     return {k: from_json_value(v) for k, v in variables.items()}
@@ -34,7 +34,7 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
 
 def check_form(fields: list[FormField], variables: dict[str, Any], message: str) -> dict[str, Any]:
     """Submitted values against a form; each bad field is named."""
-    errors = problems(variables)
+    errors = problems(variables, python_values=True)  # dates may come typed (the Camunda REST API)
     if not errors:
         clean, errors = validate(fields, variables)
         errors.update(problems(clean, python_values=True))

@@ -25,7 +25,7 @@ def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> 
     contract = model.messages.get(name)
     if contract is None or contract.fields is None:
         return check_variables(variables)
-    errors = problems(variables)
+    errors = problems(variables, python_values=True)
     clean: dict[str, Any] = {}
     if not errors:
         clean, errors = forms.validate(contract.fields, variables, apply_defaults=False)

@@ -115,26 +115,25 @@ def test_filing_lifecycle_from_start_to_end_with_pycamunda(camunda: Camunda) -> 
     camunda.complete(iid, "register_filing", {"decision": ("pass", "String")})
 
     # the contract is signed: the OA system reports it as a message with typed variables
-    [result] = camunda.message("contract_signed", "YL-PC-1", {"contract_wan": (149.8, "Double")})
+    [result] = camunda.message("contract_signed", "YL-PC-1", {"signed_on": ("2026-06-01" + DAY, "Date"),
+                                                              "contract_amount_wan": (149.8, "Double")})
     assert result.result_type is pycamunda.message.ResultType.execution
     assert result.execution.process_instance_id == iid and result.execution.ended is False
     # a Date the Camunda way: midnight of the day, China time
     task = camunda.task(iid, "upload_contract")
     form = camunda.get(f"/task/{task.id_}/form-variables")
-    assert form["contract_signed_date"] == {"type": "Date", "value": None, "valueInfo": {}}
-    camunda.complete(iid, "upload_contract", {"contract_signed_date": ("2026-06-01" + DAY, "Date"),
-                                              "ip_clause_included": (True, "Boolean")})
-    camunda.message("construction_completed", "YL-PC-1")
+    assert form["ip_clause_included"] == {"type": "Boolean", "value": None, "valueInfo": {}}
+    camunda.complete(iid, "upload_contract", {"ip_clause_included": (True, "Boolean")})
+    camunda.message("construction_completed", "YL-PC-1", {"completed_on": ("2027-01-15" + DAY, "Date")})
     camunda.complete(iid, "upload_source_code", {"source_code_ref": ("YM-2", "String")})
     camunda.complete(iid, "self_acceptance", {"decision": ("pass", "String"),
                                               "acceptance_date": ("2027-02-01" + DAY, "Date")})
-    camunda.complete(iid, "upload_acceptance_materials", {"acceptance_materials_ref": ("YS-1", "String"),
-                                                          "accepted_date": ("2027-04-01" + DAY, "Date")})
+    camunda.complete(iid, "upload_acceptance_materials", {"acceptance_materials_ref": ("YS-1", "String")})
     returned = camunda.complete(iid, "acceptance_conclusion", {
         "acceptance_conclusion_ref": ("YSJL-1", "String"), "acceptance_conclusion_text": ("通过", "String")},
         with_variables=True)
     assert returned["acceptance_conclusion_text"].value == "通过"
-    assert returned["contract_wan"].type_ == "Double" and returned["contract_wan"].value == 149.8
+    assert returned["contract_amount_wan"].type_ == "Double" and returned["contract_amount_wan"].value == 149.8
 
     # ended: gone from the runtime API, in the history as completed with every task
     with pytest.raises(pycamunda.NotFound):
