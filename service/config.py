@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     jwt_issuer: str = "govflow"
     token_ttl_hours: int = 12
+    # processes granted to every member of a group, e.g. GOVFLOW_GROUP_PROCESS_GRANTS='{"oa_systems": ["hangzhou"]}'
+    group_process_grants: dict[str, list[str]] = Field(default_factory=dict)
     calendar_file: Path | None = None
     scheduler_enabled: bool = True
     scheduler_max_sleep_seconds: float = 30.0

@@ -45,7 +45,9 @@ class DeliveryOut(BaseModel):
 
 class ApiKeyIn(BaseModel):
     name: str
-    groups: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list, description="candidate groups the system acts in")
+    processes: list[str] = Field(default_factory=list, description="process keys granted: the key reads every "
+                                 "instance and task of these, starts them and sends them messages")
     admin: bool = False
 
 
@@ -53,6 +55,7 @@ class ApiKeyOut(BaseModel):
     id: str
     name: str
     groups: list[str]
+    processes: list[str] = []
     admin: bool
     created_by: str
     created_at: datetime
@@ -90,7 +93,7 @@ def retry_delivery(delivery_id: int, ctx: ContextDep, session: SessionDep, princ
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201, responses=responses(401, 403, 409, 422))
 def create_api_key(body: ApiKeyIn, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> Any:
-    return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin)
+    return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin, body.processes)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], responses=responses(401, 403))

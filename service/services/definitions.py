@@ -6,12 +6,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import Deployment, ProcessDefinition
 from service.engine.deployment import ModelError, parse_files
 from service.engine.forms import FormField, schema_for_api
 from service.engine.runtime import ProcessModel
-from service.errors import Forbidden, InvalidModel, NotFound
+from service.errors import InvalidModel, NotFound
 from service.schemas import DeploymentOut, FormFieldOut, ProcessDefinitionOut
 from service.services.context import AppContext
 
@@ -30,8 +31,7 @@ def definition_out(row: ProcessDefinition, with_form: bool = False) -> ProcessDe
 
 def deploy(ctx: AppContext, session: Session, principal: Principal, files: dict[str, bytes],
            source: str = "api") -> DeploymentOut:
-    if not principal.is_admin:
-        raise Forbidden("only administrators deploy process definitions")
+    policy.require_admin(principal, "deploy process definitions")
     try:
         parsed = parse_files(files)
     except ModelError as e:

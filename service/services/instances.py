@@ -4,15 +4,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
 from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
+from service.errors import Conflict, InvalidInput, NotFound, ProcessError
 from service.schemas import (
     AuditEventOut,
     HistoryOut,
@@ -26,7 +27,6 @@ from service.services.common import (
     decode_cursor,
     encode_cursor,
     instance_out,
-    is_candidate,
     where_given,
 )
 from service.services.context import AppContext
@@ -35,25 +35,11 @@ from service.services.store import save
 ACTIVE = "running"
 
 
-def _visible_condition(principal: Principal) -> Any:
-    """Non-admins see instances they started or in which they have (had) a task."""
-    task_for_me = (
-        select(HumanTask.id)
-        .where(HumanTask.instance_id == ProcessInstance.id)
-        .where(or_(HumanTask.assignee == principal.user, HumanTask.completed_by == principal.user,
-                   is_candidate(principal)))
-    )
-    return or_(ProcessInstance.started_by == principal.user, exists(task_for_me))
-
-
 def start(ctx: AppContext, session: Session, principal: Principal, process_key: str, business_key: str | None,
           variables: dict[str, Any]) -> ProcessInstanceOut:
     definition = definitions.latest(session, process_key)
-    starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
-    if (starters or starter_users) and not principal.is_admin and not (
-        principal.groups.intersection(starters) or principal.user in starter_users
-    ):
-        raise Forbidden(f"only members of {', '.join(starters)} may start '{process_key}'")
+    policy.require_starter(principal, process_key, definition.candidate_starter_groups,
+                           definition.candidate_starter_users)
     if definition.start_form is not None:
         fields = [forms.FormField.from_dict(f) for f in definition.start_form]
         clean, errors = forms.validate(fields, variables)
@@ -99,9 +85,7 @@ def load_row(session: Session, principal: Principal, instance_id: str, *, for_up
         uuid.UUID(instance_id)
     except ValueError:
         raise NotFound(f"no process instance '{instance_id}'") from None
-    query = select(ProcessInstance).where(ProcessInstance.id == instance_id)
-    if not principal.is_admin:
-        query = query.where(_visible_condition(principal))
+    query = select(ProcessInstance).where(ProcessInstance.id == instance_id, policy.visible_instances(principal))
     row = session.scalars(query).first()
     if row is None:
         raise NotFound(f"no process instance '{instance_id}'")
@@ -120,8 +104,7 @@ def list_instances(session: Session, principal: Principal, *, process_key: str |
                    business_key: str | None, limit: int, cursor: str | None) -> ProcessInstancePage:
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
-    if not principal.is_admin:
-        query = query.where(_visible_condition(principal))
+    query = query.where(policy.visible_instances(principal))
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(ProcessInstance.started_at < at,
@@ -148,8 +131,7 @@ def history(session: Session, principal: Principal, instance_id: str, verify: bo
 
 def cancel(ctx: AppContext, session: Session, principal: Principal, instance_id: str,
            reason: str) -> ProcessInstanceOut:
-    if not principal.is_admin:
-        raise Forbidden("only administrators cancel process instances")
+    policy.require_admin(principal, "cancel process instances")
     row = load_row(session, principal, instance_id)
     if row.status != ACTIVE:
         raise Conflict(f"the process instance is {row.status}, not running")

@@ -7,12 +7,13 @@ from typing import Any
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.engine import forms
 from service.engine.parser import FORM_KEY
 from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound, ProcessError
+from service.errors import Conflict, InvalidInput, NotFound, ProcessError
 from service.schemas import CompletionOut, FormFieldOut, TaskDetail, TaskPage
 from service.services import outbox
 from service.services.audit import AuditTrail
@@ -20,7 +21,6 @@ from service.services.common import (
     check_variables,
     decode_cursor,
     encode_cursor,
-    is_candidate,
     task_summary,
     where_given,
 )
@@ -28,12 +28,6 @@ from service.services.context import AppContext
 from service.services.store import save
 
 TASK_STATUSES = ("open", "completed", "cancelled")
-
-
-def _may_see(principal: Principal, row: HumanTask) -> bool:
-    return principal.may_act_on(row.candidate_groups, row.candidate_users, row.assignee) or (
-        row.completed_by == principal.user
-    )
 
 
 def list_tasks(session: Session, principal: Principal, *, candidate_group: str | None, assignee: str | None,
@@ -56,9 +50,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
     elif overdue is False:
         query = query.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
-    if not principal.is_admin:
-        query = query.where(or_(is_candidate(principal), HumanTask.assignee == principal.user,
-                                HumanTask.completed_by == principal.user))
+    query = query.where(policy.visible_tasks(principal))
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
@@ -71,8 +63,8 @@ def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
     row = session.get(HumanTask, task_id)
     if row is None:
         raise NotFound(f"no task '{task_id}'")
-    if not _may_see(principal, row):
-        raise Forbidden("this task is for other groups")
+    if not policy.may_see_task(principal, row):
+        policy.require_task_worker(principal, row)  # names the groups the task is offered to
     return row
 
 
@@ -96,6 +88,7 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
 
 def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
     row = _load(session, principal, task_id)
+    policy.require_task_worker(principal, row)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
     if row.assignee == principal.user:
@@ -120,7 +113,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
         raise Conflict(f"the task is {row.status}")
     if row.assignee is None:
         return get(ctx, session, principal, task_id)
-    if row.assignee != principal.user and not principal.is_admin:
+    if not policy.may_release_task(principal, row):
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     previous = row.assignee
     row.assignee = None
@@ -134,6 +127,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 def complete(ctx: AppContext, session: Session, principal: Principal, task_id: str,
              variables: dict[str, Any]) -> CompletionOut:
     row = _load(session, principal, task_id)
+    policy.require_task_worker(principal, row)
     if row.status != "open":
         raise Conflict(f"the task is already {row.status}")
     if row.assignee is not None and row.assignee != principal.user:

@@ -6,11 +6,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service import metrics
+from service import metrics, policy
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
 from service.engine.runtime import EngineError
-from service.errors import Conflict, Forbidden, NotFound, ProcessError
+from service.errors import Conflict, NotFound, ProcessError
 from service.schemas import ProcessInstanceOut
 from service.services import instances, outbox
 from service.services.audit import AuditTrail
@@ -49,8 +49,7 @@ def fire_due(ctx: AppContext, session: Session, instance: ProcessInstance,
 
 def fire_now(ctx: AppContext, session: Session, principal: Principal, instance_id: str,
              element_id: str) -> ProcessInstanceOut:
-    if not principal.is_admin:
-        raise Forbidden("only administrators fire timers")
+    policy.require_admin(principal, "fire timers")
     instance = instances.load_row(session, principal, instance_id)
     if instance.status != "running":
         raise Conflict(f"the process instance is {instance.status}")
