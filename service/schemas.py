@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
@@ -17,6 +17,9 @@ class Problem(BaseModel):
     file: str | None = None
     element_id: str | None = None
     line: int | None = None
+    column: int | None = None
+    candidate_groups: list[str] | None = Field(default=None, description="who a task is offered to (403 on a task)")
+    candidate_users: list[str] | None = None
 
 
 class FormFieldOut(BaseModel):
@@ -121,16 +124,22 @@ class TaskPage(Page):
 
 
 class StartInstanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     process_key: str = Field(min_length=1, max_length=200)
     business_key: str | None = Field(default=None, max_length=200)
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompleteTaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
 class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -162,6 +171,8 @@ class HistoryOut(BaseModel):
 
 
 class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     name: str = Field(min_length=1, max_length=500)
     business_key: str | None = None
     process_key: str | None = None

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep
 from service.api.problems import responses
@@ -16,6 +16,8 @@ router = APIRouter(tags=["administration"])
 
 
 class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: str = Field(max_length=2000)
     events: list[str]
     secret: str = Field(max_length=500, description="HMAC-SHA256 key for X-Govflow-Signature")
@@ -44,6 +46,8 @@ class DeliveryOut(BaseModel):
 
 
 class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str
     groups: list[str] = Field(default_factory=list, description="candidate groups the system acts in")
     processes: list[str] = Field(default_factory=list, description="process keys granted: the key reads every "
