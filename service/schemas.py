@@ -37,6 +37,24 @@ class FormFieldOut(BaseModel):
     properties: dict[str, str] = {}
 
 
+class TaskUseOut(BaseModel):
+    element_id: str
+    name: str
+    lane: str | None = None
+
+
+class CandidateGroupOut(BaseModel):
+    name: str
+    computed: bool = Field(default=False, description="a ${…} expression, resolved when the task opens")
+    lanes: list[str] = Field(default_factory=list, description="the lanes whose tasks are offered to the group")
+    tasks: list[TaskUseOut] = Field(default_factory=list, description="the user tasks offered to the group")
+
+
+class MessageUseOut(BaseModel):
+    name: str = Field(description="what POST /messages takes as name")
+    element_ids: list[str] = Field(description="the elements that wait for the message")
+
+
 class ProcessDefinitionOut(BaseModel):
     id: int
     key: str
@@ -49,6 +67,24 @@ class ProcessDefinitionOut(BaseModel):
     created_at: datetime
     candidate_starter_groups: list[str]
     start_form: list[FormFieldOut] | None = None
+    candidate_groups: list[CandidateGroupOut] | None = Field(
+        default=None, description="the groups the process's user tasks are offered to (one process only)")
+    messages: list[MessageUseOut] | None = Field(default=None, description="the messages the process waits for "
+                                                 "(one process only)")
+
+
+class GroupProcessOut(BaseModel):
+    key: str
+    version: int
+    name: str | None
+    starts: bool = Field(description="the group is one of the process's candidate starter groups")
+    lanes: list[str]
+    tasks: list[TaskUseOut]
+
+
+class GroupOut(BaseModel):
+    name: str
+    processes: list[GroupProcessOut]
 
 
 class DeploymentOut(BaseModel):
