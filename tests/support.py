@@ -206,6 +206,25 @@ class Api:
         return self.server.scheduler.run_until_idle()
 
 
+def database_for_worker(url: str | None, worker: str | None) -> str | None:
+    """The PostgreSQL database of one pytest-xdist worker: <db>_<worker> beside the configured one, created
+    (empty) through a connection to the configured database when it does not exist yet."""
+    if not url or not worker:
+        return url
+    from sqlalchemy.engine import make_url
+
+    base = make_url(normalise_url(url))
+    name = f"{base.database}_{worker}"
+    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 def reset_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
