@@ -11,8 +11,19 @@ from pathlib import Path
 import pytest
 
 from service.clock import FrozenClock
-from tests.support import FIXTURES, REPO, T0, Api, Server, database_for_worker, make_settings, reset_postgres
+from tests.support import (
+    FIXTURES,
+    REPO,
+    T0,
+    Api,
+    Server,
+    database_for_worker,
+    make_settings,
+    reset_postgres,
+    share_parsed_diagrams,
+)
 
+share_parsed_diagrams()
 PG_URL = database_for_worker(os.environ.get("GOVFLOW_TEST_DATABASE_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
 
 

@@ -2,6 +2,7 @@
 their lanes and tasks) and the messages it waits for; GET /groups lists every group the deployed processes use."""
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import pytest
@@ -81,6 +82,7 @@ def test_the_catalog_is_read_once_per_definition_version(api: Api, monkeypatch: 
         return original(model)
 
     monkeypatch.setattr(catalog, "_read", counting)
+    monkeypatch.setattr(catalog, "_cache", weakref.WeakKeyDictionary())  # forget what earlier tests read
     for _ in range(3):
         assert api.admin.get("/process-definitions/review").status_code == 200
         assert api.admin.get("/groups").status_code == 200
