@@ -88,9 +88,9 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
 
 def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
     row = _load(session, principal, task_id)
-    policy.require_task_worker(principal, row)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
+    policy.require_task_worker(principal, row)
     if row.assignee == principal.user:
         return get(ctx, session, principal, task_id)
     if row.assignee is not None:
@@ -127,9 +127,9 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 def complete(ctx: AppContext, session: Session, principal: Principal, task_id: str,
              variables: dict[str, Any]) -> CompletionOut:
     row = _load(session, principal, task_id)
-    policy.require_task_worker(principal, row)
     if row.status != "open":
         raise Conflict(f"the task is already {row.status}")
+    policy.require_task_worker(principal, row)
     if row.assignee is not None and row.assignee != principal.user:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     fields = _form(ctx, session, row)
