@@ -229,3 +229,14 @@ def test_a_grant_of_an_unknown_process_is_refused(api: Api) -> None:
     r = api.admin.post("/api-keys", json={"name": "oa-ok", "groups": ["applicant"], "processes": ["review"]})
     assert r.status_code == 201 and r.json()["processes"] == ["review"]
     assert api.admin.get("/api-keys").json()[0]["processes"] == ["review"]
+
+
+def test_a_user_sends_messages_only_to_the_instances_they_see(api: Api) -> None:
+    instance_id = _waiting_for_contract(api, "UM-1", user="li.ming")
+    body = {"name": "contract_signed", "business_key": "UM-1"}
+    stranger = api.as_("qian", "finance_bureau")
+    r = stranger.post("/messages", json=body)
+    assert r.status_code == 404 and "qian" in r.json()["detail"]
+    assert api.instance(instance_id)["waiting_for"][0]["name"] == "contract_signed"  # nothing changed
+    r = api.as_("li.ming", "applicant").post("/messages", json=body)  # the starter sees it
+    assert r.status_code == 200 and r.json()["process_instance_id"] == instance_id
