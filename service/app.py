@@ -2,11 +2,12 @@
 the background workers."""
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,7 +18,7 @@ from service.api.middleware import BodyLimit, CatchAll, Metrics
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
-from service.db.migrate import upgrade
+from service.db.migrate import current_revision, upgrade
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
 from service.services import definitions as definition_service
@@ -56,6 +57,25 @@ def deploy_directory(ctx: AppContext) -> None:
         log.warning("%s", warning)
 
 
+def report_start(ctx: AppContext) -> None:
+    """Say where this service keeps its state, so a second data directory is noticed at once."""
+    settings = ctx.settings
+    secret = "GOVFLOW_JWT_SECRET" if settings.jwt_secret else str(settings.secret_file)
+    log.info("data directory %s (token secret: %s)", settings.data_dir, secret)
+    log.info("database %s at migration %s", settings.database_description(), current_revision(ctx.engine))
+    with ctx.session_factory() as session:
+        deployed = definition_service.list_latest(session)
+    log.info("processes deployed: %s", ", ".join(f"{d.key} v{d.version}" for d in deployed) or "none")
+
+
+def _metrics_allowed(settings: Settings, request: Request) -> bool:
+    if not settings.metrics_token:
+        return True
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(),
+                                                               settings.metrics_token.encode())
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
     ctx = build_context(settings, clock)
@@ -66,6 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         if settings.deploy_on_start:
             deploy_directory(ctx)
         recompute_provisional(ctx)
+        report_start(ctx)
         workers = []
         from service.workers import start_workers
 
@@ -97,7 +118,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_middleware(CatchAll)
 
     @app.get("/metrics", include_in_schema=False)
-    def _metrics() -> Response:
+    def _metrics(request: Request) -> Response:
+        """Prometheus metrics; with GOVFLOW_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        if not _metrics_allowed(settings, request):
+            return problems.problem(401, "/problems/unauthorized", "Authentication required",
+                                    "/metrics needs Authorization: Bearer <GOVFLOW_METRICS_TOKEN>", request)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(health.router)

@@ -1,4 +1,4 @@
-"""Who is calling: bearer tokens (JWT) carrying a user id and groups."""
+"""Who is calling: bearer tokens (JWT) carrying a user id and groups. What a caller may do is service/policy.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,13 +17,9 @@ class Principal:
     groups: frozenset[str] = field(default_factory=frozenset)
     is_admin: bool = False
     kind: str = "user"  # user | system
-
-    def may_act_on(self, candidate_groups: list[str], candidate_users: list[str], assignee: str | None) -> bool:
-        if self.is_admin:
-            return True
-        if assignee == self.user or self.user in candidate_users:
-            return True
-        return bool(self.groups.intersection(candidate_groups))
+    # process keys granted to the principal (an API key's own, plus its groups' from configuration); what a
+    # grant allows is service/policy.py's to say
+    processes: frozenset[str] = field(default_factory=frozenset)
 
 
 def mint_token(secret: str, user: str, groups: list[str], admin: bool, now: datetime, ttl: timedelta,

@@ -2,13 +2,58 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
 
-from service.config import Settings
+from service.config import Settings, default_data_dir
+
+EXIT_FAILED = 1  # the command ran and found a problem (a tampered audit trail, a refused deployment...)
+EXIT_USAGE = 2  # the command could not run as asked (argparse uses 2 for its errors too)
+
+
+class CommandError(Exception):
+    """A command that cannot run as asked: printed as `error: …`, exit status 2."""
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _positive_hours(text: str) -> int:
+    try:
+        hours = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
+    if hours <= 0:
+        raise argparse.ArgumentTypeError(f"a token must live at least 1 hour, not {hours}")
+    return hours
+
+
+def _where_to_point(settings: Settings) -> str:
+    return (f"Start the service once (`govflow serve`) to create it, or set GOVFLOW_DATA_DIR to the data directory "
+            f"the service uses (default {default_data_dir()}; /data in the container image).")
+
+
+def _require_database(settings: Settings) -> None:
+    """Refuse to run against a database that does not exist yet instead of silently creating an empty one."""
+    if settings.database_url or settings.database_file.exists():
+        return
+    raise CommandError(f"the data directory {settings.data_dir} has no database ({settings.database_file.name}). "
+                       + _where_to_point(settings))
+
+
+def _require_secret(settings: Settings) -> None:
+    """A token signed with a newly generated secret would be refused by the running service."""
+    if settings.jwt_secret or settings.secret_file.exists():
+        return
+    raise CommandError(f"the data directory {settings.data_dir} has no token secret ({settings.secret_file.name}), "
+                       "so a token minted now would not be accepted by the service. " + _where_to_point(settings)
+                       + " Or set GOVFLOW_JWT_SECRET to the service's secret.")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -16,37 +61,50 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.app import create_app
 
+    # the start-up report (data directory, database, migration, deployed processes) is logged by the app
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logger = logging.getLogger("govflow")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from service.db.migrate import upgrade
+    from service.db.migrate import current_revision, upgrade
     from service.db.session import make_engine
 
     engine = make_engine(settings.resolved_database_url())
     upgrade(engine)
-    print("database is at the latest migration")
+    print(f"database {settings.database_description()} is at the latest migration ({current_revision(engine)})")
     return 0
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import build_context
+    from service.app import SYSTEM, build_context
     from service.db.migrate import upgrade
     from service.errors import DomainError
-
-    settings.bpmn_dir = Path(args.directory)
-    ctx = build_context(settings)
-    upgrade(ctx.engine)
-    from service.app import SYSTEM
     from service.services import definitions
 
-    files = definitions.read_directory(settings.bpmn_dir)
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise CommandError(f"{directory} is not a directory")
+    files = definitions.read_directory(directory)
+    if not files:
+        raise CommandError(f"{directory.resolve()} holds no .bpmn or .dmn files")
+    settings.bpmn_dir = directory
+    ctx = build_context(settings)
+    upgrade(ctx.engine)
     try:
-        result = definitions.deploy(ctx, SYSTEM, files, source=f"cli:{settings.bpmn_dir.name}")
+        result = definitions.deploy(ctx, SYSTEM, files, source=f"cli:{directory.resolve().name}")
     except DomainError as e:
         print(f"error: {e.detail}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    print(f"into {settings.database_description()}:")
     for d in result.definitions:
         print(f"deployed {d.key} version {d.version}")
     for key in result.unchanged:
@@ -58,7 +116,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     from service.auth import mint_token
     from service.clock import Clock
 
-    groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
+    groups = _split(args.groups)
+    if not groups and not args.admin and not args.no_groups:
+        raise CommandError(f"{args.user} would be in no group: such a token sees only the instances its user "
+                           "starts and no task. Give --groups (comma-separated, e.g. --groups applicant,data_bureau), "
+                           "--admin, or --no-groups if that is what you want.")
+    _require_secret(settings)
     token = mint_token(settings.resolved_jwt_secret(), args.user, groups, args.admin, Clock().now(),
                        timedelta(hours=args.hours or settings.token_ttl_hours), settings.jwt_issuer)
     print(token)
@@ -76,7 +139,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    print("worker running; Ctrl-C to stop", file=sys.stderr)
+    print(f"worker running on {settings.database_description()}; Ctrl-C to stop", file=sys.stderr)
     done.wait()
     for w in workers:
         w.stop()
@@ -89,24 +152,27 @@ def _apikey(args: argparse.Namespace, settings: Settings) -> int:
     from service.errors import DomainError
     from service.services import apikeys
 
+    _require_database(settings)
     ctx = build_context(settings)
     upgrade(ctx.engine)
     try:
         with ctx.session_factory() as session, session.begin():
             if args.apikey_command == "create":
-                groups = [g.strip() for g in (args.groups or "").split(",") if g.strip()]
-                created = apikeys.create(session, SYSTEM, ctx.clock.now(), args.name, groups, args.admin)
+                created = apikeys.create(session, SYSTEM, ctx.clock.now(), args.name, _split(args.groups), args.admin,
+                                         _split(args.processes))
                 print(created["key"])
             elif args.apikey_command == "list":
                 for k in apikeys.list_keys(session, SYSTEM):
                     state = "revoked" if k["revoked_at"] else "active"
-                    print(f"{k['id']}  {k['name']}  groups={','.join(k['groups'])}  admin={k['admin']}  {state}")
+                    print(f"{k['id']}  {k['name']}  groups={','.join(k['groups'])}  "
+                          f"processes={','.join(k['processes'])}  admin={k['admin']}  {state}")
             else:
                 apikeys.revoke(session, SYSTEM, ctx.clock.now(), args.id)
                 print(f"revoked {args.id}")
     except DomainError as e:
-        print(f"error: {e.detail}", file=sys.stderr)
-        return 1
+        errors = getattr(e, "extra", {}).get("errors") or {}
+        print(f"error: {e.detail}" + "".join(f"\n  {k}: {v}" for k, v in errors.items()), file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -117,53 +183,100 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from service.db.models import ProcessInstance
     from service.services.audit import load_events, verify_events
 
+    _require_database(settings)
     ctx = build_context(settings)
     bad = 0
     with ctx.session_factory() as session:
-        ids = [args.instance] if args.instance else list(session.scalars(select(ProcessInstance.id)
-                                                                         .order_by(ProcessInstance.started_at)))
+        if args.instance:
+            if session.get(ProcessInstance, args.instance) is None:
+                raise CommandError(f"no process instance '{args.instance}' in {settings.database_description()}")
+            ids = [args.instance]
+        else:
+            ids = list(session.scalars(select(ProcessInstance.id).order_by(ProcessInstance.started_at)))
         for instance_id in ids:
             result = verify_events(instance_id, load_events(session, instance_id))
             if not result.verified:
                 bad += 1
                 print(f"{instance_id}: TAMPERED at event {result.first_bad_event_id}: {result.reason}")
     print(f"verified {len(ids) - bad} of {len(ids)} instances" + (f"; {bad} failed" if bad else ""))
-    return 1 if bad else 0
+    return EXIT_FAILED if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    data_dir = os.environ.get("GOVFLOW_DATA_DIR") or str(default_data_dir())
+    parser = argparse.ArgumentParser(
+        prog="govflow", description=__doc__,
+        epilog=f"Every command reads its settings from GOVFLOW_* environment variables (see the README). The data "
+               f"directory (SQLite database and token secret) is GOVFLOW_DATA_DIR, now {data_dir}.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the API (migrates and deploys on start)",
+                           description="Run the API, the timer scheduler and the webhook sender. On start: create the "
+                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR.")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for "
+                                                           "every interface)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
+    sub.add_parser("migrate", help="upgrade the database to the latest migration",
+                   description="Upgrade the database (GOVFLOW_DATABASE_URL, or the SQLite file in the data directory, "
+                               "created if missing) to the latest migration.")
+    deploy = sub.add_parser("deploy", help="deploy every .bpmn/.dmn file of a directory",
+                            description="Deploy every .bpmn and .dmn file of a directory as new versions; identical "
+                                        "content is not a new version.")
+    deploy.add_argument("directory", help="a directory holding .bpmn and .dmn files, e.g. bpmn/")
+    token = sub.add_parser("token", help="print a bearer token for a user",
+                           description="Print a bearer token (JWT) for a user, signed with the service's secret "
+                                       "(GOVFLOW_JWT_SECRET, or the one in the data directory). Prints only the "
+                                       "token, for $(…).")
+    token.add_argument("user", help="the user id the token names, e.g. wang.fang")
+    token.add_argument("--groups", default="", metavar="GROUP,GROUP",
+                       help="comma-separated candidate groups (departments) the user belongs to, e.g. "
+                            "applicant,data_bureau; GET /api/v1/groups lists those the processes use")
+    token.add_argument("--admin", action="store_true",
+                       help="an administrator: sees everything, deploys, cancels, manages webhooks and API keys")
+    token.add_argument("--no-groups", action="store_true",
+                       help="mint a token without groups on purpose (it sees only the instances its user starts)")
+    token.add_argument("--hours", type=_positive_hours, default=None, metavar="N",
+                       help="lifetime in whole hours, at least 1 (default GOVFLOW_TOKEN_TTL_HOURS, 12)")
+    sub.add_parser("worker", help="run the timer scheduler and webhook sender without the API",
+                   description="Run the timer scheduler and webhook sender in their own process, next to "
+                               "`govflow serve` started with GOVFLOW_SCHEDULER_ENABLED=false and "
+                               "GOVFLOW_WEBHOOK_SENDER_ENABLED=false.")
+    apikey = sub.add_parser("apikey", help="API keys for systems",
+                            description="API keys for systems (OA integrations).")
+    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    create = apikey_sub.add_parser("create", help="create a key and print it (shown once)",
+                                   description="Create an API key and print it; only its hash is stored, so it is "
+                                               "shown once.")
+    create.add_argument("name", help="the principal the key acts as (letters, digits, '.', '_', '-'), e.g. oa-hangzhou")
+    create.add_argument("--groups", default="", metavar="GROUP,GROUP",
+                        help="comma-separated candidate groups the system acts in: it claims and completes tasks "
+                             "offered to them, e.g. applicant")
+    create.add_argument("--processes", default="", metavar="KEY,KEY",
+                        help="comma-separated process keys granted to the key: it reads every instance and task of "
+                             "them, starts them and sends them messages, e.g. hangzhou")
+    create.add_argument("--admin", action="store_true", help="an administrator's key (use sparingly)")
+    apikey_sub.add_parser("list", help="list keys", description="List the API keys, active and revoked.")
+    revoke = apikey_sub.add_parser("revoke", help="revoke a key", description="Revoke an API key.")
+    revoke.add_argument("id", help="the key's id, as `govflow apikey list` shows it")
+    audit = sub.add_parser("audit", help="audit trail", description="The tamper-evident audit trail.")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_sub.add_parser("verify", help="check every instance's hash chain; exit 1 if any was tampered",
+                                  description="Check the hash chain of every instance's audit trail. Exit status 0 "
+                                              "when all verify, 1 when one was tampered with, 2 when the instance "
+                                              "or the database does not exist.")
+    verify.add_argument("--instance", default=None, metavar="ID", help="check only this process instance")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="govflow", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (migrates and deploys on start)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    sub.add_parser("migrate", help="upgrade the database to the latest migration")
-    deploy = sub.add_parser("deploy", help="deploy every .bpmn/.dmn file of a directory")
-    deploy.add_argument("directory")
-    token = sub.add_parser("token", help="print a bearer token for a user")
-    token.add_argument("user")
-    token.add_argument("--groups", default="")
-    token.add_argument("--admin", action="store_true")
-    token.add_argument("--hours", type=int, default=None)
-    sub.add_parser("worker", help="run the timer scheduler and webhook sender without the API")
-    apikey = sub.add_parser("apikey", help="API keys for systems")
-    apikey_sub = apikey.add_subparsers(dest="apikey_command", required=True)
-    create = apikey_sub.add_parser("create", help="create a key and print it (shown once)")
-    create.add_argument("name")
-    create.add_argument("--groups", default="")
-    create.add_argument("--admin", action="store_true")
-    apikey_sub.add_parser("list", help="list keys")
-    revoke = apikey_sub.add_parser("revoke", help="revoke a key")
-    revoke.add_argument("id")
-    audit = sub.add_parser("audit", help="audit trail")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check every instance's hash chain; exit 1 if any was tampered")
-    verify.add_argument("--instance", default=None)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     settings = Settings()
     handlers = {"serve": _serve, "migrate": _migrate, "deploy": _deploy, "token": _token, "worker": _worker,
                 "apikey": _apikey, "audit": _audit}
-    return handlers[args.command](args, settings)
+    try:
+        return handlers[args.command](args, settings)
+    except CommandError as e:
+        print(f"govflow {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -1,25 +1,38 @@
 """Settings from the environment (GOVFLOW_*), with defaults that run embedded with zero set-up."""
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPOSITORY_BPMN_DIR = Path(__file__).resolve().parent.parent / "bpmn"
+DATABASE_FILE = "govflow.db"
+SECRET_FILE = "jwt-secret"
+
+
+def default_data_dir() -> Path:
+    """$XDG_DATA_HOME/govflow, i.e. ~/.local/share/govflow: the same for every command, wherever it is run."""
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "govflow"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GOVFLOW_", extra="ignore")
 
-    data_dir: Path = Path("./data")
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
     bpmn_dir: Path = REPOSITORY_BPMN_DIR
     deploy_on_start: bool = True
     jwt_secret: str | None = None
     jwt_issuer: str = "govflow"
     token_ttl_hours: int = 12
+    # processes granted to every member of a group, e.g. GOVFLOW_GROUP_PROCESS_GRANTS='{"oa_systems": ["hangzhou"]}'
+    group_process_grants: dict[str, list[str]] = Field(default_factory=dict)
     calendar_file: Path | None = None
     scheduler_enabled: bool = True
     scheduler_max_sleep_seconds: float = 30.0
@@ -43,22 +56,63 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1_048_576, gt=0)  # a request body (JSON) may have at most this
     max_deployment_bytes: int = Field(default=10_485_760, gt=0)  # the files of one deployment together
     workflow_cache_size: int = 256
+    # when set, GET /metrics answers only requests with `Authorization: Bearer <this token>`
+    metrics_token: str | None = None
     # after every change, restore the stored state and compare it with the workflow in memory (tests; slow)
     verify_state_storage: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_file(self) -> Path:
+        return self.data_dir / DATABASE_FILE
+
+    @property
+    def secret_file(self) -> Path:
+        return self.data_dir / SECRET_FILE
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data directory, readable by its owner only (it holds the secret and the database)."""
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.data_dir
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(self.data_dir / 'govflow.db').resolve()}"
+        self.ensure_data_dir()
+        return f"sqlite:///{self.database_file}"
+
+    def database_description(self) -> str:
+        """The database URL with any password masked, for logs and messages."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.resolved_database_url()).render_as_string(hide_password=True)
 
     def resolved_jwt_secret(self) -> str:
         """The configured secret, else one generated once and kept in the data directory."""
         if self.jwt_secret:
             return self.jwt_secret
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.data_dir / "jwt-secret"
+        self.ensure_data_dir()
+        path = self.secret_file
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-            path.chmod(0o600)
+            _create_secret_file(path, secrets.token_urlsafe(48))
         return path.read_text(encoding="utf-8").strip()
+
+
+def _create_secret_file(path: Path, secret: str) -> None:
+    """Write the secret to a private temporary file, then link it into place: a concurrent start sees either
+    no file or the whole secret, and the first one to link wins."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secret)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Problem(BaseModel):
@@ -17,6 +17,9 @@ class Problem(BaseModel):
     file: str | None = None
     element_id: str | None = None
     line: int | None = None
+    column: int | None = None
+    candidate_groups: list[str] | None = Field(default=None, description="who a task is offered to (403 on a task)")
+    candidate_users: list[str] | None = None
 
 
 class FormFieldOut(BaseModel):
@@ -34,6 +37,24 @@ class FormFieldOut(BaseModel):
     properties: dict[str, str] = {}
 
 
+class TaskUseOut(BaseModel):
+    element_id: str
+    name: str
+    lane: str | None = None
+
+
+class CandidateGroupOut(BaseModel):
+    name: str
+    computed: bool = Field(default=False, description="a ${…} expression, resolved when the task opens")
+    lanes: list[str] = Field(default_factory=list, description="the lanes whose tasks are offered to the group")
+    tasks: list[TaskUseOut] = Field(default_factory=list, description="the user tasks offered to the group")
+
+
+class MessageUseOut(BaseModel):
+    name: str = Field(description="what POST /messages takes as name")
+    element_ids: list[str] = Field(description="the elements that wait for the message")
+
+
 class ProcessDefinitionOut(BaseModel):
     id: int
     key: str
@@ -46,6 +67,24 @@ class ProcessDefinitionOut(BaseModel):
     created_at: datetime
     candidate_starter_groups: list[str]
     start_form: list[FormFieldOut] | None = None
+    candidate_groups: list[CandidateGroupOut] | None = Field(
+        default=None, description="the groups the process's user tasks are offered to (one process only)")
+    messages: list[MessageUseOut] | None = Field(default=None, description="the messages the process waits for "
+                                                 "(one process only)")
+
+
+class GroupProcessOut(BaseModel):
+    key: str
+    version: int
+    name: str | None
+    starts: bool = Field(description="the group is one of the process's candidate starter groups")
+    lanes: list[str]
+    tasks: list[TaskUseOut]
+
+
+class GroupOut(BaseModel):
+    name: str
+    processes: list[GroupProcessOut]
 
 
 class DeploymentOut(BaseModel):
@@ -146,12 +185,16 @@ class TaskRecordPage(Page):
 
 
 class StartInstanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     process_key: str = Field(min_length=1, max_length=200)
     business_key: str | None = Field(default=None, max_length=200)
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
 class CompleteTaskIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     variables: dict[str, Any] = Field(default_factory=dict)
     comment: str | None = Field(default=None, max_length=2000, description="the opinion (审批意见), kept with the task")
 
@@ -171,6 +214,8 @@ class CommentOut(BaseModel):
 
 
 class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -202,6 +247,8 @@ class HistoryOut(BaseModel):
 
 
 class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
+
     name: str = Field(min_length=1, max_length=500)
     business_key: str | None = None
     process_key: str | None = None

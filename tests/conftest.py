@@ -1,5 +1,6 @@
 """Fixtures: each test gets the real service on a fresh database (SQLite file, or PostgreSQL when
-GOVFLOW_TEST_DATABASE_URL is set), served over HTTP on loopback."""
+GOVFLOW_TEST_DATABASE_URL is set), served over HTTP on loopback. Under pytest-xdist each worker has its own
+PostgreSQL database (<db>_gw0, <db>_gw1, …), created next to the given one when missing."""
 from __future__ import annotations
 
 import os
@@ -10,9 +11,20 @@ from pathlib import Path
 import pytest
 
 from service.clock import FrozenClock
-from tests.support import FIXTURES, REPO, T0, Api, Server, make_settings, reset_postgres
+from tests.support import (
+    FIXTURES,
+    REPO,
+    T0,
+    Api,
+    Server,
+    database_for_worker,
+    make_settings,
+    reset_postgres,
+    share_parsed_diagrams,
+)
 
-PG_URL = os.environ.get("GOVFLOW_TEST_DATABASE_URL")
+share_parsed_diagrams()
+PG_URL = database_for_worker(os.environ.get("GOVFLOW_TEST_DATABASE_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 @pytest.fixture

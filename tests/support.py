@@ -2,7 +2,12 @@
 with a frozen clock the tests move instead of sleeping."""
 from __future__ import annotations
 
+import atexit
+import hashlib
+import shutil
 import socket
+import ssl
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +30,33 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SECRET = "test-secret-of-at-least-32-bytes-length"
 # a Monday, 09:00 in China
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+# the tests speak plain HTTP on loopback; building a TLS context per client (httpx does by default) loads the
+# CA bundle each time and cost a third of a second per test
+_TLS = ssl.create_default_context()
+
+
+def share_parsed_diagrams() -> None:
+    """Parse each distinct set of deployed files once per test process instead of once per test.
+
+    Every test starts a service that deploys its diagrams into a fresh database; parsing and checking them is
+    the same pure work each time (a quarter of a second per test for one lifecycle). The service deploys what
+    it is given as before; only the parse of identical file contents is shared, as the service itself shares
+    one parsed spec among all instances of a definition. Failures are not remembered."""
+    from service.services import definitions
+
+    original = definitions.parse_files
+    if getattr(original, "shared", False):
+        return
+    parsed: dict[tuple[tuple[str, str], ...], Any] = {}
+
+    def parse_files(files: dict[str, bytes]) -> Any:
+        key = tuple(sorted((name, hashlib.sha256(content).hexdigest()) for name, content in files.items()))
+        if key not in parsed:
+            parsed[key] = original(files)
+        return parsed[key]
+
+    parse_files.shared = True  # type: ignore[attr-defined]
+    definitions.parse_files = parse_files  # type: ignore[assignment]
 
 
 def free_port() -> int:
@@ -115,7 +147,7 @@ class Api:
             self.clients[key] = httpx.Client(
                 base_url=self.server.url + "/api/v1",
                 headers={"Authorization": f"Bearer {self.token(user, tuple(groups), admin)}"},
-                timeout=30,
+                timeout=30, verify=_TLS,
             )
         return self.clients[key]
 
@@ -123,8 +155,17 @@ class Api:
     def admin(self) -> httpx.Client:
         return self.as_("admin", admin=True)
 
+    def with_key(self, name: str, groups: tuple[str, ...] = (), processes: tuple[str, ...] = ()) -> httpx.Client:
+        """A client acting as a system: an API key created by the administrator over the API."""
+        r = self.admin.post("/api-keys", json={"name": name, "groups": list(groups), "processes": list(processes)})
+        assert r.status_code == 201, r.text
+        client = httpx.Client(base_url=self.server.url + "/api/v1", headers={"X-API-Key": r.json()["key"]},
+                              timeout=30, verify=_TLS)
+        self.clients[(f"key:{name}", groups, False)] = client
+        return client
+
     def anonymous(self) -> httpx.Client:
-        return httpx.Client(base_url=self.server.url + "/api/v1", timeout=30)
+        return httpx.Client(base_url=self.server.url + "/api/v1", timeout=30, verify=_TLS)
 
     def close(self) -> None:
         for c in self.clients.values():
@@ -193,6 +234,25 @@ class Api:
         return self.server.scheduler.run_until_idle()
 
 
+def database_for_worker(url: str | None, worker: str | None) -> str | None:
+    """The PostgreSQL database of one pytest-xdist worker: <db>_<worker> beside the configured one, created
+    (empty) through a connection to the configured database when it does not exist yet."""
+    if not url or not worker:
+        return url
+    from sqlalchemy.engine import make_url
+
+    base = make_url(normalise_url(url))
+    name = f"{base.database}_{worker}"
+    admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).scalar():
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 def reset_postgres(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -201,6 +261,25 @@ def reset_postgres(url: str) -> None:
         if tables:
             conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
     engine.dispose()
+
+
+_template: dict[str, Path] = {}
+
+
+def _migrated_sqlite() -> Path:
+    """An SQLite database migrated to head once per test process (like the PostgreSQL one, migrated once per
+    run): each test starts from a copy instead of running every migration again."""
+    if "path" not in _template:
+        directory = Path(tempfile.mkdtemp(prefix="govflow-test-template-"))
+        atexit.register(shutil.rmtree, directory, True)
+        from service.db.migrate import upgrade
+
+        path = directory / "govflow.db"
+        engine = make_engine(f"sqlite:///{path}")
+        upgrade(engine)
+        engine.dispose()  # the last connection closed writes the WAL back into the file
+        _template["path"] = path
+    return _template["path"]
 
 
 def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
@@ -216,7 +295,11 @@ def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **ov
         engine_workers=1,
     )
     values.update(overrides)
-    return Settings(**values)
+    settings = Settings(**values)
+    if settings.database_url is None and not settings.database_file.exists():
+        settings.ensure_data_dir()
+        shutil.copyfile(_migrated_sqlite(), settings.database_file)
+    return settings
 
 
 def start_parsed(parsed: Any, variables: dict[str, Any] | None = None, *, as_stored: bool = False) -> tuple[Any, Any]:

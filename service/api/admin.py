@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
@@ -17,6 +17,8 @@ router = APIRouter(tags=["administration"])
 
 
 class WebhookIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     url: str = Field(max_length=2000)
     events: list[str]
     secret: str = Field(max_length=500, description="HMAC-SHA256 key for X-Govflow-Signature")
@@ -45,8 +47,12 @@ class DeliveryOut(BaseModel):
 
 
 class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str
-    groups: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list, description="candidate groups the system acts in")
+    processes: list[str] = Field(default_factory=list, description="process keys granted: the key reads every "
+                                 "instance and task of these, starts them and sends them messages")
     admin: bool = False
 
 
@@ -54,6 +60,7 @@ class ApiKeyOut(BaseModel):
     id: str
     name: str
     groups: list[str]
+    processes: list[str] = []
     admin: bool
     created_by: str
     created_at: datetime
@@ -94,7 +101,7 @@ def retry_delivery(delivery_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: C
 
 @router.post("/api-keys", response_model=ApiKeyOut, status_code=201, responses=responses(401, 403, 409, 422))
 def create_api_key(body: ApiKeyIn, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> Any:
-    return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin)
+    return apikeys.create(session, principal, ctx.clock.now(), body.name, body.groups, body.admin, body.processes)
 
 
 @router.get("/api-keys", response_model=list[ApiKeyOut], responses=responses(401, 403))

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
 from service.errors import InvalidInput
-from service.schemas import DeploymentOut, ProcessDefinitionOut
+from service.schemas import DeploymentOut, GroupOut, ProcessDefinitionOut
 from service.services import definitions
 
 router = APIRouter(tags=["definitions"])
@@ -21,9 +21,17 @@ def list_definitions(session: SessionDep, principal: PrincipalDep) -> list[Proce
 
 
 @router.get("/process-definitions/{key}", response_model=ProcessDefinitionOut, responses=responses(401, 404))
-def get_definition(key: str, session: SessionDep, principal: PrincipalDep) -> ProcessDefinitionOut:
-    """The latest version, with its start form in the same schema as a task's form."""
-    return definitions.get_latest(session, key)
+def get_definition(key: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> ProcessDefinitionOut:
+    """The latest version, with its start form in the same schema as a task's form, the candidate groups its user
+    tasks are offered to (with their lanes and tasks) and the messages it waits for."""
+    return definitions.get_latest(ctx, session, key)
+
+
+@router.get("/groups", response_model=list[GroupOut], responses=responses(401))
+def list_groups(ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> list[GroupOut]:
+    """Every candidate group used by the latest version of a deployed process: the tasks offered to it and the
+    processes it may start."""
+    return definitions.groups(ctx, session)
 
 
 @router.get("/process-definitions/{key}/versions", response_model=list[ProcessDefinitionOut],

@@ -13,6 +13,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal, decode_token
 from service.errors import Unauthorized
 from service.services import apikeys, idempotency
@@ -53,10 +54,12 @@ def get_principal(
         presented = credentials.credentials
     if presented is not None:
         with ctx.read() as session:
-            return apikeys.authenticate(session, presented)
-    if credentials is None or credentials.scheme.lower() != "bearer":
+            principal = apikeys.authenticate(session, presented)
+    elif credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a bearer token in the Authorization header, or an X-API-Key")
-    return decode_token(ctx.jwt_secret, credentials.credentials, ctx.settings.jwt_issuer)
+    else:
+        principal = decode_token(ctx.jwt_secret, credentials.credentials, ctx.settings.jwt_issuer)
+    return policy.with_group_grants(principal, ctx.settings.group_process_grants)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

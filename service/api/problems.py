@@ -56,12 +56,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors: dict[str, str] = {}
-        for e in exc.errors():
-            loc = [str(p) for p in e.get("loc", []) if p not in ("body", "query", "path")]
-            errors[".".join(loc) or "body"] = e.get("msg", "invalid")
-        return problem(422, "/problems/invalid-input", "Invalid input", "the request does not fit the API",
-                       request, errors=errors)
+        return _invalid_request(request, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -88,6 +83,59 @@ def install(app: FastAPI) -> None:
         log.exception("database error", exc_info=exc)
         return problem(503, "/problems/database-unavailable", "Database unavailable",
                        "the database could not complete the request", request)
+
+
+# request bodies whose data goes under "variables": a field sent beside it is most likely meant to be inside it
+_VARIABLES_BODIES = ("/process-instances", "/complete", "/messages")
+
+
+def _position(document: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of a character offset."""
+    offset = max(0, min(offset, len(document)))
+    line = document.count("\n", 0, offset) + 1
+    return line, offset - (document.rfind("\n", 0, offset) + 1) + 1
+
+
+def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A 422 that names the real mistake: JSON syntax (with line and column), data sent beside "variables"
+    instead of inside it, a body that is not JSON; otherwise each bad field."""
+    found = exc.errors()
+    for e in found:
+        if e.get("type") == "json_invalid":
+            loc = list(e.get("loc", []))
+            offset = loc[-1] if loc and isinstance(loc[-1], int) else 0
+            body = exc.body if isinstance(exc.body, str) else ""
+            line, column = _position(body, offset)
+            reason = (e.get("ctx") or {}).get("error") or "not JSON"
+            message = f"{reason} at line {line}, column {column}"
+            return problem(422, "/problems/invalid-json", "Invalid JSON", f"the request body is not valid JSON: "
+                           f"{message}", request, errors={"body": message}, line=line, column=column)
+    content_type = request.headers.get("content-type", "")
+    if any(tuple(e.get("loc", ())) == ("body",) for e in found) and content_type \
+            and "json" not in content_type.lower():
+        return problem(422, "/problems/invalid-input", "Invalid input",
+                       f"the body was sent as {content_type.split(';')[0]}; send JSON with the header "
+                       "Content-Type: application/json", request, errors={"body": "expected a JSON object"})
+    errors: dict[str, str] = {}
+    unknown: list[str] = []
+    for e in found:
+        loc = [str(p) for p in e.get("loc", []) if p not in ("body", "query", "path")]
+        name = ".".join(loc) or "body"
+        if e.get("type") == "extra_forbidden" and e.get("loc", ())[:1] == ("body",) and len(loc) == 1:
+            unknown.append(name)
+            errors[name] = "is not a field of this request"
+            continue
+        errors[name] = e.get("msg", "invalid")
+    detail = "the request does not fit the API"
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        detail = f"unknown field{'s' if len(unknown) > 1 else ''} {names} in the request body"
+        if request.url.path.endswith(_VARIABLES_BODIES):
+            example = ", ".join(f'"{n}": …' for n in unknown)
+            detail += f"; data goes under \"variables\": {{\"variables\": {{{example}}}}}"
+            for n in unknown:
+                errors[n] = 'is not a field of this request; put it under "variables"'
+    return problem(422, "/problems/invalid-input", "Invalid input", detail, request, errors=errors)
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -7,14 +7,14 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select
+from sqlalchemy import Select
 
-from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
+from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine.contracts import MessageContract
 from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, schema_for_api, validate
 from service.engine.values import problems
 from service.errors import InvalidInput
+from service.policy import is_candidate  # noqa: F401 - the rule lives in the policy; kept importable here
 from service.schemas import FormFieldOut, ProcessInstanceOut, TaskRecord, TaskSummary, WaitingOut
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -49,14 +49,6 @@ def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
         if value is not None and value != "":
             query = query.where(column == value)
     return query
-
-
-def is_candidate(principal: Principal) -> ColumnElement[bool]:
-    """The human task is offered to one of the principal's groups or to the principal by name."""
-    return exists(select(TaskCandidate.task_id).where(
-        TaskCandidate.task_id == HumanTask.id,
-        or_((TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(principal.groups)),
-            (TaskCandidate.kind == "user") & (TaskCandidate.value == principal.user))))
 
 
 def encode_cursor(at: datetime, ident: str | int) -> str:

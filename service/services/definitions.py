@@ -8,14 +8,25 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import Deployment, ProcessDefinition
+from service.engine.catalog import Catalog, describe
 from service.engine.deployment import ModelError, parse_files
 from service.engine.forms import FormField, schema_for_api
 from service.engine.runtime import ProcessModel
 from service.engine.sandbox import EngineFailure
-from service.errors import Forbidden, InvalidModel, NotFound
-from service.schemas import DeploymentOut, FormFieldOut, ProcessDefinitionOut
+from service.errors import InvalidModel, NotFound
+from service.schemas import (
+    CandidateGroupOut,
+    DeploymentOut,
+    FormFieldOut,
+    GroupOut,
+    GroupProcessOut,
+    MessageUseOut,
+    ProcessDefinitionOut,
+    TaskUseOut,
+)
 from service.services.context import AppContext
 
 
@@ -34,8 +45,7 @@ def definition_out(row: ProcessDefinition, with_form: bool = False) -> ProcessDe
 def deploy(ctx: AppContext, principal: Principal, files: dict[str, bytes], source: str = "api",
            idem: Any = None) -> DeploymentOut:
     """Parse and check the files (outside any transaction), then store the new versions in one."""
-    if not principal.is_admin:
-        raise Forbidden("only administrators deploy process definitions")
+    policy.require_admin(principal, "deploy process definitions")
     try:
         parsed = parse_files(files)
     except ModelError as e:
@@ -141,21 +151,53 @@ def version(session: Session, key: str, number: int) -> ProcessDefinition:
     return row
 
 
-def list_latest(session: Session) -> list[ProcessDefinitionOut]:
+def _latest_rows(session: Session) -> list[ProcessDefinition]:
     newest = (
         select(ProcessDefinition.key, func.max(ProcessDefinition.version).label("v"))
         .group_by(ProcessDefinition.key).subquery()
     )
-    rows = session.scalars(
+    return list(session.scalars(
         select(ProcessDefinition)
         .join(newest, (ProcessDefinition.key == newest.c.key) & (ProcessDefinition.version == newest.c.v))
         .order_by(ProcessDefinition.key)
-    )
-    return [definition_out(r) for r in rows]
+    ))
 
 
-def get_latest(session: Session, key: str) -> ProcessDefinitionOut:
-    return definition_out(latest(session, key), with_form=True)
+def list_latest(session: Session) -> list[ProcessDefinitionOut]:
+    return [definition_out(r) for r in _latest_rows(session)]
+
+
+def _catalog(ctx: AppContext, session: Session, row: ProcessDefinition) -> Catalog:
+    return describe(ctx.model(session, row.id))
+
+
+def get_latest(ctx: AppContext, session: Session, key: str) -> ProcessDefinitionOut:
+    """The latest version with its start form, the groups its tasks are offered to and the messages it waits for."""
+    row = latest(session, key)
+    out = definition_out(row, with_form=True)
+    catalog = _catalog(ctx, session, row)
+    out.candidate_groups = [
+        CandidateGroupOut(name=g.name, computed=g.computed, lanes=g.lanes,
+                          tasks=[TaskUseOut(element_id=t.element_id, name=t.name, lane=t.lane) for t in g.tasks])
+        for g in catalog.groups
+    ]
+    out.messages = [MessageUseOut(name=m.name, element_ids=m.element_ids) for m in catalog.messages]
+    return out
+
+
+def groups(ctx: AppContext, session: Session) -> list[GroupOut]:
+    """Every group the latest version of a deployed process offers tasks to or lets start it."""
+    found: dict[str, list[GroupProcessOut]] = {}
+    for row in _latest_rows(session):
+        uses = {g.name: g for g in _catalog(ctx, session, row).groups}
+        for name in sorted(set(uses) | set(row.candidate_starter_groups or [])):
+            use = uses.get(name)
+            found.setdefault(name, []).append(GroupProcessOut(
+                key=row.key, version=row.version, name=row.name, starts=name in (row.candidate_starter_groups or []),
+                lanes=use.lanes if use else [],
+                tasks=[TaskUseOut(element_id=t.element_id, name=t.name, lane=t.lane) for t in use.tasks] if use else [],
+            ))
+    return [GroupOut(name=name, processes=processes) for name, processes in sorted(found.items())]
 
 
 def versions(session: Session, key: str) -> list[ProcessDefinitionOut]:

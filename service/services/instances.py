@@ -4,14 +4,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import (
     AuditEventOut,
     HistoryOut,
@@ -26,7 +27,6 @@ from service.services.common import (
     decode_cursor,
     encode_cursor,
     instance_out,
-    is_candidate,
     where_given,
 )
 from service.services.context import AppContext
@@ -35,28 +35,14 @@ from service.services.store import apply, committed
 ACTIVE = "running"
 
 
-def _visible_condition(principal: Principal) -> Any:
-    """Non-admins see instances they started or in which they have (had) a task."""
-    task_for_me = (
-        select(HumanTask.id)
-        .where(HumanTask.instance_id == ProcessInstance.id)
-        .where(or_(HumanTask.assignee == principal.user, HumanTask.completed_by == principal.user,
-                   is_candidate(principal)))
-    )
-    return or_(ProcessInstance.started_by == principal.user, exists(task_for_me))
-
-
 def start(ctx: AppContext, principal: Principal, process_key: str, business_key: str | None,
           variables: dict[str, Any], idem: Any = None, version: int | None = None) -> ProcessInstanceOut:
     """Start the latest version of a process, or the given version."""
     with ctx.read() as session:
         definition = (definitions.latest(session, process_key) if version is None
                       else definitions.version(session, process_key, version))
-        starters, starter_users = definition.candidate_starter_groups, definition.candidate_starter_users
-        if (starters or starter_users) and not principal.is_admin and not (
-            principal.groups.intersection(starters) or principal.user in starter_users
-        ):
-            raise Forbidden(f"only members of {', '.join(starters)} may start '{process_key}'")
+        policy.require_starter(principal, process_key, definition.candidate_starter_groups,
+                               definition.candidate_starter_users)
         if definition.start_form is not None:
             fields = [forms.FormField.from_dict(f) for f in definition.start_form]
             clean = check_form(fields, variables, "the start variables do not fit the start form")
@@ -109,9 +95,7 @@ def load_row(session: Session, principal: Principal, instance_id: str, *, for_up
         uuid.UUID(instance_id)
     except ValueError:
         raise NotFound(f"no process instance '{instance_id}'") from None
-    query = select(ProcessInstance).where(ProcessInstance.id == instance_id)
-    if not principal.is_admin:
-        query = query.where(_visible_condition(principal))
+    query = select(ProcessInstance).where(ProcessInstance.id == instance_id, policy.visible_instances(principal))
     row = session.scalars(query).first()
     if row is None:
         raise NotFound(f"no process instance '{instance_id}'")
@@ -135,8 +119,7 @@ def _instance_query(principal: Principal, process_key: str | None, status: str |
                     business_key: str | None) -> Any:
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
-    if not principal.is_admin:
-        query = query.where(_visible_condition(principal))
+    query = query.where(policy.visible_instances(principal))
     return query
 
 
@@ -197,8 +180,7 @@ def history(session: Session, principal: Principal, instance_id: str, verify: bo
 
 def cancel(ctx: AppContext, principal: Principal, instance_id: str, reason: str,
            idem: Any = None) -> ProcessInstanceOut:
-    if not principal.is_admin:
-        raise Forbidden("only administrators cancel process instances")
+    policy.require_admin(principal, "cancel process instances")
     with ctx.read() as session:
         row = load_row(session, principal, instance_id)
         if row.status != ACTIVE:

@@ -5,6 +5,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from service import policy
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.engine import forms
@@ -16,7 +17,6 @@ from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary, where_given
 from service.services.context import AppContext
-from service.services.instances import _visible_condition
 from service.services.store import apply, committed
 
 
@@ -49,11 +49,12 @@ def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key:
                         ProcessInstance.status == "running"))
         query = where_given(query, (WaitingEvent.instance_id, process_instance_id),
                             (WaitingEvent.business_key, business_key), (WaitingEvent.process_key, process_key))
-        if not principal.is_admin:
-            query = query.where(_visible_condition(principal))
+        query = query.where(policy.message_targets(principal))
         matches = list(session.scalars(query.limit(2)))
         if not matches:
-            raise NotFound(f"no process instance is waiting for message '{name}'")
+            raise NotFound(f"no process instance that {principal.user} may see is waiting for message '{name}'"
+                           + (f" with business key '{business_key}'" if business_key else "")
+                           + " (a system sees the instances of the processes its API key is granted: --processes)")
         if len(matches) > 1:
             raise Conflict(f"more than one process instance waits for message '{name}'; give process_key or "
                            "process_instance_id")

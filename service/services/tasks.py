@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import Select, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import AuditEvent, HumanTask, ProcessInstance, TaskCandidate
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.engine.parser import FORM_KEY
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
@@ -22,7 +23,6 @@ from service.services.common import (
     check_variables,
     decode_cursor,
     encode_cursor,
-    is_candidate,
     task_record,
     task_summary,
     where_given,
@@ -31,12 +31,6 @@ from service.services.context import AppContext
 from service.services.store import apply, committed
 
 TASK_STATUSES = ("open", "completed", "cancelled")
-
-
-def _may_see(principal: Principal, row: HumanTask) -> bool:
-    return principal.may_act_on(row.candidate_groups, row.candidate_users, row.assignee) or (
-        row.completed_by == principal.user
-    )
 
 
 TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
@@ -79,9 +73,7 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
     elif overdue is False:
         query = query.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
-    if not principal.is_admin:
-        query = query.where(or_(is_candidate(principal), HumanTask.assignee == principal.user,
-                                HumanTask.completed_by == principal.user))
+    query = query.where(policy.visible_tasks(principal))
     return query
 
 
@@ -137,8 +129,8 @@ def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
     row = session.get(HumanTask, task_id)
     if row is None:
         raise NotFound(f"no task '{task_id}'")
-    if not _may_see(principal, row):
-        raise Forbidden("this task is for other groups")
+    if not policy.may_see_task(principal, row):
+        policy.require_task_worker(principal, row)  # names the groups the task is offered to
     return row
 
 
@@ -171,6 +163,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
     row = _load(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
+    policy.require_task_worker(principal, row)
     if row.assignee == principal.user:
         return get(ctx, session, principal, task_id)
     if row.assignee is not None:
@@ -193,7 +186,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
         raise Conflict(f"the task is {row.status}")
     if row.assignee is None:
         return get(ctx, session, principal, task_id)
-    if row.assignee != principal.user and not principal.is_admin:
+    if not policy.may_release_task(principal, row):
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     previous = row.assignee
     row.assignee = None
@@ -210,6 +203,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
         row = _load(session, principal, task_id)
         if row.status != "open":
             raise Conflict(f"the task is already {row.status}")
+        policy.require_task_worker(principal, row)
         if row.assignee is not None and row.assignee != principal.user:
             raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
         fields = _form(ctx, session, row)

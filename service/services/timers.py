@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service import metrics
+from service import metrics, policy
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
-from service.errors import Conflict, Forbidden, NotFound
+from service.errors import Conflict, NotFound
 from service.schemas import ProcessInstanceOut
 from service.services import instances, outbox
 from service.services.audit import AuditTrail
@@ -76,8 +76,7 @@ def _unlease(ctx: AppContext, instance_id: str) -> None:
 
 
 def fire_now(ctx: AppContext, principal: Principal, instance_id: str, element_id: str) -> ProcessInstanceOut:
-    if not principal.is_admin:
-        raise Forbidden("only administrators fire timers")
+    policy.require_admin(principal, "fire timers")
     with ctx.read() as session:
         instance = instances.load_row(session, principal, instance_id)
         if instance.status != "running":

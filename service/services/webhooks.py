@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import policy
 from service.auth import Principal
 from service.db.models import OutboxEvent, WebhookDelivery, WebhookSubscription
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.services.outbox import EVENT_TYPES
 from service.services.targets import Allowance, TargetRefused, check_url
 
 
 def _require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
-        raise Forbidden("only administrators manage webhooks")
+    policy.require_admin(principal, "manage webhooks")
 
 
 def subscription_out(row: WebhookSubscription) -> dict[str, Any]:

@@ -75,7 +75,7 @@ def count_process_definitions(
 
 
 def _by_key(session: Any, key: str) -> ProcessDefinitionOut:
-    return definitions.get_latest(session, key)
+    return definitions.definition_out(definitions.latest(session, key), with_form=True)
 
 
 def _by_id(session: Any, definition_id: str) -> ProcessDefinitionOut:
