@@ -53,6 +53,8 @@ class CandidateGroupOut(BaseModel):
 class MessageUseOut(BaseModel):
     name: str = Field(description="what POST /messages takes as name")
     element_ids: list[str] = Field(description="the elements that wait for the message")
+    payload: list[FormFieldOut] | None = Field(
+        default=None, description="the variables the message must carry (None: no payload declared, any variables)")
 
 
 class ProcessDefinitionOut(BaseModel):

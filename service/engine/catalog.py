@@ -79,14 +79,19 @@ def _read(model: ProcessModel) -> Catalog:
                     if all(t.element_id != element_id for t in use.tasks):
                         use.tasks.append(TaskUse(element_id, task_spec.bpmn_name or element_id,
                                                  getattr(task_spec, "lane", None)))
-            if isinstance(task_spec, EventBasedGateway):
-                continue  # its definitions are those of the catch events after it, listed with them
             definition = getattr(task_spec, "event_definition", None)
-            for d in getattr(definition, "event_definitions", None) or ([definition] if definition else []):
+            if isinstance(task_spec, EventBasedGateway):
+                # the engine moves the definitions of the catch events after the gateway onto it, in the order
+                # of its outgoing flows: each belongs to the catch event it came from
+                catchers = list(zip(getattr(definition, "event_definitions", []), task_spec.outputs, strict=False))
+            else:
+                catchers = [(d, task_spec) for d in
+                            getattr(definition, "event_definitions", None) or ([definition] if definition else [])]
+            for d, catcher in catchers:
                 if isinstance(d, MessageEventDefinition):
                     message = messages.setdefault(d.name, MessageUse(d.name))
-                    if element_id not in message.element_ids:
-                        message.element_ids.append(element_id)
+                    if catcher.bpmn_id not in message.element_ids:
+                        message.element_ids.append(catcher.bpmn_id)
     for use in groups.values():
         use.tasks.sort(key=lambda t: t.element_id)
     for message in messages.values():

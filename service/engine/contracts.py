@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from SpiffWorkflow.bpmn.specs.defaults import EventBasedGateway
+
 from service.engine.forms import FormDefinitionError, FormField, parse_payload_field
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import PAYLOAD_PREFIX
@@ -20,14 +22,26 @@ def _task_specs(specs: list[Any]) -> list[Any]:
     return [t for spec in specs for t in spec.task_specs.values() if getattr(t, "bpmn_id", None)]
 
 
+def _message_catchers(specs: list[Any]) -> list[tuple[Any, Any]]:
+    """(catching element, message definition) pairs. The engine moves the definitions of the catch events after an
+    event-based gateway onto the gateway (the events themselves then hold none): they are paired back here."""
+    found: list[tuple[Any, Any]] = []
+    for task_spec in _task_specs(specs):
+        definition = getattr(task_spec, "event_definition", None)
+        if isinstance(task_spec, EventBasedGateway) and definition is not None:
+            for d, output in zip(getattr(definition, "event_definitions", []), task_spec.outputs, strict=False):
+                if isinstance(d, GovflowMessageEventDefinition):
+                    found.append((output, d))
+        elif isinstance(definition, GovflowMessageEventDefinition):
+            found.append((task_spec, definition))
+    return found
+
+
 def message_contracts(specs: list[Any]) -> dict[str, MessageContract]:
     """Every message the process waits for, with the payload its catching elements declare (they must agree)."""
     found: dict[str, MessageContract] = {}
     declared: dict[str, tuple[str, list[dict[str, Any]]]] = {}
-    for task_spec in _task_specs(specs):
-        definition = getattr(task_spec, "event_definition", None)
-        if not isinstance(definition, GovflowMessageEventDefinition):
-            continue
+    for task_spec, definition in _message_catchers(specs):
         contract = found.setdefault(definition.name, MessageContract(definition.name))
         if task_spec.bpmn_id not in contract.element_ids:
             contract.element_ids.append(task_spec.bpmn_id)

@@ -27,6 +27,7 @@ from service.schemas import (
     ProcessDefinitionOut,
     TaskUseOut,
 )
+from service.services.common import payload_out
 from service.services.context import AppContext
 
 
@@ -181,7 +182,10 @@ def get_latest(ctx: AppContext, session: Session, key: str) -> ProcessDefinition
                           tasks=[TaskUseOut(element_id=t.element_id, name=t.name, lane=t.lane) for t in g.tasks])
         for g in catalog.groups
     ]
-    out.messages = [MessageUseOut(name=m.name, element_ids=m.element_ids) for m in catalog.messages]
+    contracts = ctx.model(session, row.id).messages
+    out.messages = [MessageUseOut(name=m.name, element_ids=m.element_ids,
+                                  payload=payload_out(contracts[m.name].fields) if m.name in contracts else None)
+                    for m in catalog.messages]
     return out
 
 

@@ -191,7 +191,7 @@ def test_the_service_reports_its_data_directory_database_migration_and_processes
     text = caplog.text
     assert f"data directory {settings.data_dir}" in text
     assert "at migration 0004" in text or "at migration 0005" in text
-    assert "processes deployed: deadlines v1, review v1, wait_a_day v1" in text
+    assert "processes deployed: deadlines v1, parallel_review v1, review v1, wait_a_day v1" in text
     if not database_url:
         assert f"database sqlite:///{settings.data_dir / 'govflow.db'}" in text
 

@@ -33,7 +33,7 @@ def test_a_definition_lists_its_candidate_groups_with_their_tasks_and_its_messag
     assert [t["element_id"] for t in groups["data_bureau"]["tasks"]] == ["overdue_notice", "review_task"]
     assert {t["name"] for t in groups["data_bureau"]["tasks"]} == {"数据局审核", "逾期督办"}
     assert groups["data_bureau"]["lanes"] == [] and groups["data_bureau"]["computed"] is False
-    assert d["messages"] == [{"name": "contract_signed", "element_ids": ["wait_contract"]}]
+    assert d["messages"] == [{"name": "contract_signed", "element_ids": ["wait_contract"], "payload": None}]
     # the list of definitions stays light
     listed = api.as_("oa", "applicant").get("/process-definitions").json()
     assert all(x["candidate_groups"] is None and x["messages"] is None for x in listed)
@@ -55,9 +55,9 @@ def test_groups_lists_every_group_of_the_deployed_processes(api: Api) -> None:
     r = api.as_("someone", "finance_bureau").get("/groups")
     assert r.status_code == 200
     groups = {g["name"]: g for g in r.json()}
-    assert sorted(groups) == ["applicant", "data_bureau", "development_reform"]
+    assert sorted(groups) == ["applicant", "data_bureau", "development_reform", "finance_bureau"]
     applicant = {p["key"]: p for p in groups["applicant"]["processes"]}
-    assert sorted(applicant) == ["deadlines", "review", "wait_a_day"]
+    assert sorted(applicant) == ["deadlines", "parallel_review", "review", "wait_a_day"]
     assert [t["element_id"] for t in applicant["review"]["tasks"]] == ["file_contract", "revise_task"]
     assert applicant["review"]["version"] == 1 and applicant["review"]["starts"] is False
     assert api.anonymous().get("/groups").status_code == 401
@@ -86,7 +86,7 @@ def test_the_catalog_is_read_once_per_definition_version(api: Api, monkeypatch: 
     for _ in range(3):
         assert api.admin.get("/process-definitions/review").status_code == 200
         assert api.admin.get("/groups").status_code == 200
-    assert sorted(reads) == ["deadlines", "review", "wait_a_day"]
+    assert sorted(reads) == ["deadlines", "parallel_review", "review", "wait_a_day"]
 
 
 def test_hangzhou_lists_its_reviewers_and_the_four_messages_of_the_oa_system(lifecycle_api: Api) -> None:
@@ -96,5 +96,7 @@ def test_hangzhou_lists_its_reviewers_and_the_four_messages_of_the_oa_system(lif
                   "development_reform"):
         assert groups[group]["tasks"], group
     assert "prereview" in {t["element_id"] for t in groups["third_party"]["tasks"]}
-    assert {m["name"] for m in d["messages"]} == {"npc_budget_approved", "contract_signed",
+    assert {m["name"] for m in d["messages"]} == {"npc_budget_approved", "npc_budget_rejected", "contract_signed",
                                                   "construction_completed", "trial_run_started"}
+    contract = next(m for m in d["messages"] if m["name"] == "contract_signed")
+    assert {f["id"]: f["required"] for f in contract["payload"]}["signed_on"] is True
