@@ -183,7 +183,11 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from service.db.models import ProcessInstance
     from service.services.audit import load_events, verify_events
 
+    if args.audit_command == "verify" and args.file:
+        return _verify_export(Path(args.file))
     _require_database(settings)
+    if args.audit_command == "export":
+        return _export(args, settings)
     ctx = build_context(settings)
     bad = 0
     with ctx.session_factory() as session:
@@ -199,6 +203,47 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
                 bad += 1
                 print(f"{instance_id}: TAMPERED at event {result.first_bad_event_id}: {result.reason}")
     print(f"verified {len(ids) - bad} of {len(ids)} instances" + (f"; {bad} failed" if bad else ""))
+    return EXIT_FAILED if bad else 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from service.app import build_context
+    from service.db.models import ProcessInstance
+    from service.services.retention import write_export
+
+    ctx = build_context(settings)
+    with ctx.session_factory() as session:
+        if args.instance:
+            if session.get(ProcessInstance, args.instance) is None:
+                raise CommandError(f"no process instance '{args.instance}' in {settings.database_description()}")
+            ids = [args.instance]
+        else:
+            ids = list(session.scalars(select(ProcessInstance.id).order_by(ProcessInstance.started_at,
+                                                                           ProcessInstance.id)))
+        if args.out and args.out != "-":
+            out = Path(args.out)
+            with out.open("w", encoding="utf-8") as f:
+                count = write_export(session, ids, f)
+            print(f"exported {count} events of {len(ids)} instances to {out}", file=sys.stderr)
+        else:
+            write_export(session, ids, sys.stdout)
+    return 0
+
+
+def _verify_export(path: Path) -> int:
+    from service.services.retention import verify_lines
+
+    if not path.is_file():
+        raise CommandError(f"{path} is not a file")
+    with path.open(encoding="utf-8") as f:
+        checks = verify_lines(f)
+    bad = [c for c in checks if not c.result.verified]
+    for c in bad:
+        print(f"{c.instance_id}: TAMPERED at seq {c.result.first_bad_event_id}: {c.result.reason}")
+    print(f"verified {len(checks) - len(bad)} of {len(checks)} instances in {path}" + (f"; {len(bad)} failed"
+                                                                                          if bad else ""))
     return EXIT_FAILED if bad else 0
 
 
@@ -264,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
                                               "when all verify, 1 when one was tampered with, 2 when the instance "
                                               "or the database does not exist.")
     verify.add_argument("--instance", default=None, metavar="ID", help="check only this process instance")
+    verify.add_argument("--file", default=None, metavar="FILE",
+                        help="check an export written by `govflow audit export` (or by the history retention) "
+                             "instead of the database")
+    export = audit_sub.add_parser("export", help="write audit chains as JSON lines (verifiable with verify --file)",
+                                  description="Write the audit trail of every instance (or one) as JSON lines, one "
+                                              "event a line with its hashes, so that the chain can be verified "
+                                              "without the database (`govflow audit verify --file FILE`).")
+    export.add_argument("--instance", default=None, metavar="ID", help="export only this process instance")
+    export.add_argument("--out", default=None, metavar="FILE", help="write to FILE (default: standard output)")
     return parser
 
 

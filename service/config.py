@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     metrics_token: str | None = None
     # after every change, restore the stored state and compare it with the workflow in memory (tests; slow)
     verify_state_storage: bool = False
+    # ended instances older than this many days are removed by the worker, after their audit chain was exported
+    # to history_export_dir (default: history-export in the data directory); None keeps everything
+    history_retention_days: int | None = Field(default=None, ge=1, le=365_000)
+    history_export_dir: Path | None = None
+    history_purge_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("data_dir")
     @classmethod

@@ -87,6 +87,13 @@ def require_task_worker(principal: Principal, row: HumanTask) -> None:
                     candidate_users=list(row.candidate_users or []))
 
 
+def require_withdrawer(principal: Principal, row: HumanTask) -> None:
+    """Withdraw (撤回) a completed task: only the one who completed it takes it back."""
+    if row.completed_by != principal.user:
+        raise Forbidden(f"only {row.completed_by or 'the one who completed it'} may withdraw task '{row.name}'; "
+                        f"{principal.user} did not complete it")
+
+
 def may_release_task(principal: Principal, row: HumanTask) -> bool:
     """Unclaim: the assignee, or an administrator for someone else's claim."""
     return principal.is_admin or row.assignee == principal.user
@@ -127,6 +134,7 @@ def require_starter(principal: Principal, process_key: str, starter_groups: list
 
 # ---- administration ------------------------------------------------------------------------------
 def require_admin(principal: Principal, action: str) -> None:
-    """Deploying, cancelling, firing timers, webhooks and API keys are for administrators only."""
+    """Deploying, cancelling, firing timers, webhooks and API keys, and repairing instances (migrating them to
+    another version, moving tokens, setting variables, retrying incidents) are for administrators only."""
     if not principal.is_admin:
         raise Forbidden(f"only administrators {action}")

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Problem(BaseModel):
@@ -118,6 +118,24 @@ class TaskSummary(BaseModel):
     definition_id: int | None = Field(default=None, description="the process definition version the task belongs to")
 
 
+class ReturnedOut(BaseModel):
+    by: str
+    at: datetime
+    comment: str | None = None
+    from_task_id: str = Field(description="the task sent back, or the completed task taken back")
+    from_element_id: str
+    from_name: str | None = None
+
+
+class SupersededOut(BaseModel):
+    kind: str = Field(description="sent_back or withdrawn")
+    by: str
+    at: datetime
+    comment: str | None = None
+    task_id: str | None = Field(default=None, description="the task opened in its place")
+    element_id: str | None = None
+
+
 class TaskRecord(TaskSummary):
     """A task as its own record: what was submitted on it, the reviewer's opinion, what it wrote to the process."""
 
@@ -127,6 +145,14 @@ class TaskRecord(TaskSummary):
         default=None, description="what the task wrote to the process variables (its output parameters, or else "
                                   "the submitted values)")
     comment: str | None = Field(default=None, description="the opinion (审批意见) given on completion")
+    sent_back: ReturnedOut | None = Field(
+        default=None, description="the task was opened because a later step sent the instance back to it: who, "
+                                  "when, why (comment) and from which task")
+    withdrawn: ReturnedOut | None = Field(
+        default=None, description="the task was opened again because its completer took back `from_task_id`")
+    superseded: SupersededOut | None = Field(
+        default=None, description="the task was sent back or taken back: by whom, when, and the task that "
+                                  "replaced it")
 
 
 class TaskDetail(TaskRecord):
@@ -263,3 +289,135 @@ class MessageOut(BaseModel):
     status: str
     end_event: str | None
     next_tasks: list[TaskSummary]
+
+
+# ---- operating long-lived instances: send back, withdraw, repair, migrate, incidents ---------------------------
+
+class SendBackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to_element_id: str = Field(min_length=1, max_length=200,
+                               description="an earlier step the diagram lets this task send back to (sendBackTo)")
+    comment: str = Field(min_length=1, max_length=2000, description="why (退回意见): shown on the returned task")
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(default=None, max_length=2000, description="why the completion is taken back")
+
+
+class ReturnOut(BaseModel):
+    process_instance_id: str
+    status: str
+    task: TaskSummary = Field(description="the step opened again")
+    cancelled_task_ids: list[str] = Field(description="the open tasks that were cancelled")
+    open_tasks: list[TaskSummary]
+
+
+class ModifyInstruction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["cancel", "start_before"]
+    element_id: str | None = Field(default=None, max_length=200,
+                                   description="cancel: every active token there; start_before: where to start one")
+    task_id: str | None = Field(default=None, max_length=36, description="cancel: one active task")
+
+    @model_validator(mode="after")
+    def _target(self) -> ModifyInstruction:
+        if self.type == "start_before" and (not self.element_id or self.task_id):
+            raise ValueError("start_before takes an element_id (and no task_id)")
+        if self.type == "cancel" and bool(self.element_id) == bool(self.task_id):
+            raise ValueError("cancel takes an element_id or a task_id")
+        return self
+
+
+class ModifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: list[ModifyInstruction] = Field(min_length=1, max_length=50)
+    reason: str = Field(min_length=1, max_length=2000, description="kept in the audit trail")
+
+
+class SetVariablesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variables: dict[str, Any] = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=2000, description="kept in the audit trail")
+
+
+class MigrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    process_key: str = Field(min_length=1, max_length=200)
+    from_version: int = Field(ge=1, le=2**31 - 1)
+    to_version: int = Field(ge=1, le=2**31 - 1)
+    instance_ids: list[str] | None = Field(default=None, max_length=1000)
+    all_instances: bool = Field(default=False, alias="all",
+                                description="every running instance of from_version (instead of instance_ids)")
+    mapping: dict[str, str] = Field(default_factory=dict,
+                                    description="old element id -> new element id, for renamed or replaced steps")
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _which(self) -> MigrationIn:
+        if (self.instance_ids is None) == (not self.all_instances):
+            raise ValueError("give instance_ids or all: true")
+        return self
+
+
+class MigrationReasonOut(BaseModel):
+    element_id: str = Field(description="the element (or variable) that stands in the way")
+    reason: str
+
+
+class MigrationChangeOut(BaseModel):
+    element_id: str
+    new_element_id: str
+    kind: str
+    changed: list[str] = Field(description="element_id, name, form, candidate_groups, due_date, event, ...")
+
+
+class TimerChangeOut(BaseModel):
+    element_id: str
+    due_at_before: datetime | None
+    due_at: datetime | None
+
+
+class MigrationInstanceOut(BaseModel):
+    process_instance_id: str
+    business_key: str | None = None
+    can_move: bool
+    migrated: bool = False
+    reasons: list[MigrationReasonOut] = []
+    changes: list[MigrationChangeOut] = []
+    recomputed_timers: list[TimerChangeOut] = Field(
+        default_factory=list, description="timers whose definition differs in the target: due again from when "
+                                          "they were armed")
+    armed: list[str] = Field(default_factory=list, description="boundary events the target adds to an open task")
+    history_removed: int = Field(default=0, description="finished engine steps of elements the target lacks, left "
+                                                        "out of the engine state (their records stay)")
+
+
+class MigrationOut(BaseModel):
+    process_key: str
+    from_version: int
+    to_version: int
+    dry_run: bool
+    migrated: int
+    not_migrated: int
+    instances: list[MigrationInstanceOut]
+
+
+class IncidentOut(BaseModel):
+    id: int
+    kind: str = Field(description="timer: a timer whose firing failed")
+    process_instance_id: str
+    process_key: str
+    business_key: str | None
+    element_id: str
+    name: str
+    due_at: datetime | None
+    attempts: int
+    last_error: str | None
+    next_retry_at: datetime | None = Field(default=None, description="when the scheduler tries again by itself")

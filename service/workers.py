@@ -1,4 +1,4 @@
-"""Background workers started with the service (timer scheduler; webhook sender)."""
+"""Background workers started with the service (timer scheduler; webhook sender; history retention)."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -24,4 +24,10 @@ def start_workers(ctx: AppContext) -> list[Worker]:
         sender = WebhookSender(ctx)
         sender.start()
         workers.append(sender)
+    if ctx.settings.history_retention_days is not None and ctx.settings.scheduler_enabled:
+        from service.services.retention import Retention
+
+        retention = Retention(ctx)
+        retention.start()
+        workers.append(retention)
     return workers

@@ -93,6 +93,7 @@ class ProcessInstance(Base):
             postgresql_where=text("status = 'running'"),
         ),
         Index("ix_process_instance_list", "process_key", "status", "id"),
+        Index("ix_process_instance_ended", "status", "ended_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
@@ -156,6 +157,10 @@ class HumanTask(Base):
     submitted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     comment: Mapped[str | None] = mapped_column(Text)
+    # why the task was opened again (sent back to its step, withdrawn by its completer), and on the task that was
+    # sent back or taken back, what replaced it: {kind, by, at, comment, task_id, element_id}
+    reopened: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    superseded: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TaskCandidate(Base):

@@ -18,6 +18,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from service.engine.contracts import message_contracts
 from service.engine.forms import FormDefinitionError, FormField
+from service.engine.operations import send_back_problems
 from service.engine.parser import FORM_KEY, OUTPUTS_KEY, GovflowParser
 from service.engine.scripting import compile_expression
 from service.engine.serializer import dump_spec
@@ -151,6 +152,8 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
         except FormDefinitionError as e:
             element = str(e).split(":", 1)[0]
             raise ModelError(str(e), name, element, _line_of(tree, element)) from None
+        for element, problem in send_back_problems(spec, subs):
+            raise ModelError(problem, name, element, _line_of(tree, element))
         process_node = tree.find(f"bpmn:process[@id='{key}']", NS)
         refs = {n.get(f"{{{CAMUNDA_NS}}}decisionRef") for n in tree.iter(f"{{{BPMN_NS}}}businessRuleTask")}
         dmn_names = sorted({decision_files[r] for r in refs if r in decision_files})

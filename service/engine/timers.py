@@ -151,6 +151,8 @@ def _arm(definition: Any, my_task: Any) -> str:
     if workdays and isinstance(value, str) and value.strip().upper().startswith("P"):
         my_task.internal_data["govflow_start"] = start.isoformat()
         my_task.internal_data["govflow_workdays"] = whole_days(value)
+    # when it was armed: a migration to a version whose timer differs computes the new due time from here
+    my_task.internal_data["govflow_armed_at"] = start.isoformat()
     my_task._set_internal_data(event_value=due.isoformat())
     return due.isoformat()
 
@@ -187,6 +189,7 @@ class GovflowCycleTimerEventDefinition(CycleTimerEventDefinition):
             except TimingError as e:
                 raise _fail(my_task, e) from None
             value = {"cycles": cycles, "next": first.isoformat(), "duration": period.total_seconds()}
+            my_task.internal_data["govflow_armed_at"] = current_now().isoformat()
         ready = False
         if value["cycles"] != 0:
             upcoming = _dt.datetime.fromisoformat(value["next"])

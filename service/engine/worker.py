@@ -22,8 +22,10 @@ from typing import Any
 from SpiffWorkflow.util.task import TaskState
 
 from service.clock import Clock
+from service.engine import operations
 from service.engine.calendar import BusinessCalendar
 from service.engine.forms import to_json_value
+from service.engine.operations import OperationRefused
 from service.engine.runtime import EngineError, ProcessModel, Runtime, Snapshot
 from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks, load_parts, load_spec
 from service.engine.timeline import using_clock
@@ -70,6 +72,15 @@ class _Held:
     def __init__(self, workflow: Any, stored: dict[str, tuple[Any, int]]) -> None:
         self.workflow = workflow
         self.stored = stored
+        self.rewrite_all = False  # every row is written again, in tree order (after a migration)
+
+
+class _Checked(Exception):
+    """A dry run that went through: its report goes back, the changed workflow is dropped."""
+
+    def __init__(self, extra: dict[str, Any]) -> None:
+        super().__init__("dry run")
+        self.extra = extra
 
 
 class WorkerEngine:
@@ -81,6 +92,7 @@ class WorkerEngine:
         # may be held at once: a command whose result was not stored leaves one that is never asked for again)
         self.cache: OrderedDict[tuple[str, str], _Held] = OrderedDict()
         self.cache_size = cache_size
+        self.current: _Held | None = None  # the workflow the running command works on
 
     # ---- dispatch --------------------------------------------------------------------------------------
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -106,9 +118,12 @@ class WorkerEngine:
                 extra: dict[str, Any] = {}
             else:
                 held = self._held(command, model)
+                self.current = held
                 extra = getattr(self, "_op_" + op)(held.workflow, command, model)
             return self._answer(command, held, extra)
-        except Refused as e:
+        except _Checked as e:  # a dry run: nothing is kept (the workflow was taken out of the cache)
+            return {"ok": True, "extra": e.extra}
+        except (Refused, OperationRefused) as e:
             return {"ok": False, "error": e.kind, "message": e.message, "element_id": e.element_id,
                     "errors": e.errors}
         except EngineError as e:
@@ -116,6 +131,7 @@ class WorkerEngine:
             return {"ok": False, "error": "engine", "message": str(e), "element_id": e.element_id}
         finally:
             self.clock.moment = None
+            self.current = None
 
     def _drop(self, command: dict[str, Any]) -> None:
         instance = command.get("instance")
@@ -140,12 +156,12 @@ class WorkerEngine:
         return warnings
 
     # ---- models and workflows --------------------------------------------------------------------------
-    def _model(self, command: dict[str, Any]) -> ProcessModel:
-        ref = command["model"]
+    def _model(self, command: dict[str, Any], ref_key: str = "model", files_key: str = "model_files") -> ProcessModel:
+        ref = command[ref_key]
         model = self.models.get(ref["hash"])
         if model is not None:
             return model
-        files = command.get("model_files")
+        files = command.get(files_key)
         if files is None:
             raise Refused("need_model", "the worker does not know this definition yet")
         from service.engine.deployment import ModelError, reparse
@@ -216,6 +232,77 @@ class WorkerEngine:
                 dues[task_id] = [due.isoformat() if due else None, provisional]
         return {"timers_changed": changed, "task_dues": dues}
 
+    # ---- operating instances (service/engine/operations.py) ------------------------------------------------
+    def _op_send_back(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        task = self.runtime.find_ready_user_task(workflow, command["task_id"])
+        if task is None:
+            raise Refused("conflict", "the task is no longer open")
+        extra = operations.send_back(workflow, task, command["to_element_id"])
+        self.runtime.advance(workflow)
+        return extra
+
+    def _op_withdraw(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        from uuid import UUID
+
+        from SpiffWorkflow.camunda.specs.user_task import UserTask
+
+        task = workflow.get_task_from_id(UUID(command["task_id"]))
+        if task is None or task.state != TaskState.COMPLETED or not isinstance(task.task_spec, UserTask):
+            raise Refused("conflict", "the task is not a completed step of the process instance")
+        extra = operations.withdraw(workflow, task)
+        self.runtime.advance(workflow)
+        return extra
+
+    def _op_modify(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        extra = operations.modify(workflow, list(command["instructions"]))
+        self.runtime.advance(workflow)
+        operations._check_movable(workflow)
+        return extra
+
+    def _op_set_variables(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        return operations.set_variables(workflow, dict(command["variables"]))
+
+    def _op_migrate(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
+        """Move the instance to another version of its definition (dry_run: only say what would happen)."""
+        from uuid import UUID
+
+        from service.engine.serializer import load_state
+
+        target = self._model(command, "target", "target_files")
+        report = operations.migrate(workflow, target.spec, target.subprocess_specs, dict(command["mapping"]),
+                                    int(command["target"]["version"]), self.clock.now())
+        # restored from what will be stored: the workflow is what the next command will load
+        moved = load_state(dump_state(workflow), target.spec, target.subprocess_specs, self.runtime.script_engine)
+        assert self.current is not None
+        self.current.workflow = moved
+        self.current.rewrite_all = True
+        self.runtime.advance(moved)
+        operations._check_movable(moved)
+        snap = self.runtime.snapshot(moved, self.clock.now())
+        missing: dict[str, str] = {}
+        variables = snap.variables
+        for f in target.start_form or []:
+            if f.required and f.id not in variables and snap.status == "running":
+                missing[f.id] = f"required by the start form of version {command['target']['version']}, not set"
+        for open_task in snap.open_tasks:
+            spec = moved.get_task_from_id(UUID(open_task.id)).task_spec
+            for raw in (spec.extensions or {}).get(operations.FORM_KEY) or []:
+                if raw.get("readonly") and raw["id"] not in variables and raw.get("default") is None:
+                    missing[raw["id"]] = f"shown read-only on '{open_task.element_id}', not set"
+        if missing:
+            raise Refused("conflict", "variables the new version's forms need are missing", errors=missing)
+        dues: dict[str, list[Any]] = {}
+        created = command.get("task_created") or {}
+        for task_id in report["due_changed"]:
+            task = moved.get_task_from_id(UUID(task_id))
+            if task is not None and task_id in created:
+                due, provisional = self.runtime.task_due(task, created[task_id])
+                dues[task_id] = [due.isoformat() if due else None, provisional]
+        report["task_dues"] = dues
+        if command.get("dry_run"):
+            raise _Checked(to_json_value(report))
+        return report
+
     def _op_verify(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
         """Restore the state the service stored and compare it with the workflow held here (a test setting)."""
         state = command["stored"]
@@ -234,7 +321,14 @@ class WorkerEngine:
             return {"ok": True, "extra": extra}
         created_at = command["now"]
         snap = self.runtime.snapshot(workflow, created_at)
-        diff = self._diff(held, workflow)
+        if held.rewrite_all:
+            previous = list(held.stored)
+            held.stored = {}
+            diff = self._diff(held, workflow)
+            diff["deletes"] = previous
+            held.rewrite_all = False
+        else:
+            diff = self._diff(held, workflow)
         variables = to_json_value(snap.variables)
         if snap.status == "running":
             self._keep(command, held, command["new_token"])

@@ -15,7 +15,15 @@ from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, sch
 from service.engine.values import problems
 from service.errors import InvalidInput
 from service.policy import is_candidate  # noqa: F401 - the rule lives in the policy; kept importable here
-from service.schemas import FormFieldOut, ProcessInstanceOut, TaskRecord, TaskSummary, WaitingOut
+from service.schemas import (
+    FormFieldOut,
+    ProcessInstanceOut,
+    ReturnedOut,
+    SupersededOut,
+    TaskRecord,
+    TaskSummary,
+    WaitingOut,
+)
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -79,8 +87,13 @@ def task_summary(row: HumanTask) -> TaskSummary:
 
 
 def task_record(row: HumanTask) -> TaskRecord:
+    reopened = row.reopened or {}
+    returned = ReturnedOut(**{k: v for k, v in reopened.items() if k != "kind"}) if reopened else None
     return TaskRecord(**task_summary(row).model_dump(), lane=row.lane, submitted=row.submitted, outputs=row.outputs,
-                      comment=row.comment)
+                      comment=row.comment,
+                      sent_back=returned if reopened.get("kind") == "sent_back" else None,
+                      withdrawn=returned if reopened.get("kind") == "withdrawn" else None,
+                      superseded=SupersededOut(**row.superseded) if row.superseded else None)
 
 
 def payload_out(fields: list[FormField] | None) -> list[FormFieldOut] | None:

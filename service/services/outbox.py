@@ -18,6 +18,10 @@ EVENT_TYPES = (
     "instance.cancelled",
     "message.correlated",
     "timer.fired",
+    "instance.migrated",
+    "task.sent_back",
+    "task.withdrawn",
+    "instance.modified",
 )
 
 
