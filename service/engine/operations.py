@@ -93,6 +93,14 @@ def find_element(top: Any, element: str) -> tuple[Any, Any] | None:
     return None
 
 
+def find_task(top: Any, task_id: str) -> Any:
+    """The task with this id, or None (SpiffWorkflow raises for an unknown id)."""
+    try:
+        return top.get_task_from_id(UUID(task_id))
+    except Exception:  # noqa: BLE001 - TaskNotFoundException, or not a UUID at all
+        return None
+
+
 def subtree(top: Any, task: Any) -> list[Any]:
     """A task and everything below it, sub-processes started below it included."""
     found: list[Any] = []
@@ -313,10 +321,7 @@ def modify(top: Any, instructions: list[dict[str, Any]]) -> dict[str, Any]:
 def _live_for(top: Any, instruction: dict[str, Any], number: int) -> list[Any]:
     task_id = instruction.get("task_id")
     if task_id:
-        try:
-            task = top.get_task_from_id(UUID(str(task_id)))
-        except (ValueError, TypeError):
-            task = None
+        task = find_task(top, str(task_id))
         if task is None or not task.has_state(LIVE):
             raise OperationRefused("invalid", f"instruction {number}: no active task '{task_id}'",
                                    errors={f"instructions[{number - 1}].task_id": "not an active task"})

@@ -242,11 +242,9 @@ class WorkerEngine:
         return extra
 
     def _op_withdraw(self, workflow: Any, command: dict[str, Any], model: ProcessModel) -> dict[str, Any]:
-        from uuid import UUID
-
         from SpiffWorkflow.camunda.specs.user_task import UserTask
 
-        task = workflow.get_task_from_id(UUID(command["task_id"]))
+        task = operations.find_task(workflow, command["task_id"])
         if task is None or task.state != TaskState.COMPLETED or not isinstance(task.task_spec, UserTask):
             raise Refused("conflict", "the task is not a completed step of the process instance")
         extra = operations.withdraw(workflow, task)
