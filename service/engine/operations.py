@@ -18,6 +18,7 @@ from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit, BpmnStartTask
 from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, EventBasedGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.task import Task
@@ -251,8 +252,7 @@ def send_back(top: Any, task: Any, target: str) -> dict[str, Any]:
 def _significant(task: Any) -> bool:
     """A step whose completion moved the instance on: a person's decision or a fact reported (message, time)."""
     spec = task.task_spec
-    return isinstance(spec, UserTask) or (isinstance(spec, CatchingEvent) and not isinstance(spec, BpmnStartTask)
-                                          and type(spec).__name__ not in ("StartEvent",))
+    return isinstance(spec, UserTask) or (isinstance(spec, CatchingEvent) and not isinstance(spec, StartEvent))
 
 
 def withdraw(top: Any, task: Any) -> dict[str, Any]:
