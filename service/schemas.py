@@ -20,6 +20,8 @@ class Problem(BaseModel):
     column: int | None = None
     candidate_groups: list[str] | None = Field(default=None, description="who a task is offered to (403 on a task)")
     candidate_users: list[str] | None = None
+    allowed: list[str] | None = Field(default=None, description="the steps a task may be sent back to (422 on a "
+                                                                  "send-back to another)")
 
 
 class FormFieldOut(BaseModel):

@@ -109,7 +109,7 @@ def test_send_back_refusals(api: Api) -> None:
         r = send_back(reviewer, pre["id"], target)
         assert r.status_code == 422, r.text
         assert r.json()["errors"] == {"to_element_id": "not a send-back target of prereview"}
-        assert "declare" in r.json()["detail"]
+        assert "declare" in r.json()["detail"] and r.json()["allowed"] == ["declare"]
     # 422: no reason given; a misplaced field
     assert send_back(reviewer, pre["id"], "declare", "").status_code == 422
     r = reviewer.post(f"/tasks/{pre['id']}/send-back", json={"to_element_id": "declare", "comment": "x",
@@ -288,3 +288,22 @@ def test_a_task_is_withdrawn_once_and_an_open_one_not_at_all(api: Api) -> None:
     r = applicant.post(f"/tasks/{reopened}/withdraw")
     assert r.status_code == 403  # nobody completed it yet
     history(api, iid)
+
+
+def test_send_back_targets_are_checked_at_deployment(api: Api) -> None:
+    from tests.operations_support import OPERATIONS
+
+    original = (OPERATIONS / "returns.bpmn").read_text(encoding="utf-8")
+    cases = {
+        '<camunda:property name="sendBackTo" value="accept" />': "is not an earlier step",  # later, not earlier
+        '<camunda:property name="sendBackTo" value="nowhere" />': "is not a user task",
+        '<camunda:property name="sendBackTo" value="wait_contract" />': "is not a user task",
+        '<camunda:property name="sendBackTo" value="prereview" />': "cannot be sent back to itself",
+    }
+    for property_xml, problem in cases.items():
+        bad = original.replace('<camunda:property name="sendBackTo" value="declare" />', property_xml, 1)
+        r = api.admin.post("/deployments", files=[("files", ("returns.bpmn", bad.encode()))])
+        assert r.status_code == 422, r.text
+        assert problem in r.json()["detail"] and r.json()["element_id"] == "prereview"
+        assert r.json()["line"] is not None
+    assert [v["version"] for v in api.admin.get("/process-definitions/returns/versions").json()] == [1]
