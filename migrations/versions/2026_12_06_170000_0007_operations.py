@@ -1,8 +1,8 @@
 """operating long-lived instances: tasks sent back or withdrawn, retention of ended instances
 
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-08 09:00:00
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-06 17:00:00
 
 - human_task.reopened: why a task was opened again (sent back to its step, or withdrawn by its completer): who,
   when, the comment and the task it came from;
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0005'
-down_revision: str | None = '0004'
+revision: str = '0007'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
