@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service import policy
 from service.auth import Principal
@@ -173,7 +174,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
                              .values(assignee=principal.user).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the task was claimed by someone else")
-    row.assignee = principal.user
+    set_committed_value(row, "assignee", principal.user)  # written above; the ORM need not write it again
     now = ctx.clock.now()
     AuditTrail.for_instance(session, row.instance_id).append(now, principal.user, "task.claimed", task_id=row.id,
                                                              element_id=row.element_id)
