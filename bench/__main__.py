@@ -1,8 +1,8 @@
 """Benchmarks that report ratios against baselines measured in the same run.
 
-    .venv/bin/python -m bench compare [--seconds 6] [--repetitions 3]   # govflow vs the floor app, 1 and 8 clients
-    .venv/bin/python -m bench scale [--sizes 1000,10000,100000]         # inbox and instance list as data grows
-    .venv/bin/python -m bench growth [--rounds 1,50,100,200]            # a request's cost as an instance's history grows
+    .venv/bin/python -m bench compare [--seconds 6] [--repetitions 3]  # govflow vs the floor app, 1 and 8 clients
+    .venv/bin/python -m bench scale [--sizes 1000,10000,100000]        # inbox and instance list as data grows
+    .venv/bin/python -m bench growth [--rounds 1,50,100,200]           # a request's cost as the history grows
 
 SQLite always; PostgreSQL too when GOVFLOW_BENCH_PG is a PostgreSQL URL (its database is emptied and reused).
 Servers run on 127.0.0.1 as separate processes; every run is bounded in time and requests.

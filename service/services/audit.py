@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
 from service.db.models import AuditEvent
 from service.engine.forms import to_json_value
 
 GENESIS = "0" * 64
+_COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
 
 
 def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str, action: str,
@@ -26,17 +27,41 @@ def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
+_PENDING = "govflow_audit_trails"
+
+
+def _write_pending(session: Session) -> None:
+    for trail in session.info.pop(_PENDING, []):
+        trail.flush()
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def install(session_factory: Any) -> None:
+    """Events appended in a transaction are written (in one statement per instance) before it commits."""
+    event.listen(session_factory, "before_commit", _write_pending)
+    event.listen(session_factory, "after_rollback", _forget_pending)
+
+
 class AuditTrail:
-    """Appends events for one instance within the current transaction."""
+    """Appends events for one instance within the current transaction; they are written together before the
+    transaction commits (or when `flush` is called)."""
 
     def __init__(self, session: Session, instance_id: str, last: AuditEvent | None) -> None:
         self.session = session
         self.instance_id = instance_id
         self.seq = last.seq if last else 0
         self.prev_hash = last.hash if last else GENESIS
+        self.pending: list[AuditEvent] = []
+        session.info.setdefault(_PENDING, []).append(self)
 
     @classmethod
     def for_instance(cls, session: Session, instance_id: str) -> AuditTrail:
+        for trail in session.info.get(_PENDING, []):
+            if trail.instance_id == instance_id:
+                return trail  # events appended in this transaction and not written yet: go on from them
         last = session.scalars(
             select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq.desc()).limit(1)
         ).first()
@@ -51,9 +76,20 @@ class AuditTrail:
         event = AuditEvent(instance_id=self.instance_id, seq=self.seq, at=at, actor=actor, action=action,
                            task_id=task_id, element_id=element_id, data=clean, prev_hash=self.prev_hash,
                            hash=digest)
-        self.session.add(event)
+        self.pending.append(event)
         self.prev_hash = digest
         return event
+
+    def flush(self) -> None:
+        """Write the appended events (one multi-row INSERT); their ids are set on them."""
+        if not self.pending:
+            return
+        rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
+        ids = self.session.execute(insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
+                                   rows).scalars().all()
+        for event_row, ident in zip(self.pending, ids, strict=True):
+            event_row.id = ident
+        self.pending = []
 
 
 @dataclass

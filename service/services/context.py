@@ -48,6 +48,10 @@ class AppContext:
         if self.sqlite:
             # one writer at a time inside the process, instead of a pile-up on the database file's lock
             self._writer = threading.Lock()
+        from service.services import audit, outbox
+
+        audit.install(self.session_factory)
+        outbox.install(self.session_factory)
         event.listen(self.session_factory, "after_commit", self._announce_timers)
         event.listen(self.session_factory, "after_rollback", self._forget_timers)
 

@@ -284,10 +284,10 @@ def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id
     text = message.strip() if isinstance(message, str) else ""
     if not text:
         raise InvalidInput("a comment needs a message", {"message": "must not be empty"})
-    event = AuditTrail.for_instance(session, row.instance_id).append(
-        ctx.clock.now(), principal.user, "task.commented", task_id=row.id, element_id=row.element_id,
-        data={"message": text})
-    session.flush()
+    trail = AuditTrail.for_instance(session, row.instance_id)
+    event = trail.append(ctx.clock.now(), principal.user, "task.commented", task_id=row.id,
+                         element_id=row.element_id, data={"message": text})
+    trail.flush()
     return _comment_out(event, row)
 
 
