@@ -93,6 +93,8 @@ class ProcessInstance(Base):
             postgresql_where=text("status = 'running'"),
         ),
         Index("ix_process_instance_list", "process_key", "status", "id"),
+        Index("ix_process_instance_started", "started_at", "id"),  # the list: newest first
+        Index("ix_process_instance_key_started", "process_key", "started_at", "id"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -141,8 +141,7 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
         query = query.offset(offset)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(ProcessInstance.started_at < at,
-                                (ProcessInstance.started_at == at) & (ProcessInstance.id < str(ident))))
+        query = query.where(tuple_(ProcessInstance.started_at, ProcessInstance.id) < tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
     next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import Select, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -104,7 +104,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
@@ -262,7 +262,7 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     query = select(HumanTask).where(HumanTask.instance_id == instance.id)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
