@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import bindparam, event, insert, select
 from sqlalchemy.orm import Session
 
 from service.db.models import AuditEvent
 from service.engine.forms import to_json_value
 
 GENESIS = "0" * 64
+_HEAD = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.instance_id == bindparam("i")) \
+    .order_by(AuditEvent.seq.desc()).limit(1)
 _COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
 
 
@@ -49,7 +51,7 @@ class AuditTrail:
     """Appends events for one instance within the current transaction; they are written together before the
     transaction commits (or when `flush` is called)."""
 
-    def __init__(self, session: Session, instance_id: str, last: AuditEvent | None) -> None:
+    def __init__(self, session: Session, instance_id: str, last: Any) -> None:
         self.session = session
         self.instance_id = instance_id
         self.seq = last.seq if last else 0
@@ -62,9 +64,7 @@ class AuditTrail:
         for trail in session.info.get(_PENDING, []):
             if trail.instance_id == instance_id:
                 return trail  # events appended in this transaction and not written yet: go on from them
-        last = session.scalars(
-            select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
+        last = session.execute(_HEAD, {"i": instance_id}).first()
         return cls(session, instance_id, last)
 
     def append(self, at: datetime, actor: str, action: str, *, task_id: str | None = None,

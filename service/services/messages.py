@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.db.models import ProcessInstance, WaitingEvent
 from service.engine import forms
 from service.engine.runtime import ProcessModel
 from service.engine.values import problems
@@ -17,7 +17,7 @@ from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary, where_given
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import OPEN_TASK_ROWS, apply, committed
 
 
 def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -75,9 +75,7 @@ def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key:
                         "business_key": instance.business_key, "name": name, "element_id": element_ids[0],
                         "sent_by": principal.user, "variables": clean})
         snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                            HumanTask.status == "open")
-                                    .order_by(HumanTask.created_at, HumanTask.id)))
+        rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
         out = MessageOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                          next_tasks=[task_summary(r) for r in rows])
         if idem is not None:

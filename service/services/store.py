@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -17,6 +17,21 @@ from service.services import outbox
 from service.services import state as state_rows
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
+
+# the statements of every request, built once (building a statement costs more than running it on SQLite)
+_UPDATE_INSTANCE = (
+    update(ProcessInstance)
+    .where(ProcessInstance.id == bindparam("b_id"), ProcessInstance.version == bindparam("b_version"))
+    .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
+                                        "updated_at", "ended_at", "cancel_reason")})
+    .execution_options(synchronize_session=False)
+)
+_OPEN_TASKS = select(HumanTask.id, HumanTask.element_id).where(HumanTask.instance_id == bindparam("i"),
+                                                                 HumanTask.status == "open")
+OPEN_TASK_ROWS = select(HumanTask).where(HumanTask.instance_id == bindparam("i"), HumanTask.status == "open") \
+    .order_by(HumanTask.created_at, HumanTask.id)
+_WAITING = select(WaitingEvent.id, WaitingEvent.kind, WaitingEvent.spiff_task_id, WaitingEvent.element_id,
+                  WaitingEvent.due_at, WaitingEvent.provisional).where(WaitingEvent.instance_id == bindparam("i"))
 
 
 def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str,
@@ -41,14 +56,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         session.add(instance)
         session.flush()
     else:
-        outcome = session.execute(
-            update(ProcessInstance)
-            .where(ProcessInstance.id == instance.id, ProcessInstance.version == instance.version)
-            .values(state_json=result.header, state_token=token, status=status, variables=variables,
-                    end_event=end_event, version=instance.version + 1, updated_at=now, ended_at=ended_at,
-                    cancel_reason=instance.cancel_reason)
-            .execution_options(synchronize_session=False)
-        )
+        outcome = session.execute(_UPDATE_INSTANCE, {
+            "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
+            "status": status, "variables": variables, "end_event": end_event, "version": instance.version + 1,
+            "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason})
         if outcome.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the process instance was changed by another request; reload and try again")
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
@@ -97,9 +108,7 @@ def _instance_ref(instance: ProcessInstance) -> dict[str, Any]:
 def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now: datetime, audit: AuditTrail) -> None:
     """The open human tasks as the engine now has them: new ones inserted, vanished ones cancelled (plain
     multi-row statements: a request's cost is its statements)."""
-    open_rows = session.execute(
-        select(HumanTask.id, HumanTask.element_id)
-        .where(HumanTask.instance_id == instance.id, HumanTask.status == "open")).all()
+    open_rows = session.execute(_OPEN_TASKS, {"i": instance.id}).all()
     current = {t.id: t for t in snap.open_tasks}
     gone = [(task_id, element_id) for task_id, element_id in open_rows if task_id not in current]
     if gone:
@@ -135,8 +144,7 @@ def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, 
     existing = {
         (kind, spiff_task_id, element_id): (ident, due_at, provisional)
         for ident, kind, spiff_task_id, element_id, due_at, provisional in session.execute(
-            select(WaitingEvent.id, WaitingEvent.kind, WaitingEvent.spiff_task_id, WaitingEvent.element_id,
-                   WaitingEvent.due_at, WaitingEvent.provisional).where(WaitingEvent.instance_id == instance.id))
+            _WAITING, {"i": instance.id})
     }
     wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
     stale = [row[0] for k, row in existing.items() if k not in wanted]

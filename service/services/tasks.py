@@ -29,7 +29,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import OPEN_TASK_ROWS, apply, committed
 
 TASK_STATUSES = ("open", "completed", "cancelled")
 
@@ -242,9 +242,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                         "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
                         "variables": clean, "comment": comment})
         snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        next_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                                 HumanTask.status == "open")
-                                         .order_by(HumanTask.created_at, HumanTask.id)))
+        next_rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
         out = CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                             next_tasks=[task_summary(r) for r in next_rows])
         if idem is not None:
