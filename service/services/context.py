@@ -19,7 +19,7 @@ from service.config import Settings
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import ModelError, reparse
 from service.engine.runtime import ProcessModel
-from service.engine.sandbox import EngineFailure, EnginePool, EngineResult
+from service.engine.sandbox import EngineFailure, EnginePool, EngineResult, shared_pool
 from service.engine.serializer import load_spec
 from service.errors import Conflict, InvalidInput, ProcessError, Unavailable
 
@@ -156,12 +156,12 @@ class AppContext:
                         "calendar_file": str(s.calendar_file) if s.calendar_file else None,
                         "cache_size": max(16, s.workflow_cache_size),
                     }
-                    self._pool = EnginePool(s.engine_workers, config, s.engine_command_time_limit_seconds)
+                    self._pool = shared_pool(s.engine_workers, config, s.engine_command_time_limit_seconds)
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        """The engine workers stay for the next app of this process with the same settings (closed at exit)."""
+        self._pool = None
 
     def run_engine(self, op: str, definition_id: int, files: dict[str, Any], *,
                    instance: tuple[str, str | None] | None = None, **arguments: Any) -> tuple[EngineResult, str]:
