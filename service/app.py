@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import admin, definitions, health, instances, messages, problems, tasks
 from service.api.engine_rest import build_router as build_engine_rest_router
-from service.api.middleware import BodyLimit, CatchAll, Metrics
+from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
@@ -38,7 +38,7 @@ def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     return AppContext(
         settings=settings, clock=clock or Clock(), calendar=BusinessCalendar.from_file(settings.calendar_file),
         session_factory=make_session_factory(engine), read_factory=make_session_factory(reader), engine=engine,
-        jwt_secret=settings.resolved_jwt_secret(), sqlite=is_sqlite(engine),
+        jwt_secret=settings.resolved_jwt_secret(), sqlite=is_sqlite(engine), read_engine=reader,
     )
 
 
@@ -112,9 +112,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     # innermost first: metrics see the status that is sent; the body limit refuses before anything reads;
     # the catch-all answers whatever escaped the exception handlers
+    app.add_middleware(WriteLimit)
     app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
-                       limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes})
+                       limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes,
+                               "/engine-rest/deployment/create": settings.max_deployment_bytes})
     app.add_middleware(CatchAll)
 
     @app.get("/metrics", include_in_schema=False)

@@ -31,6 +31,8 @@ def _positive_hours(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
     if hours <= 0:
         raise argparse.ArgumentTypeError(f"a token must live at least 1 hour, not {hours}")
+    if hours > 24 * 366:
+        raise argparse.ArgumentTypeError(f"a token may live at most a year ({24 * 366} hours), not {hours}")
     return hours
 
 
@@ -186,7 +188,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     _require_database(settings)
     ctx = build_context(settings)
     bad = 0
-    with ctx.session_factory() as session:
+    with ctx.read() as session:
         if args.instance:
             if session.get(ProcessInstance, args.instance) is None:
                 raise CommandError(f"no process instance '{args.instance}' in {settings.database_description()}")
@@ -194,7 +196,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         else:
             ids = list(session.scalars(select(ProcessInstance.id).order_by(ProcessInstance.started_at)))
         for instance_id in ids:
-            result = verify_events(instance_id, load_events(session, instance_id))
+            row = session.get(ProcessInstance, instance_id)
+            anchor = (row.audit_seq, row.audit_head) if row is not None else (None, None)
+            result = verify_events(instance_id, load_events(session, instance_id), anchor)
             if not result.verified:
                 bad += 1
                 print(f"{instance_id}: TAMPERED at event {result.first_bad_event_id}: {result.reason}")
@@ -235,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--no-groups", action="store_true",
                        help="mint a token without groups on purpose (it sees only the instances its user starts)")
     token.add_argument("--hours", type=_positive_hours, default=None, metavar="N",
-                       help="lifetime in whole hours, at least 1 (default GOVFLOW_TOKEN_TTL_HOURS, 12)")
+                       help="lifetime in whole hours, 1 to 8784 (default GOVFLOW_TOKEN_TTL_HOURS, 12)")
     sub.add_parser("worker", help="run the timer scheduler and webhook sender without the API",
                    description="Run the timer scheduler and webhook sender in their own process, next to "
                                "`govflow serve` started with GOVFLOW_SCHEDULER_ENABLED=false and "

@@ -129,7 +129,9 @@ class Scheduler:
         now = self.ctx.clock.now()
         try:
             return timers.fire_due(self.ctx, instance_id, fired_by=self.owner) is not None
-        except (DomainError, DBAPIError) as e:
+        except Exception as e:  # noqa: BLE001 - one instance's failure must not stop the other timers
+            if not isinstance(e, (DomainError, DBAPIError)):
+                log.exception("timer of instance %s failed unexpectedly", instance_id)
             self._record_failure(instance_id, now, e)
             return False
 

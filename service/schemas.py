@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Problem(BaseModel):
@@ -194,15 +194,25 @@ class StartInstanceIn(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 class CompleteTaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
 
     variables: dict[str, Any] = Field(default_factory=dict)
     comment: str | None = Field(default=None, max_length=2000, description="the opinion (审批意见), kept with the task")
 
+    _comment = field_validator("comment")(_no_nul)
+
 
 class CommentIn(BaseModel):
     message: str = Field(min_length=1, max_length=2000, description="an opinion (审批意见) on the task")
+
+    _message = field_validator("message")(_no_nul)
 
 
 class CommentOut(BaseModel):
@@ -219,6 +229,8 @@ class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
 
     reason: str = Field(min_length=1, max_length=2000)
+
+    _reason = field_validator("reason")(_no_nul)
 
 
 class CompletionOut(BaseModel):

@@ -2,11 +2,14 @@
 unexpected error into a 500 problem response (the connection stays usable)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import anyio
 
 from service import metrics
 
@@ -46,20 +49,26 @@ class BodyLimit:
             return
         path = scope.get("path", "")
         limit = self._limit(path)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
-                                   path)
-                    return
-                if declared > limit:
-                    await _problem(send, 413, "/problems/too-large", "Request too large",
-                                   f"the request body may have at most {limit} bytes", path)
-                    return
-        declared_length = any(name == b"content-length" for name, _ in scope.get("headers", []))
-        if declared_length or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        headers = scope.get("headers", [])
+        lengths = [value for name, value in headers if name == b"content-length"]
+        chunked = any(name == b"transfer-encoding" for name, _ in headers)
+        if lengths and chunked:
+            # both framings at once: which one a server reads is ambiguous (RFC 9112 §6.1); refuse it
+            await _problem(send, 400, "/problems/bad-request", "Bad request",
+                           "send either Content-Length or Transfer-Encoding, not both", path)
+            return
+        for value in lengths:
+            try:
+                declared = int(value)
+            except ValueError:
+                await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
+                               path)
+                return
+            if declared > limit:
+                await _problem(send, 413, "/problems/too-large", "Request too large",
+                               f"the request body may have at most {limit} bytes", path)
+                return
+        if lengths or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS") and not chunked:
             await self.app(scope, receive, send)
             return
         # no Content-Length (a chunked body): read it here, up to the limit, before the application does
@@ -119,6 +128,29 @@ class CatchAll:
                                scope.get("path", ""))
 
 
+class WriteLimit:
+    """At most a share of the request threads wait on changes (for an engine worker, the database's write lock,
+    another request's Idempotency-Key): the rest always serve reads. Requests over the limit wait here, on the
+    event loop, without holding a thread."""
+
+    def __init__(self, app: App, share: float = 0.75) -> None:
+        self.app, self.share = app, share
+        self._semaphore: asyncio.Semaphore | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:
+            threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+            self._semaphore = asyncio.Semaphore(max(1, int(threads * self.share)))
+        async with self._semaphore:
+            await self.app(scope, receive, send)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Request counts and latencies per route (the route template, not the raw path)."""
 
@@ -145,5 +177,6 @@ class Metrics:
             if scope.get("path", "").startswith(self.api_prefix + "/") and not path.startswith(self.api_prefix):
                 path = self.api_prefix + path
             method = scope.get("method", "")
+            method = method if method in _METHODS else "OTHER"  # made-up methods must not add series without end
             metrics.REQUESTS.labels(method, path, str(status["code"])).inc()
             metrics.LATENCY.labels(method, path).observe(time.perf_counter() - started)

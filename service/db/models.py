@@ -113,6 +113,9 @@ class ProcessInstance(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # a new value with every stored change: restored workflows are cached under it
     state_token: Mapped[str | None] = mapped_column(String(36))
+    # the newest event of the audit chain: a chain that ends earlier has lost events
+    audit_seq: Mapped[int | None] = mapped_column(Integer)
+    audit_head: Mapped[str | None] = mapped_column(String(64))
 
 
 class InstanceTask(Base):

@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select
+from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import AuditEvent
+from service.db.models import AuditEvent, ProcessInstance
 from service.engine.forms import to_json_value
 
 GENESIS = "0" * 64
 _HEAD = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.instance_id == bindparam("i")) \
     .order_by(AuditEvent.seq.desc()).limit(1)
+_ANCHOR = update(ProcessInstance).where(
+    ProcessInstance.id == bindparam("i"),
+    or_(ProcessInstance.audit_seq.is_(None), ProcessInstance.audit_seq < bindparam("s")),
+).values(audit_seq=bindparam("s"), audit_head=bindparam("h")).execution_options(synchronize_session=False)
 _COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
 
 
@@ -89,6 +93,8 @@ class AuditTrail:
                                    rows).scalars().all()
         for event_row, ident in zip(self.pending, ids, strict=True):
             event_row.id = ident
+        last = self.pending[-1]
+        self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last.seq, "h": last.hash})
         self.pending = []
 
 
@@ -99,7 +105,9 @@ class Verification:
     reason: str | None = None
 
 
-def verify_events(instance_id: str, events: list[AuditEvent]) -> Verification:
+def verify_events(instance_id: str, events: list[AuditEvent], anchor: tuple[int | None, str | None] = (None, None)
+                  ) -> Verification:
+    """Check the chain link by link, and that it ends at the head the instance recorded (anchor: seq, hash)."""
     prev = GENESIS
     for expected_seq, e in enumerate(events, start=1):
         if e.seq != expected_seq:
@@ -110,6 +118,13 @@ def verify_events(instance_id: str, events: list[AuditEvent]) -> Verification:
         if digest != e.hash:
             return Verification(False, e.id, "event content does not match its hash")
         prev = e.hash
+    anchor_seq, anchor_hash = anchor
+    if anchor_seq is not None:
+        last_seq = events[-1].seq if events else 0
+        if last_seq != anchor_seq or prev != anchor_hash:
+            return Verification(False, events[-1].id if events else None,
+                                f"the chain ends at event {last_seq} but the instance recorded events up to "
+                                f"{anchor_seq}: events were removed or replaced")
     return Verification(True)
 
 

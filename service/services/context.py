@@ -37,6 +37,7 @@ class AppContext:
     engine: Any
     jwt_secret: str
     sqlite: bool = False
+    read_engine: Any = None  # the engine of read transactions (the write engine too, on PostgreSQL)
     _models: dict[int, ProcessModel] = field(default_factory=dict)
     _files: dict[int, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,6 +46,8 @@ class AppContext:
     _timer_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.read_engine is None:
+            self.read_engine = self.read_factory.kw.get("bind", self.engine)
         if self.sqlite:
             # one writer at a time inside the process, instead of a pile-up on the database file's lock
             self._writer = threading.Lock()

@@ -22,6 +22,7 @@ from service.services.audit import AuditTrail
 from service.services.common import (
     check_form,
     check_variables,
+    china_today,
     decode_cursor,
     encode_cursor,
     task_record,
@@ -135,11 +136,12 @@ def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
     return row
 
 
-def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormField]:
+def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormField] | None:
+    """The task's form; None when the task declares none (an empty form declares that it records nothing)."""
     model = ctx.model(session, row.definition_id)
     spec = model.element(row.element_id)
     raw = ((getattr(spec, "extensions", None) or {}).get(FORM_KEY)) if spec is not None else None
-    return [forms.FormField.from_dict(f) for f in raw or []]
+    return None if raw is None else [forms.FormField.from_dict(f) for f in raw]
 
 
 COMPLETED_SHOWN = 100
@@ -154,7 +156,7 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
         .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(COMPLETED_SHOWN)))
     return TaskDetail(
         **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
-        form=[FormFieldOut(**f) for f in forms.schema_for_api(fields)],
+        form=[FormFieldOut(**f) for f in forms.schema_for_api(fields or [])],
         variables=instance.variables if instance is not None else {},
         completed_tasks=[task_record(r) for r in reversed(done)],
     )
@@ -208,8 +210,9 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
         if row.assignee is not None and row.assignee != principal.user:
             raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
         fields = _form(ctx, session, row)
-        if fields:
-            clean = check_form(fields, variables, "the submitted data does not fit the task's form")
+        if fields is not None:
+            clean = check_form(fields, variables, "the submitted data does not fit the task's form",
+                               china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
         instance = session.get(ProcessInstance, row.instance_id)
@@ -279,6 +282,7 @@ def _comment_out(event: AuditEvent, row: HumanTask) -> CommentOut:
 def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id: str, message: str) -> CommentOut:
     """An opinion added to a task at any time (open or completed), kept in the instance's audit trail."""
     row = _load(session, principal, task_id)
+    policy.require_commenter(principal, row)
     text = message.strip() if isinstance(message, str) else ""
     if not text:
         raise InvalidInput("a comment needs a message", {"message": "must not be empty"})
