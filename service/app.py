@@ -18,6 +18,7 @@ from service.api.middleware import BodyLimit, CatchAll, Metrics
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
+from service.console import router as console_router
 from service.db.migrate import current_revision, upgrade
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
@@ -130,4 +131,5 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(diagrams.router, prefix=API_PREFIX)
     app.include_router(build_engine_rest_router())
+    app.include_router(console_router)  # the web console at /console (service/console/)
     return app

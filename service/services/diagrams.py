@@ -10,7 +10,7 @@ import json
 import threading
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 from sqlalchemy import select
@@ -26,30 +26,40 @@ _WAITING, _READY, _STARTED, _COMPLETED = 8, 16, 32, 64
 _BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 _PRECEDENCE = {"failed": 4, "active": 3, "waiting": 2, "completed": 1}
 
-_elements_cache: dict[tuple[int, str], tuple[frozenset[str], frozenset[str]]] = {}
-_elements_lock = threading.Lock()
+_index_cache: dict[tuple[int, str], DiagramIndex] = {}
+_index_lock = threading.Lock()
 
 
-def diagram_elements(definition_id: int, bpmn_xml: str) -> tuple[frozenset[str], frozenset[str]]:
-    """The ids of the BPMN elements of the definition (what a viewer can mark), and of its gateways. Parsed once per
-    definition version."""
+class DiagramIndex(NamedTuple):
+    ids: frozenset[str]  # every BPMN element of the definition (what a viewer can mark)
+    gateways: frozenset[str]
+    names: dict[str, str]  # element id → its name, where it has one
+
+
+def diagram_index(definition_id: int, bpmn_xml: str) -> DiagramIndex:
+    """The elements of a definition version's BPMN; parsed once per version."""
     key = (definition_id, hashlib.sha256(bpmn_xml.encode("utf-8")).hexdigest())  # ids repeat across databases
-    cached = _elements_cache.get(key)
+    cached = _index_cache.get(key)
     if cached is not None:
         return cached
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     root = etree.fromstring(bpmn_xml.encode("utf-8"), parser)
     ids: set[str] = set()
     gateways: set[str] = set()
+    names: dict[str, str] = {}
     for node in root.iter():
         if not isinstance(node.tag, str) or not node.tag.startswith(f"{{{_BPMN}}}") or not node.get("id"):
             continue
-        ids.add(str(node.get("id")))
+        element_id = str(node.get("id"))
+        ids.add(element_id)
         if node.tag.endswith("Gateway"):
-            gateways.add(str(node.get("id")))
-    with _elements_lock:
-        _elements_cache[key] = (frozenset(ids), frozenset(gateways))
-    return _elements_cache[key]
+            gateways.add(element_id)
+        if node.get("name"):
+            names[element_id] = " ".join(str(node.get("name")).split())
+    index = DiagramIndex(frozenset(ids), frozenset(gateways), names)
+    with _index_lock:
+        _index_cache[key] = index
+    return index
 
 
 def _task_rows(session: Session, instance: ProcessInstance) -> list[tuple[str, dict[str, Any]]]:
@@ -113,7 +123,7 @@ def _merge(elements: dict[str, DiagramElementOut], element_id: str, state: str, 
 
 
 def element_states(session: Session, instance: ProcessInstance, bpmn_xml: str) -> dict[str, DiagramElementOut]:
-    known, gateways = diagram_elements(instance.definition_id, bpmn_xml)
+    known, gateways, _ = diagram_index(instance.definition_id, bpmn_xml)
     tasks = _task_rows(session, instance)
     human = {h.id: h for h in session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id))}
     events = list(session.scalars(select(AuditEvent).where(
