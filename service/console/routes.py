@@ -275,11 +275,8 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
         groups = _group_labels(ctx, db)
         names = _definition_names(db)
         next_tasks = []
-        if notice:
-            next_tasks = task_service.list_tasks(
-                db, principal, candidate_group=None, assignee=None, process_key=None, business_key=None,
-                process_instance_id=detail.process_instance_id, status="open", due_before=None, overdue=None,
-                now=ctx.clock.now(), limit=20, cursor=None).items
+        if notice:  # what the process went on to: the instance's open tasks, as GET /process-instances/{id} shows
+            next_tasks = instances.read_in(ctx, db, principal, detail.process_instance_id).open_tasks
     values = raw if raw is not None else {f.id: view.input_value(f.default) for f in detail.form}
     field_ids = {f.id for f in detail.form}
     other_errors = {k: v for k, v in (errors or {}).items() if k not in field_ids and k != "_comment"}
