@@ -53,7 +53,18 @@
     // around the steps under way (the viewer pans and zooms with the mouse, touch or the "fit" button)
     var readable = window.innerWidth < 640 ? 0.55 : 0.8;
     var marked = document.querySelectorAll(".djs-element.gf-active, .djs-element.gf-waiting, .djs-element.gf-failed");
-    if (canvas.zoom() >= readable * 0.75 || !marked.length) return;
+    if (canvas.zoom() >= readable * 0.75) return;
+    if (!marked.length) {
+      // nothing under way (a definition): a readable start, at the start event on the left
+      var start = registry.filter(function (e) { return e.type === "bpmn:StartEvent" && !e.labelTarget; })[0];
+      if (!start) return;
+      var inner = canvas.viewbox().inner;
+      canvas.zoom(readable);
+      var shown = canvas.viewbox();
+      canvas.viewbox({ x: inner.x - 20, y: start.y + start.height / 2 - shown.height / 2,
+                       width: shown.width, height: shown.height });
+      return;
+    }
     var boxes = [];
     marked.forEach(function (node) {
       var e = registry.get(node.getAttribute("data-element-id"));
