@@ -12,12 +12,13 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api import admin, definitions, health, instances, messages, problems, tasks
+from service.api import admin, definitions, diagrams, health, instances, messages, problems, tasks
 from service.api.engine_rest import build_router as build_engine_rest_router
 from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
+from service.console import router as console_router
 from service.db.migrate import current_revision, upgrade
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
@@ -130,5 +131,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.include_router(health.router)
     for router in (definitions.router, instances.router, tasks.router, messages.router, admin.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(diagrams.router, prefix=API_PREFIX)
     app.include_router(build_engine_rest_router())
+    app.include_router(console_router)  # the web console at /console (service/console/)
     return app

@@ -275,3 +275,30 @@ class MessageOut(BaseModel):
     status: str
     end_event: str | None
     next_tasks: list[TaskSummary]
+
+
+class DiagramElementOut(BaseModel):
+    """Where an instance stands at one element of its diagram (issue #16)."""
+
+    state: str = Field(description="completed | active | waiting | failed: the element's current state")
+    completed_count: int = Field(default=0, description="how many times the element was completed")
+    last_completed_at: datetime | None = Field(default=None, description="when it was last completed")
+    task_ids: list[str] = Field(default_factory=list, description="active: the open user tasks at the element")
+    kind: str | None = Field(default=None, description="waiting or failed: timer, message, or gateway (a join "
+                                                       "waiting for its other branches)")
+    name: str | None = Field(default=None, description="waiting: the message or timer name")
+    due_at: datetime | None = Field(default=None, description="waiting: when the timer falls due; active: the "
+                                                              "earliest due date of its open tasks")
+    failed_attempts: int = Field(default=0, description="failed: timer firings that failed and will be retried")
+    last_error: str | None = None
+
+
+class InstanceDiagramOut(BaseModel):
+    process_instance_id: str
+    process_key: str
+    definition_id: int
+    definition_version: int
+    status: str
+    bpmn_xml: str = Field(description="the definition version's BPMN, for a viewer such as bpmn-js")
+    elements: dict[str, DiagramElementOut] = Field(
+        description="per element id (as in the BPMN), its state; elements never reached are absent")
