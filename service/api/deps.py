@@ -50,11 +50,25 @@ async def get_principal(
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     ctx: AppContext = request.app.state.ctx
-    presented = api_key
-    if presented is None and credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
-        presented = credentials.credentials
+    if _presented_key(credentials, api_key) is not None:
+        return await run_in_threadpool(resolve_principal, ctx, credentials, api_key)  # reads the database
+    return resolve_principal(ctx, credentials, api_key)  # a token: no I/O, answered on the event loop
+
+
+def _presented_key(credentials: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
+    if api_key is not None:
+        return api_key
+    if credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
+        return credentials.credentials
+    return None
+
+
+def resolve_principal(ctx: AppContext, credentials: HTTPAuthorizationCredentials | None,
+                      api_key: str | None) -> Principal:
+    """Who is calling, from a bearer token or an API key, with the processes granted to its groups."""
+    presented = _presented_key(credentials, api_key)
     if presented is not None:
-        principal = await run_in_threadpool(_authenticate_key, ctx, presented)  # a database read
+        principal = _authenticate_key(ctx, presented)
     elif credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a bearer token in the Authorization header, or an X-API-Key")
     else:

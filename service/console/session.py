@@ -1,7 +1,7 @@
 """Who is using the console: the token or API key entered once on the login page, kept in a session cookie.
 
 The cookie holds the credential itself, as the API takes it, and every console request turns it into a principal
-with the API's own dependency (service/api/deps.py: get_principal), so the console knows nobody the API would not.
+with the API's own resolution (service/api/deps.py: resolve_principal), so the console knows nobody the API would not.
 The cookie is HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), limited to /console,
 Secure when the console is served over HTTPS, and has no expiry (it ends with the browser session; the token's own
 expiry still applies). Every POST also carries a CSRF token derived from the credential and the service's secret.
@@ -15,7 +15,7 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from service.api.deps import get_principal
+from service.api.deps import resolve_principal
 from service.auth import Principal
 from service.errors import Unauthorized
 from service.services.context import AppContext
@@ -43,7 +43,7 @@ def principal_for(request: Request, credential: str) -> Principal:
     if not credential or len(credential) > MAX_CREDENTIAL or any(c.isspace() for c in credential):
         raise Unauthorized("that is not a token or an API key")
     bearer = HTTPAuthorizationCredentials(scheme="Bearer", credentials=credential)
-    return get_principal(request, bearer, None)
+    return resolve_principal(request.app.state.ctx, bearer, None)
 
 
 def current(request: Request) -> tuple[Principal, str]:
