@@ -70,8 +70,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logger.propagate = False
     if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
+    _require_migrated(settings)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _require_migrated(settings: Settings) -> None:
+    """With GOVFLOW_MIGRATE_ON_START=false, refuse to start on a database `govflow migrate` has not upgraded."""
+    if settings.migrate_on_start:
+        return
+    from service.db.migrate import NotMigrated, require_latest
+    from service.db.session import make_engine
+
+    engine = make_engine(settings.resolved_database_url(), pool_size=1, max_overflow=0)
+    try:
+        require_latest(engine, settings.database_description())
+    except NotMigrated as e:
+        raise CommandError(str(e)) from None
+    finally:
+        engine.dispose()
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -130,11 +147,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import build_context
-    from service.db.migrate import upgrade
+    from service.replicas import prepare_database
     from service.workers import start_workers
 
+    _require_migrated(settings)
     ctx = build_context(settings)
-    upgrade(ctx.engine)
+    prepare_database(ctx)
     workers = start_workers(ctx)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
