@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
 from service.api import admin, definitions, health, instances, messages, problems, tasks
+from service.api.admission import Admission
 from service.api.engine_rest import build_router as build_engine_rest_router
 from service.api.middleware import BodyLimit, CatchAll, Metrics
 from service.auth import Principal
@@ -22,7 +23,7 @@ from service.config import Settings
 from service.db.migrate import current_revision
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
-from service.replicas import limit_request_threads, prepare_database
+from service.replicas import limit_request_threads, prepare_database, request_threads
 from service.services import definitions as definition_service
 from service.services.calendar import recompute_provisional
 from service.services.context import AppContext
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             deploy_directory(ctx)
         recompute_provisional(ctx)
         report_start(ctx)
-        threads = limit_request_threads(settings)
+        threads = app.state.request_threads = limit_request_threads(settings)
         log.info("database connections: pool %d + overflow %d, wait at most %gs; request threads %d",
                  settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_seconds, threads)
         workers = []
@@ -122,8 +123,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.ctx = ctx
     problems.install(app)
 
-    # innermost first: metrics see the status that is sent; the body limit refuses before anything reads;
+    # innermost first: no more requests at work than the connection pool serves (the others wait, their wait
+    # counted in the latency); metrics see the status that is sent; the body limit refuses before anything reads;
     # the catch-all answers whatever escaped the exception handlers
+    app.add_middleware(Admission, limit=request_threads(settings), exempt=("/healthz", "/metrics"))
     app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
                        limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes})

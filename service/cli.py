@@ -61,6 +61,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.app import create_app
 
+    _require_migrated(settings)
     # the start-up report (data directory, database, migration, deployed processes) is logged by the app
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
@@ -70,7 +71,6 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logger.propagate = False
     if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
-    _require_migrated(settings)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 
