@@ -229,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the API (migrates and deploys on start)",
                            description="Run the API, the timer scheduler and the webhook sender. On start: create the "
-                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR.")
+                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR "
+                                       "(replicas started together do both one after another). With "
+                                       "GOVFLOW_MIGRATE_ON_START=false, refuse a database `govflow migrate` has "
+                                       "not upgraded instead of migrating it.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for "
                                                            "every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
