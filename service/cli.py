@@ -63,6 +63,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.app import create_app
 
+    _require_migrated(settings)
     # the start-up report (data directory, database, migration, deployed processes) is logged by the app
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
@@ -74,6 +75,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _require_migrated(settings: Settings) -> None:
+    """With GOVFLOW_MIGRATE_ON_START=false, refuse to start on a database `govflow migrate` has not upgraded."""
+    if settings.migrate_on_start:
+        return
+    from service.db.migrate import NotMigrated, require_latest
+    from service.db.session import make_engine
+
+    engine = make_engine(settings.resolved_database_url(), pool_size=1, max_overflow=0)
+    try:
+        require_latest(engine, settings.database_description())
+    except NotMigrated as e:
+        raise CommandError(str(e)) from None
+    finally:
+        engine.dispose()
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -132,11 +149,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import build_context
-    from service.db.migrate import upgrade
+    from service.replicas import prepare_database
     from service.workers import start_workers
 
+    _require_migrated(settings)
     ctx = build_context(settings)
-    upgrade(ctx.engine)
+    prepare_database(ctx)
     workers = start_workers(ctx)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -215,7 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the API (migrates and deploys on start)",
                            description="Run the API, the timer scheduler and the webhook sender. On start: create the "
-                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR.")
+                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR "
+                                       "(replicas started together do both one after another). With "
+                                       "GOVFLOW_MIGRATE_ON_START=false, refuse a database `govflow migrate` has "
+                                       "not upgraded instead of migrating it.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for "
                                                            "every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")

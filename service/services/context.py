@@ -92,6 +92,12 @@ class AppContext:
         if earliest is None or due_at < earliest:
             session.info[_TIMER_DUE] = due_at
 
+    @staticmethod
+    def pending_timer(session: Session) -> datetime | None:
+        """The earliest due time of the timers this transaction wrote (None if it wrote none)."""
+        due_at: datetime | None = session.info.get(_TIMER_DUE)
+        return due_at
+
     def on_timer_written(self, listener: Callable[[datetime], None]) -> None:
         self._timer_listeners.append(listener)
 
