@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from service.api import admin, definitions, diagrams, health, instances, messages, problems, tasks
 from service.api.admission import Admission
 from service.api.engine_rest import build_router as build_engine_rest_router
-from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit
+from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit, write_share
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
@@ -125,10 +125,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     problems.install(app)
 
     # innermost first: no more requests at work than the connection pool serves (the others wait, their wait
-    # counted in the latency); metrics see the status that is sent; the body limit refuses before anything reads;
+    # counted in the latency); changes beyond three quarters of those wait before they take a slot, so reads
+    # always find one; metrics see the status that is sent; the body limit refuses before anything reads;
     # the catch-all answers whatever escaped the exception handlers
-    app.add_middleware(WriteLimit)
     app.add_middleware(Admission, limit=request_threads(settings), exempt=("/healthz", "/metrics"))
+    app.add_middleware(WriteLimit, limit=write_share(request_threads(settings)))
     app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
                        limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes,

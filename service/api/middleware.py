@@ -9,8 +9,6 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import anyio
-
 from service import metrics
 
 log = logging.getLogger("govflow")
@@ -129,23 +127,29 @@ class CatchAll:
 
 
 class WriteLimit:
-    """At most a share of the request threads wait on changes (for an engine worker, the database's write lock,
-    another request's Idempotency-Key): the rest always serve reads. Requests over the limit wait here, on the
-    event loop, without holding a thread."""
+    """At most `limit` requests at once wait on changes (for an engine worker, the database's write lock, another
+    request's Idempotency-Key): the other request threads always serve reads. Installed outside Admission, so a
+    change over the limit waits here, on the event loop, holding neither an admission slot nor a thread; were it
+    inside, queued changes would take every admission slot and reads would queue behind them."""
 
-    def __init__(self, app: App, share: float = 0.75) -> None:
-        self.app, self.share = app, share
-        self._semaphore: asyncio.Semaphore | None = None
+    def __init__(self, app: App, limit: int) -> None:
+        self.app, self.limit = app, max(1, limit)
+        self._semaphore: asyncio.Semaphore | None = None  # created in the event loop that serves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         if self._semaphore is None:
-            threads = int(anyio.to_thread.current_default_thread_limiter().total_tokens)
-            self._semaphore = asyncio.Semaphore(max(1, int(threads * self.share)))
+            self._semaphore = asyncio.Semaphore(self.limit)
         async with self._semaphore:
             await self.app(scope, receive, send)
+
+
+def write_share(request_threads: int, share: float = 0.75) -> int:
+    """Requests that may work on changes at once: three quarters of the request threads, leaving at least one for
+    reads whenever there are two threads or more."""
+    return max(1, min(int(request_threads * share), request_threads - 1))
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
