@@ -11,19 +11,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
 
-from service.api import admin, definitions, health, instances, messages, operations, problems, tasks
+from service.api import admin, definitions, diagrams, health, instances, messages, operations, problems, tasks
+from service.api.admission import Admission
 from service.api.engine_rest import build_router as build_engine_rest_router
-from service.api.middleware import BodyLimit, CatchAll, Metrics
+from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit, write_share
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
-from service.db.migrate import current_revision, upgrade
+from service.console import router as console_router
+from service.db.migrate import current_revision
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
+from service.replicas import limit_request_threads, prepare_database, request_threads
 from service.services import definitions as definition_service
 from service.services.calendar import recompute_provisional
 from service.services.context import AppContext
+from service.timer_wakeup import announce_timers_on_commit
 
 log = logging.getLogger("govflow")
 SYSTEM = Principal(user="system", is_admin=True, kind="system")
@@ -32,14 +37,20 @@ API_PREFIX = "/api/v1"
 
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     url = settings.resolved_database_url()
-    engine = make_engine(url, busy_timeout=settings.database_busy_timeout_seconds)
-    reader = make_engine(url, read_only=True, busy_timeout=settings.database_busy_timeout_seconds) \
-        if is_sqlite(engine) else engine
-    return AppContext(
+    def connect(read_only: bool = False) -> Engine:
+        return make_engine(url, read_only=read_only, busy_timeout=settings.database_busy_timeout_seconds,
+                           pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                           pool_timeout=settings.db_pool_timeout_seconds)
+
+    engine = connect()
+    reader = connect(read_only=True) if is_sqlite(engine) else engine
+    ctx = AppContext(
         settings=settings, clock=clock or Clock(), calendar=BusinessCalendar.from_file(settings.calendar_file),
         session_factory=make_session_factory(engine), read_factory=make_session_factory(reader), engine=engine,
-        jwt_secret=settings.resolved_jwt_secret(), sqlite=is_sqlite(engine),
+        jwt_secret=settings.resolved_jwt_secret(), sqlite=is_sqlite(engine), read_engine=reader,
     )
+    announce_timers_on_commit(ctx)  # PostgreSQL: every process's scheduler hears of the timers this one writes
+    return ctx
 
 
 def deploy_directory(ctx: AppContext) -> None:
@@ -82,11 +93,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        upgrade(ctx.engine)
+        prepare_database(ctx)
         if settings.deploy_on_start:
             deploy_directory(ctx)
         recompute_provisional(ctx)
         report_start(ctx)
+        threads = app.state.request_threads = limit_request_threads(settings)
+        log.info("database connections: pool %d + overflow %d, wait at most %gs; request threads %d",
+                 settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_seconds, threads)
         workers = []
         from service.workers import start_workers
 
@@ -110,11 +124,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.ctx = ctx
     problems.install(app)
 
-    # innermost first: metrics see the status that is sent; the body limit refuses before anything reads;
+    # innermost first: no more requests at work than the connection pool serves (the others wait, their wait
+    # counted in the latency); changes beyond three quarters of those wait before they take a slot, so reads
+    # always find one; metrics see the status that is sent; the body limit refuses before anything reads;
     # the catch-all answers whatever escaped the exception handlers
+    app.add_middleware(Admission, limit=request_threads(settings), exempt=("/healthz", "/metrics"))
+    app.add_middleware(WriteLimit, limit=write_share(request_threads(settings)))
     app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
-                       limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes})
+                       limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes,
+                               "/engine-rest/deployment/create": settings.max_deployment_bytes})
     app.add_middleware(CatchAll)
 
     @app.get("/metrics", include_in_schema=False)
@@ -129,5 +148,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     for router in (definitions.router, instances.router, tasks.router, messages.router, admin.router,
                    operations.router):
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(diagrams.router, prefix=API_PREFIX)
     app.include_router(build_engine_rest_router())
+    app.include_router(console_router)  # the web console at /console (service/console/)
     return app

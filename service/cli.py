@@ -31,6 +31,8 @@ def _positive_hours(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
     if hours <= 0:
         raise argparse.ArgumentTypeError(f"a token must live at least 1 hour, not {hours}")
+    if hours > 24 * 366:
+        raise argparse.ArgumentTypeError(f"a token may live at most a year ({24 * 366} hours), not {hours}")
     return hours
 
 
@@ -61,6 +63,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from service.app import create_app
 
+    _require_migrated(settings)
     # the start-up report (data directory, database, migration, deployed processes) is logged by the app
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
@@ -72,6 +75,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
+
+
+def _require_migrated(settings: Settings) -> None:
+    """With GOVFLOW_MIGRATE_ON_START=false, refuse to start on a database `govflow migrate` has not upgraded."""
+    if settings.migrate_on_start:
+        return
+    from service.db.migrate import NotMigrated, require_latest
+    from service.db.session import make_engine
+
+    engine = make_engine(settings.resolved_database_url(), pool_size=1, max_overflow=0)
+    try:
+        require_latest(engine, settings.database_description())
+    except NotMigrated as e:
+        raise CommandError(str(e)) from None
+    finally:
+        engine.dispose()
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -130,11 +149,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import build_context
-    from service.db.migrate import upgrade
+    from service.replicas import prepare_database
     from service.workers import start_workers
 
+    _require_migrated(settings)
     ctx = build_context(settings)
-    upgrade(ctx.engine)
+    prepare_database(ctx)
     workers = start_workers(ctx)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -190,7 +210,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         return _export(args, settings)
     ctx = build_context(settings)
     bad = 0
-    with ctx.session_factory() as session:
+    with ctx.read() as session:
         if args.instance:
             if session.get(ProcessInstance, args.instance) is None:
                 raise CommandError(f"no process instance '{args.instance}' in {settings.database_description()}")
@@ -198,7 +218,9 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         else:
             ids = list(session.scalars(select(ProcessInstance.id).order_by(ProcessInstance.started_at)))
         for instance_id in ids:
-            result = verify_events(instance_id, load_events(session, instance_id))
+            row = session.get(ProcessInstance, instance_id)
+            anchor = (row.audit_seq, row.audit_head) if row is not None else (None, None)
+            result = verify_events(instance_id, load_events(session, instance_id), anchor)
             if not result.verified:
                 bad += 1
                 print(f"{instance_id}: TAMPERED at event {result.first_bad_event_id}: {result.reason}")
@@ -256,7 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the API (migrates and deploys on start)",
                            description="Run the API, the timer scheduler and the webhook sender. On start: create the "
-                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR.")
+                                       "data directory if needed, migrate the database, deploy GOVFLOW_BPMN_DIR "
+                                       "(replicas started together do both one after another). With "
+                                       "GOVFLOW_MIGRATE_ON_START=false, refuse a database `govflow migrate` has "
+                                       "not upgraded instead of migrating it.")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s; 0.0.0.0 for "
                                                            "every interface)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default %(default)s)")
@@ -280,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--no-groups", action="store_true",
                        help="mint a token without groups on purpose (it sees only the instances its user starts)")
     token.add_argument("--hours", type=_positive_hours, default=None, metavar="N",
-                       help="lifetime in whole hours, at least 1 (default GOVFLOW_TOKEN_TTL_HOURS, 12)")
+                       help="lifetime in whole hours, 1 to 8784 (default GOVFLOW_TOKEN_TTL_HOURS, 12)")
     sub.add_parser("worker", help="run the timer scheduler and webhook sender without the API",
                    description="Run the timer scheduler and webhook sender in their own process, next to "
                                "`govflow serve` started with GOVFLOW_SCHEDULER_ENABLED=false and "

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     engine_command_time_limit_seconds: float = Field(default=10.0, gt=0)
     engine_memory_limit_mb: int = Field(default=512, ge=0)
     database_busy_timeout_seconds: float = Field(default=10.0, gt=0)
+    # database connections of one process: kept open, opened beyond that under load, and how long a request waits
+    # for one before it is answered 503 with Retry-After (the request thread pool is sized to what they serve)
+    db_pool_size: int = Field(default=10, ge=1, le=1000)
+    db_max_overflow: int = Field(default=5, ge=0, le=1000)
+    db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    # serve and worker migrate the database at start (replicas one after another, under a PostgreSQL advisory
+    # lock); false: they refuse to start on a database `govflow migrate` has not brought to the latest migration
+    migrate_on_start: bool = True
     page_size_max: int = 200
     max_request_bytes: int = Field(default=1_048_576, gt=0)  # a request body (JSON) may have at most this
     max_deployment_bytes: int = Field(default=10_485_760, gt=0)  # the files of one deployment together

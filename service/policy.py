@@ -3,7 +3,8 @@
 Three kinds of principal, as in the README's "Who sees what":
 - administrators (token minted with --admin, or an admin API key) see and do everything;
 - systems and users granted processes (an API key's `processes`, or GOVFLOW_GROUP_PROCESS_GRANTS for a group)
-  read every instance and task of those processes, start their instances and send them messages;
+  read every instance and task of those processes, start their instances and send them messages (only they and
+  administrators send messages);
 - everyone sees the instances they started, and the instances and tasks in which they are (or were) a candidate,
   the assignee or the one who completed a task.
 Claiming and completing a task is only for the principals it is offered to (a candidate group or user, or its
@@ -94,6 +95,16 @@ def require_withdrawer(principal: Principal, row: HumanTask) -> None:
                         f"{principal.user} did not complete it")
 
 
+def require_commenter(principal: Principal, row: HumanTask) -> None:
+    """An opinion (审批意见) on a task: from those it is offered to, its assignee, who completed it, or an
+    administrator — not from a principal that only watches the process."""
+    if principal.is_admin or is_offered_to(principal, row) or row.assignee == principal.user \
+            or row.completed_by == principal.user:
+        return
+    raise Forbidden(f"only the groups the task is offered to may add an opinion: {', '.join(row.candidate_groups)}",
+                    candidate_groups=row.candidate_groups)
+
+
 def may_release_task(principal: Principal, row: HumanTask) -> bool:
     """Unclaim: the assignee, or an administrator for someone else's claim."""
     return principal.is_admin or row.assignee == principal.user
@@ -111,8 +122,13 @@ def visible_instances(principal: Principal) -> ColumnElement[bool]:
 
 
 def message_targets(principal: Principal) -> ColumnElement[bool]:
-    """Condition on ProcessInstance rows: the instances the principal may deliver a message to (those it sees)."""
-    return visible_instances(principal)
+    """Condition on ProcessInstance rows: the instances the principal may deliver a message to. Messages report
+    facts from outside (a budget vote, a signed contract, a completed construction) and the dates deadlines run
+    from: administrators and the systems granted the process report them — not a department that only sees the
+    instance (the one whose deadline would run from the date it reports)."""
+    if principal.is_admin:
+        return true()
+    return _granted(principal, ProcessInstance.process_key)
 
 
 def may_start(principal: Principal, process_key: str, starter_groups: list[str], starter_users: list[str]) -> bool:

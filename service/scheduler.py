@@ -1,11 +1,15 @@
 """The timer scheduler: sleeps until the next due time read from the indexed waiting-timer table,
 fires due timers one instance per transaction, and records what fired.
 
-Exactly once across processes: an instance's due timers are leased (one conditional UPDATE) before the
-engine fires them, outside any transaction, and the result is stored under the instance's optimistic
-lock, so a second scheduler either finds the timers leased or loses the race and stores nothing. A
-failure frees the lease with a back-off; a crash leaves the lease to expire (GOVFLOW_TIMER_LEASE_SECONDS).
-On SQLite, one scheduler at a time holds a lease on the whole scan.
+Exactly once across processes: a scheduler claims a batch of due instances by leasing their due timers (one
+transaction; on PostgreSQL rows another scheduler is claiming are skipped, so schedulers share the due list
+instead of each working through all of it), the engine fires them outside any transaction, and the result is
+stored under the instance's optimistic lock, so a second scheduler either finds the timers leased or loses the
+race and stores nothing. A failure frees the lease with a back-off; a crash leaves the lease to expire
+(GOVFLOW_TIMER_LEASE_SECONDS). On SQLite, one scheduler at a time holds a lease on the whole scan.
+
+Waking: a sleeping scheduler is woken by the timers its own process commits and, on PostgreSQL, by those any
+process commits (LISTEN/NOTIFY, service/timer_wakeup.py); on SQLite it polls.
 """
 from __future__ import annotations
 
@@ -16,15 +20,15 @@ import threading
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session
 
 from service import metrics
 from service.db.models import SchedulerLock, WaitingEvent
 from service.errors import Conflict, DomainError
 from service.services import timers
 from service.services.context import AppContext
+from service.timer_wakeup import TimerListener
 
 log = logging.getLogger("govflow.scheduler")
 LOCK_NAME = "timer-scheduler"
@@ -40,16 +44,22 @@ class Scheduler:
         self._next_round: datetime | None = None  # when the sleeping loop will look again
         self.sqlite = ctx.sqlite
         self.wakes = 0
+        self.listener: TimerListener | None = None
 
     # ---- thread -----------------------------------------------------------------------------------
     def start(self) -> None:
         self.ctx.on_timer_written(self._timer_written)
+        if not self.sqlite:
+            self.listener = TimerListener(self.ctx.engine.url, self._timer_written, self.wake)
+            self.listener.start()
         self._thread = threading.Thread(target=self._loop, name="govflow-scheduler", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.listener is not None:
+            self.listener.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._release_lease()
@@ -58,7 +68,8 @@ class Scheduler:
         self._wake.set()
 
     def _timer_written(self, due_at: datetime) -> None:
-        """A request of this process committed a timer: look again now if it is due before the next round."""
+        """A request committed a timer (in this process, or in any process on PostgreSQL): look again now if it
+        is due before the next round."""
         planned = self._next_round
         if planned is None or due_at < planned:
             self.wakes += 1
@@ -78,14 +89,24 @@ class Scheduler:
             self._wake.clear()
 
     def _seconds_until_next_due(self) -> float:
+        """Until the next timer falls due, or a lease on a due one ends (another scheduler is firing it, or its
+        firing failed and backs off): a timer someone holds is not looked at again before its lease ends."""
         cap = self.ctx.settings.scheduler_max_sleep_seconds
-        with self.ctx.read() as session:
-            nxt = session.scalar(select(WaitingEvent.due_at).where(WaitingEvent.kind == "timer",
-                                                                   WaitingEvent.due_at.is_not(None))
-                                 .order_by(WaitingEvent.due_at).limit(1))
+        now = self.ctx.clock.now()
+        timer = WaitingEvent.kind == "timer"
+        with self.ctx.read() as session:  # both read ranges of the (kind, due_at) index
+            upcoming = session.scalar(select(func.min(WaitingEvent.due_at)).where(timer, WaitingEvent.due_at >= now))
+            free = session.scalar(select(WaitingEvent.id).where(
+                timer, WaitingEvent.due_at < now,
+                (WaitingEvent.lease_until.is_(None)) | (WaitingEvent.lease_until < now)).limit(1)) is not None
+            held_until = session.scalar(select(func.min(WaitingEvent.lease_until)).where(
+                timer, WaitingEvent.due_at < now, WaitingEvent.lease_until >= now))
+        if free:
+            return 0.05  # due and free (claimed by nobody, or a lost race): the next round takes it
+        nxt = min((t for t in (upcoming, held_until) if t is not None), default=None)
         if nxt is None:
             return cap
-        seconds = (nxt - self.ctx.clock.now()).total_seconds()
+        seconds = (nxt - now).total_seconds()
         return max(0.05, min(cap, seconds + 0.01))
 
     # ---- work ---------------------------------------------------------------------------------------
@@ -101,25 +122,13 @@ class Scheduler:
                 break
         return total
 
-    def _due_instances(self, session: Session, now: datetime) -> list[str]:
-        query = (select(WaitingEvent.instance_id, WaitingEvent.due_at)
-                 .where(WaitingEvent.kind == "timer", WaitingEvent.due_at < now,
-                        (WaitingEvent.lease_until.is_(None)) | (WaitingEvent.lease_until < now))
-                 .order_by(WaitingEvent.due_at, WaitingEvent.id)
-                 .limit(self.ctx.settings.scheduler_batch_size))
-        seen: list[str] = []
-        for instance_id, _due in session.execute(query):
-            if instance_id not in seen:
-                seen.append(instance_id)
-        return seen
-
     def run_once(self) -> int:
-        now = self.ctx.clock.now()
-        with self.ctx.read() as session:
-            candidates = self._due_instances(session, now)
+        """Claim a batch of due instances and fire them; returns how many advanced."""
+        claim = timers.claim_due(self.ctx, self.ctx.settings.scheduler_batch_size)
         advanced = 0
-        for instance_id in candidates:
+        for position, instance_id in enumerate(claim.instance_ids):
             if self._stop.is_set():
+                timers.release(self.ctx, claim, claim.instance_ids[position:])
                 break
             if self._fire_instance(instance_id):
                 advanced += 1
@@ -128,8 +137,10 @@ class Scheduler:
     def _fire_instance(self, instance_id: str) -> bool:
         now = self.ctx.clock.now()
         try:
-            return timers.fire_due(self.ctx, instance_id, fired_by=self.owner) is not None
-        except (DomainError, DBAPIError) as e:
+            return timers.fire_due(self.ctx, instance_id, fired_by=self.owner, leased=True) is not None
+        except Exception as e:  # noqa: BLE001 - one instance's failure must not stop the other timers
+            if not isinstance(e, (DomainError, DBAPIError)):
+                log.exception("timer of instance %s failed unexpectedly", instance_id)
             self._record_failure(instance_id, now, e)
             return False
 

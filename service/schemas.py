@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Problem(BaseModel):
@@ -222,15 +222,25 @@ class StartInstanceIn(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+def _no_nul(value: str | None) -> str | None:
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
 class CompleteTaskIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
 
     variables: dict[str, Any] = Field(default_factory=dict)
     comment: str | None = Field(default=None, max_length=2000, description="the opinion (审批意见), kept with the task")
 
+    _comment = field_validator("comment")(_no_nul)
+
 
 class CommentIn(BaseModel):
     message: str = Field(min_length=1, max_length=2000, description="an opinion (审批意见) on the task")
+
+    _message = field_validator("message")(_no_nul)
 
 
 class CommentOut(BaseModel):
@@ -247,6 +257,8 @@ class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misplaced field is an error, not silently dropped
 
     reason: str = Field(min_length=1, max_length=2000)
+
+    _reason = field_validator("reason")(_no_nul)
 
 
 class CompletionOut(BaseModel):
@@ -423,3 +435,30 @@ class IncidentOut(BaseModel):
     attempts: int
     last_error: str | None
     next_retry_at: datetime | None = Field(default=None, description="when the scheduler tries again by itself")
+
+
+class DiagramElementOut(BaseModel):
+    """Where an instance stands at one element of its diagram (issue #16)."""
+
+    state: str = Field(description="completed | active | waiting | failed: the element's current state")
+    completed_count: int = Field(default=0, description="how many times the element was completed")
+    last_completed_at: datetime | None = Field(default=None, description="when it was last completed")
+    task_ids: list[str] = Field(default_factory=list, description="active: the open user tasks at the element")
+    kind: str | None = Field(default=None, description="waiting or failed: timer, message, or gateway (a join "
+                                                       "waiting for its other branches)")
+    name: str | None = Field(default=None, description="waiting: the message or timer name")
+    due_at: datetime | None = Field(default=None, description="waiting: when the timer falls due; active: the "
+                                                              "earliest due date of its open tasks")
+    failed_attempts: int = Field(default=0, description="failed: timer firings that failed and will be retried")
+    last_error: str | None = None
+
+
+class InstanceDiagramOut(BaseModel):
+    process_instance_id: str
+    process_key: str
+    definition_id: int
+    definition_version: int
+    status: str
+    bpmn_xml: str = Field(description="the definition version's BPMN, for a viewer such as bpmn-js")
+    elements: dict[str, DiagramElementOut] = Field(
+        description="per element id (as in the BPMN), its state; elements never reached are absent")

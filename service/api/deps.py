@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
@@ -23,7 +24,7 @@ _bearer = HTTPBearer(auto_error=False, description="JWT from `govflow token USER
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="a system's key from `govflow apikey create`")
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -43,23 +44,41 @@ def get_write_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_principal(
+async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
     ctx: AppContext = request.app.state.ctx
-    presented = api_key
-    if presented is None and credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
-        presented = credentials.credentials
+    if _presented_key(credentials, api_key) is not None:
+        return await run_in_threadpool(resolve_principal, ctx, credentials, api_key)  # reads the database
+    return resolve_principal(ctx, credentials, api_key)  # a token: no I/O, answered on the event loop
+
+
+def _presented_key(credentials: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
+    if api_key is not None:
+        return api_key
+    if credentials is not None and credentials.credentials.startswith(apikeys.PREFIX):
+        return credentials.credentials
+    return None
+
+
+def resolve_principal(ctx: AppContext, credentials: HTTPAuthorizationCredentials | None,
+                      api_key: str | None) -> Principal:
+    """Who is calling, from a bearer token or an API key, with the processes granted to its groups."""
+    presented = _presented_key(credentials, api_key)
     if presented is not None:
-        with ctx.read() as session:
-            principal = apikeys.authenticate(session, presented)
+        principal = _authenticate_key(ctx, presented)
     elif credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("send a bearer token in the Authorization header, or an X-API-Key")
     else:
         principal = decode_token(ctx.jwt_secret, credentials.credentials, ctx.settings.jwt_issuer)
     return policy.with_group_grants(principal, ctx.settings.group_process_grants)
+
+
+def _authenticate_key(ctx: AppContext, presented: str) -> Principal:
+    with ctx.read() as session:
+        return apikeys.authenticate(session, presented)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

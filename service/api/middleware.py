@@ -2,6 +2,7 @@
 unexpected error into a 500 problem response (the connection stays usable)."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -46,20 +47,26 @@ class BodyLimit:
             return
         path = scope.get("path", "")
         limit = self._limit(path)
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
-                                   path)
-                    return
-                if declared > limit:
-                    await _problem(send, 413, "/problems/too-large", "Request too large",
-                                   f"the request body may have at most {limit} bytes", path)
-                    return
-        declared_length = any(name == b"content-length" for name, _ in scope.get("headers", []))
-        if declared_length or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        headers = scope.get("headers", [])
+        lengths = [value for name, value in headers if name == b"content-length"]
+        chunked = any(name == b"transfer-encoding" for name, _ in headers)
+        if lengths and chunked:
+            # both framings at once: which one a server reads is ambiguous (RFC 9112 §6.1); refuse it
+            await _problem(send, 400, "/problems/bad-request", "Bad request",
+                           "send either Content-Length or Transfer-Encoding, not both", path)
+            return
+        for value in lengths:
+            try:
+                declared = int(value)
+            except ValueError:
+                await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
+                               path)
+                return
+            if declared > limit:
+                await _problem(send, 413, "/problems/too-large", "Request too large",
+                               f"the request body may have at most {limit} bytes", path)
+                return
+        if lengths or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS") and not chunked:
             await self.app(scope, receive, send)
             return
         # no Content-Length (a chunked body): read it here, up to the limit, before the application does
@@ -119,6 +126,35 @@ class CatchAll:
                                scope.get("path", ""))
 
 
+class WriteLimit:
+    """At most `limit` requests at once wait on changes (for an engine worker, the database's write lock, another
+    request's Idempotency-Key): the other request threads always serve reads. Installed outside Admission, so a
+    change over the limit waits here, on the event loop, holding neither an admission slot nor a thread; were it
+    inside, queued changes would take every admission slot and reads would queue behind them."""
+
+    def __init__(self, app: App, limit: int) -> None:
+        self.app, self.limit = app, max(1, limit)
+        self._semaphore: asyncio.Semaphore | None = None  # created in the event loop that serves
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.limit)
+        async with self._semaphore:
+            await self.app(scope, receive, send)
+
+
+def write_share(request_threads: int, share: float = 0.75) -> int:
+    """Requests that may work on changes at once: three quarters of the request threads, leaving at least one for
+    reads whenever there are two threads or more."""
+    return max(1, min(int(request_threads * share), request_threads - 1))
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Request counts and latencies per route (the route template, not the raw path)."""
 
@@ -145,5 +181,6 @@ class Metrics:
             if scope.get("path", "").startswith(self.api_prefix + "/") and not path.startswith(self.api_prefix):
                 path = self.api_prefix + path
             method = scope.get("method", "")
+            method = method if method in _METHODS else "OTHER"  # made-up methods must not add series without end
             metrics.REQUESTS.labels(method, path, str(status["code"])).inc()
             metrics.LATENCY.labels(method, path).observe(time.perf_counter() - started)

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import DomainError
@@ -68,6 +69,24 @@ def install(app: FastAPI) -> None:
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
         return problem(422, "/problems/invalid-input", "Invalid input", "a number in the request is out of range",
                        request, errors={"body": "a number is out of range"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # every connection of this process's pool stayed in use for GOVFLOW_DB_POOL_TIMEOUT_SECONDS
+        log.warning("database connection pool exhausted: %s", exc)
+        return problem(503, "/problems/unavailable", "Service busy",
+                       "every database connection of this service is in use; retry shortly", request)
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if isinstance(exc, DBAPIError):
+            return await _database(request, exc)
+        if isinstance(exc.orig, (OverflowError, ValueError)):
+            # a value the database cannot take (a date-time that falls off the calendar in UTC)
+            return problem(422, "/problems/invalid-input", "Invalid input",
+                           "a value in the request is out of range", request)
+        log.exception("statement error", exc_info=exc)
+        return problem(500, "/problems/internal", "Internal error", "an unexpected error occurred", request)
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:

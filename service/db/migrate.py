@@ -9,6 +9,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from service.db.locks import MIGRATE, hold_for_transaction
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -27,10 +29,26 @@ def _config() -> Config:
 
 
 def upgrade(engine: Engine) -> None:
+    """Upgrade to head. Processes that start together on PostgreSQL migrate one after another: each waits for
+    the advisory lock, then finds the work done (alembic reads the version inside the locked transaction)."""
     cfg = _config()
     with engine.begin() as connection:
+        hold_for_transaction(connection, MIGRATE, wait_forever=True)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+class NotMigrated(Exception):
+    """The database is not at the latest migration and start-up was told not to migrate it."""
+
+
+def require_latest(engine: Engine, description: str) -> str:
+    """The current revision, if it is the latest; else NotMigrated saying what to run."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise NotMigrated(f"the database {description} is at migration {current or 'none (empty)'}, not the latest "
+                          f"({head}), and GOVFLOW_MIGRATE_ON_START is false: run `govflow migrate` first")
+    return current or ""
 
 
 def head_revision() -> str | None:

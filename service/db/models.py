@@ -94,6 +94,8 @@ class ProcessInstance(Base):
         ),
         Index("ix_process_instance_list", "process_key", "status", "id"),
         Index("ix_process_instance_ended", "status", "ended_at"),
+        Index("ix_process_instance_started", "started_at", "id"),  # the list: newest first
+        Index("ix_process_instance_key_started", "process_key", "started_at", "id"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
@@ -112,6 +114,9 @@ class ProcessInstance(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     # a new value with every stored change: restored workflows are cached under it
     state_token: Mapped[str | None] = mapped_column(String(36))
+    # the newest event of the audit chain: a chain that ends earlier has lost events
+    audit_seq: Mapped[int | None] = mapped_column(Integer)
+    audit_head: Mapped[str | None] = mapped_column(String(64))
 
 
 class InstanceTask(Base):

@@ -15,13 +15,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0) -> Engine:
+def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0, pool_size: int = 10,
+                max_overflow: int = 5, pool_timeout: float = 10.0) -> Engine:
     """The engine for a database URL. On SQLite, a write engine starts its transactions with BEGIN IMMEDIATE
     (writers queue for the lock at the start instead of failing when a read turns into a write); a read engine
-    (read_only) starts them deferred, so reads never take the write lock."""
+    (read_only) starts them deferred, so reads never take the write lock. Its connection pool keeps pool_size
+    connections, opens up to max_overflow more under load, and makes a caller wait at most pool_timeout seconds
+    for one (then sqlalchemy.exc.TimeoutError, answered 503)."""
     url = normalise_url(url)
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+        in_memory = ":memory:" in url or url.rstrip("/") == "sqlite:"  # one connection per thread: no queue to size
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout},
+                               **({} if in_memory else pool))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,8 +49,7 @@ def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0
         return engine
     # a statement that waits for another transaction's row lock gives up (answered 503) instead of hanging
     options = f"-c lock_timeout={int(busy_timeout * 1000)}"
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                         connect_args={"options": options})
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": options}, **pool)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -10,6 +10,8 @@ from typing import Any
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 FIELD_TYPES = ("string", "long", "boolean", "date", "enum", "decimal", "documents")
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+TODAY = "today"
+MAX_DECIMAL_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
 RESERVED_NAMES = frozenset({"typename", "decision_options"})
 
 
@@ -42,7 +44,7 @@ class FormField:
         if f.type in ("decimal", "date"):
             for k in ("default", "min", "max"):
                 v = getattr(f, k)
-                if isinstance(v, str):
+                if isinstance(v, str) and v != TODAY:
                     setattr(f, k, Decimal(v) if f.type == "decimal" else _dt.date.fromisoformat(v))
         return f
 
@@ -115,8 +117,17 @@ def _parse_bound(f: FormField, config: str) -> Any:
     if f.type == "decimal":
         return Decimal(config)
     if f.type == "date":
-        return _dt.date.fromisoformat(config)
+        # `today`: a reported date cannot lie in the future (the service's day, China time, when it is checked)
+        return TODAY if config.strip() == TODAY else _dt.date.fromisoformat(config)
     raise FormDefinitionError(f"form field '{f.id}': min/max apply to long, decimal and date fields")
+
+
+def _bounded(d: Decimal) -> Decimal:
+    if not d.is_finite():
+        raise ValueError("must be a finite number")
+    if d and abs(d.adjusted()) > MAX_DECIMAL_EXPONENT:
+        raise ValueError(f"must lie between 10^-{MAX_DECIMAL_EXPONENT} and 10^{MAX_DECIMAL_EXPONENT}")
+    return d
 
 
 def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
@@ -153,18 +164,16 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
         if isinstance(value, bool):
             raise ValueError("must be a number")
         if isinstance(value, (int, Decimal)):
-            return Decimal(value)
+            return _bounded(Decimal(value))
         if isinstance(value, float):
             # the shortest repr is what the client wrote: 49.99 stays exactly 49.99
-            return Decimal(repr(value))
+            return _bounded(Decimal(repr(value)))
         if isinstance(value, str):
             try:
                 d = Decimal(value.strip())
             except InvalidOperation:
                 raise ValueError("must be a number") from None
-            if not d.is_finite():
-                raise ValueError("must be a finite number")
-            return d
+            return _bounded(d)
         raise ValueError("must be a number")
     if t == "documents":
         return _documents(value)
@@ -205,9 +214,15 @@ def parse_payload_field(variable: str, spec: str) -> FormField:
             field_.required = True
         elif flag.startswith("label="):
             field_.label = flag[len("label="):].strip() or None
+        elif flag.startswith(("min=", "max=")):
+            name, _, bound = flag.partition("=")
+            try:
+                setattr(field_, name, _parse_bound(field_, bound.strip()))
+            except (ValueError, InvalidOperation) as e:
+                raise FormDefinitionError(f"payload field '{variable}': {flag!r} is not a bound ({e})") from None
         elif flag:
             raise FormDefinitionError(f"payload field '{variable}': unknown flag '{flag}' "
-                                      "(write type[,required][,label=…])")
+                                      "(write type[,required][,min=…][,max=…|max=today][,label=…])")
     return field_
 
 
@@ -244,7 +259,7 @@ def _documents(value: Any) -> list[dict[str, str]]:
 
 
 def validate(
-    fields: list[FormField], submitted: dict[str, Any], *, apply_defaults: bool = True
+    fields: list[FormField], submitted: dict[str, Any], *, apply_defaults: bool = True, today: _dt.date | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Check submitted data against a form. Returns (clean values, {field: problem})."""
     by_id = {f.id: f for f in fields}
@@ -269,7 +284,7 @@ def validate(
         except ValueError as e:
             errors[f.id] = str(e)
             continue
-        problem = _check_bounds(f, value)
+        problem = _check_bounds(f, value, today)
         if problem:
             errors[f.id] = problem
             continue
@@ -277,11 +292,13 @@ def validate(
     return clean, errors
 
 
-def _check_bounds(f: FormField, value: Any) -> str | None:
-    if f.min is not None and value < f.min:
-        return f"must be at least {f.min}"
-    if f.max is not None and value > f.max:
-        return f"must be at most {f.max}"
+def _check_bounds(f: FormField, value: Any, today: _dt.date | None) -> str | None:
+    low = today if f.min == TODAY else f.min
+    high = today if f.max == TODAY else f.max
+    if low is not None and value < low:
+        return f"must be on or after {low} (today)" if f.min == TODAY else f"must be at least {low}"
+    if high is not None and value > high:
+        return f"must not be after today ({high})" if f.max == TODAY else f"must be at most {high}"
     if isinstance(value, str):
         if f.minlength is not None and len(value) < f.minlength:
             return f"must have at least {f.minlength} characters"

@@ -74,6 +74,16 @@ class ProcessModel:
         return None
 
     @functools.cached_property
+    def initiator(self) -> str | None:
+        """camunda:initiator on the start event: the variable that holds the user who started the instance."""
+        for spec in self.spec.task_specs.values():
+            if type(spec).__name__ == "StartEvent":
+                value = (spec.extensions or {}).get("camunda:initiator")
+                if value:
+                    return str(value)
+        return None
+
+    @functools.cached_property
     def messages(self) -> dict[str, MessageContract]:
         return message_contracts([self.spec, *self.subprocess_specs.values()])
 
@@ -167,7 +177,16 @@ class Runtime:
         with self._guard(task.task_spec.bpmn_id), using_clock(self.clock):
             if outputs:
                 scope = {**task.data, **data}
-                written = {variable: self._output_value(scope, text) for variable, text in outputs}
+                written = {}
+                for variable, text in outputs:
+                    try:
+                        written[variable] = self._output_value(scope, text)
+                    except (ScriptError, SyntaxError) as e:
+                        raise EngineError(f"output parameter {variable} ({text}): {e}", task.task_spec.bpmn_id) \
+                            from None
+                    except Exception as e:  # noqa: BLE001 - diagram code: any error is the model's, named here
+                        raise EngineError(f"output parameter {variable} ({text}): {type(e).__name__}: {e}",
+                                          task.task_spec.bpmn_id) from None
             else:
                 written = dict(data)
             task.data.update(written)

@@ -4,6 +4,7 @@ overruns) and a memory cap. Nothing of a diagram's code runs in the service's ow
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import multiprocessing
@@ -232,3 +233,28 @@ class EnginePool:
         index = worker_hint if worker_hint is not None else self.known.holder(instance_id)
         if index is not None:
             self.known.note(index, instance_id, token, None)
+
+
+_SHARED: dict[str, EnginePool] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool(size: int, config: dict[str, Any], command_time_limit: float) -> EnginePool:
+    """One pool per configuration in a process: apps created one after another (tests, a restart in place) reuse
+    the running workers and the definitions they parsed. Workers hold workflows under (instance id, state token),
+    and definitions under their content hash, so nothing one app left can be mistaken by another."""
+    key = json.dumps([size, config, command_time_limit], sort_keys=True, default=str)
+    with _SHARED_LOCK:
+        pool = _SHARED.get(key)
+        if pool is None or pool._closed:
+            pool = EnginePool(size, config, command_time_limit)
+            _SHARED[key] = pool
+        return pool
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        for pool in _SHARED.values():
+            pool.close()
+        _SHARED.clear()

@@ -136,7 +136,15 @@ def _add_months(day: Any, months: int) -> Any:
     """A date (or date-time) some calendar months later; the 31st becomes the month's last day."""
     if not isinstance(day, _dt.date) or not isinstance(months, int) or isinstance(months, bool):
         raise TypeError("add_months(date, whole number of months)")
-    return day + relativedelta(months=_whole(months, MAX_MONTHS, "months"))
+    n = _whole(months, MAX_MONTHS, "months")
+    return _date_arithmetic("add_months", lambda: day + relativedelta(months=n))
+
+
+def _date_arithmetic(function: str, compute: Any) -> _dt.date:
+    try:
+        return compute()  # type: ignore[no-any-return]
+    except (OverflowError, ValueError):
+        raise ScriptError(f"{function}: the result lies outside the calendar") from None
 
 
 def _as_date(day: Any, function: str) -> _dt.date:
@@ -156,12 +164,14 @@ def _as_date(day: Any, function: str) -> _dt.date:
 
 def _days_after(day: Any, days: int) -> _dt.date:
     """The date `days` calendar days after `day`."""
-    return _as_date(day, "days_after") + _dt.timedelta(days=_whole(days, MAX_DAYS, "days"))
+    start, n = _as_date(day, "days_after"), _whole(days, MAX_DAYS, "days")
+    return _date_arithmetic("days_after", lambda: start + _dt.timedelta(days=n))
 
 
 def _months_after(day: Any, months: int) -> _dt.date:
     """The date `months` calendar months after `day` (31 January + 1 month is the last day of February)."""
-    return _as_date(day, "months_after") + relativedelta(months=_whole(months, MAX_MONTHS, "months"))
+    start, n = _as_date(day, "months_after"), _whole(months, MAX_MONTHS, "months")
+    return _date_arithmetic("months_after", lambda: start + relativedelta(months=n))
 
 
 _DECISION_ORDER = ("reject", "revise", "pass")
@@ -234,9 +244,12 @@ def _calendar_functions(calendar: Any) -> dict[str, Any]:
         n = _whole(days, MAX_DAYS, "days")
         if n < 0:
             raise ScriptError("workdays_after counts forward: days must not be negative")
-        moment = _dt.datetime.combine(start, _dt.time(12), CHINA)
-        end = calendar.add_working_days(moment, n)  # 24:00 at the end of that day
-        return (end.astimezone(CHINA) - _dt.timedelta(seconds=1)).date()
+        def compute() -> _dt.date:
+            moment = _dt.datetime.combine(start, _dt.time(12), CHINA)
+            end = calendar.add_working_days(moment, n)  # 24:00 at the end of that day
+            return (end.astimezone(CHINA) - _dt.timedelta(seconds=1)).date()
+
+        return _date_arithmetic("workdays_after", compute)
 
     return {"workdays_after": workdays_after}
 
@@ -245,7 +258,10 @@ def _calendar_functions(calendar: Any) -> dict[str, Any]:
 def compile_expression(source: str, mode: str) -> Any:
     """Compile once per distinct source text; raise SyntaxError naming every problem."""
     compiler = compile_restricted_eval if mode == "eval" else compile_restricted_exec
-    result = compiler(source, policy=_Transformer)
+    try:
+        result = compiler(source, policy=_Transformer)
+    except (RecursionError, MemoryError):
+        raise SyntaxError("the expression is nested too deeply; split it into steps") from None
     if result.errors:
         raise SyntaxError("; ".join(result.errors))
     return result.code

@@ -77,6 +77,15 @@ def _instant(text: str) -> _dt.datetime:
 
 def due_at(value: Any, start: _dt.datetime, *, workdays: bool = False, calendar: Any = None) -> _dt.datetime:
     """The instant a timer or due date falls due, from what its expression returned."""
+    try:
+        return _due_at(value, start, workdays=workdays, calendar=calendar)
+    except (OverflowError, ValueError) as e:
+        if isinstance(e, TimingError):
+            raise
+        raise TimingError(f"{value!r} lies outside the calendar") from None
+
+
+def _due_at(value: Any, start: _dt.datetime, *, workdays: bool, calendar: Any) -> _dt.datetime:
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             raise TimingError(f"the date-time {value.isoformat()} has no time zone; write one (+08:00)")
@@ -114,9 +123,18 @@ def parse_cycle(text: str, start: _dt.datetime) -> tuple[int, _dt.datetime, _dt.
     parts = text.strip().upper().split("/")
     if len(parts) not in (2, 3) or not parts[0].startswith("R"):
         raise TimingError(f"{text!r} is not an ISO 8601 repeating interval (e.g. R3/P1D)")
-    cycles = int(parts[0][1:]) if parts[0][1:].isdigit() else (-1 if parts[0] == "R" else None)
+    cycles = int(parts[0][1:]) if parts[0][1:].isdigit() else None
     if cycles is None or cycles > MAX_CYCLES:
-        raise TimingError(f"{text!r}: the number of repetitions must be at most {MAX_CYCLES}")
+        raise TimingError(f"{text!r}: give the number of repetitions, at most {MAX_CYCLES} (e.g. R12/P1M)")
+    try:
+        return _cycle(text, parts, cycles, start)
+    except (OverflowError, ValueError) as e:
+        if isinstance(e, TimingError):
+            raise
+        raise TimingError(f"{text!r} lies outside the calendar") from None
+
+
+def _cycle(text: str, parts: list[str], cycles: int, start: _dt.datetime) -> tuple[int, _dt.datetime, _dt.timedelta]:
     if len(parts) == 3:
         first = _instant(parts[1])
         period = parse_duration(parts[2])

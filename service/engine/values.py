@@ -38,6 +38,8 @@ def problems(variables: dict[str, Any], *, python_values: bool = False, limit: i
             size += len(value) + 2
             if not _encodable(value):
                 found[path] = "contains a character that is not valid Unicode (a lone surrogate)"
+            elif "\x00" in value:
+                found[path] = "contains a NUL character"
         elif isinstance(value, bool) or value is None:
             size += 4
         elif isinstance(value, int):
@@ -46,12 +48,13 @@ def problems(variables: dict[str, Any], *, python_values: bool = False, limit: i
                 found[path] = "is an integer beyond 64 bits; send large numbers as text"
         elif isinstance(value, float):
             size += 8
-            if not math.isfinite(value):
+            if not math.isfinite(value) or (value and not 1e-30 <= abs(value) <= 1e30):
                 found[path] = "is not a finite number (NaN and infinity cannot be stored)"
         elif isinstance(value, Decimal):
             size += 8
-            if not value.is_finite() or len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS:
-                found[path] = f"is not a finite number of at most {MAX_DECIMAL_DIGITS} digits"
+            if not value.is_finite() or len(value.as_tuple().digits) > MAX_DECIMAL_DIGITS \
+                    or (value and abs(value.adjusted()) > 30):
+                found[path] = f"is not a finite number of at most {MAX_DECIMAL_DIGITS} digits (within 10^±30)"
         elif python_values and isinstance(value, _PYTHON_ONLY):
             size += 16
             if isinstance(value, _dt.timedelta) and abs(value) > _dt.timedelta(days=36_600):

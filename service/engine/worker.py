@@ -10,6 +10,7 @@ keyed by the state token the service stored with them, and the parsed specs of t
 from __future__ import annotations
 
 import ctypes
+import gc
 import json
 import os
 import resource
@@ -97,8 +98,20 @@ class WorkerEngine:
     # ---- dispatch --------------------------------------------------------------------------------------
     def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         self.clock.moment = command.get("now")
-        with using_clock(self.clock):  # today() and now() in diagram code read the service's time
-            return self._handle(command)
+        try:
+            with using_clock(self.clock):  # today() and now() in diagram code read the service's time
+                try:
+                    return self._handle(command)
+                except MemoryError:
+                    if not self.cache:
+                        raise
+                    # the workflows kept for later requests took the room this step needs: let them go and try
+                    # once more (an instance not kept any more is restored from the database: "need_state")
+                    self.cache.clear()
+                    gc.collect()
+                    return self._handle(command)
+        finally:
+            self.clock.moment = None
 
     def _handle(self, command: dict[str, Any]) -> dict[str, Any]:
         op = command["op"]
@@ -128,9 +141,10 @@ class WorkerEngine:
                     "errors": e.errors}
         except EngineError as e:
             self._drop(command)
+            if _caused_by_memory(e):
+                raise MemoryError() from e
             return {"ok": False, "error": "engine", "message": str(e), "element_id": e.element_id}
         finally:
-            self.clock.moment = None
             self.current = None
 
     def _drop(self, command: dict[str, Any]) -> None:
@@ -383,6 +397,17 @@ class WorkerEngine:
         deletes = [task_id for task_id in stored if task_id not in current]
         held.stored = current
         return {"inserts": inserts, "updates": updates, "deletes": deletes}
+
+
+def _caused_by_memory(error: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, MemoryError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _snapshot_json(snap: Snapshot, variables: Any) -> dict[str, Any]:

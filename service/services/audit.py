@@ -8,13 +8,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from service.db.models import AuditEvent
+from service.db.models import AuditEvent, ProcessInstance
 from service.engine.forms import to_json_value
 
 GENESIS = "0" * 64
+_HEAD = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.instance_id == bindparam("i")) \
+    .order_by(AuditEvent.seq.desc()).limit(1)
+_ANCHOR = update(ProcessInstance).where(
+    ProcessInstance.id == bindparam("i"),
+    or_(ProcessInstance.audit_seq.is_(None), ProcessInstance.audit_seq < bindparam("s")),
+).values(audit_seq=bindparam("s"), audit_head=bindparam("h")).execution_options(synchronize_session=False)
+_COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
 
 
 def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str, action: str,
@@ -26,20 +33,42 @@ def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-class AuditTrail:
-    """Appends events for one instance within the current transaction."""
+_PENDING = "govflow_audit_trails"
 
-    def __init__(self, session: Session, instance_id: str, last: AuditEvent | None) -> None:
+
+def _write_pending(session: Session) -> None:
+    for trail in session.info.pop(_PENDING, []):
+        trail.flush()
+
+
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def install(session_factory: Any) -> None:
+    """Events appended in a transaction are written (in one statement per instance) before it commits."""
+    event.listen(session_factory, "before_commit", _write_pending)
+    event.listen(session_factory, "after_rollback", _forget_pending)
+
+
+class AuditTrail:
+    """Appends events for one instance within the current transaction; they are written together before the
+    transaction commits (or when `flush` is called)."""
+
+    def __init__(self, session: Session, instance_id: str, last: Any) -> None:
         self.session = session
         self.instance_id = instance_id
         self.seq = last.seq if last else 0
         self.prev_hash = last.hash if last else GENESIS
+        self.pending: list[AuditEvent] = []
+        session.info.setdefault(_PENDING, []).append(self)
 
     @classmethod
     def for_instance(cls, session: Session, instance_id: str) -> AuditTrail:
-        last = session.scalars(
-            select(AuditEvent).where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
+        for trail in session.info.get(_PENDING, []):
+            if trail.instance_id == instance_id:
+                return trail  # events appended in this transaction and not written yet: go on from them
+        last = session.execute(_HEAD, {"i": instance_id}).first()
         return cls(session, instance_id, last)
 
     def append(self, at: datetime, actor: str, action: str, *, task_id: str | None = None,
@@ -51,9 +80,22 @@ class AuditTrail:
         event = AuditEvent(instance_id=self.instance_id, seq=self.seq, at=at, actor=actor, action=action,
                            task_id=task_id, element_id=element_id, data=clean, prev_hash=self.prev_hash,
                            hash=digest)
-        self.session.add(event)
+        self.pending.append(event)
         self.prev_hash = digest
         return event
+
+    def flush(self) -> None:
+        """Write the appended events (one multi-row INSERT); their ids are set on them."""
+        if not self.pending:
+            return
+        rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
+        ids = self.session.execute(insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
+                                   rows).scalars().all()
+        for event_row, ident in zip(self.pending, ids, strict=True):
+            event_row.id = ident
+        last = self.pending[-1]
+        self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last.seq, "h": last.hash})
+        self.pending = []
 
 
 @dataclass
@@ -63,7 +105,9 @@ class Verification:
     reason: str | None = None
 
 
-def verify_events(instance_id: str, events: list[AuditEvent]) -> Verification:
+def verify_events(instance_id: str, events: list[AuditEvent], anchor: tuple[int | None, str | None] = (None, None)
+                  ) -> Verification:
+    """Check the chain link by link, and that it ends at the head the instance recorded (anchor: seq, hash)."""
     prev = GENESIS
     for expected_seq, e in enumerate(events, start=1):
         if e.seq != expected_seq:
@@ -74,6 +118,13 @@ def verify_events(instance_id: str, events: list[AuditEvent]) -> Verification:
         if digest != e.hash:
             return Verification(False, e.id, "event content does not match its hash")
         prev = e.hash
+    anchor_seq, anchor_hash = anchor
+    if anchor_seq is not None:
+        last_seq = events[-1].seq if events else 0
+        if last_seq != anchor_seq or prev != anchor_hash:
+            return Verification(False, events[-1].id if events else None,
+                                f"the chain ends at event {last_seq} but the instance recorded events up to "
+                                f"{anchor_seq}: events were removed or replaced")
     return Verification(True)
 
 

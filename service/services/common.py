@@ -4,12 +4,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select
 
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.engine.calendar import CHINA
 from service.engine.contracts import MessageContract
 from service.engine.forms import RESERVED_NAMES, FormField, from_json_value, schema_for_api, validate
 from service.engine.values import problems
@@ -40,11 +41,16 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
     return {k: from_json_value(v) for k, v in variables.items()}
 
 
-def check_form(fields: list[FormField], variables: dict[str, Any], message: str) -> dict[str, Any]:
+def china_today(now: datetime) -> date:
+    return now.astimezone(CHINA).date()
+
+
+def check_form(fields: list[FormField], variables: dict[str, Any], message: str,
+               today: date | None = None) -> dict[str, Any]:
     """Submitted values against a form; each bad field is named."""
     errors = problems(variables, python_values=True)  # dates may come typed (the Camunda REST API)
     if not errors:
-        clean, errors = validate(fields, variables)
+        clean, errors = validate(fields, variables, today=today)
         errors.update(problems(clean, python_values=True))
     if errors:
         raise InvalidInput(message, errors)
@@ -71,6 +77,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None or not isinstance(ident, (str, int)) or isinstance(ident, bool):
             raise ValueError("not a cursor of this API")
+        moment.astimezone(UTC)  # one that falls off the calendar in UTC is not one this API made
         return moment, ident
     except Exception:
         raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"}) from None

@@ -19,7 +19,7 @@ from service.config import Settings
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import ModelError, reparse
 from service.engine.runtime import ProcessModel
-from service.engine.sandbox import EngineFailure, EnginePool, EngineResult
+from service.engine.sandbox import EngineFailure, EnginePool, EngineResult, shared_pool
 from service.engine.serializer import load_spec
 from service.errors import Conflict, InvalidInput, ProcessError, Unavailable
 
@@ -37,6 +37,7 @@ class AppContext:
     engine: Any
     jwt_secret: str
     sqlite: bool = False
+    read_engine: Any = None  # the engine of read transactions (the write engine too, on PostgreSQL)
     _models: dict[int, ProcessModel] = field(default_factory=dict)
     _files: dict[int, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -45,9 +46,15 @@ class AppContext:
     _timer_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.read_engine is None:
+            self.read_engine = self.read_factory.kw.get("bind", self.engine)
         if self.sqlite:
             # one writer at a time inside the process, instead of a pile-up on the database file's lock
             self._writer = threading.Lock()
+        from service.services import audit, outbox
+
+        audit.install(self.session_factory)
+        outbox.install(self.session_factory)
         event.listen(self.session_factory, "after_commit", self._announce_timers)
         event.listen(self.session_factory, "after_rollback", self._forget_timers)
 
@@ -84,6 +91,12 @@ class AppContext:
         earliest = session.info.get(_TIMER_DUE)
         if earliest is None or due_at < earliest:
             session.info[_TIMER_DUE] = due_at
+
+    @staticmethod
+    def pending_timer(session: Session) -> datetime | None:
+        """The earliest due time of the timers this transaction wrote (None if it wrote none)."""
+        due_at: datetime | None = session.info.get(_TIMER_DUE)
+        return due_at
 
     def on_timer_written(self, listener: Callable[[datetime], None]) -> None:
         self._timer_listeners.append(listener)
@@ -152,12 +165,12 @@ class AppContext:
                         "calendar_file": str(s.calendar_file) if s.calendar_file else None,
                         "cache_size": max(16, s.workflow_cache_size),
                     }
-                    self._pool = EnginePool(s.engine_workers, config, s.engine_command_time_limit_seconds)
+                    self._pool = shared_pool(s.engine_workers, config, s.engine_command_time_limit_seconds)
         return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
+        """The engine workers stay for the next app of this process with the same settings (closed at exit)."""
+        self._pool = None
 
     def run_engine(self, op: str, definition_id: int, files: dict[str, Any], *,
                    instance: tuple[str, str | None] | None = None, **arguments: Any) -> tuple[EngineResult, str]:

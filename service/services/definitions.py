@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
+from service.db.locks import DEPLOY, hold_for_transaction
 from service.db.models import Deployment, ProcessDefinition
 from service.engine.catalog import Catalog, describe
 from service.engine.deployment import ModelError, parse_files
@@ -84,6 +85,9 @@ def decision_warnings(ctx: AppContext, files: dict[str, bytes]) -> list[str]:
 
 
 def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list[Any], source: str) -> DeploymentOut:
+    # deploys (replicas starting together with the same diagrams) store one after another, each seeing what the
+    # one before stored: a duplicate is unchanged, never a unique violation (SQLite serialises writes already)
+    hold_for_transaction(session.connection(), DEPLOY)
     now = ctx.clock.now()
     deployment: Deployment | None = None
     created: list[ProcessDefinition] = []

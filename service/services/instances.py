@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from service.services.audit import AuditTrail, load_events, verify_events
 from service.services.common import (
     check_form,
     check_variables,
+    china_today,
     decode_cursor,
     encode_cursor,
     instance_out,
@@ -45,12 +46,20 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
                                definition.candidate_starter_users)
         if definition.start_form is not None:
             fields = [forms.FormField.from_dict(f) for f in definition.start_form]
-            clean = check_form(fields, variables, "the start variables do not fit the start form")
+            clean = check_form(fields, variables, "the start variables do not fit the start form",
+                               china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
         if business_key is not None:
-            _refuse_running_duplicate(session, process_key, business_key)
+            _refuse_running_duplicate(session, principal, process_key, business_key)
         definition_id, definition_version = definition.id, definition.version
+        initiator = ctx.model(session, definition_id).initiator
+        if initiator:
+            # camunda:initiator: the service sets it to the authenticated user, as Camunda does
+            if initiator in variables:
+                raise InvalidInput("the start variables do not fit", {
+                    initiator: "is set by the service to the user who starts the instance"})
+            clean = {**clean, initiator: principal.user}
         files = ctx.model_files(session, definition_id)
     instance_id = str(uuid.uuid4())
     result, token = ctx.run_engine("start", definition_id, files, instance_id=instance_id, variables=clean)
@@ -81,13 +90,16 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
     return out
 
 
-def _refuse_running_duplicate(session: Session, process_key: str, business_key: str) -> None:
+def _refuse_running_duplicate(session: Session, principal: Principal, process_key: str, business_key: str) -> None:
     running = session.scalar(select(ProcessInstance.id).where(
         ProcessInstance.process_key == process_key, ProcessInstance.business_key == business_key,
         ProcessInstance.status == ACTIVE))
     if running:
+        # its id only for a caller who may see it: the key's existence cannot be hidden, the instance can
+        visible = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == running,
+                                                                  policy.visible_instances(principal)))
         raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists",
-                       process_instance_id=running)
+                       process_instance_id=visible)
 
 
 def load_row(session: Session, principal: Principal, instance_id: str, *, for_update: bool = False) -> ProcessInstance:
@@ -141,8 +153,7 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
         query = query.offset(offset)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(ProcessInstance.started_at < at,
-                                (ProcessInstance.started_at == at) & (ProcessInstance.id < str(ident))))
+        query = query.where(tuple_(ProcessInstance.started_at, ProcessInstance.id) < tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
     next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)
@@ -173,7 +184,7 @@ def history(session: Session, principal: Principal, instance_id: str, verify: bo
                               element_id=e.element_id, data=e.data, hash=e.hash) for e in events],
     )
     if verify:
-        result = verify_events(row.id, events)
+        result = verify_events(row.id, events, (row.audit_seq, row.audit_head))
         out.verified, out.first_bad_event_id, out.reason = result.verified, result.first_bad_event_id, result.reason
     return out
 

@@ -1,13 +1,14 @@
 """Messages from OA systems: correlated to the one instance waiting for them."""
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.db.models import ProcessInstance, WaitingEvent
 from service.engine import forms
 from service.engine.runtime import ProcessModel
 from service.engine.values import problems
@@ -15,12 +16,13 @@ from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import MessageOut
 from service.services import outbox
 from service.services.audit import AuditTrail
-from service.services.common import check_variables, task_summary, where_given
+from service.services.common import check_variables, china_today, task_summary, where_given
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import OPEN_TASK_ROWS, apply, committed
 
 
-def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> dict[str, Any]:
+def check_payload(model: ProcessModel, name: str, variables: dict[str, Any],
+                  today: date | None = None) -> dict[str, Any]:
     """A message's variables against the payload its process declares for it (any names, when none is declared)."""
     contract = model.messages.get(name)
     if contract is None or contract.fields is None:
@@ -28,7 +30,7 @@ def check_payload(model: ProcessModel, name: str, variables: dict[str, Any]) -> 
     errors = problems(variables, python_values=True)
     clean: dict[str, Any] = {}
     if not errors:
-        clean, errors = forms.validate(contract.fields, variables, apply_defaults=False)
+        clean, errors = forms.validate(contract.fields, variables, apply_defaults=False, today=today)
     if errors:
         errors = {k: ("is not a field of this message's payload" if v == "is not a field of this form" else v)
                   for k, v in errors.items()}
@@ -52,15 +54,17 @@ def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key:
         query = query.where(policy.message_targets(principal))
         matches = list(session.scalars(query.limit(2)))
         if not matches:
-            raise NotFound(f"no process instance that {principal.user} may see is waiting for message '{name}'"
+            raise NotFound(f"no process instance that {principal.user} may report to is waiting for message '{name}'"
                            + (f" with business key '{business_key}'" if business_key else "")
-                           + " (a system sees the instances of the processes its API key is granted: --processes)")
+                           + " (messages are sent by administrators and by the systems granted the process: "
+                             "an API key created with --processes)")
         if len(matches) > 1:
             raise Conflict(f"more than one process instance waits for message '{name}'; give process_key or "
                            "process_instance_id")
         instance = session.get(ProcessInstance, matches[0])
         assert instance is not None
-        clean = check_payload(ctx.model(session, instance.definition_id), name, variables)
+        clean = check_payload(ctx.model(session, instance.definition_id), name, variables,
+                              china_today(ctx.clock.now()))
         files = ctx.model_files(session, instance.definition_id)
     result, token = ctx.run_engine("message", instance.definition_id, files,
                                    instance=(instance.id, instance.state_token), name=name, variables=clean)
@@ -75,9 +79,7 @@ def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key:
                         "business_key": instance.business_key, "name": name, "element_id": element_ids[0],
                         "sent_by": principal.user, "variables": clean})
         snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                            HumanTask.status == "open")
-                                    .order_by(HumanTask.created_at, HumanTask.id)))
+        rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
         out = MessageOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                          next_tasks=[task_summary(r) for r in rows])
         if idem is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -17,6 +17,21 @@ from service.services import outbox
 from service.services import state as state_rows
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
+
+# the statements of every request, built once (building a statement costs more than running it on SQLite)
+_UPDATE_INSTANCE = (
+    update(ProcessInstance)
+    .where(ProcessInstance.id == bindparam("b_id"), ProcessInstance.version == bindparam("b_version"))
+    .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
+                                        "updated_at", "ended_at", "cancel_reason")})
+    .execution_options(synchronize_session=False)
+)
+_OPEN_TASKS = select(HumanTask.id, HumanTask.element_id).where(HumanTask.instance_id == bindparam("i"),
+                                                                 HumanTask.status == "open")
+OPEN_TASK_ROWS = select(HumanTask).where(HumanTask.instance_id == bindparam("i"), HumanTask.status == "open") \
+    .order_by(HumanTask.created_at, HumanTask.id)
+_WAITING = select(WaitingEvent.id, WaitingEvent.kind, WaitingEvent.spiff_task_id, WaitingEvent.element_id,
+                  WaitingEvent.due_at, WaitingEvent.provisional).where(WaitingEvent.instance_id == bindparam("i"))
 
 
 def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str,
@@ -41,14 +56,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         session.add(instance)
         session.flush()
     else:
-        outcome = session.execute(
-            update(ProcessInstance)
-            .where(ProcessInstance.id == instance.id, ProcessInstance.version == instance.version)
-            .values(state_json=result.header, state_token=token, status=status, variables=variables,
-                    end_event=end_event, version=instance.version + 1, updated_at=now, ended_at=ended_at,
-                    cancel_reason=instance.cancel_reason)
-            .execution_options(synchronize_session=False)
-        )
+        outcome = session.execute(_UPDATE_INSTANCE, {
+            "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
+            "status": status, "variables": variables, "end_event": end_event, "version": instance.version + 1,
+            "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason})
         if outcome.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the process instance was changed by another request; reload and try again")
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
@@ -95,35 +106,32 @@ def _instance_ref(instance: ProcessInstance) -> dict[str, Any]:
 
 
 def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now: datetime, audit: AuditTrail) -> None:
-    open_rows = {
-        row.id: row
-        for row in session.scalars(
-            select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == "open")
-        )
-    }
+    """The open human tasks as the engine now has them: new ones inserted, vanished ones cancelled (plain
+    multi-row statements: a request's cost is its statements)."""
+    open_rows = session.execute(_OPEN_TASKS, {"i": instance.id}).all()
     current = {t.id: t for t in snap.open_tasks}
-    for task_id, row in open_rows.items():
-        if task_id not in current:
-            row.status = "cancelled"
-            row.completed_at = now
-            audit.append(now, "system", "task.cancelled", task_id=row.id, element_id=row.element_id)
-    for task_id, t in current.items():
-        if task_id in open_rows:
-            continue
-        session.add(
-            HumanTask(
-                id=t.id, instance_id=instance.id, definition_id=instance.definition_id,
-                process_key=instance.process_key, business_key=instance.business_key, element_id=t.element_id,
-                name=t.name, documentation=t.documentation, lane=t.lane, candidate_groups=t.candidate_groups,
-                candidate_users=t.candidate_users, assignee=t.assignee, form_key=t.form_key, status="open",
-                created_at=now, due_at=t.due_at, due_provisional=t.due_provisional,
-            )
-        )
-        session.flush()
-        for g in t.candidate_groups:
-            session.add(TaskCandidate(task_id=t.id, kind="group", value=g))
-        for u in t.candidate_users:
-            session.add(TaskCandidate(task_id=t.id, kind="user", value=u))
+    gone = [(task_id, element_id) for task_id, element_id in open_rows if task_id not in current]
+    if gone:
+        session.execute(update(HumanTask).where(HumanTask.id.in_([g[0] for g in gone]))
+                        .values(status="cancelled", completed_at=now).execution_options(synchronize_session=False))
+        for task_id, element_id in gone:
+            audit.append(now, "system", "task.cancelled", task_id=task_id, element_id=element_id)
+    known = {task_id for task_id, _ in open_rows}
+    new = [t for task_id, t in current.items() if task_id not in known]
+    if not new:
+        return
+    session.execute(insert(HumanTask), [{
+        "id": t.id, "instance_id": instance.id, "definition_id": instance.definition_id,
+        "process_key": instance.process_key, "business_key": instance.business_key, "element_id": t.element_id,
+        "name": t.name, "documentation": t.documentation, "lane": t.lane, "candidate_groups": t.candidate_groups,
+        "candidate_users": t.candidate_users, "assignee": t.assignee, "form_key": t.form_key, "status": "open",
+        "created_at": now, "due_at": t.due_at, "due_provisional": t.due_provisional,
+    } for t in new])
+    candidates = [{"task_id": t.id, "kind": kind, "value": value} for t in new
+                  for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
+    if candidates:
+        session.execute(insert(TaskCandidate), candidates)
+    for t in new:
         data = {"name": t.name, "candidate_groups": t.candidate_groups, "candidate_users": t.candidate_users,
                 "assignee": t.assignee, "due_at": t.due_at.isoformat() if t.due_at else None}
         audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
@@ -132,23 +140,30 @@ def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now
 
 
 def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot) -> None:
+    """The timers and messages the instance waits on, as the engine now has them."""
     existing = {
-        (w.kind, w.spiff_task_id, w.element_id): w
-        for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance.id))
+        (kind, spiff_task_id, element_id): (ident, due_at, provisional)
+        for ident, kind, spiff_task_id, element_id, due_at, provisional in session.execute(
+            _WAITING, {"i": instance.id})
     }
     wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
-    stale = [row.id for k, row in existing.items() if k not in wanted]
+    stale = [row[0] for k, row in existing.items() if k not in wanted]
     if stale:
         session.execute(delete(WaitingEvent).where(WaitingEvent.id.in_(stale)))
+    added: list[dict[str, Any]] = []
     for k, w in wanted.items():
         row = existing.get(k)
-        if w.kind == "timer" and w.due_at is not None and (row is None or row.due_at != w.due_at):
+        if w.kind == "timer" and w.due_at is not None and (row is None or row[1] != w.due_at):
             ctx.timer_written(session, w.due_at)
         if row is None:
-            session.add(WaitingEvent(
-                instance_id=instance.id, process_key=instance.process_key, business_key=instance.business_key,
-                kind=w.kind, name=w.name, element_id=w.element_id, spiff_task_id=w.spiff_task_id, due_at=w.due_at,
-                calendar=w.calendar, provisional=w.provisional, attempts=0,
-            ))
-        elif row.due_at != w.due_at or row.provisional != w.provisional:
-            row.due_at, row.provisional, row.lease_until = w.due_at, w.provisional, None
+            added.append({
+                "instance_id": instance.id, "process_key": instance.process_key, "business_key": instance.business_key,
+                "kind": w.kind, "name": w.name, "element_id": w.element_id, "spiff_task_id": w.spiff_task_id,
+                "due_at": w.due_at, "calendar": w.calendar, "provisional": w.provisional, "attempts": 0,
+            })
+        elif row[1] != w.due_at or row[2] != w.provisional:
+            session.execute(update(WaitingEvent).where(WaitingEvent.id == row[0])
+                            .values(due_at=w.due_at, provisional=w.provisional, lease_until=None)
+                            .execution_options(synchronize_session=False))
+    if added:
+        session.execute(insert(WaitingEvent), added)

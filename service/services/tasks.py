@@ -5,8 +5,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, update
+from sqlalchemy import Select, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from service import policy
 from service.auth import Principal
@@ -21,6 +22,7 @@ from service.services.audit import AuditTrail
 from service.services.common import (
     check_form,
     check_variables,
+    china_today,
     decode_cursor,
     encode_cursor,
     task_record,
@@ -28,7 +30,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import OPEN_TASK_ROWS, apply, committed
 
 TASK_STATUSES = ("open", "completed", "cancelled")
 
@@ -103,7 +105,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
@@ -134,11 +136,12 @@ def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
     return row
 
 
-def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormField]:
+def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormField] | None:
+    """The task's form; None when the task declares none (an empty form declares that it records nothing)."""
     model = ctx.model(session, row.definition_id)
     spec = model.element(row.element_id)
     raw = ((getattr(spec, "extensions", None) or {}).get(FORM_KEY)) if spec is not None else None
-    return [forms.FormField.from_dict(f) for f in raw or []]
+    return None if raw is None else [forms.FormField.from_dict(f) for f in raw]
 
 
 COMPLETED_SHOWN = 100
@@ -153,7 +156,7 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
         .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(COMPLETED_SHOWN)))
     return TaskDetail(
         **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
-        form=[FormFieldOut(**f) for f in forms.schema_for_api(fields)],
+        form=[FormFieldOut(**f) for f in forms.schema_for_api(fields or [])],
         variables=instance.variables if instance is not None else {},
         completed_tasks=[task_record(r) for r in reversed(done)],
     )
@@ -173,7 +176,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
                              .values(assignee=principal.user).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the task was claimed by someone else")
-    row.assignee = principal.user
+    set_committed_value(row, "assignee", principal.user)  # written above; the ORM need not write it again
     now = ctx.clock.now()
     AuditTrail.for_instance(session, row.instance_id).append(now, principal.user, "task.claimed", task_id=row.id,
                                                              element_id=row.element_id)
@@ -207,8 +210,9 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
         if row.assignee is not None and row.assignee != principal.user:
             raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
         fields = _form(ctx, session, row)
-        if fields:
-            clean = check_form(fields, variables, "the submitted data does not fit the task's form")
+        if fields is not None:
+            clean = check_form(fields, variables, "the submitted data does not fit the task's form",
+                               china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
         instance = session.get(ProcessInstance, row.instance_id)
@@ -241,9 +245,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                         "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
                         "variables": clean, "comment": comment})
         snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        next_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                                 HumanTask.status == "open")
-                                         .order_by(HumanTask.created_at, HumanTask.id)))
+        next_rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
         out = CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                             next_tasks=[task_summary(r) for r in next_rows])
         if idem is not None:
@@ -261,7 +263,7 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     query = select(HumanTask).where(HumanTask.instance_id == instance.id)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(or_(HumanTask.created_at > at, (HumanTask.created_at == at) & (HumanTask.id > str(ident))))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
@@ -280,13 +282,14 @@ def _comment_out(event: AuditEvent, row: HumanTask) -> CommentOut:
 def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id: str, message: str) -> CommentOut:
     """An opinion added to a task at any time (open or completed), kept in the instance's audit trail."""
     row = _load(session, principal, task_id)
+    policy.require_commenter(principal, row)
     text = message.strip() if isinstance(message, str) else ""
     if not text:
         raise InvalidInput("a comment needs a message", {"message": "must not be empty"})
-    event = AuditTrail.for_instance(session, row.instance_id).append(
-        ctx.clock.now(), principal.user, "task.commented", task_id=row.id, element_id=row.element_id,
-        data={"message": text})
-    session.flush()
+    trail = AuditTrail.for_instance(session, row.instance_id)
+    event = trail.append(ctx.clock.now(), principal.user, "task.commented", task_id=row.id,
+                         element_id=row.element_id, data={"message": text})
+    trail.flush()
     return _comment_out(event, row)
 
 

@@ -1,9 +1,10 @@
 """Firing timers: due ones from the scheduler, and a chosen one on an administrator's request."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from service import metrics, policy
@@ -30,25 +31,73 @@ def _record(session: Session, instance: ProcessInstance, timer: WaitingEvent, ac
                     "business_key": instance.business_key, "element_id": timer.element_id, **data})
 
 
-def fire_due(ctx: AppContext, instance_id: str, fired_by: str = "scheduler") -> list[str] | None:
+def _due_and_free(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Timers that fell due and that no scheduler holds (no lease, or an expired one)."""
+    return (WaitingEvent.kind == "timer", WaitingEvent.due_at < now,
+            (WaitingEvent.lease_until.is_(None)) | (WaitingEvent.lease_until < now))
+
+
+@dataclass
+class Claim:
+    """The instances whose due timers one scheduler leased in one go, and until when."""
+
+    instance_ids: list[str]
+    lease_until: datetime
+
+
+def claim_due(ctx: AppContext, limit: int) -> Claim:
+    """Lease the due timers of the instances with the earliest due timers (at most `limit` timers' worth), so
+    that schedulers share the due list instead of each working through all of it: the rows another scheduler is
+    claiming at this moment are skipped (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite serialises writes and runs
+    one scheduler at a time). Each leased instance is then fired with fire_due(..., leased=True)."""
+    now = ctx.clock.now()
+    until = now + timedelta(seconds=ctx.settings.timer_lease_seconds)
+    with ctx.write() as session:
+        rows = session.execute(select(WaitingEvent.instance_id).where(*_due_and_free(now))
+                               .order_by(WaitingEvent.due_at, WaitingEvent.id).limit(limit)
+                               .with_for_update(skip_locked=True)).all()
+        instance_ids = list(dict.fromkeys(row.instance_id for row in rows))
+        if instance_ids:
+            # the instances' other due timers too (one engine step fires them all), unless another scheduler is
+            # claiming them right now: waiting for its row locks could deadlock with it
+            theirs = (select(WaitingEvent.id).where(WaitingEvent.instance_id.in_(instance_ids), *_due_and_free(now))
+                      .with_for_update(skip_locked=True))
+            session.execute(update(WaitingEvent).where(WaitingEvent.id.in_(theirs)).values(lease_until=until)
+                            .execution_options(synchronize_session=False))
+    return Claim(instance_ids, until)
+
+
+def release(ctx: AppContext, claim: Claim, instance_ids: list[str]) -> None:
+    """Give back the leases of claimed instances that were not fired (the scheduler is stopping)."""
+    if not instance_ids:
+        return
+    with ctx.write() as session:
+        session.execute(update(WaitingEvent).where(WaitingEvent.instance_id.in_(instance_ids),
+                                                   WaitingEvent.lease_until == claim.lease_until)
+                        .values(lease_until=None).execution_options(synchronize_session=False))
+
+
+def fire_due(ctx: AppContext, instance_id: str, fired_by: str = "scheduler", leased: bool = False) -> list[str] | None:
     """Fire the timers of one instance that fell due (the scheduler's work). The instance's due timers are
-    leased first, so that no other scheduler fires them meanwhile; the engine runs outside any write
-    transaction; the result is stored under the instance's optimistic lock. None when there was nothing to do."""
+    leased first (one conditional UPDATE; or already, by claim_due: leased=True), so that no other scheduler
+    fires them meanwhile; the engine runs outside any write transaction; the result is stored under the
+    instance's optimistic lock. None when there was nothing to do."""
     now = ctx.clock.now()
     lease = timedelta(seconds=ctx.settings.timer_lease_seconds)
     with ctx.write() as session:
-        claimed = session.execute(
-            update(WaitingEvent)
-            .where(WaitingEvent.instance_id == instance_id, WaitingEvent.kind == "timer", WaitingEvent.due_at < now,
-                   (WaitingEvent.lease_until.is_(None)) | (WaitingEvent.lease_until < now))
-            .values(lease_until=now + lease).execution_options(synchronize_session=False))
-        if not claimed.rowcount:  # type: ignore[attr-defined]
-            return None
+        if not leased:
+            claimed = session.execute(
+                update(WaitingEvent).where(WaitingEvent.instance_id == instance_id, *_due_and_free(now))
+                .values(lease_until=now + lease).execution_options(synchronize_session=False))
+            if not claimed.rowcount:  # type: ignore[attr-defined]
+                return None
         instance = session.scalars(select(ProcessInstance).where(ProcessInstance.id == instance_id,
                                                                  ProcessInstance.status == "running")).first()
         if instance is None:
             return None
         before = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == instance_id)))
+        if leased and not any(w.kind == "timer" and w.due_at is not None and w.due_at < now for w in before):
+            return None  # a request moved the timers since they were claimed
         files = ctx.model_files(session, instance.definition_id)
     try:
         result, token = ctx.run_engine("fire_due", instance.definition_id, files,

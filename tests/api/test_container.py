@@ -32,12 +32,12 @@ def test_the_healthcheck_fails_when_the_database_is_unreachable_or_not_migrated(
     assert "/readyz" in _healthcheck() and "/healthz" not in _healthcheck()
     assert _probe(api) == 0
     ctx = api.server.ctx
-    engine = ctx.engine
+    engine, reader = ctx.engine, ctx.read_engine
     try:
-        ctx.engine = make_engine("sqlite:////nonexistent-directory/govflow.db")
+        ctx.engine = ctx.read_engine = make_engine("sqlite:////nonexistent-directory/govflow.db")
         assert _probe(api) != 0
     finally:
-        ctx.engine = engine
+        ctx.engine, ctx.read_engine = engine, reader
     with engine.begin() as conn:
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         conn.execute(text("DELETE FROM alembic_version"))

@@ -221,7 +221,11 @@ def test_messages_the_camunda_way(engine: Engine) -> None:
     api = engine.api
     api.complete(inst["id"], "review_task", {"decision": "pass"})
     api.complete(inst["id"], "approve_task", {"approval": "pass"})
-    oa = engine.as_("oa", "applicant")
+    key = api.admin.post("/api-keys", json={"name": "oa-review", "groups": ["applicant"], "processes": ["review"]})
+    oa = httpx.Client(base_url=api.server.url + "/engine-rest", headers={"X-API-Key": key.json()["key"]},
+                      timeout=30)
+    assert engine.as_("oa", "applicant").post("/message", json={  # a department does not report facts itself
+        "messageName": "contract_signed", "businessKey": "M-1"}).status_code == 400
     tree = oa.get(f"/process-instance/{inst['id']}/activity-instances").json()
     assert ("intermediateMessageCatch", "contract_signed") in [
         (a["activityType"], a["name"]) for a in tree["childActivityInstances"]]

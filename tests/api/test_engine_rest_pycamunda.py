@@ -2,7 +2,7 @@
 as an OA system and the reviewers would: typed variables, claim and complete, messages, comments, history."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pycamunda
@@ -25,7 +25,9 @@ class Camunda:
     def __init__(self, api: Api) -> None:
         self.api = api
         self.url = api.server.url + "/engine-rest"
-        r = api.admin.post("/api-keys", json={"name": "oa-system", "groups": ["applicant"]})
+        # the OA system: its key is granted the process it integrates with (it reports the contract, the
+        # completion...), as an OA system's key is
+        r = api.admin.post("/api-keys", json={"name": "oa-system", "groups": ["applicant"], "processes": ["yulin"]})
         assert r.status_code == 201, r.text
         self.oa_key = r.json()["key"]
 
@@ -115,6 +117,7 @@ def test_filing_lifecycle_from_start_to_end_with_pycamunda(camunda: Camunda) -> 
     camunda.complete(iid, "register_filing", {"decision": ("pass", "String")})
 
     # the contract is signed: the OA system reports it as a message with typed variables
+    camunda.api.clock.set(datetime(2026, 6, 2, 2, 0, tzinfo=UTC))  # the OA system reports the day after signing
     [result] = camunda.message("contract_signed", "YL-PC-1", {"signed_on": ("2026-06-01" + DAY, "Date"),
                                                               "contract_amount_wan": (149.8, "Double")})
     assert result.result_type is pycamunda.message.ResultType.execution
@@ -124,6 +127,7 @@ def test_filing_lifecycle_from_start_to_end_with_pycamunda(camunda: Camunda) -> 
     form = camunda.get(f"/task/{task.id_}/form-variables")
     assert form["ip_clause_included"] == {"type": "Boolean", "value": None, "valueInfo": {}}
     camunda.complete(iid, "upload_contract", {"ip_clause_included": (True, "Boolean")})
+    camunda.api.clock.set(datetime(2027, 1, 16, 2, 0, tzinfo=UTC))
     camunda.message("construction_completed", "YL-PC-1", {"completed_on": ("2027-01-15" + DAY, "Date")})
     camunda.complete(iid, "upload_source_code", {"source_code_ref": ("YM-2", "String")})
     camunda.complete(iid, "self_acceptance", {"decision": ("pass", "String"),

@@ -15,7 +15,7 @@ from tests.support import REPO, Api
 
 PROCESS_KEY = "qufu"
 
-BUILT = {"completed_on": "2026-12-20"}
+BUILT = {"completed_on": "2026-03-01"}  # reported after the event: not after the day it is reported
 IN_USE = {"operation_started_on": "2026-03-02"}
 PLAN = {"construction_plan_ref": "QF-JS-1", "crypto_plan_ref": "QF-MM-1", "security_statement_ref": "QF-AQ-1"}
 CONTRACT = {

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from bench.bench_instance_growth import _model
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
-from service.engine.runtime import Runtime
+from service.engine.deployment import parse_files
+from service.engine.runtime import ProcessModel, Runtime
+from tests.support import FIXTURES
+
+
+def _model() -> ProcessModel:
+    parsed = parse_files({p.name: p.read_bytes() for p in FIXTURES.glob("review.*")})[0]
+    return ProcessModel(definition_id=1, key=parsed.key, spec=parsed.spec, subprocess_specs=parsed.subprocess_specs)
 
 
 def test_three_hundred_rework_rounds_then_completion() -> None:

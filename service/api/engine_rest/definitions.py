@@ -87,8 +87,11 @@ def _xml(session: Any, d: ProcessDefinitionOut) -> dict[str, Any]:
     return {"id": shapes.definition_ref(d), "bpmn20Xml": definitions.xml(session, d.key, d.version)}
 
 
-def _start(request: Request, ctx: Any, session: Any, principal: Any, d: ProcessDefinitionOut,
+def _start(request: Request, ctx: Any, principal: Any, lookup: Any, ref: str,
            body: StartIn | None) -> dict[str, Any]:
+    """The definition is read in its own short transaction; the start then runs with none held open."""
+    with ctx.read() as session:
+        d = lookup(session, ref)
     body = body or StartIn()
     if body.start_instructions:
         raise invalid_request("startInstructions are not supported: an instance starts at its start event")
@@ -116,16 +119,16 @@ def get_form_variables_by_key(key: str, session: SessionDep, principal: EnginePr
 
 
 @router.post("/process-definition/key/{key}/start")
-def start_by_key(key: str, request: Request, ctx: ContextDep, session: SessionDep, principal: EnginePrincipal,
+def start_by_key(key: str, request: Request, ctx: ContextDep, principal: EnginePrincipal,
                  body: StartIn | None = None) -> dict[str, Any]:
     """Start the latest version; the variables are checked against the start form as in /api/v1."""
-    return _start(request, ctx, session, principal, _by_key(session, key), body)
+    return _start(request, ctx, principal, _by_key, key, body)
 
 
 @router.post("/process-definition/key/{key}/submit-form")
-def submit_start_form_by_key(key: str, request: Request, ctx: ContextDep, session: SessionDep,
-                             principal: EnginePrincipal, body: StartIn | None = None) -> dict[str, Any]:
-    return _start(request, ctx, session, principal, _by_key(session, key), body)
+def submit_start_form_by_key(key: str, request: Request, ctx: ContextDep, principal: EnginePrincipal,
+                             body: StartIn | None = None) -> dict[str, Any]:
+    return _start(request, ctx, principal, _by_key, key, body)
 
 
 @router.get("/process-definition/{definition_id}")
@@ -145,13 +148,13 @@ def get_form_variables_by_id(definition_id: str, session: SessionDep, principal:
 
 
 @router.post("/process-definition/{definition_id}/start")
-def start_by_id(definition_id: str, request: Request, ctx: ContextDep, session: SessionDep,
-                principal: EnginePrincipal, body: StartIn | None = None) -> dict[str, Any]:
+def start_by_id(definition_id: str, request: Request, ctx: ContextDep, principal: EnginePrincipal,
+                body: StartIn | None = None) -> dict[str, Any]:
     """Start this very version (Camunda Modeler starts the definition it has just deployed)."""
-    return _start(request, ctx, session, principal, _by_id(session, definition_id), body)
+    return _start(request, ctx, principal, _by_id, definition_id, body)
 
 
 @router.post("/process-definition/{definition_id}/submit-form")
-def submit_start_form_by_id(definition_id: str, request: Request, ctx: ContextDep, session: SessionDep,
-                            principal: EnginePrincipal, body: StartIn | None = None) -> dict[str, Any]:
-    return _start(request, ctx, session, principal, _by_id(session, definition_id), body)
+def submit_start_form_by_id(definition_id: str, request: Request, ctx: ContextDep, principal: EnginePrincipal,
+                            body: StartIn | None = None) -> dict[str, Any]:
+    return _start(request, ctx, principal, _by_id, definition_id, body)

@@ -89,7 +89,7 @@ def count_deployments(session: SessionDep, principal: EnginePrincipal) -> dict[s
 
 
 @router.post("/deployment/create")
-def create_deployment(request: Request, ctx: ContextDep, session: SessionDep, principal: EnginePrincipal,
+def create_deployment(request: Request, ctx: ContextDep, principal: EnginePrincipal,
                       upload: Annotated[Upload, Depends(read_upload)]) -> dict[str, Any]:
     """Deploy .bpmn and .dmn files (admins only). Content already deployed is not a new version, whatever
     enable-duplicate-filtering and deploy-changed-only say: the answer then lists the versions that have it."""

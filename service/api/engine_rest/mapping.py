@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from service.engine.calendar import CHINA
+from service.engine.values import problems
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidModel, NotFound, Unauthorized
 
 ENGINE_VERSION = "7.24.0"
@@ -273,7 +274,17 @@ def variables_in(variables: Any) -> dict[str, Any]:
         return {}
     if not isinstance(variables, Mapping):
         raise invalid_request("variables must be an object mapping names to {\"value\", \"type\"}")
-    return {str(name): variable_value(str(name), dto) for name, dto in variables.items()}
+    try:
+        values = {str(name): variable_value(str(name), dto) for name, dto in variables.items()}
+    except (RecursionError, ValueError, OverflowError) as e:
+        if isinstance(e, CamundaError):
+            raise
+        raise invalid_request(f"a variable's value cannot be read: {type(e).__name__}") from None
+    found = problems(values, python_values=True)  # what /api/v1 refuses is refused here too
+    if found:
+        path, reason = next(iter(found.items()))
+        raise invalid_request(f"variable {path} {reason}")
+    return values
 
 
 FIELD_TYPES = {"string": "String", "enum": "String", "long": "Long", "decimal": "Double", "boolean": "Boolean",

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import ContextDep, SessionDep
+from service.api.deps import ContextDep
 from service.api.engine_rest.mapping import CamundaError, invalid_request, typed_variables, variables_in
 from service.api.engine_rest.support import CamundaRoute, EnginePrincipal
 from service.errors import Conflict, NotFound
@@ -47,8 +47,7 @@ def _unsupported(body: CorrelationIn) -> str | None:
 
 @router.post("/message", status_code=204,
              responses={200: {"description": "the correlation results, when resultEnabled is true"}})
-def correlate_message(body: CorrelationIn, ctx: ContextDep, session: SessionDep,
-                      principal: EnginePrincipal) -> Response:
+def correlate_message(body: CorrelationIn, ctx: ContextDep, principal: EnginePrincipal) -> Response:
     """Deliver a message to the instance (by businessKey or processInstanceId) that waits for it; its typed
     processVariables must fit the payload the process declares. No instance waits, or more than one:
     400 RestException, as Camunda answers."""
@@ -74,6 +73,7 @@ def correlate_message(body: CorrelationIn, ctx: ContextDep, session: SessionDep,
                       "ended": out.status != "running", "tenantId": None},
     }
     if body.variables_in_result_enabled:
-        instance = instances.read(ctx, session, principal, out.process_instance_id)
+        with ctx.read() as session:
+            instance = instances.read(ctx, session, principal, out.process_instance_id)
         result["variables"] = typed_variables(instance.variables)
     return JSONResponse([result])

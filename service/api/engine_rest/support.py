@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service import policy
 from service.api.engine_rest.mapping import CamundaError, from_domain, not_found, parse_definition_id
 from service.api.engine_rest.shapes import definition_ref
 from service.api.problems import _is_conflict
@@ -76,10 +77,13 @@ _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="a syste
 
 
 def _authenticate(ctx: AppContext, secret: str) -> Principal:
+    """The same principal, with the same grants, as /api/v1 would see (read in a read transaction)."""
     if secret.startswith(apikeys.PREFIX):
-        with ctx.session_factory() as session:
-            return apikeys.authenticate(session, secret)
-    return decode_token(ctx.jwt_secret, secret, ctx.settings.jwt_issuer)
+        with ctx.read() as session:
+            principal = apikeys.authenticate(session, secret)
+    else:
+        principal = decode_token(ctx.jwt_secret, secret, ctx.settings.jwt_issuer)
+    return policy.with_group_grants(principal, ctx.settings.group_process_grants)
 
 
 def engine_principal(

@@ -1,0 +1,114 @@
+"""Lists as data grows: the inbox (first page and a deep cursor page) and the instance list, with N open tasks
+and N instances in the database (rows written directly, as many projects would leave them). Each time is a
+median of repeated requests, reported with its ratio to the smallest size, in the same run."""
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert, select
+
+from bench.servers import govflow, reset_postgres, token
+from service.db.migrate import upgrade
+from service.db.models import HumanTask, ProcessDefinition, ProcessInstance, TaskCandidate
+from service.db.session import make_engine
+
+GROUPS = ("data_bureau", "finance_bureau", "development_reform", "applicant")
+
+
+def _seed(url: str, size: int) -> None:
+    engine = make_engine(url)
+    upgrade(engine)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        definition_id = conn.execute(select(ProcessDefinition.id).where(ProcessDefinition.key == "approval")).scalar()
+        instances: list[dict[str, Any]] = []
+        tasks: list[dict[str, Any]] = []
+        candidates: list[dict[str, Any]] = []
+        for i in range(size):
+            instance_id, task_id = str(uuid.uuid4()), str(uuid.uuid4())
+            at = base + timedelta(seconds=i)
+            instances.append({"id": instance_id, "definition_id": definition_id, "process_key": "approval",
+                              "definition_version": 1, "business_key": f"S-{i}", "status": "running",
+                              "end_event": None, "state_json": "{}", "variables": {}, "version": 1,
+                              "started_by": "oa", "started_at": at, "updated_at": at, "ended_at": None})
+            group = GROUPS[i % len(GROUPS)]
+            tasks.append({"id": task_id, "instance_id": instance_id, "definition_id": definition_id,
+                          "process_key": "approval", "business_key": f"S-{i}", "element_id": "review",
+                          "name": "审核", "documentation": None, "lane": None, "candidate_groups": [group],
+                          "candidate_users": [], "assignee": None, "form_key": None, "status": "open",
+                          "created_at": at, "due_at": None, "due_provisional": False})
+            candidates.append({"task_id": task_id, "kind": "group", "value": group})
+            if len(instances) >= 5000:
+                _flush(conn, instances, tasks, candidates)
+        _flush(conn, instances, tasks, candidates)
+    engine.dispose()
+
+
+def _flush(conn: Any, instances: list[Any], tasks: list[Any], candidates: list[Any]) -> None:
+    if instances:
+        conn.execute(insert(ProcessInstance), instances)
+        conn.execute(insert(HumanTask), tasks)
+        conn.execute(insert(TaskCandidate), candidates)
+    instances.clear()
+    tasks.clear()
+    candidates.clear()
+
+
+def _time(client: httpx.Client, path: str, params: dict[str, Any], headers: dict[str, str], n: int = 30) -> float:
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        r = client.get(path, params=params, headers=headers)
+        samples.append(time.perf_counter() - started)
+        assert r.status_code == 200, r.text
+    return statistics.median(samples) * 1000
+
+
+def measure(size: int, pg_url: str | None) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="govflow-scale-"))
+    if pg_url:
+        reset_postgres(pg_url)
+    url = pg_url or f"sqlite:///{work / 'data' / 'govflow.db'}"
+    (work / "data").mkdir()
+    server = govflow(pg_url, work / "data")  # migrates and deploys the approval diagram
+    try:
+        server.stop()
+        _seed(url, size)
+        server = govflow(pg_url, work / "data")
+        reviewer = {"Authorization": f"Bearer {token('li', 'data_bureau')}"}
+        admin = {"Authorization": f"Bearer {token('admin', admin=True)}"}
+        with httpx.Client(base_url=server.url + "/api/v1", timeout=60) as client:
+            first = _time(client, "/tasks", {"candidate_group": "data_bureau", "limit": 50}, reviewer)
+            cursor = None
+            params: dict[str, Any] = {"candidate_group": "data_bureau", "limit": 50}
+            for _ in range(min(20, size // 200)):  # walk a little way in
+                page = client.get("/tasks", params={**params, **({"cursor": cursor} if cursor else {})},
+                                  headers=reviewer).json()
+                cursor = page["next_cursor"] or cursor
+            deep = _time(client, "/tasks", {**params, **({"cursor": cursor} if cursor else {})}, reviewer)
+            listed = _time(client, "/process-instances", {"limit": 50}, admin)
+    finally:
+        server.stop()
+    return {"inbox first page": first, "inbox deep page": deep, "instance list": listed}
+
+
+def main(sizes: list[int]) -> int:
+    databases: list[tuple[str, str | None]] = [("SQLite", None)]
+    if os.environ.get("GOVFLOW_BENCH_PG"):
+        databases.append(("PostgreSQL", os.environ["GOVFLOW_BENCH_PG"]))
+    for name, pg_url in databases:
+        results = {size: measure(size, pg_url) for size in sizes}
+        print(f"\n{name}: median ms per request (ratio to {sizes[0]} rows)")
+        for what in ("inbox first page", "inbox deep page", "instance list"):
+            base = results[sizes[0]][what]
+            row = "".join(f"{results[s][what]:9.2f} (x{results[s][what] / base:.2f})" for s in sizes)
+            print(f"  {what:18}{row}")
+    return 0
