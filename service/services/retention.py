@@ -26,18 +26,37 @@ ENDED = ("completed", "cancelled")
 
 # ---- export: the audit chain as JSON lines ---------------------------------------------------------------------
 
-def event_line(event: AuditEvent) -> str:
-    return json.dumps({"instance_id": event.instance_id, "seq": event.seq,
-                       "at": event.at.isoformat(timespec="microseconds"), "actor": event.actor,
-                       "action": event.action, "task_id": event.task_id, "element_id": event.element_id,
-                       "data": event.data, "prev_hash": event.prev_hash, "hash": event.hash},
-                      ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+def event_line(event: AuditEvent, head: tuple[int, str] | None = None) -> str:
+    """One event as a JSON line. `head` is the end of the instance's chain when exported (the seq and hash its
+    instance row recorded): written on every line as chain_seq and chain_head, so an export that lost its last
+    lines does not verify either."""
+    record: dict[str, Any] = {"instance_id": event.instance_id, "seq": event.seq,
+                              "at": event.at.isoformat(timespec="microseconds"), "actor": event.actor,
+                              "action": event.action, "task_id": event.task_id, "element_id": event.element_id,
+                              "data": event.data, "prev_hash": event.prev_hash, "hash": event.hash}
+    if head is not None:
+        record["chain_seq"], record["chain_head"] = head
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def chain_lines(session: Session, instance_id: str, events: list[AuditEvent] | None = None) -> list[str]:
+    """The instance's audit chain as export lines, each naming where the chain ends: the head the instance row
+    recorded, or (an instance from before the head was kept) its last event."""
+    events = load_events(session, instance_id) if events is None else events
+    if not events:
+        return []
+    anchor = session.execute(select(ProcessInstance.audit_seq, ProcessInstance.audit_head)
+                             .where(ProcessInstance.id == instance_id)).one_or_none()
+    if anchor is not None and anchor[0] is not None and anchor[1] is not None:
+        head = (int(anchor[0]), str(anchor[1]))
+    else:
+        head = (events[-1].seq, events[-1].hash)
+    return [event_line(e, head) for e in events]
 
 
 def export_lines(session: Session, instance_ids: Iterable[str]) -> Iterator[str]:
     for instance_id in instance_ids:
-        for event in load_events(session, instance_id):
-            yield event_line(event)
+        yield from chain_lines(session, instance_id)
 
 
 def write_export(session: Session, instance_ids: Iterable[str], out: IO[str]) -> int:
@@ -93,6 +112,13 @@ def _verify_chain(instance_id: str, events: list[dict[str, Any]]) -> ExportCheck
             return ExportCheck(instance_id, len(events), Verification(False, seq, "event content does not match "
                                                                                   "its hash"), prev)
         prev = e["hash"]
+    heads = {(e.get("chain_seq"), e.get("chain_head")) for e in events}
+    if heads != {(None, None)}:
+        last = int(events[-1]["seq"]) if events else 0
+        if len(heads) != 1 or heads != {(last, prev)}:
+            return ExportCheck(instance_id, len(events), Verification(False, last, (
+                f"the chain ends at event {last} but the instance recorded events up to "
+                f"{sorted(str(h[0]) for h in heads)[-1]}: events were removed or replaced")), prev)
     return ExportCheck(instance_id, len(events), Verification(True), prev)
 
 
@@ -135,7 +161,7 @@ def purge(ctx: AppContext, limit: int = 200) -> list[str]:
 def _remove(ctx: AppContext, instance_id: str, cutoff: datetime, directory: Path) -> bool:
     with ctx.read() as session:
         events = load_events(session, instance_id)
-        lines = [event_line(e) for e in events]
+        lines = chain_lines(session, instance_id, events)
     if not lines:
         return False
     path = _write_durably(directory, instance_id, lines)
