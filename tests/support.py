@@ -2,8 +2,10 @@
 with a frozen clock the tests move instead of sleeping."""
 from __future__ import annotations
 
+import asyncio
 import atexit
 import hashlib
+import os
 import shutil
 import socket
 import ssl
@@ -65,6 +67,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _QuickStopServer(uvicorn.Server):
+    """uvicorn as it runs the service, but noticing a stop within 10 ms rather than 100 ms, and not pausing another
+    100 ms before closing its connections (the test clients' idle keep-alive connections close at once): a test's
+    server stops in milliseconds instead of 0.2 s, a fifth of the suite's time. The lifespan shutdown is uvicorn's."""
+
+    async def main_loop(self) -> None:
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            await asyncio.sleep(0.01)
+            should_exit = await self.on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + 10
+        while (self.server_state.connections or self.server_state.tasks) and time.monotonic() < deadline \
+                and not self.force_exit:
+            await asyncio.sleep(0.005)
+        for task in self.server_state.tasks:
+            task.cancel(msg="the test server stopped")
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 class Server:
     """uvicorn in a thread; start() and stop() can be repeated to simulate a restart."""
 
@@ -84,7 +116,7 @@ class Server:
     def start(self) -> None:
         self.app = create_app(self.settings, clock=self.clock)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
-        self._server = uvicorn.Server(config)
+        self._server = _QuickStopServer(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 20
@@ -290,7 +322,7 @@ def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **ov
         jwt_secret=SECRET,
         scheduler_enabled=False,
         webhook_sender_enabled=False,
-        verify_state_storage=True,
+        verify_state_storage=os.environ.get("GOVFLOW_TEST_VERIFY_STATE", "1") == "1",
         webhook_allow_private="127.0.0.0/8",  # the tests' webhook receivers listen on loopback
         engine_workers=1,
     )
