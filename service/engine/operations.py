@@ -19,7 +19,9 @@ from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, EventBasedGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
@@ -63,6 +65,8 @@ def kind_of(task_spec: Any) -> str:
         return "user task"
     if isinstance(task_spec, EventBasedGateway):
         return "event-based gateway"
+    if isinstance(task_spec, UnstructuredJoin):
+        return "parallel gateway" if isinstance(task_spec, ParallelGateway) else "inclusive gateway"
     if isinstance(task_spec, SubWorkflowTask):
         return "sub-process"
     if isinstance(task_spec, CatchingEvent):
@@ -140,9 +144,21 @@ def cancel_activity(task: Any) -> list[Any]:
     for target in targets:
         if not target.has_state(TaskState.NOT_FINISHED_MASK):
             continue
-        cancelled += [t for t in subtree(top, target) if t.has_state(LIVE)]
+        live = [t for t in subtree(top, target) if t.has_state(LIVE)]
+        cancelled += live
         target.cancel()
+        for t in live:
+            _take_back_arrival(t)
     return cancelled
+
+
+def _take_back_arrival(task: Any) -> None:
+    """A token waiting at a parallel or inclusive join that is cancelled leaves the tree: the engine counts a
+    join task below a completed step as that branch's arrival, cancelled or not, so a branch taken back (withdrawn,
+    sent back past, cancelled) would still let the join fire without it."""
+    if isinstance(task.task_spec, UnstructuredJoin) and task.parent is not None \
+            and task.workflow.tasks.get(task.id) is task:
+        task.workflow._remove_task(task.id)
 
 
 def start_spec(task_spec: Any) -> Any:
@@ -153,6 +169,10 @@ def start_spec(task_spec: Any) -> Any:
                                           "only its activity can", element_id(task_spec))
     if isinstance(task_spec, BpmnStartTask):
         raise OperationRefused("invalid", "a process cannot be entered before its start")
+    if isinstance(task_spec, UnstructuredJoin):
+        raise OperationRefused("invalid", f"'{element_id(task_spec)}' is a {kind_of(task_spec)}: a token started "
+                                          "there merges with the tokens the gateway already has; start before the "
+                                          "steps after it instead", element_id(task_spec))
     return next((i for i in task_spec.inputs if isinstance(i, BoundaryEventSplit)), task_spec)
 
 
@@ -295,7 +315,8 @@ def modify(top: Any, instructions: list[dict[str, Any]]) -> dict[str, Any]:
             for t in targets:
                 if t.has_state(LIVE):
                     cancelled += cancel_activity(t)
-                    anchors[id(t.workflow)] = t
+                    # a join token left the tree: what follows hangs below the step it came from
+                    anchors[id(t.workflow)] = t if t.workflow.tasks.get(t.id) is t else t.parent
         elif kind == "start_before":
             element = instruction.get("element_id") or ""
             found = find_element(top, element)
