@@ -75,8 +75,8 @@ def send_back(ctx: AppContext, principal: Principal, task_id: str, to_element_id
         if row.assignee is not None and row.assignee != principal.user:
             raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
         instance = _running(session, row.instance_id)
-        spec = ctx.model(session, row.definition_id).element(row.element_id)
-        allowed = send_back_targets(spec) if spec is not None else []
+        specs = ctx.model(session, row.definition_id).element_specs(row.element_id)
+        allowed = next((t for t in map(send_back_targets, specs) if t), [])
         if to_element_id not in allowed:
             detail = (f"task '{row.name}' can be sent back to {', '.join(allowed)}" if allowed
                       else f"the diagram lets task '{row.name}' ({row.element_id}) send back to no step")

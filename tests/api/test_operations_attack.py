@@ -122,3 +122,57 @@ def test_variables_are_set_after_one_branch_completed(api: Api) -> None:
     variables = api.variables(iid)
     assert variables["funding_opinion"] == "同意" and variables["plan_ref"] == "A-2"
     history(api, iid)
+
+
+# ---- multi-instance tasks ------------------------------------------------------------------------------------
+
+EXPERT_REVIEW = '''<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+    xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="defs_experts" targetNamespace="http://govflow.example/bpmn">
+  <bpmn:process id="experts" name="专家评审" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f1</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="declare" name="申报" camunda:candidateGroups="applicant">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:userTask id="review" name="专家评审" camunda:candidateGroups="expert">
+      <bpmn:extensionElements>
+        <camunda:properties><camunda:property name="sendBackTo" value="declare" /></camunda:properties>
+      </bpmn:extensionElements>
+      <bpmn:incoming>f2</bpmn:incoming><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:multiInstanceLoopCharacteristics camunda:collection="experts" camunda:elementVariable="expert" />
+    </bpmn:userTask>
+    <bpmn:userTask id="approve" name="审定" camunda:candidateGroups="leading_group">
+      <bpmn:incoming>f3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="declare" />
+    <bpmn:sequenceFlow id="f2" sourceRef="declare" targetRef="review" />
+    <bpmn:sequenceFlow id="f3" sourceRef="review" targetRef="approve" />
+    <bpmn:sequenceFlow id="f4" sourceRef="approve" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>'''.encode()
+
+
+def test_an_expert_of_a_multi_instance_review_sends_the_project_back(api: Api) -> None:
+    r = api.admin.post("/deployments", files=[("files", ("experts.bpmn", EXPERT_REVIEW))])
+    assert r.status_code == 201, r.text  # sendBackTo on a multi-instance task names an earlier step
+    iid = str(api.start("experts", {"experts": ["wu", "zheng", "feng"]}, business_key="AT-MI")["id"])
+    api.complete(iid, "declare", {})
+    reviews = api.instance(iid)["open_tasks"]
+    assert [t["element_id"] for t in reviews] == ["review"] * 3
+    expert = api.as_("wu", "expert")
+    r = expert.post(f"/tasks/{reviews[0]['id']}/complete", json={"variables": {}})
+    assert r.status_code == 200, r.text
+    r = expert.post(f"/tasks/{reviews[1]['id']}/send-back", json={"to_element_id": "declare", "comment": "缺少测算"})
+    assert r.status_code == 200, r.text
+    assert api.open_elements(iid) == ["declare"]
+    assert sorted(r.json()["cancelled_task_ids"]) == sorted([reviews[1]["id"], reviews[2]["id"]])
+    # declared again: every expert reviews again, and the project goes on
+    api.complete(iid, "declare", {})
+    again = api.instance(iid)["open_tasks"]
+    assert [t["element_id"] for t in again] == ["review"] * 3
+    for t in again:
+        r = expert.post(f"/tasks/{t['id']}/complete", json={"variables": {}})
+        assert r.status_code == 200, r.text
+    assert api.open_elements(iid) == ["approve"]
+    history(api, iid)
