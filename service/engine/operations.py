@@ -19,8 +19,12 @@ from SpiffWorkflow.bpmn.specs.defaults import BoundaryEvent, EventBasedGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.specs.mixins.multiinstance_task import LoopTask, MultiInstanceTask
+from SpiffWorkflow.bpmn.specs.mixins.parallel_gateway import ParallelGateway
 from SpiffWorkflow.bpmn.specs.mixins.subworkflow_task import SubWorkflowTask
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.camunda.specs.user_task import UserTask
+from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -63,6 +67,8 @@ def kind_of(task_spec: Any) -> str:
         return "user task"
     if isinstance(task_spec, EventBasedGateway):
         return "event-based gateway"
+    if isinstance(task_spec, UnstructuredJoin):
+        return "parallel gateway" if isinstance(task_spec, ParallelGateway) else "inclusive gateway"
     if isinstance(task_spec, SubWorkflowTask):
         return "sub-process"
     if isinstance(task_spec, CatchingEvent):
@@ -140,9 +146,21 @@ def cancel_activity(task: Any) -> list[Any]:
     for target in targets:
         if not target.has_state(TaskState.NOT_FINISHED_MASK):
             continue
-        cancelled += [t for t in subtree(top, target) if t.has_state(LIVE)]
+        live = [t for t in subtree(top, target) if t.has_state(LIVE)]
+        cancelled += live
         target.cancel()
+        for t in live:
+            _take_back_arrival(t)
     return cancelled
+
+
+def _take_back_arrival(task: Any) -> None:
+    """A token waiting at a parallel or inclusive join that is cancelled leaves the tree: the engine counts a
+    join task below a completed step as that branch's arrival, cancelled or not, so a branch taken back (withdrawn,
+    sent back past, cancelled) would still let the join fire without it."""
+    if isinstance(task.task_spec, UnstructuredJoin) and task.parent is not None \
+            and task.workflow.tasks.get(task.id) is task:
+        task.workflow._remove_task(task.id)
 
 
 def start_spec(task_spec: Any) -> Any:
@@ -153,6 +171,10 @@ def start_spec(task_spec: Any) -> Any:
                                           "only its activity can", element_id(task_spec))
     if isinstance(task_spec, BpmnStartTask):
         raise OperationRefused("invalid", "a process cannot be entered before its start")
+    if isinstance(task_spec, UnstructuredJoin):
+        raise OperationRefused("invalid", f"'{element_id(task_spec)}' is a {kind_of(task_spec)}: a token started "
+                                          "there merges with the tokens the gateway already has; start before the "
+                                          "steps after it instead", element_id(task_spec))
     return next((i for i in task_spec.inputs if isinstance(i, BoundaryEventSplit)), task_spec)
 
 
@@ -166,6 +188,9 @@ def start_before(anchor: Any, task_spec: Any, data: dict[str, Any]) -> Any:
     try:
         spec._predict(child, mask=TaskState.PREDICTED_MASK | TaskState.FUTURE)
         spec._update(child)
+    except SpiffWorkflowException as e:  # e.g. a multi-instance task whose item variable the data already has
+        raise OperationRefused("invalid", f"'{element_id(task_spec)}' cannot be entered with the instance's data: "
+                                          f"{getattr(e, 'message', None) or e}", element_id(task_spec)) from None
     finally:
         del child._inherit_data
     return child
@@ -232,6 +257,10 @@ def send_back(top: Any, task: Any, target: str) -> dict[str, Any]:
     if inner is None:
         raise OperationRefused("invalid", f"the step '{target}' lies inside a sub-process that is not active", target)
     data = deepcopy(task.data)
+    loop = task.parent.task_spec if task.parent is not None else None
+    if isinstance(loop, MultiInstanceTask):  # an instance's item is not the process's: entering it again needs it unset
+        for item in (loop.input_item, loop.output_item):
+            data.pop(getattr(item, "bpmn_id", None), None)
     previous = inner.parent
     while previous is not None and previous.task_spec is not target_spec:
         previous = previous.parent
@@ -240,6 +269,9 @@ def send_back(top: Any, task: Any, target: str) -> dict[str, Any]:
         for t in subtree(top, previous):
             if t.workflow is inner.workflow and t.has_state(LIVE):
                 cancelled += cancel_activity(t)
+    # an instance of a multi-instance task leaves the tree when its loop is cancelled: hang the step below the loop
+    while inner.workflow.tasks.get(inner.id) is not inner and inner.parent is not None:
+        inner = inner.parent
     if inner.has_state(TaskState.NOT_FINISHED_MASK):
         cancelled += cancel_activity(inner)
     reopened = start_before(inner, target_spec, data)
@@ -295,7 +327,8 @@ def modify(top: Any, instructions: list[dict[str, Any]]) -> dict[str, Any]:
             for t in targets:
                 if t.has_state(LIVE):
                     cancelled += cancel_activity(t)
-                    anchors[id(t.workflow)] = t
+                    # a join token left the tree: what follows hangs below the step it came from
+                    anchors[id(t.workflow)] = t if t.workflow.tasks.get(t.id) is t else t.parent
         elif kind == "start_before":
             element = instruction.get("element_id") or ""
             found = find_element(top, element)
@@ -657,6 +690,10 @@ def _reachable(start: Any, subprocess_specs: dict[str, Any], owners: dict[str, l
             continue
         seen.add(current)
         stack.extend(current.outputs)
+        if isinstance(current, LoopTask):  # a multi-instance or loop task runs its instances as a spec of their own
+            inner = current._wf_spec.task_specs.get(current.task_spec)
+            if inner is not None:
+                stack.append(inner)
         if isinstance(current, SubWorkflowTask) and current.spec in subprocess_specs:
             stack.append(subprocess_specs[current.spec].start)
         if current.name == "End" and not current.outputs:  # the end of a sub-process: on after it

@@ -94,6 +94,11 @@ class ProcessModel:
                     return task_spec
         return None
 
+    def element_specs(self, element_id: str) -> list[Any]:
+        """Every spec of an element: a multi-instance or loop task has two (the loop and the instances it runs)."""
+        return [task_spec for spec in [self.spec, *self.subprocess_specs.values()]
+                for task_spec in spec.task_specs.values() if getattr(task_spec, "bpmn_id", None) == element_id]
+
 
 @dataclass
 class OpenTask:

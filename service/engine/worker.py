@@ -320,7 +320,7 @@ class WorkerEngine:
         state = command["stored"]
         restored = load_parts(state["header"], [(r[0], r[1], r[3]) for r in state["rows"]], model.spec,
                               model.subprocess_specs, self.runtime.script_engine)
-        got, want = json.loads(dump_state(restored)), json.loads(dump_state(workflow))
+        got, want = _unordered(json.loads(dump_state(restored))), _unordered(json.loads(dump_state(workflow)))
         if got != want:
             raise Refused("internal", f"the stored state does not restore to the workflow: {_differences(got, want)}")
         return {"verified": True}
@@ -419,6 +419,17 @@ def _snapshot_json(snap: Snapshot, variables: Any) -> dict[str, Any]:
         "open_tasks": [{**t.__dict__, "due_at": when(t.due_at)} for t in snap.open_tasks],
         "waiting": [{**w.__dict__, "due_at": when(w.due_at)} for w in snap.waiting],
     }
+
+
+def _unordered(state: Any) -> Any:
+    """A dumped state with the keys a task's data lost against its parent's in a fixed order: the engine lists
+    them in the parent's key order, which a restore does not keep (the same deletions either way)."""
+    if isinstance(state, dict):
+        return {k: (sorted(v) if k == "deletions" and isinstance(v, list) else _unordered(v))
+                for k, v in state.items()}
+    if isinstance(state, list):
+        return [_unordered(v) for v in state]
+    return state
 
 
 def _differences(got: Any, want: Any, path: str = "") -> list[str]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance
+from service.db.models import AuditEvent, HumanTask, ProcessInstance
 from service.engine.operations import send_back_targets
 from service.errors import Conflict, InvalidInput
 from service.schemas import ProcessInstanceOut, ReturnOut
@@ -75,8 +75,8 @@ def send_back(ctx: AppContext, principal: Principal, task_id: str, to_element_id
         if row.assignee is not None and row.assignee != principal.user:
             raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
         instance = _running(session, row.instance_id)
-        spec = ctx.model(session, row.definition_id).element(row.element_id)
-        allowed = send_back_targets(spec) if spec is not None else []
+        specs = ctx.model(session, row.definition_id).element_specs(row.element_id)
+        allowed = next((t for t in map(send_back_targets, specs) if t), [])
         if to_element_id not in allowed:
             detail = (f"task '{row.name}' can be sent back to {', '.join(allowed)}" if allowed
                       else f"the diagram lets task '{row.name}' ({row.element_id}) send back to no step")
@@ -148,6 +148,14 @@ def withdraw(ctx: AppContext, principal: Principal, task_id: str, comment: str |
                                assignee=r.assignee)
         ids = [r.id for r in next_rows]
         if ids:
+            # a claim released again still counts: the next department has taken the work up once
+            taken = session.execute(select(AuditEvent.actor, AuditEvent.task_id).where(
+                AuditEvent.instance_id == instance.id, AuditEvent.action == "task.claimed",
+                AuditEvent.task_id.in_(ids)).limit(1)).first()
+            if taken is not None:
+                name = next(r.name for r in next_rows if r.id == taken.task_id)
+                raise Conflict(f"the next step '{name}' was claimed by {taken.actor} (and released since)",
+                               task_id=taken.task_id, assignee=taken.actor)
             # under the rows' locks: a claim that comes now waits for this transaction, then finds them cancelled
             done = session.execute(
                 update(HumanTask).where(HumanTask.id.in_(ids), HumanTask.status == "open",

@@ -258,7 +258,12 @@ def test_withdraw_refusals(api: Api) -> None:
     assert api.admin.post(f"/tasks/{done['id']}/withdraw").status_code == 403
     # 403: nobody completed an open task, so nobody withdraws it
     assert api.as_("wang.fang", "third_party").post(f"/tasks/{pre['id']}/withdraw").status_code == 403
-    # 409: the next step has been claimed
+    # 409: the next step has been claimed, also when the claim was released again
+    assert api.as_("wang.fang", "third_party").post(f"/tasks/{pre['id']}/claim").status_code == 200
+    assert api.as_("wang.fang", "third_party").post(f"/tasks/{pre['id']}/unclaim").status_code == 200
+    r = api.as_("li.ming", "applicant").post(f"/tasks/{done['id']}/withdraw")
+    assert r.status_code == 409 and r.json()["assignee"] == "wang.fang" and "released" in r.json()["detail"]
+    assert api.open_elements(iid) == ["prereview"] and api.open_task(iid, "prereview")["assignee"] is None
     assert api.as_("wang.fang", "third_party").post(f"/tasks/{pre['id']}/claim").status_code == 200
     r = api.as_("li.ming", "applicant").post(f"/tasks/{done['id']}/withdraw")
     assert r.status_code == 409 and r.json()["assignee"] == "wang.fang"
