@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                 w.stop()
             ctx.close()
             ctx.engine.dispose()
+            if ctx.read_engine is not None and ctx.read_engine is not ctx.engine:
+                ctx.read_engine.dispose()  # SQLite's read-only connections, a pool of their own
 
     # the API documentation's assets are served by the service itself: government networks are often offline
     app = FastAPIOffline(
