@@ -148,6 +148,10 @@ class Server:
         self._thread = None
         _forget_apps()
 
+    @property
+    def ctx(self) -> Any:
+        return self.app.state.ctx
+
 
 def _forget_apps() -> None:
     """FastAPI remembers, per endpoint function, whether it is a generator, in caches of 4,096 entries; the
@@ -158,10 +162,6 @@ def _forget_apps() -> None:
     for value in vars(models).values():
         if callable(getattr(value, "cache_clear", None)):
             value.cache_clear()
-
-    @property
-    def ctx(self) -> Any:
-        return self.app.state.ctx
 
 
 @dataclass
