@@ -13,14 +13,25 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 
-from service.api import admin, definitions, diagrams, health, instances, messages, operations, problems, tasks
+from service.api import (
+    admin,
+    definitions,
+    diagrams,
+    engine_rest,
+    health,
+    instances,
+    messages,
+    operations,
+    problems,
+    tasks,
+)
 from service.api.admission import Admission
-from service.api.engine_rest import build_router as build_engine_rest_router
 from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit, write_share
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
 from service.console import router as console_router
+from service.console.session import PREFIX as CONSOLE_PREFIX
 from service.db.migrate import current_revision
 from service.db.session import is_sqlite, make_engine, make_session_factory
 from service.engine.calendar import BusinessCalendar
@@ -151,6 +162,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                    operations.router):
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(diagrams.router, prefix=API_PREFIX)
-    app.include_router(build_engine_rest_router())
-    app.include_router(console_router)  # the web console at /console (service/console/)
+    engine_rest.include(app)
+    app.include_router(console_router, prefix=CONSOLE_PREFIX, include_in_schema=False)  # the web console
     return app

@@ -80,7 +80,7 @@ class ConsoleRoute(APIRoute):
         return console_handler
 
 
-router = APIRouter(prefix=console_session.PREFIX, route_class=ConsoleRoute, include_in_schema=False)
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)  # served under console_session.PREFIX
 
 
 # ---- rendering -----------------------------------------------------------------------------------------

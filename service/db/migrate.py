@@ -1,6 +1,7 @@
 """Alembic, driven from code: upgrade to head, and read the current and head revisions."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -30,10 +31,13 @@ def _config() -> Config:
 
 def upgrade(engine: Engine) -> None:
     """Upgrade to head. Processes that start together on PostgreSQL migrate one after another: each waits for
-    the advisory lock, then finds the work done (alembic reads the version inside the locked transaction)."""
+    the advisory lock, then finds the work done (the version is read inside the locked transaction). A database
+    already at head is left alone without alembic loading every migration script again."""
     cfg = _config()
     with engine.begin() as connection:
         hold_for_transaction(connection, MIGRATE, wait_forever=True)
+        if MigrationContext.configure(connection).get_current_revision() == _head(str(migrations_dir())):
+            return
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
@@ -52,7 +56,15 @@ def require_latest(engine: Engine, description: str) -> str:
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_config()).get_current_head()
+    return _head(str(migrations_dir()))
+
+
+@functools.lru_cache(maxsize=4)
+def _head(location: str) -> str | None:
+    """The latest revision of the migration scripts in `location` (read once per process)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", location)
+    return ScriptDirectory.from_config(cfg).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -2,7 +2,7 @@
 buttons, and OA systems written for Camunda 7. See docs/camunda-rest.md."""
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from service.api.engine_rest import definitions, deployment, history, instances, messages, tasks
 from service.api.engine_rest.mapping import CamundaError
@@ -19,9 +19,9 @@ def not_supported(path: str, principal: EnginePrincipal) -> None:
 TAG = "engine-rest (Camunda 7 REST subset)"
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(prefix=PREFIX, tags=[TAG])
+def include(app: FastAPI) -> None:
+    """Mount the subset under /engine-rest. Each router is included with its prefix: FastAPI walks every route of a
+    router included without one (to check no path ends up empty), which made each new app cost ~0.1 s of CPU."""
     for module in (deployment, definitions, instances, tasks, messages, history):
-        router.include_router(module.router)
-    router.include_router(_unknown)  # last: only what no route above answers
-    return router
+        app.include_router(module.router, prefix=PREFIX, tags=[TAG])
+    app.include_router(_unknown, prefix=PREFIX, tags=[TAG])  # last: only what no route above answers
