@@ -24,6 +24,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from service import metrics
+from service.background import LoopThread
 from service.db.models import SchedulerLock, WaitingEvent
 from service.errors import Conflict, DomainError
 from service.services import timers
@@ -34,13 +35,14 @@ log = logging.getLogger("govflow.scheduler")
 LOCK_NAME = "timer-scheduler"
 
 
-class Scheduler:
+class Scheduler(LoopThread):
+    thread_name = "govflow-scheduler"
+
     def __init__(self, ctx: AppContext, owner: str | None = None) -> None:
+        super().__init__()
         self.ctx = ctx
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self._next_round: datetime | None = None  # when the sleeping loop will look again
         self.sqlite = ctx.sqlite
         self.wakes = 0
@@ -52,16 +54,14 @@ class Scheduler:
         if not self.sqlite:
             self.listener = TimerListener(self.ctx.engine.url, self._timer_written, self.wake)
             self.listener.start()
-        self._thread = threading.Thread(target=self._loop, name="govflow-scheduler", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stop.set()  # before the wake-up: the woken loop must see it
         self._wake.set()
         if self.listener is not None:
             self.listener.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         self._release_lease()
 
     def wake(self) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from service.background import LoopThread
 from service.services.context import AppContext
 
 log = logging.getLogger("govflow.scheduler")
@@ -42,30 +43,22 @@ def parse_due(payload: str) -> datetime | None:
     return due_at if due_at.tzinfo is not None else due_at.replace(tzinfo=UTC)
 
 
-class TimerListener:
+class TimerListener(LoopThread):
     """A thread with its own PostgreSQL connection (outside the pool) that LISTENs on CHANNEL and passes each
     announced due time to on_timer. After every (re)connection it calls on_connected: timers written while it
     was not listening are then looked for. A lost connection is retried with back-off; meanwhile the scheduler
     still polls."""
 
+    thread_name = "govflow-timer-listener"
+
     def __init__(self, url: URL, on_timer: Callable[[datetime], None], on_connected: Callable[[], None],
                  poll_seconds: float = 0.5) -> None:
+        super().__init__()
         self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.on_timer, self.on_connected = on_timer, on_connected
         self.poll_seconds = poll_seconds
         self.listening = threading.Event()
         self.heard = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="govflow-timer-listener", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         import psycopg

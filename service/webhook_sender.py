@@ -3,7 +3,6 @@ outside any database transaction, so a slow or dead receiver never slows the API
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,6 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from service import metrics
+from service.background import LoopThread
 from service.db.models import WebhookDelivery, WebhookSubscription
 from service.services import webhooks
 from service.services.context import AppContext
@@ -30,23 +30,19 @@ class _Claimed:
     attempts: int
 
 
-class WebhookSender:
+class WebhookSender(LoopThread):
+    thread_name = "govflow-webhooks"
+    join_seconds = 30.0
+
     def __init__(self, ctx: AppContext, client: httpx.Client | None = None, batch: int = 50) -> None:
+        super().__init__()
         self.ctx = ctx
         self.client = client or httpx.Client(timeout=ctx.settings.webhook_timeout_seconds, follow_redirects=False)
         self.batch = batch
         self.allowance = Allowance.parse(ctx.settings.webhook_allow_private)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="govflow-webhooks", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        super().stop()
         self.client.close()
 
     def _loop(self) -> None:

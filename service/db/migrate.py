@@ -23,9 +23,9 @@ def migrations_dir() -> Path:
     raise RuntimeError("migrations/ not found next to the package or in the working directory")
 
 
-def _config() -> Config:
+def _config(location: str | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("script_location", location or str(migrations_dir()))
     return cfg
 
 
@@ -62,9 +62,7 @@ def head_revision() -> str | None:
 @functools.lru_cache(maxsize=4)
 def _head(location: str) -> str | None:
     """The latest revision of the migration scripts in `location` (read once per process)."""
-    cfg = Config()
-    cfg.set_main_option("script_location", location)
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    return ScriptDirectory.from_config(_config(location)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

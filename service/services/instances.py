@@ -158,8 +158,12 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
                                 .limit(limit + 1)))
     next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)
                    if len(rows) > limit and not offset else None)
-    rows = rows[:limit]
-    # where each project stands, for the whole page in two queries (not one per instance)
+    return ProcessInstancePage(items=standing(ctx, session, rows[:limit]), next_cursor=next_cursor)
+
+
+def standing(ctx: AppContext, session: Session, rows: list[ProcessInstance]) -> list[ProcessInstanceOut]:
+    """A page of instances with where each stands (open tasks, what it waits for), for the whole page in two
+    queries, not one per instance."""
     ids = [r.id for r in rows]
     open_tasks: dict[str, list[HumanTask]] = {i: [] for i in ids}
     waiting: dict[str, list[WaitingEvent]] = {i: [] for i in ids}
@@ -170,9 +174,7 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
         for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id.in_(ids))):
             waiting[w.instance_id].append(w)
     models = {d: ctx.model(session, d).messages for d in {r.definition_id for r in rows}}
-    return ProcessInstancePage(
-        items=[instance_out(r, open_tasks[r.id], waiting[r.id], models[r.definition_id]) for r in rows],
-        next_cursor=next_cursor)
+    return [instance_out(r, open_tasks[r.id], waiting[r.id], models[r.definition_id]) for r in rows]
 
 
 def history(session: Session, principal: Principal, instance_id: str, verify: bool) -> HistoryOut:

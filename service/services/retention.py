@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +15,7 @@ from typing import IO, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from service.background import LoopThread
 from service.db.models import AuditEvent, HumanTask, InstanceTask, ProcessInstance, TaskCandidate, WaitingEvent
 from service.services.audit import GENESIS, Verification, _digest, load_events
 from service.services.context import AppContext
@@ -207,22 +207,14 @@ def _write_durably(directory: Path, instance_id: str, lines: list[str]) -> Path:
     return path
 
 
-class Retention:
+class Retention(LoopThread):
     """The periodic purge, run by `govflow serve` and `govflow worker` when a retention is configured."""
 
+    thread_name = "govflow-retention"
+
     def __init__(self, ctx: AppContext) -> None:
+        super().__init__()
         self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="govflow-retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -10,11 +10,12 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
+from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.errors import InvalidInput
 from service.schemas import ProcessInstanceOut, TaskSummary
-from service.services.common import instance_out, task_summary, where_given
+from service.services.common import task_summary, where_given
 from service.services.context import AppContext
+from service.services.instances import standing
 
 NO_GROUP = ""  # tasks offered to named people only
 SOON = timedelta(days=3)
@@ -97,15 +98,4 @@ def list_projects(ctx: AppContext, session: Session, principal: Principal, *, no
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .offset(offset).limit(limit + 1)))
     more = len(rows) > limit
-    rows = rows[:limit]
-    ids = [r.id for r in rows]
-    open_tasks: dict[str, list[HumanTask]] = {i: [] for i in ids}
-    waiting: dict[str, list[WaitingEvent]] = {i: [] for i in ids}
-    if ids:
-        for t in session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.status == "open")
-                                 .order_by(HumanTask.created_at, HumanTask.id)):
-            open_tasks[t.instance_id].append(t)
-        for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id.in_(ids))):
-            waiting[w.instance_id].append(w)
-    models = {d: ctx.model(session, d).messages for d in {r.definition_id for r in rows}}
-    return [instance_out(r, open_tasks[r.id], waiting[r.id], models[r.definition_id]) for r in rows], more
+    return standing(ctx, session, rows[:limit]), more
