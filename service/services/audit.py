@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, or_, select, update
+from sqlalchemy import Table, bindparam, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import AuditEvent, ProcessInstance
@@ -22,6 +22,10 @@ _ANCHOR = update(ProcessInstance).where(
     or_(ProcessInstance.audit_seq.is_(None), ProcessInstance.audit_seq < bindparam("s")),
 ).values(audit_seq=bindparam("s"), audit_head=bindparam("h")).execution_options(synchronize_session=False)
 _COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
+_TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
+# plain (Core) statements, built once: every column given, so a request's events are one executemany
+_INSERT = insert(_TABLE)
+_INSERT_RETURNING = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 
 
 def _digest(prev_hash: str, instance_id: str, seq: int, at: datetime, actor: str, action: str,
@@ -84,15 +88,17 @@ class AuditTrail:
         self.prev_hash = digest
         return event
 
-    def flush(self) -> None:
-        """Write the appended events (one multi-row INSERT); their ids are set on them."""
+    def flush(self, ids: bool = False) -> None:
+        """Write the appended events (one statement); with `ids`, their ids are set on them."""
         if not self.pending:
             return
         rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
-        ids = self.session.execute(insert(AuditEvent).returning(AuditEvent.id, sort_by_parameter_order=True),
-                                   rows).scalars().all()
-        for event_row, ident in zip(self.pending, ids, strict=True):
-            event_row.id = ident
+        if ids:
+            written = self.session.execute(_INSERT_RETURNING, rows).scalars().all()
+            for event_row, ident in zip(self.pending, written, strict=True):
+                event_row.id = ident
+        else:
+            self.session.execute(_INSERT, rows)
         last = self.pending[-1]
         self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last.seq, "h": last.hash})
         self.pending = []

@@ -31,7 +31,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import Stored, apply, committed
 
 ACTIVE = "running"
 
@@ -78,12 +78,14 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
         outbox.enqueue(session, "instance.started", now, instance.id,
                        {"process_instance_id": instance.id, "process_key": process_key, "business_key": business_key,
                         "version": definition_version, "started_by": principal.user, "variables": clean})
+        stored = Stored()
         try:
-            with session.begin_nested():
-                apply(ctx, session, instance, result, token, principal.user, audit, is_new=True)
+            apply(ctx, session, instance, result, token, principal.user, audit, is_new=True, stored=stored)
         except IntegrityError:
+            # another start took the business key meanwhile; the whole transaction is rolled back
             raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
-        out = read_in(ctx, session, principal, instance.id)
+        # the answer from what was just written (a new instance's tasks and waits), not read back
+        out = instance_out(instance, stored.open_tasks, stored.waiting, ctx.model(session, definition_id).messages)
         if idem is not None:
             idem.store(session, 201, out)
     committed(ctx, instance, result, token)

@@ -18,7 +18,7 @@ from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, china_today, task_summary, where_given
 from service.services.context import AppContext
-from service.services.store import OPEN_TASK_ROWS, apply, committed
+from service.services.store import Stored, apply, committed
 
 
 def check_payload(model: ProcessModel, name: str, variables: dict[str, Any],
@@ -78,10 +78,10 @@ def correlate(ctx: AppContext, principal: Principal, *, name: str, business_key:
                        {"process_instance_id": instance.id, "process_key": instance.process_key,
                         "business_key": instance.business_key, "name": name, "element_id": element_ids[0],
                         "sent_by": principal.user, "variables": clean})
-        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
+        stored = Stored()
+        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False, stored=stored)
         out = MessageOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
-                         next_tasks=[task_summary(r) for r in rows])
+                         next_tasks=[task_summary(r) for r in stored.open_tasks])
         if idem is not None:
             idem.store(session, 200, out)
     committed(ctx, instance, result, token)

@@ -2,10 +2,12 @@
 the projections (open human tasks, waiting timers and messages), audit events and outbox events."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -18,24 +20,36 @@ from service.services import state as state_rows
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
 
-# the statements of every request, built once (building a statement costs more than running it on SQLite)
+# the statements of every request, built once on the tables (plain Core statements: building an ORM statement
+# costs more than running it on SQLite)
+_INSTANCES: Table = ProcessInstance.__table__  # type: ignore[assignment]
+_TASKS: Table = HumanTask.__table__  # type: ignore[assignment]
+_WAITING_T: Table = WaitingEvent.__table__  # type: ignore[assignment]
 _UPDATE_INSTANCE = (
-    update(ProcessInstance)
-    .where(ProcessInstance.id == bindparam("b_id"), ProcessInstance.version == bindparam("b_version"))
+    update(_INSTANCES)
+    .where(_INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.version == bindparam("b_version"))
     .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
                                         "updated_at", "ended_at", "cancel_reason")})
-    .execution_options(synchronize_session=False)
 )
-_OPEN_TASKS = select(HumanTask.id, HumanTask.element_id).where(HumanTask.instance_id == bindparam("i"),
-                                                                 HumanTask.status == "open")
-OPEN_TASK_ROWS = select(HumanTask).where(HumanTask.instance_id == bindparam("i"), HumanTask.status == "open") \
-    .order_by(HumanTask.created_at, HumanTask.id)
-_WAITING = select(WaitingEvent.id, WaitingEvent.kind, WaitingEvent.spiff_task_id, WaitingEvent.element_id,
-                  WaitingEvent.due_at, WaitingEvent.provisional).where(WaitingEvent.instance_id == bindparam("i"))
+_OPEN_TASKS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open")
+_INSERT_TASKS = insert(_TASKS)
+_INSERT_CANDIDATES = insert(TaskCandidate.__table__)  # type: ignore[arg-type]
+_INSERT_WAITING = insert(_WAITING_T)
+_WAITING = select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spiff_task_id, _WAITING_T.c.element_id,
+                  _WAITING_T.c.due_at, _WAITING_T.c.provisional).where(_WAITING_T.c.instance_id == bindparam("i"))
+
+
+@dataclass
+class Stored:
+    """What apply wrote, for the request's answer without reading it back: the instance's open human tasks
+    (oldest first) and, for a new instance, what it waits for (task and waiting rows as attribute objects)."""
+    open_tasks: list[Any] = field(default_factory=list)
+    waiting: list[Any] = field(default_factory=list)
 
 
 def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str,
-          actor: str, audit: AuditTrail, *, is_new: bool, closing_status: str | None = None) -> Snapshot:
+          actor: str, audit: AuditTrail, *, is_new: bool, closing_status: str | None = None,
+          stored: Stored | None = None) -> Snapshot:
     """Store what an engine command did, in the request's write transaction: the state (under the instance's
     optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections."""
     now = ctx.clock.now()
@@ -70,8 +84,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
     state_rows.write(session, instance.id, result)
     if ctx.settings.verify_state_storage:
         _verify(ctx, session, instance, result, token)
-    _sync_tasks(session, instance, snap, now, audit)
-    _sync_waiting(ctx, session, instance, snap)
+    open_tasks = _sync_tasks(session, instance, snap, now, audit, is_new)
+    waiting = _sync_waiting(ctx, session, instance, snap, is_new)
+    if stored is not None:
+        stored.open_tasks, stored.waiting = open_tasks, waiting
     if status == "completed" and closing_status is None:
         audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
         outbox.enqueue(session, "instance.completed", now, instance.id,
@@ -105,43 +121,50 @@ def _instance_ref(instance: ProcessInstance) -> dict[str, Any]:
             "business_key": instance.business_key}
 
 
-def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now: datetime, audit: AuditTrail) -> None:
+def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now: datetime, audit: AuditTrail,
+                is_new: bool) -> list[Any]:
     """The open human tasks as the engine now has them: new ones inserted, vanished ones cancelled (plain
-    multi-row statements: a request's cost is its statements)."""
-    open_rows = session.execute(_OPEN_TASKS, {"i": instance.id}).all()
+    multi-row statements: a request's cost is its statements). Returns the open task rows, oldest first."""
+    open_rows = [] if is_new else session.execute(_OPEN_TASKS, {"i": instance.id}).all()
     current = {t.id: t for t in snap.open_tasks}
-    gone = [(task_id, element_id) for task_id, element_id in open_rows if task_id not in current]
+    gone = [(r.id, r.element_id) for r in open_rows if r.id not in current]
     if gone:
-        session.execute(update(HumanTask).where(HumanTask.id.in_([g[0] for g in gone]))
-                        .values(status="cancelled", completed_at=now).execution_options(synchronize_session=False))
+        session.execute(update(_TASKS).where(_TASKS.c.id.in_([g[0] for g in gone]))
+                        .values(status="cancelled", completed_at=now))
         for task_id, element_id in gone:
             audit.append(now, "system", "task.cancelled", task_id=task_id, element_id=element_id)
-    known = {task_id for task_id, _ in open_rows}
+    kept: list[Any] = [r for r in open_rows if r.id in current]
+    known = {r.id for r in open_rows}
     new = [t for task_id, t in current.items() if task_id not in known]
     if not new:
-        return
-    session.execute(insert(HumanTask), [{
+        return sorted(kept, key=lambda r: (r.created_at, r.id))
+    rows = [{
         "id": t.id, "instance_id": instance.id, "definition_id": instance.definition_id,
         "process_key": instance.process_key, "business_key": instance.business_key, "element_id": t.element_id,
         "name": t.name, "documentation": t.documentation, "lane": t.lane, "candidate_groups": t.candidate_groups,
         "candidate_users": t.candidate_users, "assignee": t.assignee, "form_key": t.form_key, "status": "open",
         "created_at": now, "due_at": t.due_at, "due_provisional": t.due_provisional,
-    } for t in new])
+    } for t in new]
+    session.execute(_INSERT_TASKS, rows)
     candidates = [{"task_id": t.id, "kind": kind, "value": value} for t in new
                   for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
     if candidates:
-        session.execute(insert(TaskCandidate), candidates)
+        session.execute(_INSERT_CANDIDATES, candidates)
     for t in new:
         data = {"name": t.name, "candidate_groups": t.candidate_groups, "candidate_users": t.candidate_users,
                 "assignee": t.assignee, "due_at": t.due_at.isoformat() if t.due_at else None}
         audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
         outbox.enqueue(session, "task.created", now, instance.id,
                        {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
+    kept += [SimpleNamespace(**row, completed_at=None, completed_by=None) for row in rows]
+    return sorted(kept, key=lambda r: (r.created_at, r.id))
 
 
-def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot) -> None:
-    """The timers and messages the instance waits on, as the engine now has them."""
-    existing = {
+def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot,
+                  is_new: bool) -> list[Any]:
+    """The timers and messages the instance waits on, as the engine now has them (a new instance has none
+    stored yet: nothing is read). Returns, for a new instance, the rows written."""
+    existing = {} if is_new else {
         (kind, spiff_task_id, element_id): (ident, due_at, provisional)
         for ident, kind, spiff_task_id, element_id, due_at, provisional in session.execute(
             _WAITING, {"i": instance.id})
@@ -149,7 +172,7 @@ def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, 
     wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
     stale = [row[0] for k, row in existing.items() if k not in wanted]
     if stale:
-        session.execute(delete(WaitingEvent).where(WaitingEvent.id.in_(stale)))
+        session.execute(delete(_WAITING_T).where(_WAITING_T.c.id.in_(stale)))
     added: list[dict[str, Any]] = []
     for k, w in wanted.items():
         row = existing.get(k)
@@ -162,8 +185,8 @@ def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, 
                 "due_at": w.due_at, "calendar": w.calendar, "provisional": w.provisional, "attempts": 0,
             })
         elif row[1] != w.due_at or row[2] != w.provisional:
-            session.execute(update(WaitingEvent).where(WaitingEvent.id == row[0])
-                            .values(due_at=w.due_at, provisional=w.provisional, lease_until=None)
-                            .execution_options(synchronize_session=False))
+            session.execute(update(_WAITING_T).where(_WAITING_T.c.id == row[0])
+                            .values(due_at=w.due_at, provisional=w.provisional, lease_until=None))
     if added:
-        session.execute(insert(WaitingEvent), added)
+        session.execute(_INSERT_WAITING, added)
+    return [SimpleNamespace(**row, last_error=None) for row in added] if is_new else []

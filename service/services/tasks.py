@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, func, or_, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,13 +30,22 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import OPEN_TASK_ROWS, apply, committed
+from service.services.store import Stored, apply, committed
 
 TASK_STATUSES = ("open", "completed", "cancelled")
 
 
 TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
 
+
+_T: Table = HumanTask.__table__  # type: ignore[assignment]
+# a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
+_COMPLETE = (
+    update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
+                     or_(_T.c.assignee.is_(None), _T.c.assignee == bindparam("b_user")))
+    .values({c: bindparam(c) for c in ("status", "completed_at", "completed_by", "assignee", "submitted", "outputs",
+                                        "comment")})
+)
 
 def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
                 process_key: str | None, business_key: str | None, process_instance_id: str | None,
@@ -225,13 +234,10 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
     now = ctx.clock.now()
     comment = comment.strip() if comment and comment.strip() else None
     with ctx.write() as session:
-        claimed = session.execute(
-            update(HumanTask).where(HumanTask.id == row.id, HumanTask.status == "open",
-                                    or_(HumanTask.assignee.is_(None), HumanTask.assignee == principal.user))
-            .values(status="completed", completed_at=now, completed_by=principal.user,
-                    assignee=row.assignee or principal.user, submitted=to_json_value(clean), outputs=written,
-                    comment=comment)
-            .execution_options(synchronize_session=False))
+        claimed = session.execute(_COMPLETE, {
+            "b_id": row.id, "b_user": principal.user, "status": "completed", "completed_at": now,
+            "completed_by": principal.user, "assignee": row.assignee or principal.user,
+            "submitted": to_json_value(clean), "outputs": written, "comment": comment})
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the task was completed or claimed by someone else")
         audit = AuditTrail.for_instance(session, instance.id)
@@ -244,10 +250,10 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                         "business_key": instance.business_key, "task_id": row.id, "element_id": row.element_id,
                         "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
                         "variables": clean, "comment": comment})
-        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False)
-        next_rows = list(session.scalars(OPEN_TASK_ROWS, {"i": instance.id}))
+        stored = Stored()
+        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False, stored=stored)
         out = CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
-                            next_tasks=[task_summary(r) for r in next_rows])
+                            next_tasks=[task_summary(r) for r in stored.open_tasks])
         if idem is not None:
             idem.store(session, 200, out)
     committed(ctx, instance, result, token)
@@ -289,7 +295,7 @@ def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id
     trail = AuditTrail.for_instance(session, row.instance_id)
     event = trail.append(ctx.clock.now(), principal.user, "task.commented", task_id=row.id,
                          element_id=row.element_id, data={"message": text})
-    trail.flush()
+    trail.flush(ids=True)
     return _comment_out(event, row)
 
 
