@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Header, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -162,17 +163,21 @@ async def get_fingerprint(request: Request) -> str | None:
     return await _request_fingerprint(request)
 
 
-def get_idempotency(
+async def get_idempotency(
     request: Request, ctx: ContextDep, principal: PrincipalDep,
     fingerprint: Annotated[str | None, Depends(get_fingerprint)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", description=_KEY_DOC)] = None,
-) -> Iterator[Idempotency]:
+) -> AsyncIterator[Idempotency]:
     idem = Idempotency(ctx, principal, idempotency_key, request.method, request.url.path, fingerprint or "")
-    idem.begin()
+    if idempotency_key is None:
+        yield idem  # nothing to reserve or release: no database work, no hop to a thread
+        return
+    await run_in_threadpool(idem.begin)
     try:
         yield idem
     finally:
-        idem.end()
+        with anyio.CancelScope(shield=True):  # a reservation is released even when the client went away
+            await run_in_threadpool(idem.end)
 
 
 IdempotencyDep = Annotated[Idempotency, Depends(get_idempotency, scope="function")]

@@ -16,25 +16,28 @@ router = APIRouter(tags=["tasks"])
 
 
 @router.get("/tasks", response_model=TaskPage, responses=responses(401, 422))
-def list_tasks(ctx: ContextDep, session: SessionDep, principal: PrincipalDep,
+def list_tasks(ctx: ContextDep, principal: PrincipalDep,
                candidate_group: str | None = None, assignee: str | None = None, process_key: str | None = None,
                business_key: str | None = None, process_instance_id: str | None = None,
                status: str | None = None, due_before: datetime | None = None, overdue: bool | None = None,
                limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> TaskPage:
-    return tasks.list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
-                            process_key=process_key, business_key=business_key,
-                            process_instance_id=process_instance_id, status=status, due_before=due_before,
-                            overdue=overdue, now=ctx.clock.now(), limit=limit, cursor=cursor)
+    with ctx.read() as session:  # opened here, not by a dependency: one hop to a thread per request
+        return tasks.list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
+                                process_key=process_key, business_key=business_key,
+                                process_instance_id=process_instance_id, status=status, due_before=due_before,
+                                overdue=overdue, now=ctx.clock.now(), limit=limit, cursor=cursor)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses=responses(401, 403, 404))
-def get_task(task_id: str, ctx: ContextDep, session: SessionDep, principal: PrincipalDep) -> TaskDetail:
-    return tasks.get(ctx, session, principal, task_id)
+def get_task(task_id: str, ctx: ContextDep, principal: PrincipalDep) -> TaskDetail:
+    with ctx.read() as session:
+        return tasks.get(ctx, session, principal, task_id)
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
-def claim_task(task_id: str, ctx: ContextDep, session: WriteSessionDep, principal: PrincipalDep) -> TaskDetail:
-    return tasks.claim(ctx, session, principal, task_id)
+def claim_task(task_id: str, ctx: ContextDep, principal: PrincipalDep) -> TaskDetail:
+    with ctx.write() as session:
+        return tasks.claim(ctx, session, principal, task_id)
 
 
 @router.post("/tasks/{task_id}/unclaim", response_model=TaskDetail, responses=responses(401, 403, 404, 409))
