@@ -1,8 +1,10 @@
 """Who is calling: bearer tokens (JWT) carrying a user id and groups. What a caller may do is service/policy.py."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 import jwt
 
@@ -36,6 +38,20 @@ def mint_token(secret: str, user: str, groups: list[str], admin: bool, now: date
 
 
 def decode_token(secret: str, token: str, issuer: str = "govflow") -> Principal:
+    """The principal a token names. A token checked once is remembered (its signature and claims cannot change);
+    its expiry is checked again on every use."""
+    principal, expires = _checked(secret, token, issuer)
+    if _now() >= expires:
+        raise Unauthorized("the token has expired")
+    return principal
+
+
+def _now() -> float:
+    return time.time()
+
+
+@lru_cache(maxsize=4096)
+def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, float]:
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
                             options={"require": ["sub", "exp"]})
@@ -47,4 +63,5 @@ def decode_token(secret: str, token: str, issuer: str = "govflow") -> Principal:
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise Unauthorized("invalid token: groups must be a list of strings")
     # only the JSON boolean true makes an administrator ("false", 1 or "yes" do not)
-    return Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=claims.get("admin") is True)
+    principal = Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=claims.get("admin") is True)
+    return principal, float(claims["exp"])
