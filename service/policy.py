@@ -41,11 +41,15 @@ def _granted(principal: Principal, column: InstrumentedAttribute[str]) -> Column
 
 # ---- tasks ---------------------------------------------------------------------------------------
 def is_candidate(principal: Principal) -> ColumnElement[bool]:
-    """The human task is offered to one of the principal's groups or to the principal by name."""
-    return exists(select(TaskCandidate.task_id).where(
-        TaskCandidate.task_id == HumanTask.id,
-        or_((TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(principal.groups)),
-            (TaskCandidate.kind == "user") & (TaskCandidate.value == principal.user))))
+    """The human task is offered to one of the principal's groups or to the principal by name. Two lookups, each
+    an index range of task_candidate (kind, value), rather than one whose OR no single range serves."""
+    offered = [exists(select(TaskCandidate.task_id).where(
+        TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "user", TaskCandidate.value == principal.user))]
+    if principal.groups:
+        offered.insert(0, exists(select(TaskCandidate.task_id).where(
+            TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
+            TaskCandidate.value.in_(sorted(principal.groups)))))
+    return or_(*offered)
 
 
 def _involved_in_task(principal: Principal) -> ColumnElement[bool]:
@@ -58,6 +62,20 @@ def visible_tasks(principal: Principal) -> ColumnElement[bool]:
     if principal.is_admin:
         return true()
     return or_(_granted(principal, HumanTask.process_key), _involved_in_task(principal))
+
+
+def filter_shows_only_visible_tasks(principal: Principal, *, candidate_group: str | None = None,
+                                    candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
+                                    candidate_user_groups: Iterable[str] = (), assignee: str | None = None) -> bool:
+    """A task list's own filter admits only tasks visible_tasks admits, so the list need not add that condition:
+    the tasks offered to one of the principal's groups or to the principal by name, or assigned to the principal
+    (an inbox, which then reads only the index it is ordered by and the candidate lookups of its filter)."""
+    return (principal.is_admin
+            or (bool(candidate_group) and candidate_group in principal.groups)
+            or (candidate_groups is not None and principal.groups.issuperset(candidate_groups))
+            or (bool(candidate_user) and candidate_user == principal.user
+                and principal.groups.issuperset(candidate_user_groups))
+            or (bool(assignee) and assignee == principal.user))
 
 
 def is_offered_to(principal: Principal, row: HumanTask) -> bool:

@@ -136,7 +136,7 @@ class HumanTask(Base):
     __table_args__ = (
         Index("ix_human_task_status_created", "status", "created_at", "id"),
         Index("ix_human_task_instance", "instance_id", "status"),
-        Index("ix_human_task_assignee", "assignee", "status"),
+        Index("ix_human_task_assignee_created", "assignee", "status", "created_at", "id"),  # an assignee's inbox
         Index("ix_human_task_due", "status", "due_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -54,6 +54,8 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
                 due_after: datetime | None = None) -> Select[Any]:
     status = status or "open"
+    candidate_groups = None if candidate_groups is None else sorted(set(candidate_groups))
+    candidate_user_groups = sorted(set(candidate_user_groups))
     if status not in TASK_STATUSES:
         raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
     query = select(HumanTask).where(HumanTask.status == status)
@@ -64,13 +66,13 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
     if candidate_groups is not None:
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
-            TaskCandidate.value.in_(sorted(set(candidate_groups))))))
+            TaskCandidate.value.in_(candidate_groups))))
     if candidate_user:
         # offered to the user by name, or to one of the groups the caller knows the user to be in
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id,
             or_((TaskCandidate.kind == "user") & (TaskCandidate.value == candidate_user),
-                (TaskCandidate.kind == "group") & TaskCandidate.value.in_(sorted(set(candidate_user_groups)))))))
+                (TaskCandidate.kind == "group") & TaskCandidate.value.in_(candidate_user_groups)))))
     query = where_given(query, (HumanTask.assignee, assignee), (HumanTask.process_key, process_key),
                         (HumanTask.business_key, business_key), (HumanTask.instance_id, process_instance_id),
                         (HumanTask.element_id, element_id))
@@ -84,7 +86,10 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
         query = query.where(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
     elif overdue is False:
         query = query.where(or_(HumanTask.due_at.is_(None), HumanTask.due_at >= now))
-    query = query.where(policy.visible_tasks(principal))
+    if not policy.filter_shows_only_visible_tasks(
+            principal, candidate_group=candidate_group, candidate_groups=candidate_groups,
+            candidate_user=candidate_user, candidate_user_groups=candidate_user_groups, assignee=assignee):
+        query = query.where(policy.visible_tasks(principal))
     return query
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.clock import FrozenClock
@@ -89,6 +90,24 @@ def test_the_assignee_and_the_completer_keep_seeing_the_task(api: Api) -> None:
     assert task_id in _ids(moved.get("/tasks", params={"status": "completed"}).json())
     assert moved.get(f"/tasks/{task_id}").status_code == 200
     assert moved.get(f"/process-instances/{inst['id']}").status_code == 200
+
+
+def test_an_inbox_filter_naming_someone_else_shows_only_what_the_caller_may_see(api: Api) -> None:
+    # an inbox of the caller's own group, name or claims is not checked against the policy again (its filter
+    # implies it, see policy.filter_shows_only_visible_tasks); naming another group, user or assignee is
+    inst = api.start("review", START, business_key="IF-1")
+    task_id = inst["open_tasks"][0]["id"]  # review_task, offered to data_bureau
+    assert api.as_("wang", "data_bureau").post(f"/tasks/{task_id}/claim").status_code == 200
+    wang, qian = api.as_("wang", "data_bureau"), api.as_("qian", "finance_bureau")
+    for params in ({"candidate_group": "data_bureau"}, {"assignee": "wang"}):
+        assert _ids(wang.get("/tasks", params=params).json()) == {task_id}, params
+        assert _ids(qian.get("/tasks", params=params).json()) == set(), params
+    engine_rest = {"base_url": api.server.url + "/engine-rest", "timeout": 30}
+    for user, groups, expected in (("wang", ("data_bureau",), [task_id]), ("qian", ("finance_bureau",), [])):
+        with httpx.Client(headers={"Authorization": f"Bearer {api.token(user, groups)}"}, **engine_rest) as c:
+            for params in ({"candidateUser": "wang", "includeAssignedTasks": "true"},
+                           {"candidateGroups": "data_bureau", "includeAssignedTasks": "true"}):
+                assert [t["id"] for t in c.get("/task", params=params).json()] == expected, (user, params)
 
 
 def test_a_claim_or_completion_from_the_wrong_group_names_the_groups_that_may(api: Api) -> None:
