@@ -1,0 +1,105 @@
+"""What the hot requests cost in SQL statements (a request's cost is mostly its statements, not the engine): each is
+counted over the whole request, reads and writes, and held to what it needs. A new statement on these paths has to
+be a deliberate change of the numbers below, and a statement that comes back with the history of an instance (a
+review loop) fails the last test."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import _server
+from tests.support import FIXTURES, Api
+
+
+@pytest.fixture
+def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service as it runs, without the test suite's check of the stored state (it reads the state back)."""
+    server = _server(tmp_path, database_url, FIXTURES, verify_state_storage=False)
+    server.start()
+    a = Api(server)
+    yield a
+    a.close()
+    server.stop()
+
+# statements per request, not counting BEGIN (SQLite's, sent by the service; PostgreSQL's is implicit)
+START = 9  # read: definition, running duplicate; write: instance, state row, task, candidate, audit, anchor, outbox
+INBOX = 1
+CLAIM = 7  # task; claim, audit head, the answer (instance, completed tasks); audit event, anchor
+# read: task, instance; write: the completion, audit head, instance (state header), the changed state rows (deleted,
+# inserted, rewritten), open tasks, the new task and its candidate, waits, audit events, anchor, outbox
+COMPLETE = 15
+
+
+@contextmanager
+def counted(api: Api) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engines = {api.server.ctx.engine, api.server.ctx.read_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield statements
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+
+
+def _count(api: Api, request: Callable[[], httpx.Response], expected_status: int) -> tuple[int, httpx.Response]:
+    with counted(api) as statements:
+        r = request()
+    assert r.status_code == expected_status, r.text
+    return len([s for s in statements if s.strip() not in ("BEGIN", "BEGIN IMMEDIATE")]), r
+
+
+def _dialect(api: Api) -> str:
+    return str(api.server.ctx.engine.dialect.name)
+
+
+def test_start_claim_complete_and_the_inbox_take_the_statements_they_need(api: Api) -> None:
+    applicant = api.as_("oa", "applicant")
+    reviewer = api.as_("li", "data_bureau")
+    variables = {"project_name": "x", "budget_wan": 10}
+    api.start("review", variables, business_key="WARM")  # the definition's files are read once per process
+    started, r = _count(api, lambda: applicant.post("/process-instances", json={
+        "process_key": "review", "business_key": "PR-1", "variables": variables}), 201)
+    instance_id = r.json()["id"]
+    [task] = r.json()["open_tasks"]
+    listed, r = _count(api, lambda: reviewer.get("/tasks", params={"candidate_group": "data_bureau", "limit": 1}),
+                       200)
+    claimed, _ = _count(api, lambda: reviewer.post(f"/tasks/{task['id']}/claim"), 200)
+    completed, r = _count(api, lambda: reviewer.post(f"/tasks/{task['id']}/complete",
+                                                      json={"variables": {"decision": "revise"}}), 200)
+    [revise] = r.json()["next_tasks"]
+    assert revise["element_id"] == "revise_task"
+    assert api.open_elements(instance_id) == ["revise_task"]
+    counts = {"start": started, "inbox": listed, "claim": claimed, "complete": completed}
+    assert counts == {"start": START, "inbox": INBOX, "claim": CLAIM, "complete": COMPLETE}, (_dialect(api), counts)
+
+
+def test_a_completion_costs_the_same_statements_after_many_review_rounds(api: Api) -> None:
+    inst = api.start("review", {"project_name": "x", "budget_wan": 10}, business_key="LOOP")
+    reviewer = api.as_("li", "data_bureau")
+    applicant = api.as_("oa", "applicant")
+
+    def round_trip() -> tuple[int, int]:
+        review = api.open_task(inst["id"], "review_task")
+        n_review, _ = _count(api, lambda: reviewer.post(f"/tasks/{review['id']}/complete",
+                                                         json={"variables": {"decision": "revise"}}), 200)
+        revise = api.open_task(inst["id"], "revise_task")
+        n_revise, _ = _count(api, lambda: applicant.post(f"/tasks/{revise['id']}/complete", json={
+            "variables": {"budget_wan": 10}}), 200)
+        return n_review, n_revise
+
+    first = round_trip()
+    for _ in range(15):
+        last = round_trip()
+    assert last == first, (first, last)
