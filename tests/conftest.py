@@ -19,11 +19,13 @@ from tests.support import (
     Server,
     database_for_worker,
     make_settings,
+    preload_engine_workers,
     reset_postgres,
     share_parsed_diagrams,
 )
 
 share_parsed_diagrams()
+preload_engine_workers()
 PG_URL = database_for_worker(os.environ.get("GOVFLOW_TEST_DATABASE_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
 
 

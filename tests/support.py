@@ -61,6 +61,21 @@ def share_parsed_diagrams() -> None:
     definitions.parse_files = parse_files  # type: ignore[assignment]
 
 
+def preload_engine_workers() -> None:
+    """The engine workers of every test service fork from one fork server per test process; it imports
+    tests/engine_preload.py, which parses the repository's and the fixtures' diagrams, so a worker does not parse
+    them again for each test (the service as it runs parses a definition once per worker)."""
+    import multiprocessing
+
+    from service.engine import sandbox
+
+    with sandbox._CONTEXT_LOCK:
+        if sandbox._CONTEXT is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["service.engine.worker", "tests.engine_preload"])
+            sandbox._CONTEXT = context
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -247,12 +262,11 @@ class Api:
 
     def complete(self, instance_id: str, element_id: str, variables: dict[str, Any] | None = None,
                  user: str | None = None, group: str | None = None) -> dict[str, Any]:
-        """Find the open task, claim and complete it as a member of its first candidate group."""
+        """Find the open task and complete it as a member of its first candidate group (the completion claims it,
+        as the README says; claiming first is tested in tests/api/test_tasks.py and the README walkthrough)."""
         task = self.open_task(instance_id, element_id)
         group = group or (task["candidate_groups"][0] if task["candidate_groups"] else "none")
         client = self.as_(user or f"{group}_user", group)
-        r = client.post(f"/tasks/{task['id']}/claim")
-        assert r.status_code == 200, r.text
         r = client.post(f"/tasks/{task['id']}/complete", json={"variables": variables or {}})
         assert r.status_code == 200, r.text
         return dict(r.json())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -188,12 +189,28 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
     return result
 
 
+_REPARSED: dict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = {}
+_REPARSED_LIMIT = 64
+_REPARSED_LOCK = threading.Lock()
+
+
 def reparse(key: str, resource_name: str, bpmn_xml: str, dmn_resources: dict[str, str]) -> tuple[Any, dict[str, Any]]:
     """A deployed definition's spec parsed again from its stored files, so that what this version of the service
-    does with a diagram (its timers, forms, checks) applies to definitions deployed before it."""
+    does with a diagram (its timers, forms, checks) applies to definitions deployed before it. The same files give
+    the same spec, which everything running the definition shares: a process parses a set of files once (a few
+    dozen sets are kept)."""
+    cache_key = (key, resource_name, hashlib.sha256(bpmn_xml.encode("utf-8")).hexdigest(),
+                 tuple(sorted((n, hashlib.sha256(x.encode("utf-8")).hexdigest()) for n, x in dmn_resources.items())))
+    found = _REPARSED.get(cache_key)
+    if found is not None:
+        return found
     files = {resource_name: bpmn_xml.encode("utf-8"), **{n: x.encode("utf-8") for n, x in dmn_resources.items()}}
     for parsed in parse_files(files):
         if parsed.key == key:
+            with _REPARSED_LOCK:
+                if len(_REPARSED) >= _REPARSED_LIMIT:
+                    _REPARSED.pop(next(iter(_REPARSED)))
+                _REPARSED[cache_key] = (parsed.spec, parsed.subprocess_specs)
             return parsed.spec, parsed.subprocess_specs
     raise ModelError(f"process '{key}' is not in its stored file", resource_name)
 

@@ -110,6 +110,8 @@ def test_others_cannot_see_an_instance(api: Api) -> None:
 
 def test_history_is_ordered_with_actor_and_data(api: Api) -> None:
     inst = api.start("review", START, business_key="H-1", user="oa-h")
+    review = api.open_task(inst["id"], "review_task")
+    assert api.as_("li", "data_bureau").post(f"/tasks/{review['id']}/claim").status_code == 200
     api.complete(inst["id"], "review_task", {"decision": "revise"}, user="li")
     api.complete(inst["id"], "revise_task", {"budget_wan": 90}, user="wang")
     h = api.admin.get(f"/process-instances/{inst['id']}/history").json()
