@@ -51,7 +51,7 @@ def _now() -> float:
 
 
 @lru_cache(maxsize=4096)
-def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, float]:
+def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, int]:
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], issuer=issuer,
                             options={"require": ["sub", "exp"]})
@@ -63,5 +63,9 @@ def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, float]:
     if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
         raise Unauthorized("invalid token: groups must be a list of strings")
     # only the JSON boolean true makes an administrator ("false", 1 or "yes" do not)
+    try:
+        expires = int(claims["exp"])  # as the token library reads it (a fraction of a second does not count)
+    except (OverflowError, TypeError, ValueError):
+        raise Unauthorized("invalid token: exp must be a number of seconds") from None
     principal = Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=claims.get("admin") is True)
-    return principal, float(claims["exp"])
+    return principal, expires
