@@ -8,12 +8,10 @@ import hashlib
 import os
 import shutil
 import socket
-import sqlite3
 import ssl
 import tempfile
 import threading
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -342,42 +340,7 @@ def _migrated_sqlite() -> Path:
     return _template["path"]
 
 
-def _deployed_sqlite(bpmn_dir: Path) -> Path:
-    """A migrated SQLite database with the diagrams of `bpmn_dir` deployed as a test service deploys them at start
-    (same clock, same system user), made once per test process for each set of files: a test's service then finds
-    them deployed and unchanged instead of storing them again. Falls back to the migrated database."""
-    from service.services.definitions import read_directory
-
-    files = read_directory(bpmn_dir) if bpmn_dir.is_dir() else {}
-    if not files:
-        return _migrated_sqlite()
-    key = "deployed:" + hashlib.sha256(repr((bpmn_dir.name, sorted(
-        (name, hashlib.sha256(content).hexdigest()) for name, content in files.items()))).encode()).hexdigest()
-    if key not in _template:
-        directory = Path(tempfile.mkdtemp(prefix="govflow-test-template-"))
-        atexit.register(shutil.rmtree, directory, True)
-        copy = directory / bpmn_dir.name
-        copy.mkdir()
-        for name, content in files.items():
-            (copy / name).write_bytes(content)
-        settings = _settings(directory, None, copy)
-        settings.ensure_data_dir()
-        shutil.copyfile(_migrated_sqlite(), settings.database_file)
-        server = Server(settings, FrozenClock(T0))
-        try:
-            server.start()
-        except RuntimeError:
-            _template[key] = _migrated_sqlite()
-            return _template[key]
-        server.stop()
-        with closing(sqlite3.connect(settings.database_file)) as conn:  # everything in the database file itself
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            assert conn.execute("SELECT count(*) FROM process_definition").fetchone()[0] > 0
-        _template[key] = settings.database_file
-    return _template[key]
-
-
-def _settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(
         data_dir=tmp_path / "data",
         database_url=normalise_url(database_url) if database_url else None,
@@ -390,17 +353,10 @@ def _settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overri
         engine_workers=1,
     )
     values.update(overrides)
-    return Settings(**values)
-
-
-def make_settings(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: Any) -> Settings:
-    settings = _settings(tmp_path, database_url, bpmn_dir, **overrides)
+    settings = Settings(**values)
     if settings.database_url is None and not settings.database_file.exists():
         settings.ensure_data_dir()
-        # with settings of its own a test's service deploys at start as it would (limits, checks); otherwise it
-        # starts from a database with its diagrams already deployed, as they would be
-        template = _migrated_sqlite() if overrides else _deployed_sqlite(bpmn_dir)
-        shutil.copyfile(template, settings.database_file)
+        shutil.copyfile(_migrated_sqlite(), settings.database_file)
     return settings
 
 
