@@ -31,7 +31,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import Stored, apply, committed
+from service.services.store import Stored, apply, committed, open_tasks_of
 
 ACTIVE = "running"
 
@@ -123,8 +123,7 @@ def read(ctx: AppContext, session: Session, principal: Principal, instance_id: s
 def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id: str) -> ProcessInstanceOut:
     """The instance view, read in whatever transaction the caller holds."""
     row = load_row(session, principal, instance_id)
-    tasks = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.status == "open")
-                                 .order_by(HumanTask.created_at, HumanTask.id)))
+    tasks = open_tasks_of(session, [row.id])
     waiting = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == row.id)))
     return instance_out(row, tasks, waiting, ctx.model(session, row.definition_id).messages)
 
@@ -170,8 +169,7 @@ def standing(ctx: AppContext, session: Session, rows: list[ProcessInstance]) -> 
     open_tasks: dict[str, list[HumanTask]] = {i: [] for i in ids}
     waiting: dict[str, list[WaitingEvent]] = {i: [] for i in ids}
     if ids:
-        for t in session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.status == "open")
-                                 .order_by(HumanTask.created_at, HumanTask.id)):
+        for t in open_tasks_of(session, ids):
             open_tasks[t.instance_id].append(t)
         for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id.in_(ids))):
             waiting[w.instance_id].append(w)

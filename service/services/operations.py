@@ -19,7 +19,7 @@ from service.services import instances, outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import apply, committed, open_tasks_of
 from service.services.tasks import _load as load_task
 
 
@@ -36,9 +36,7 @@ def _running(session: Session, instance_id: str) -> ProcessInstance:
 
 
 def _open_rows(session: Session, instance_id: str) -> list[HumanTask]:
-    return list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                        HumanTask.status == "open")
-                                .order_by(HumanTask.created_at, HumanTask.id)))
+    return open_tasks_of(session, [instance_id])
 
 
 def _reopened(session: Session, instance_id: str, element_id: str, before: set[str]) -> HumanTask:

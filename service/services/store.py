@@ -39,6 +39,14 @@ _WAITING = select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spiff_task_id
                   _WAITING_T.c.due_at, _WAITING_T.c.provisional).where(_WAITING_T.c.instance_id == bindparam("i"))
 
 
+def open_tasks_of(session: Session, instance_ids: list[str]) -> list[HumanTask]:
+    """The open human tasks of some instances, oldest first. Sorted here, not by the database: with an ORDER BY,
+    SQLite reads them through the (status, created_at) index — every open task of every instance — instead of
+    the instance's own few (tests/api/test_query_plans.py)."""
+    rows = session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(instance_ids), HumanTask.status == "open"))
+    return sorted(rows, key=lambda t: (t.created_at, t.id))
+
+
 @dataclass
 class Stored:
     """What apply wrote, for the request's answer without reading it back: the instance's open human tasks

@@ -292,6 +292,25 @@ def test_instance_list_plans(populated: Api, who: str) -> None:
           cursor=True)
 
 
+def test_an_instance_and_a_page_of_instances_read_their_own_open_tasks(populated: Api) -> None:
+    """The open tasks of one instance (its view, read on every step by an OA system) and of a page of instances
+    (where each stands) are read through the instance's index, not through every open task of every instance
+    (SQLite chose (status, created_at) to avoid sorting them: 53 ms at 100,000 open tasks instead of 8)."""
+    api = populated
+    instance_id = api.admin.get("/process-instances", params={"limit": 1}).json()["items"][0]["id"]
+    requests = [("an instance", f"/process-instances/{instance_id}", {})]
+    if api.server.ctx.engine.dialect.name == "sqlite":
+        # PostgreSQL weighs an IN list against its statistics, which a table of 40 rows does not make meaningful
+        requests.append(("a page of instances", "/process-instances", {"limit": PAGE}))
+    for label, path, params in requests:
+        with _captured(api) as seen:
+            r = api.admin.get(path, params=params)
+        assert r.status_code == 200, r.text
+        [statement] = [s for s in seen if re.search(r"FROM human_task\b", s.sql) and "status = " in s.sql
+                       and "LIMIT" not in s.sql]
+        check(api, f"open tasks of {label}", statement, "human_task", "ix_human_task_instance")
+
+
 # ---- and the checks themselves -----------------------------------------------------------------------
 def _statement(api: Api, query: Any) -> Statement:
     with _captured(api) as seen, api.server.ctx.read() as session:
