@@ -12,6 +12,8 @@ import ssl
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from service.app import create_app
 from service.auth import mint_token
@@ -166,6 +168,32 @@ class Server:
     @property
     def ctx(self) -> Any:
         return self.app.state.ctx
+
+
+@dataclass
+class Statement:
+    sql: str
+    parameters: Any
+
+
+@contextmanager
+def executed(server: Server) -> Iterator[list[Statement]]:
+    """The statements the service executes meanwhile, with their parameters as they go to the driver (on SQLite
+    reads go through ctx.read_engine, not the write engine)."""
+    seen: list[Statement] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append(Statement(statement, parameters))
+
+    ctx = server.ctx
+    engines = list({id(e): e for e in (ctx.engine, ctx.read_engine)}.values())
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
 
 
 def _forget_apps() -> None:

@@ -24,17 +24,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, and_, event, exists, or_, select, tuple_
+from sqlalchemy import and_, exists, or_, select, tuple_
 
 from service.db.models import HumanTask, TaskCandidate
-from tests.support import Api
+from tests.support import Api, Statement, executed
 
 PAGE = 2
 REVIEW = {"project_name": "一网通办", "budget_wan": 30}
@@ -47,12 +46,6 @@ OPEN_TASKS = "ix_human_task_status_created"  # status, created_at, id
 ASSIGNED_TASKS = "ix_human_task_assignee_created"  # assignee, status, created_at, id
 INSTANCES = "ix_process_instance_started"  # started_at, id
 INSTANCES_OF_A_PROCESS = "ix_process_instance_key_started"  # process_key, started_at, id
-
-
-@dataclass
-class Statement:
-    sql: str
-    parameters: Any
 
 
 @dataclass
@@ -91,30 +84,10 @@ def _nodes(node: dict[str, Any], level: int = 0, path: tuple[dict[str, Any], ...
 
 
 # ---- what the service sends --------------------------------------------------------------------------
-@contextmanager
-def _captured(api: Api) -> Iterator[list[Statement]]:
-    """The statements the service executes meanwhile, with their parameters as they go to the driver (on SQLite
-    reads go through ctx.read_engine, not the write engine)."""
-    seen: list[Statement] = []
-
-    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        seen.append(Statement(statement, parameters))
-
-    ctx = api.server.ctx
-    engines: list[Engine] = list({id(e): e for e in (ctx.engine, ctx.read_engine)}.values())
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-
-
 def list_statement(api: Api, client: httpx.Client, path: str, params: dict[str, Any],
                    order: str) -> tuple[Statement, Any]:
     """The list statement a request executes (the one with the list's ORDER BY and a LIMIT), and the response."""
-    with _captured(api) as seen:
+    with executed(api.server) as seen:
         r = client.get(path, params=params)
     assert r.status_code == 200, r.text
     found = [s for s in seen if order in s.sql and "LIMIT" in s.sql]
@@ -303,7 +276,7 @@ def test_an_instance_and_a_page_of_instances_read_their_own_open_tasks(populated
         # PostgreSQL weighs an IN list against its statistics, which a table of 40 rows does not make meaningful
         requests.append(("a page of instances", "/process-instances", {"limit": PAGE}))
     for label, path, params in requests:
-        with _captured(api) as seen:
+        with executed(api.server) as seen:
             r = api.admin.get(path, params=params)
         assert r.status_code == 200, r.text
         [statement] = [s for s in seen if re.search(r"FROM human_task\b", s.sql) and "status = " in s.sql
@@ -313,7 +286,7 @@ def test_an_instance_and_a_page_of_instances_read_their_own_open_tasks(populated
 
 # ---- and the checks themselves -----------------------------------------------------------------------
 def _statement(api: Api, query: Any) -> Statement:
-    with _captured(api) as seen, api.server.ctx.read() as session:
+    with executed(api.server) as seen, api.server.ctx.read() as session:
         session.execute(query).all()
     (statement,) = [s for s in seen if s.sql.startswith("SELECT")]
     return statement

@@ -5,16 +5,13 @@ review loop) fails the last test."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from tests.conftest import _server
-from tests.support import FIXTURES, Api
+from tests.support import FIXTURES, Api, executed
 
 
 @pytest.fixture
@@ -27,6 +24,7 @@ def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
     a.close()
     server.stop()
 
+
 # statements per request, not counting BEGIN (SQLite's, sent by the service; PostgreSQL's is implicit)
 START = 9  # read: definition, running duplicate; write: instance, state row, task, candidate, audit, anchor, outbox
 INBOX = 1
@@ -36,28 +34,11 @@ CLAIM = 7  # task; claim, audit head, the answer (instance, completed tasks); au
 COMPLETE = 15
 
 
-@contextmanager
-def counted(api: Api) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    engines = {api.server.ctx.engine, api.server.ctx.read_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-
-
 def _count(api: Api, request: Callable[[], httpx.Response], expected_status: int) -> tuple[int, httpx.Response]:
-    with counted(api) as statements:
+    with executed(api.server) as statements:
         r = request()
     assert r.status_code == expected_status, r.text
-    return len([s for s in statements if s.strip() not in ("BEGIN", "BEGIN IMMEDIATE")]), r
+    return len([s for s in statements if s.sql.strip() not in ("BEGIN", "BEGIN IMMEDIATE")]), r
 
 
 def _dialect(api: Api) -> str:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
-from tests.support import Api
+from tests.support import Api, executed
 
 OUTCOMES = ("pass", "revise", "reject")
 
@@ -204,18 +203,9 @@ def test_document_references_are_checked(api: Api, documents: Any, reason: str) 
 
 
 def test_the_list_shows_where_each_project_stands_in_a_constant_number_of_queries(api: Api) -> None:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
     def listed() -> tuple[int, list[dict[str, Any]]]:
-        statements.clear()
-        event.listen(api.server.ctx.engine, "before_cursor_execute", count)
-        try:
+        with executed(api.server) as statements:
             r = api.admin.get("/process-instances", params={"process_key": "parallel_review", "limit": 50})
-        finally:
-            event.remove(api.server.ctx.engine, "before_cursor_execute", count)
         assert r.status_code == 200
         return len(statements), r.json()["items"]
 
