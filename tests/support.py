@@ -67,15 +67,9 @@ def preload_engine_workers() -> None:
     """The engine workers of every test service fork from one fork server per test process; it imports
     tests/engine_preload.py, which parses the repository's and the fixtures' diagrams, so a worker does not parse
     them again for each test (the service as it runs parses a definition once per worker)."""
-    import multiprocessing
-
     from service.engine import sandbox
 
-    with sandbox._CONTEXT_LOCK:
-        if sandbox._CONTEXT is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["service.engine.worker", "tests.engine_preload"])
-            sandbox._CONTEXT = context
+    sandbox.preload("tests.engine_preload")
 
 
 def free_port() -> int:

@@ -19,6 +19,14 @@ from service.engine.runtime import OpenTask, Snapshot, Waiting
 log = logging.getLogger("govflow.engine")
 _CONTEXT: Any = None
 _CONTEXT_LOCK = threading.Lock()
+_PRELOAD = ["service.engine.worker"]
+
+
+def preload(*modules: str) -> None:
+    """Modules the fork server imports besides the engine, before it forks the first worker (every worker starts
+    with what they load); for the fork server not started yet."""
+    with _CONTEXT_LOCK:
+        _PRELOAD.extend(m for m in modules if m not in _PRELOAD)
 
 
 def _mp_context() -> Any:
@@ -27,7 +35,7 @@ def _mp_context() -> Any:
     with _CONTEXT_LOCK:
         if _CONTEXT is None:
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["service.engine.worker"])
+            context.set_forkserver_preload(list(_PRELOAD))
             _CONTEXT = context
         return _CONTEXT
 

@@ -144,8 +144,14 @@ def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now
     kept: list[Any] = [r for r in open_rows if r.id in current]
     known = {r.id for r in open_rows}
     new = [t for task_id, t in current.items() if task_id not in known]
-    if not new:
-        return sorted(kept, key=lambda r: (r.created_at, r.id))
+    if new:
+        kept += _insert_tasks(session, instance, new, now, audit)
+    return sorted(kept, key=lambda r: (r.created_at, r.id))
+
+
+def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], now: datetime,
+                  audit: AuditTrail) -> list[Any]:
+    """New open tasks with their candidates, audit and outbox events; the rows written, as attribute objects."""
     rows = [{
         "id": t.id, "instance_id": instance.id, "definition_id": instance.definition_id,
         "process_key": instance.process_key, "business_key": instance.business_key, "element_id": t.element_id,
@@ -164,8 +170,7 @@ def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now
         audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
         outbox.enqueue(session, "task.created", now, instance.id,
                        {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
-    kept += [SimpleNamespace(**row, completed_at=None, completed_by=None) for row in rows]
-    return sorted(kept, key=lambda r: (r.created_at, r.id))
+    return [SimpleNamespace(**row, completed_at=None, completed_by=None) for row in rows]
 
 
 def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot,

@@ -47,6 +47,7 @@ _COMPLETE = (
                                         "comment")})
 )
 
+
 def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
                 process_key: str | None, business_key: str | None, process_instance_id: str | None,
                 status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
