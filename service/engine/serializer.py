@@ -9,6 +9,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer, DefaultRegistry
 from SpiffWorkflow.bpmn.serializer.default.event_definition import TimerConditionalEventDefinitionConverter
 from SpiffWorkflow.bpmn.serializer.default.task_spec import BoundaryEventConverter, BpmnTaskSpecConverter
+from SpiffWorkflow.bpmn.serializer.default.workflow import BpmnWorkflowConverter, WorkflowConverter
 from SpiffWorkflow.bpmn.specs.defaults import ServiceTask
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.serializer.config import CAMUNDA_CONFIG
@@ -19,8 +20,21 @@ from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import GovflowBoundaryEvent, GovflowBusinessRuleTask
 from service.engine.timers import GOVFLOW_TIMERS
 
+
+class _StateConverter(BpmnWorkflowConverter):
+    """A workflow as state only: its spec and sub-process specs are stored once with the definition version, and
+    SpiffWorkflow's own converter would convert every task spec on each dump only for them to be thrown away."""
+
+    def to_dict(self, workflow: Any) -> dict[str, Any]:
+        dct: dict[str, Any] = WorkflowConverter.to_dict(self, workflow)
+        dct["subprocesses"] = self.mapping_to_dict(workflow.subprocesses)
+        dct["bpmn_events"] = self.registry.convert(workflow.bpmn_events)
+        return dct
+
+
 _CONFIG = {
     **CAMUNDA_CONFIG,
+    BpmnWorkflow: _StateConverter,
     ServiceTask: BpmnTaskSpecConverter,
     GovflowMessageEventDefinition: MessageEventDefinitionConverter,
     GovflowBusinessRuleTask: BaseBusinessRuleTaskConverter,
@@ -59,8 +73,6 @@ def load_spec(spec_json: str) -> tuple[Any, dict[str, Any]]:
 def dump_state(workflow: BpmnWorkflow) -> str:
     """The instance's state without its spec: the spec lives with the definition version."""
     d = SERIALIZER.to_dict(workflow)
-    d.pop("spec", None)
-    d.pop("subprocess_specs", None)
     d[SERIALIZER.VERSION_KEY] = SERIALIZER.VERSION
     return json.dumps(d, cls=SERIALIZER._encoder_cls, separators=(",", ":"))
 
