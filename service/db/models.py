@@ -71,9 +71,10 @@ class ProcessDefinition(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id"))
     resource_name: Mapped[str] = mapped_column(String(500))
-    bpmn_xml: Mapped[str] = mapped_column(Text)
-    dmn_resources: Mapped[dict[str, Any]] = mapped_column(JSON)
-    spec_json: Mapped[str] = mapped_column(Text)
+    # large, and read only to run or show the diagram (AppContext.model_files selects them itself): loaded when used
+    bpmn_xml: Mapped[str] = mapped_column(Text, deferred=True)
+    dmn_resources: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    spec_json: Mapped[str] = mapped_column(Text, deferred=True)
     start_form: Mapped[list[Any] | None] = mapped_column(JSON)
     documentation: Mapped[str | None] = mapped_column(Text)
     candidate_starter_groups: Mapped[list[Any]] = mapped_column(JSON)

@@ -550,7 +550,7 @@ def test_made_up_http_methods_do_not_grow_the_metrics_without_bound(api: Api) ->
 
 @pytest.fixture
 def small_memory_api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    settings = make_settings(tmp_path, database_url, FIXTURES, engine_memory_limit_mb=160, verify_state_storage=False)
+    settings = make_settings(tmp_path, database_url, FIXTURES, engine_memory_limit_mb=64, verify_state_storage=False)
     server = Server(settings, FrozenClock(T0))
     server.start()
     client = Api(server)
@@ -564,8 +564,8 @@ def test_the_workflows_a_worker_keeps_do_not_use_up_the_memory_a_step_may_take(s
     on the worker's address space (worker._limit_memory) while the worker keeps up to GOVFLOW_WORKFLOW_CACHE_SIZE
     (256) advanced workflows in memory, each task with its own deep copy of the data. Variables within the limits
     (under 1 MB, depth 2: 60,000 small objects) cost several MB per instance kept. So the very same start that
-    succeeded ten times fails the eleventh with 422 'the diagram's code took more memory than allowed' (here with
-    a 160 MB headroom; with the default 512 MB, one user's ~70 such instances do it: +6–7 MB per instance per
+    succeeded four times fails the fifth with 422 'the diagram's code took more memory than allowed' (here with
+    a 64 MB headroom; with the default 512 MB, one user's ~70 such instances do it: +6–7 MB per instance per
     worker measured on a `govflow serve`). Whichever request comes next when the cap is reached fails — another
     user's ordinary step as well — and the worker is killed and fills again. Expected: what the worker keeps is
     bounded (evicted) so that a step always has its headroom."""
@@ -573,7 +573,7 @@ def test_the_workflows_a_worker_keeps_do_not_use_up_the_memory_a_step_may_take(s
     deploy(api, "bulky.bpmn", two_tasks("bulky").replace(START_FORM.encode(), b""))  # no start form: any variables
     bulky = {"rows": [{"k": i % 10} for i in range(60_000)]}
     someone = api.as_("li", "applicant")
-    for i in range(20):
+    for i in range(8):
         r = someone.post("/process-instances", json={"process_key": "bulky", "business_key": f"B-{i}",
                                                      "variables": bulky})
         assert r.status_code == 201, (i, r.text[:200])

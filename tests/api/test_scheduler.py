@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from service.db.models import AuditEvent, HumanTask, WaitingEvent
 from tests.support import REPO, Api
 
-INSTANCES = 500
+INSTANCES = 200
 
 
 def _count_open_after(api: Api) -> int:
