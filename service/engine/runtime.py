@@ -44,6 +44,53 @@ for _iterator in (TaskIterator, BpmnTaskIterator):
     _defaults[1] = _MAX_TREE_DEPTH  # (end_at_spec, max_depth, ...)
     _iterator.__init__.__defaults__ = tuple(_defaults)  # type: ignore[attr-defined]
 
+_FINISHED = TaskState.FINISHED_MASK
+_walk_bpmn = BpmnTaskIterator._next
+_walk = TaskIterator._next
+
+
+def _next_bpmn(self: Any) -> Any:
+    """BpmnTaskIterator._next, the same tasks in the same order, without its per-task list copies (a pop from
+    the front and the children prepended: O(width) per task) and its depth bookkeeping (a walk up the ancestors
+    at every leaf: O(depth)), which only served a depth limit these iterators no longer have. The engine walks
+    the whole task tree several times per step, and a looping instance's tree grows with every round."""
+    if not self.depth_first or self.max_depth < _MAX_TREE_DEPTH:
+        return _walk_bpmn(self)
+    stack = self.task_list  # kept reversed: the next task is the last
+    if not stack:
+        raise StopIteration()
+    task = stack.pop()
+    subprocess = task.workflow.top_workflow.subprocesses.get(task.id)
+    if subprocess is None:
+        if task._children and task.state >= self.min_state and task.task_spec.name != self.end_at_spec:
+            get = task.workflow.tasks.get
+            stack.extend([get(c) for c in reversed(task._children)])
+    elif task.task_spec.name != self.end_at_spec:
+        get = task.workflow.tasks.get
+        stack.extend([get(c) for c in reversed(task._children)])
+        # as SpiffWorkflow: no descent into a finished sub-process when looking for unfinished tasks
+        if not (self.skip_subprocesses or (task.state >= _FINISHED and self.task_filter.state <= _FINISHED)):
+            stack.append(subprocess.task_tree)
+    return task
+
+
+def _next_plain(self: Any) -> Any:
+    """TaskIterator._next (a workflow's own tasks, not its sub-processes'), as _next_bpmn."""
+    if not self.depth_first or self.max_depth < _MAX_TREE_DEPTH:
+        return _walk(self)
+    stack = self.task_list
+    if not stack:
+        raise StopIteration()
+    task = stack.pop()
+    if task._children and task.state >= self.min_state and task.task_spec.name != self.end_at_spec:
+        get = task.workflow.tasks.get
+        stack.extend([get(c) for c in reversed(task._children)])
+    return task
+
+
+BpmnTaskIterator._next = _next_bpmn  # type: ignore[method-assign]
+TaskIterator._next = _next_plain  # type: ignore[method-assign]
+
 CONTRACT_END_EVENTS = ("end_completed", "end_rejected", "end_terminated")
 _MAX_ROUNDS = 200
 _EXPRESSION = re.compile(r"^\$\{(.*)\}$", re.S)

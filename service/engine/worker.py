@@ -61,16 +61,17 @@ class Refused(Exception):
 
 def _fingerprint(task: Any) -> tuple[Any, ...] | None:
     """What identifies a stored task as unchanged; None for live tasks, which are always rewritten."""
-    if task.has_state(_LIVE):
+    if task._state & _LIVE:
         return None
     internal = repr(task.internal_data) if task.internal_data else ""
-    return task.state, task.last_state_change, tuple(task._children), internal
+    return task._state, task.last_state_change, tuple([c.int for c in task._children]), internal
 
 
 class _Held:
-    """A workflow as stored: the fingerprint and row number of every task row."""
+    """A workflow as stored: per task row (keyed by the task id's integer: a UUID hashes and compares in Python),
+    its fingerprint, row number and id."""
 
-    def __init__(self, workflow: Any, stored: dict[str, tuple[Any, int]]) -> None:
+    def __init__(self, workflow: Any, stored: dict[int, tuple[Any, int, str]]) -> None:
         self.workflow = workflow
         self.stored = stored
         self.rewrite_all = False  # every row is written again, in tree order (after a migration)
@@ -202,7 +203,11 @@ class WorkerEngine:
         workflow = load_parts(state["header"], [(r[0], r[1], r[3]) for r in rows], model.spec,
                               model.subprocess_specs, self.runtime.script_engine)
         seqs = {r[1]: r[2] for r in rows}
-        stored = {str(t.id): (_fingerprint(t), seqs[str(t.id)]) for _, t in iter_tasks(workflow) if str(t.id) in seqs}
+        stored = {}
+        for _, task in iter_tasks(workflow):
+            task_id = str(task.id)
+            if task_id in seqs:
+                stored[task.id.int] = (_fingerprint(task), seqs[task_id], task_id)
         return _Held(workflow, stored)
 
     # ---- operations ------------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ class WorkerEngine:
         created_at = command["now"]
         snap = self.runtime.snapshot(workflow, created_at)
         if held.rewrite_all:
-            previous = list(held.stored)
+            previous = [task_id for _, _, task_id in held.stored.values()]
             held.stored = {}
             diff = self._diff(held, workflow)
             diff["deletes"] = previous
@@ -362,22 +367,27 @@ class WorkerEngine:
         """The task rows to insert, rewrite and delete; a task is stored as its changes against its parent's
         data, so it is rewritten when it changed itself, or when its parent did."""
         stored = held.stored
-        next_seq = max((seq for _, seq in stored.values()), default=-1) + 1
+        next_seq = max((seq for _, seq, _ in stored.values()), default=-1) + 1
         tasks = iter_tasks(workflow)
-        changed: dict[Any, bool] = {}
-        current: dict[str, tuple[Any, int]] = {}
+        changed: set[int] = set()
+        current: dict[int, tuple[Any, int, str]] = {}
         for _, task in tasks:
-            before = stored.get(str(task.id))
+            number = task.id.int
+            before = stored.get(number)
             fingerprint = _fingerprint(task)
-            changed[task.id] = before is None or fingerprint is None or fingerprint != before[0]
-            current[str(task.id)] = (fingerprint, before[1] if before is not None else -1)
+            if before is None:
+                changed.add(number)
+                current[number] = (fingerprint, -1, "")
+            else:
+                if fingerprint is None or fingerprint != before[0]:
+                    changed.add(number)
+                current[number] = (fingerprint, before[1], before[2])
         inserts: list[list[Any]] = []
         updates: list[list[Any]] = []
         for key, task in tasks:
-            task_id = str(task.id)
-            fingerprint, seq = current[task_id]
-            rewrite = seq < 0 or changed[task.id] or (task._parent is not None and changed.get(task._parent, True))
-            if not rewrite:
+            number = task.id.int
+            parent = task._parent
+            if number not in changed and (parent is None or (parent.int in current and parent.int not in changed)):
                 continue
             found = problems(task.data, python_values=True)
             if found:
@@ -386,8 +396,10 @@ class WorkerEngine:
                               element_id=task.task_spec.bpmn_id if hasattr(task.task_spec, "bpmn_id") else None,
                               errors=found)
             body = dump_task(task)
+            fingerprint, seq, task_id = current[number]
             if seq < 0:
-                current[task_id] = (fingerprint, next_seq)
+                task_id = str(task.id)
+                current[number] = (fingerprint, next_seq, task_id)
                 inserts.append([key, task_id, next_seq, body])
                 next_seq += 1
             else:
@@ -396,7 +408,7 @@ class WorkerEngine:
         if found:
             path, reason = next(iter(found.items()))
             raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}", errors=found)
-        deletes = [task_id for task_id in stored if task_id not in current]
+        deletes = [task_id for number, (_, _, task_id) in stored.items() if number not in current]
         held.stored = current
         return {"inserts": inserts, "updates": updates, "deletes": deletes}
 
