@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
 from SpiffWorkflow.util.task import TaskIterator, TaskState
+from SpiffWorkflow.workflow import Workflow
 
 from service.clock import Clock
 from service.engine.calendar import BusinessCalendar
@@ -60,7 +61,8 @@ def _next_bpmn(self: Any) -> Any:
     if not stack:
         raise StopIteration()
     task = stack.pop()
-    subprocess = task.workflow.top_workflow.subprocesses.get(task.id)
+    subprocesses = task.workflow.top_workflow.subprocesses
+    subprocess = subprocesses.get(task.id) if subprocesses else None  # a UUID hashes in Python
     if subprocess is None:
         if task._children and task.state >= self.min_state and task.task_spec.name != self.end_at_spec:
             get = task.workflow.tasks.get
@@ -88,8 +90,18 @@ def _next_plain(self: Any) -> Any:
     return task
 
 
+def _is_completed(self: Any) -> bool:
+    """Workflow.is_completed: whether no task is unfinished, read from the workflow's task table instead of a
+    walk of its tree (which holds the same tasks; the walk looked for the first unfinished one, from the root)."""
+    if not self.completed and not any(t._state & _UNFINISHED for t in self.tasks.values()):
+        self.completed = True
+    return bool(self.completed)
+
+
+_UNFINISHED = TaskState.NOT_FINISHED_MASK
 BpmnTaskIterator._next = _next_bpmn  # type: ignore[method-assign]
 TaskIterator._next = _next_plain  # type: ignore[method-assign]
+Workflow.is_completed = _is_completed  # type: ignore[method-assign]
 
 CONTRACT_END_EVENTS = ("end_completed", "end_rejected", "end_terminated")
 _MAX_ROUNDS = 200

@@ -41,6 +41,13 @@ def _spiff_order(cls: type, walk: Any, root: Any, kwargs: dict[str, Any]) -> lis
 
 def _check(workflow: Any) -> int:
     """Every filter, from the root and from each sub-process's root; returns how many walks were compared."""
+    for wf in [workflow, *workflow.subprocesses.values()]:
+        # Workflow.is_completed reads the task table: the same answer as SpiffWorkflow's walk for a first unfinished
+        unfinished = TaskIterator(wf.task_tree, state=TaskState.NOT_FINISHED_MASK)
+        unfinished._next = types.MethodType(runtime_module._walk, unfinished)
+        completed, wf.completed = wf.completed, False
+        assert wf.is_completed() == (next(unfinished, None) is None)
+        wf.completed = completed or wf.completed
     compared = 0
     roots = [(BpmnTaskIterator, runtime_module._walk_bpmn, workflow.task_tree)]
     roots += [(TaskIterator, runtime_module._walk, workflow.task_tree)]
