@@ -18,11 +18,11 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
-from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.bpmn.util.task import BpmnTaskFilter, BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
-from SpiffWorkflow.util.task import TaskIterator, TaskState
+from SpiffWorkflow.util.task import TaskFilter, TaskIterator, TaskState
 from SpiffWorkflow.workflow import Workflow
 
 from service.clock import Clock
@@ -90,6 +90,24 @@ def _next_plain(self: Any) -> Any:
     return task
 
 
+def _next_matching(self: Any) -> Any:
+    """TaskIterator.__next__: the next task its filter matches. A filter on states alone (as the engine's own walks
+    are) is checked as the state bits only; any other goes through the filter as SpiffWorkflow has it."""
+    states = self.__dict__.get("_states_only")
+    if states is None:
+        f = self.task_filter
+        plain = (type(f) in (TaskFilter, BpmnTaskFilter) and f.updated_ts == 0 and f.manual is None
+                 and f.spec_name is None and f.spec_class is None and getattr(f, "catches_event", None) is None
+                 and getattr(f, "lane", None) is None)
+        states = self._states_only = f.state if plain else 0
+    if not states:
+        return _matching(self)
+    task = self._next()
+    while not task._state & states:
+        task = self._next()
+    return task
+
+
 def _is_completed(self: Any) -> bool:
     """Workflow.is_completed: whether no task is unfinished, read from the workflow's task table instead of a
     walk of its tree (which holds the same tasks; the walk looked for the first unfinished one, from the root)."""
@@ -99,6 +117,8 @@ def _is_completed(self: Any) -> bool:
 
 
 _UNFINISHED = TaskState.NOT_FINISHED_MASK
+_matching = TaskIterator.__next__
+TaskIterator.__next__ = _next_matching  # type: ignore[method-assign]
 BpmnTaskIterator._next = _next_bpmn  # type: ignore[method-assign]
 TaskIterator._next = _next_plain  # type: ignore[method-assign]
 Workflow.is_completed = _is_completed  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from SpiffWorkflow.bpmn.util.task import BpmnTaskIterator
+from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from service.clock import FrozenClock
@@ -24,7 +25,8 @@ FILTERS: list[dict[str, Any]] = [
     {"state": TaskState.FINISHED_MASK}, {"state": TaskState.COMPLETED}, {"state": TaskState.PREDICTED_MASK},
     {"state": TaskState.READY, "manual": False}, {"skip_subprocesses": True},
     {"state": TaskState.NOT_FINISHED_MASK, "skip_subprocesses": True}, {"end_at_spec": "join"},
-    {"end_at_spec": "implementation"},
+    {"end_at_spec": "implementation"}, {"state": TaskState.READY, "spec_name": "approve"},
+    {"state": TaskState.NOT_FINISHED_MASK, "updated_ts": 4e9}, {"spec_class": UserTask},
 ]  # (breadth first or with a depth limit, the service's step hands over to SpiffWorkflow's: neither is compared)
 
 
@@ -36,7 +38,12 @@ def _model(directory: Any, key: str) -> ProcessModel:
 def _spiff_order(cls: type, walk: Any, root: Any, kwargs: dict[str, Any]) -> list[Any]:
     iterator = cls(root, **kwargs)
     iterator._next = types.MethodType(walk, iterator)  # SpiffWorkflow's own step
-    return [t.id for t in iterator]
+    found = []
+    while True:
+        try:
+            found.append(runtime_module._matching(iterator).id)  # and its own filtering
+        except StopIteration:
+            return found
 
 
 def _check(workflow: Any) -> int:
