@@ -436,19 +436,39 @@ def _snapshot_json(snap: Snapshot, variables: Any) -> dict[str, Any]:
 
 
 def _task_fields(task: Any) -> tuple[Any, ...]:
-    """Everything the serializer stores of a task (a task's data whole, not as its change against its parent's:
-    equal data means equal changes)."""
+    """Everything the serializer stores of a task, as it stores it: a task's data as its change against its
+    parent's (the keys whose values differ, by ==, and the keys gone), the root's whole."""
+    parent = task.parent
+    if parent is None:
+        data: Any = _canonical(task.data)
+    else:
+        before, after = parent.data, task.data
+        data = (_canonical({k: v for k, v in after.items() if k not in before or v != before[k]}),
+                sorted(k for k in before if k not in after))
     return (task._parent, task._children, task.last_state_change, task.state, task.task_spec.name, task.triggered,
-            _canonical(task.internal_data), _canonical(task.data))
+            _canonical(task.internal_data), data)
+
+
+def _unreadable(fields: tuple[Any, ...]) -> bool:
+    """Whether some data could not be put as text (then the full comparison decides)."""
+    data = fields[-1]
+    return fields[-2] is None or data is None or (isinstance(data, tuple) and data[0] is None)
 
 
 def _canonical(value: Any) -> str | None:
     """Data as text that tells apart what == does not but the stored rows do (Decimal('11'), 11 and 11.0; True
     and 1), with keys sorted (a restored task's data may list its keys in another order); None if it cannot."""
     try:
-        return json.dumps(value, sort_keys=True, default=lambda v: [type(v).__name__, str(v)])
-    except (TypeError, ValueError):
+        return json.dumps(value, sort_keys=True, default=_tagged)
+    except (TypeError, ValueError, RecursionError):
         return None
+
+
+def _tagged(value: Any) -> list[Any]:
+    """A value JSON does not know, with its type: an object by its attributes (an event kept in a task's internal
+    data), anything else by its text (Decimal, date)."""
+    attributes = getattr(value, "__dict__", None)
+    return [type(value).__name__, attributes if isinstance(attributes, dict) else str(value)]
 
 
 def _same_state(restored: Any, held: Any) -> bool:
@@ -466,7 +486,7 @@ def _same_state(restored: Any, held: Any) -> bool:
         if other is None:
             return False
         fields = _task_fields(task)
-        if None in fields[-2:] or fields != _task_fields(other):
+        if _unreadable(fields) or fields != _task_fields(other):
             return False
     return True
 
