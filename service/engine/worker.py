@@ -30,7 +30,7 @@ from service.engine.operations import OperationRefused
 from service.engine.runtime import EngineError, ProcessModel, Runtime, Snapshot
 from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks, load_parts, load_spec
 from service.engine.timeline import using_clock
-from service.engine.values import problems
+from service.engine.values import RESERVED_KEY, problems
 
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
 # the holiday tables of the years around now, built once in the fork server that starts the workers (the first use
@@ -464,11 +464,14 @@ def _canonical(value: Any) -> str | None:
         return None
 
 
-def _tagged(value: Any) -> list[Any]:
-    """A value JSON does not know, with its type: an object by its attributes (an event kept in a task's internal
-    data), anything else by its text (Decimal, date)."""
+def _tagged(value: Any) -> dict[str, Any]:
+    """A value JSON does not know, with its type's full name, under the key that stored data may not use (so no
+    list or object of the process data reads the same): an object by its attributes (an event kept in a task's
+    internal data), anything else by its text (Decimal, date)."""
     attributes = getattr(value, "__dict__", None)
-    return [type(value).__name__, attributes if isinstance(attributes, dict) else str(value)]
+    kind = type(value)
+    return {RESERVED_KEY: f"{kind.__module__}.{kind.__qualname__}",
+            "value": attributes if isinstance(attributes, dict) else str(value)}
 
 
 def _same_state(restored: Any, held: Any) -> bool:
