@@ -46,8 +46,15 @@ for _iterator in (TaskIterator, BpmnTaskIterator):
     _iterator.__init__.__defaults__ = tuple(_defaults)  # type: ignore[attr-defined]
 
 _FINISHED = TaskState.FINISHED_MASK
+_UNFINISHED = TaskState.NOT_FINISHED_MASK
 _walk_bpmn = BpmnTaskIterator._next
 _walk = TaskIterator._next
+
+
+def _push_children(stack: list[Any], task: Any) -> None:
+    """A task's children onto a walk's stack, kept reversed: the first child is taken next."""
+    get = task.workflow.tasks.get
+    stack.extend([get(c) for c in reversed(task._children)])
 
 
 def _next_bpmn(self: Any) -> Any:
@@ -65,11 +72,9 @@ def _next_bpmn(self: Any) -> Any:
     subprocess = subprocesses.get(task.id) if subprocesses else None  # a UUID hashes in Python
     if subprocess is None:
         if task._children and task.state >= self.min_state and task.task_spec.name != self.end_at_spec:
-            get = task.workflow.tasks.get
-            stack.extend([get(c) for c in reversed(task._children)])
+            _push_children(stack, task)
     elif task.task_spec.name != self.end_at_spec:
-        get = task.workflow.tasks.get
-        stack.extend([get(c) for c in reversed(task._children)])
+        _push_children(stack, task)
         # as SpiffWorkflow: no descent into a finished sub-process when looking for unfinished tasks
         if not (self.skip_subprocesses or (task.state >= _FINISHED and self.task_filter.state <= _FINISHED)):
             stack.append(subprocess.task_tree)
@@ -85,8 +90,7 @@ def _next_plain(self: Any) -> Any:
         raise StopIteration()
     task = stack.pop()
     if task._children and task.state >= self.min_state and task.task_spec.name != self.end_at_spec:
-        get = task.workflow.tasks.get
-        stack.extend([get(c) for c in reversed(task._children)])
+        _push_children(stack, task)
     return task
 
 
@@ -116,7 +120,6 @@ def _is_completed(self: Any) -> bool:
     return bool(self.completed)
 
 
-_UNFINISHED = TaskState.NOT_FINISHED_MASK
 _matching = TaskIterator.__next__
 TaskIterator.__next__ = _next_matching  # type: ignore[method-assign]
 BpmnTaskIterator._next = _next_bpmn  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from service.clock import Clock
@@ -435,24 +436,21 @@ def _snapshot_json(snap: Snapshot, variables: Any) -> dict[str, Any]:
     }
 
 
-def _task_fields(task: Any) -> tuple[Any, ...]:
+def _task_fields(task: Any) -> tuple[Any, ...] | None:
     """Everything the serializer stores of a task, as it stores it: a task's data as its change against its
-    parent's (the keys whose values differ, by ==, and the keys gone), the root's whole."""
+    parent's (SpiffWorkflow's own rule), the root's whole; None if some data cannot be put as text (then the full
+    comparison decides)."""
     parent = task.parent
     if parent is None:
         data: Any = _canonical(task.data)
     else:
-        before, after = parent.data, task.data
-        data = (_canonical({k: v for k, v in after.items() if k not in before or v != before[k]}),
-                sorted(k for k in before if k not in after))
+        updated = _canonical(DeepMerge.get_updated_keys(parent.data, task.data))
+        data = None if updated is None else (updated, sorted(DeepMerge.get_deleted_keys(parent.data, task.data)))
+    internal = _canonical(task.internal_data)
+    if data is None or internal is None:
+        return None
     return (task._parent, task._children, task.last_state_change, task.state, task.task_spec.name, task.triggered,
-            _canonical(task.internal_data), data)
-
-
-def _unreadable(fields: tuple[Any, ...]) -> bool:
-    """Whether some data could not be put as text (then the full comparison decides)."""
-    data = fields[-1]
-    return fields[-2] is None or data is None or (isinstance(data, tuple) and data[0] is None)
+            internal, data)
 
 
 def _canonical(value: Any) -> str | None:
@@ -489,7 +487,7 @@ def _same_state(restored: Any, held: Any) -> bool:
         if other is None:
             return False
         fields = _task_fields(task)
-        if _unreadable(fields) or fields != _task_fields(other):
+        if fields is None or fields != _task_fields(other):
             return False
     return True
 
