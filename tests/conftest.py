@@ -21,10 +21,12 @@ from tests.support import (
     make_settings,
     preload_engine_workers,
     reset_postgres,
+    share_compiled_statements,
     share_parsed_diagrams,
 )
 
 share_parsed_diagrams()
+share_compiled_statements()
 preload_engine_workers()
 PG_URL = database_for_worker(os.environ.get("GOVFLOW_TEST_DATABASE_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
 
@@ -93,3 +95,4 @@ def lifecycle_api(request: pytest.FixtureRequest, tmp_path: Path, database_url: 
     yield a
     a.close()
     s.stop()
+
