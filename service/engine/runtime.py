@@ -94,9 +94,61 @@ def _next_plain(self: Any) -> Any:
     return task
 
 
+_FRONTIER = "_govflow_frontier"  # on a workflow: the id of the task its last walk for unfinished tasks started at
+
+
+def _frontier(root: Any) -> Any:
+    """Where a walk from a workflow's root for unfinished tasks can start instead: the lowest task whose subtree
+    holds every unfinished task (and every task that has a sub-process), or the root. Every task above it is
+    finished, so a walk from the root passes through them to it and finds nothing else on the way: the same tasks
+    in the same order. A looping instance's tree is a chain that grows with every round; this is near its end.
+
+    The last walk's start is kept on the workflow as a hint: the unfinished tasks are walked up to it (a short
+    way), and when one does not meet it (a task above it was reset), up to the root."""
+    workflow = root.workflow
+    tasks = workflow.tasks
+    live = [t for t in tasks.values() if t._state & _UNFINISHED]
+    subprocesses = workflow.top_workflow.subprocesses
+    if subprocesses:
+        live += [tasks[k] for k in subprocesses if k in tasks]
+    if not live:
+        return root
+    hint = tasks.get(workflow.__dict__.get(_FRONTIER)) if _FRONTIER in workflow.__dict__ else None
+    for top in ((hint, root) if hint is not None else (root,)):
+        found = _lowest_common(live, top, tasks)
+        if found is not None:
+            workflow.__dict__[_FRONTIER] = found.id
+            return found
+    return root
+
+
+def _lowest_common(live: list[Any], top: Any, tasks: dict[Any, Any]) -> Any:
+    """The lowest task above (or at) every task of live, if each has top above it (or is it); else None."""
+    path: dict[int, int] = {}  # id() of each task from live[0] up to top → its height below top (top: 0)
+    chain = []
+    task = live[0]
+    while task is not top:
+        chain.append(task)
+        task = tasks.get(task._parent) if task._parent is not None else None
+        if task is None:
+            return None
+    chain.append(top)
+    for height, task in enumerate(reversed(chain)):
+        path[id(task)] = height
+    lowest = len(chain) - 1
+    for task in live[1:]:
+        while id(task) not in path:
+            task = tasks.get(task._parent) if task._parent is not None else None
+            if task is None:
+                return None
+        lowest = min(lowest, path[id(task)])
+    return chain[len(chain) - 1 - lowest]
+
+
 def _next_matching(self: Any) -> Any:
     """TaskIterator.__next__: the next task its filter matches. A filter on states alone (as the engine's own walks
-    are) is checked as the state bits only; any other goes through the filter as SpiffWorkflow has it."""
+    are) is checked as the state bits only; any other goes through the filter as SpiffWorkflow has it. A walk from
+    a workflow's root for unfinished tasks only starts at the frontier (_frontier)."""
     states = self.__dict__.get("_states_only")
     if states is None:
         f = self.task_filter
@@ -104,6 +156,11 @@ def _next_matching(self: Any) -> Any:
                  and f.spec_name is None and f.spec_class is None and getattr(f, "catches_event", None) is None
                  and getattr(f, "lane", None) is None)
         states = self._states_only = f.state if plain else 0
+        stack = self.task_list
+        if (not f.state & _FINISHED and self.depth_first and self.max_depth >= _MAX_TREE_DEPTH
+                and self.end_at_spec is None and len(stack) == 1 and stack[0]._parent is None
+                and stack[0] is stack[0].workflow.task_tree):
+            stack[0] = _frontier(stack[0])
     if not states:
         return _matching(self)
     task = self._next()

@@ -14,6 +14,7 @@ from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.util.task import TaskIterator, TaskState
 
 from service.clock import FrozenClock
+from service.engine import operations
 from service.engine import runtime as runtime_module
 from service.engine.calendar import BusinessCalendar
 from service.engine.deployment import parse_files
@@ -101,4 +102,12 @@ def test_the_same_tasks_in_the_same_order_after_rework_rounds(rounds: int) -> No
             snap = runtime.snapshot(workflow, T0)
             runtime.complete(workflow, runtime.find_ready_user_task(workflow, snap.open_tasks[0].id), data)
     assert len(workflow.tasks) > 4 * rounds
+    _check(workflow)
+    # a token put back on the first review (as send-back and withdraw do): an unfinished task far above where the
+    # last walks for unfinished tasks started
+    first = next(t for t in workflow.tasks.values() if t.task_spec.bpmn_id == "review_task")
+    reopened = operations.start_before(first.parent, first.task_spec, {"project_name": "x"})
+    _check(workflow)
+    runtime.advance(workflow)
+    assert reopened.state != TaskState.FUTURE
     _check(workflow)
