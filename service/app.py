@@ -7,8 +7,9 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -159,12 +160,13 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                                     "/metrics needs Authorization: Bearer <GOVFLOW_METRICS_TOKEN>", request)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.dependency_overrides = _NoOverrides()
     app.router.routes.extend(_api_routes())
     app.router._mark_routes_changed()  # FastAPI's cache key of the routes it has prepared
     return app
 
 
-def _include_routers(app: FastAPI) -> None:
+def _include_routers(app: APIRouter) -> None:
     app.include_router(health.router)
     for router in (definitions.router, instances.router, tasks.router, messages.router, admin.router,
                    operations.router):
@@ -172,6 +174,17 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(diagrams.router, prefix=API_PREFIX)
     engine_rest.include(app)
     app.include_router(console_router, prefix=CONSOLE_PREFIX, include_in_schema=False)  # the web console
+
+
+class _NoOverrides(dict[Any, Any]):
+    """An app's dependency overrides: none, and none can be set (the routes are shared by every app of the
+    process, see _api_routes)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("govflow's apps share their routes within a process: FastAPI dependency overrides do not "
+                        "apply to them; configure the app through Settings instead")
+
+    __setitem__ = update = setdefault = _refuse  # type: ignore[assignment]
 
 
 _SHARED_ROUTES: list[BaseRoute] = []
@@ -182,10 +195,11 @@ def _api_routes() -> list[BaseRoute]:
     """The routes of every router, included once per process and shared by each app created in it. FastAPI prepares
     an included route (its parameters, body and answer models) on the first request that passes it, and keeps that
     in the inclusion: for a new inclusion that cost ~0.2 s of CPU per app (the test suite creates hundreds). The
-    routes depend on nothing an app holds: each request finds its context through `request.app`."""
+    routes depend on nothing an app holds: each request finds its context through `request.app`. So an app's
+    `dependency_overrides` could not reach them: setting one fails loudly instead (`_NoOverrides`)."""
     with _SHARED_ROUTES_LOCK:
         if not _SHARED_ROUTES:
-            holder = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+            holder = APIRouter()  # not an app: no app's dependency overrides apply to the shared routes
             _include_routers(holder)
-            _SHARED_ROUTES.extend(holder.router.routes)
+            _SHARED_ROUTES.extend(holder.routes)
         return _SHARED_ROUTES

@@ -69,9 +69,10 @@ def share_compiled_statements() -> None:
     The service makes its engines once per process and compiles each statement once, on first use. Every test
     makes new ones, and SQLAlchemy keys its statement cache by the engine's dialect object: every test compiled
     every statement again (a sixth of the CPU of a lifecycle test file). Engines made through make_engine in a
-    test process share one statement cache and, once an engine of a database kind and driver has connected (and
-    so initialised its dialect from the database), that dialect; each keeps its own pool, connections and
-    events."""
+    test process share one statement cache and, once an engine of a database kind and driver has made its first
+    connection (and so initialised its dialect from the database), that dialect; each keeps its own pool,
+    connections and events."""
+    from sqlalchemy import event
     from sqlalchemy.util import LRUCache
 
     from service.db import session
@@ -80,21 +81,17 @@ def share_compiled_statements() -> None:
     if getattr(original, "shared", False):
         return
     initialised: dict[tuple[str, str], Any] = {}
-    waiting: list[Any] = []  # dialects of engines that have not connected yet
     statements: LRUCache[Any, Any] = LRUCache(2000)
 
     def create_engine(url: Any, **options: Any) -> Any:
         engine = original(url, **options)
-        key = (engine.dialect.name, engine.dialect.driver)
-        if key not in initialised:
-            ready = [d for d in waiting if (d.name, d.driver) == key and d.server_version_info is not None]
-            if ready:
-                initialised[key] = ready[0]
-                waiting[:] = [d for d in waiting if (d.name, d.driver) != key]
+        dialect = engine.dialect
+        key = (dialect.name, dialect.driver)
         if key in initialised:
             engine.dialect = initialised[key]
         else:
-            waiting.append(engine.dialect)
+            # after SQLAlchemy's own first-connect listener, registered before this one: the dialect is initialised
+            event.listen(engine.pool, "connect", lambda *_: initialised.setdefault(key, dialect), once=True)
         engine._compiled_cache = statements
         return engine
 

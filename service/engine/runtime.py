@@ -123,9 +123,9 @@ def _frontier(root: Any) -> Any:
 
 
 def _lowest_common(live: list[Any], top: Any, tasks: dict[Any, Any]) -> Any:
-    """The lowest task above (or at) every task of live, if each has top above it (or is it); else None."""
-    path: dict[int, int] = {}  # id() of each task from live[0] up to top → its height below top (top: 0)
-    chain = []
+    """The lowest task above (or at) every task of live, if each has top above it (or is it); else None. Each task
+    is climbed at most once: a climb stops at a task an earlier one passed."""
+    chain = []  # from live[0] up to top
     task = live[0]
     while task is not top:
         chain.append(task)
@@ -133,15 +133,19 @@ def _lowest_common(live: list[Any], top: Any, tasks: dict[Any, Any]) -> Any:
         if task is None:
             return None
     chain.append(top)
-    for height, task in enumerate(reversed(chain)):
-        path[id(task)] = height
-    lowest = len(chain) - 1
+    meets = {id(t): height for height, t in enumerate(reversed(chain))}  # id() → height (below top) of the chain
+    lowest = len(chain) - 1  # task a climb from it meets first
     for task in live[1:]:
-        while id(task) not in path:
+        climbed = []
+        while id(task) not in meets:
+            climbed.append(id(task))
             task = tasks.get(task._parent) if task._parent is not None else None
             if task is None:
                 return None
-        lowest = min(lowest, path[id(task)])
+        height = meets[id(task)]
+        for passed in climbed:
+            meets[passed] = height
+        lowest = min(lowest, height)
     return chain[len(chain) - 1 - lowest]
 
 

@@ -53,3 +53,18 @@ def test_two_apps_in_one_process_answer_from_their_own_database_without_preparin
     finally:
         first.close()
         first.server.stop()
+
+
+def test_an_app_refuses_dependency_overrides_it_could_not_apply(tmp_path: Path) -> None:
+    """The routes are shared: an override set on one app would reach none (or, set where the routes were built,
+    every app). Setting one is an error, not a silent no-op."""
+    from service.api import deps
+    from service.app import create_app
+    from tests.support import make_settings
+
+    app = create_app(make_settings(tmp_path, None, FIXTURES))
+    with pytest.raises(TypeError, match="dependency overrides"):
+        app.dependency_overrides[deps.get_principal] = lambda: None
+    with pytest.raises(TypeError, match="dependency overrides"):
+        app.dependency_overrides.update({deps.get_principal: lambda: None})
+    assert dict(app.dependency_overrides) == {}

@@ -19,7 +19,7 @@ def not_supported(path: str, principal: EnginePrincipal) -> None:
 TAG = "engine-rest (Camunda 7 REST subset)"
 
 
-def include(app: FastAPI) -> None:
+def include(app: APIRouter | FastAPI) -> None:
     """Mount the subset under /engine-rest. Each router is included with its prefix: FastAPI walks every route of a
     router included without one (to check no path ends up empty), which made each new app cost ~0.1 s of CPU."""
     for module in (deployment, definitions, instances, tasks, messages, history):
