@@ -111,3 +111,34 @@ def test_the_same_tasks_in_the_same_order_after_rework_rounds(rounds: int) -> No
     runtime.advance(workflow)
     assert reopened.state != TaskState.FUTURE
     _check(workflow)
+
+
+def test_finding_the_frontier_climbs_each_task_at_most_once() -> None:
+    """A task waiting beside the root (a message caught from the start) and many unfinished tasks at the end of a
+    long chain (a loop's history, then a parallel split): the frontier is near the root, and the climbs from the
+    tasks below must not each go all the way up."""
+
+    class Node:
+        def __init__(self, ident: int, parent: int | None) -> None:
+            self.id, self._parent = ident, parent
+
+    class Counted(dict):  # type: ignore[type-arg]
+        lookups = 0
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            Counted.lookups += 1
+            return super().get(key, default)
+
+    tasks = Counted()
+    tasks[0] = Node(0, None)
+    tasks[1] = Node(1, 0)  # the waiting task, beside the chain
+    for i in range(2, 1002):
+        tasks[i] = Node(i, 0 if i == 2 else i - 1)
+    leaves = [Node(2000 + i, 1001) for i in range(50)]
+    for leaf in leaves:
+        tasks[leaf.id] = leaf
+    live = [tasks[1], *leaves]
+    assert runtime_module._lowest_common(live, tasks[0], tasks) is tasks[0]
+    assert Counted.lookups <= len(tasks) + len(live)
+    assert runtime_module._lowest_common(leaves, tasks[0], tasks) is tasks[1001]
+    assert runtime_module._lowest_common(live, tasks[1001], tasks) is None  # the waiting task is not below it
