@@ -95,4 +95,3 @@ def lifecycle_api(request: pytest.FixtureRequest, tmp_path: Path, database_url: 
     yield a
     a.close()
     s.stop()
-

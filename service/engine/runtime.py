@@ -113,7 +113,7 @@ def _frontier(root: Any) -> Any:
         live += [tasks[k] for k in subprocesses if k in tasks]
     if not live:
         return root
-    hint = tasks.get(workflow.__dict__.get(_FRONTIER)) if _FRONTIER in workflow.__dict__ else None
+    hint = tasks.get(workflow.__dict__.get(_FRONTIER))
     for top in ((hint, root) if hint is not None else (root,)):
         found = _lowest_common(live, top, tasks)
         if found is not None:
@@ -162,8 +162,7 @@ def _next_matching(self: Any) -> Any:
         states = self._states_only = f.state if plain else 0
         stack = self.task_list
         if (not f.state & _FINISHED and self.depth_first and self.max_depth >= _MAX_TREE_DEPTH
-                and self.end_at_spec is None and len(stack) == 1 and stack[0]._parent is None
-                and stack[0] is stack[0].workflow.task_tree):
+                and self.end_at_spec is None and len(stack) == 1 and stack[0] is stack[0].workflow.task_tree):
             stack[0] = _frontier(stack[0])
     if not states:
         return _matching(self)

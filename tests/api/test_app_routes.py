@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi import routing
 
+from service.api import deps
+from service.app import create_app
 from tests.conftest import _server
-from tests.support import FIXTURES, Api
+from tests.support import FIXTURES, Api, make_settings
 
 
 def _app_with(tmp_path: Path, name: str, *files: str) -> Api:
@@ -58,10 +60,6 @@ def test_two_apps_in_one_process_answer_from_their_own_database_without_preparin
 def test_an_app_refuses_dependency_overrides_it_could_not_apply(tmp_path: Path) -> None:
     """The routes are shared: an override set on one app would reach none (or, set where the routes were built,
     every app). Setting one is an error, not a silent no-op."""
-    from service.api import deps
-    from service.app import create_app
-    from tests.support import make_settings
-
     app = create_app(make_settings(tmp_path, None, FIXTURES))
     with pytest.raises(TypeError, match="dependency overrides"):
         app.dependency_overrides[deps.get_principal] = lambda: None
