@@ -18,21 +18,24 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.bpmn.util.task import BpmnTaskFilter, BpmnTaskIterator
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.camunda.specs.user_task import UserTask
 from SpiffWorkflow.exceptions import SpiffWorkflowException, WorkflowException
+from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskFilter, TaskIterator, TaskState
 from SpiffWorkflow.workflow import Workflow
 
 from service.clock import Clock
+from service.engine import tracking
 from service.engine.calendar import BusinessCalendar
 from service.engine.contracts import MessageContract, message_contracts
 from service.engine.forms import FormField
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import FORM_KEY, OUTPUTS_KEY
 from service.engine.scripting import ScriptError, make_script_engine
-from service.engine.serializer import dump_state, iter_tasks, load_parts, load_state
+from service.engine.serializer import dump_state, load_parts, load_state, workflows
 from service.engine.timeline import using_clock
 from service.engine.timers import CALENDAR_PROPERTY, WORKDAY_CALENDAR, TimingError, due_at
 
@@ -107,7 +110,9 @@ def _frontier(root: Any) -> Any:
     way), and when one does not meet it (a task above it was reset), up to the root."""
     workflow = root.workflow
     tasks = workflow.tasks
-    live = [t for t in tasks.values() if t._state & _UNFINISHED]
+    live = tracking.unfinished(workflow)
+    if live is None:
+        live = [t for t in tasks.values() if t._state & _UNFINISHED]
     subprocesses = workflow.top_workflow.subprocesses
     if subprocesses:
         live += [tasks[k] for k in subprocesses if k in tasks]
@@ -175,9 +180,53 @@ def _next_matching(self: Any) -> Any:
 def _is_completed(self: Any) -> bool:
     """Workflow.is_completed: whether no task is unfinished, read from the workflow's task table instead of a
     walk of its tree (which holds the same tasks; the walk looked for the first unfinished one, from the root)."""
-    if not self.completed and not any(t._state & _UNFINISHED for t in self.tasks.values()):
-        self.completed = True
+    if not self.completed:
+        unfinished = tracking.has_unfinished(self)
+        if unfinished is None:
+            unfinished = any(t._state & _UNFINISHED for t in self.tasks.values())
+        if not unfinished:
+            self.completed = True
     return bool(self.completed)
+
+
+_remove_task = Workflow._remove_task
+
+
+def _remove_task_and_what_it_held(self: Any, task_id: Any) -> None:
+    """Workflow._remove_task, and what the task held goes with it. SpiffWorkflow keeps a removed task among the
+    events waited on, and its next refresh of the timers fails on the task without a parent; it keeps the
+    sub-process a removed task ran, which no stored state can hold (a join fired again by a second token drops
+    the branch it merged before: a boundary timer that waits, a sub-process)."""
+    task = self.tasks.get(task_id)
+    top = getattr(self, "top_workflow", None)
+    if task is None or not isinstance(top, BpmnWorkflow):
+        _remove_task(self, task_id)
+        return
+    removed = [task]
+    if task_id in top.subprocesses:  # while the task is there: deleting a sub-process looks its parent task up
+        removed += top.delete_subprocess(task)
+    _remove_task(self, task_id)
+    manager = top.event_manager
+    for gone in removed:
+        if manager.tasks.get(gone.id) is gone:
+            del manager.tasks[gone.id]
+
+
+def _join_run_hook(self: Any, my_task: Any) -> bool:
+    """UnstructuredJoin._run_hook, skipping the earlier join tasks an earlier one of them already dropped: it drops
+    the children of each completed one in turn, from a list made before, and failed on a task that left the tree
+    (one token more on a branch than the join had seen: a second start_before, then a second arrival)."""
+    tasks = my_task.workflow.tasks
+    others = [t for t in tasks.values()
+              if t.task_spec == self and t.has_state(TaskState.FINISHED_MASK) and not my_task.is_descendant_of(t)]
+    for task in sorted(others, key=lambda t: t.last_state_change):
+        if tasks.get(task.id) is not task:
+            continue
+        DeepMerge.merge(my_task.data, task.parent.data)
+        if task.has_state(TaskState.COMPLETED):
+            task._drop_children(force=True)
+    my_task._inherit_data()
+    return True
 
 
 _matching = TaskIterator.__next__
@@ -185,6 +234,8 @@ TaskIterator.__next__ = _next_matching  # type: ignore[method-assign]
 BpmnTaskIterator._next = _next_bpmn  # type: ignore[method-assign]
 TaskIterator._next = _next_plain  # type: ignore[method-assign]
 Workflow.is_completed = _is_completed  # type: ignore[method-assign]
+Workflow._remove_task = _remove_task_and_what_it_held  # type: ignore[method-assign]
+UnstructuredJoin._run_hook = _join_run_hook  # type: ignore[method-assign]
 
 CONTRACT_END_EVENTS = ("end_completed", "end_rejected", "end_terminated")
 _MAX_ROUNDS = 200
@@ -513,9 +564,7 @@ class Runtime:
             return snap
         frontier: list[Any] = []
         live = TaskState.READY | TaskState.WAITING | TaskState.STARTED
-        for _, task in iter_tasks(workflow):  # the task dicts, not a walk of the task tree
-            if not task.has_state(live):
-                continue
+        for task in _tasks_in(workflow, live):
             frontier.append(task)
             if task.state == TaskState.READY and isinstance(task.task_spec, UserTask):
                 snap.open_tasks.append(self._open_task(task, created_at))
@@ -530,10 +579,13 @@ class Runtime:
 
     @staticmethod
     def _completed_ends(workflow: BpmnWorkflow) -> list[Any]:
-        return [
-            t for t in workflow.tasks.values()
-            if t.state == TaskState.COMPLETED and isinstance(t.task_spec, EndEvent)
-        ]
+        ends = tracking.end_tasks(workflow)
+        if ends is None:
+            return [
+                t for t in workflow.tasks.values()
+                if t.state == TaskState.COMPLETED and isinstance(t.task_spec, EndEvent)
+            ]
+        return [t for t in ends if t.state == TaskState.COMPLETED]
 
     @staticmethod
     def _end_event(ends: list[Any]) -> str | None:
@@ -586,6 +638,19 @@ class Runtime:
         except TimingError as e:
             raise EngineError(f"due date: {e}", task.task_spec.bpmn_id) from None
         return due, bool(workdays and self.calendar.is_provisional(due))
+
+
+def _tasks_in(workflow: BpmnWorkflow, states: int) -> list[Any]:
+    """The instance's tasks in one of some unfinished states, as iter_tasks orders them (by workflow, in creation
+    order): from the journal of a tracked workflow (service/engine/tracking.py), else from its task table."""
+    found: list[Any] = []
+    for _, wf in workflows(workflow):
+        unfinished = tracking.unfinished(wf)
+        if unfinished is None:
+            found += [t for t in wf.tasks.values() if t._state & states]
+        else:
+            found += sorted((t for t in unfinished if t._state & states), key=tracking.order)
+    return found
 
 
 def _due(task: Any, definition: Any) -> datetime | None:

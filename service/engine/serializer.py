@@ -87,18 +87,19 @@ def load_state(state_json: str, spec: Any, subprocess_specs: dict[str, Any], scr
 # makes a request's cost grow with the instance's history. The header (workflow data, sub-process headers,
 # events) is small; tasks are stored as rows and a request rewrites only the rows of tasks it changed.
 
-def _workflows(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
+def workflows(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
+    """The workflow and its sub-processes, each with its key (the top workflow's is "")."""
     return [("", workflow), *((str(k), sub) for k, sub in workflow.subprocesses.items())]
 
 
 def iter_tasks(workflow: BpmnWorkflow) -> list[tuple[str, Any]]:
     """Every task of the instance with the key of the (sub-)workflow holding it, in creation order."""
-    return [(key, task) for key, wf in _workflows(workflow) for task in wf.tasks.values()]
+    return [(key, task) for key, wf in workflows(workflow) for task in wf.tasks.values()]
 
 
 def dump_header(workflow: BpmnWorkflow) -> str:
     """The state without its spec and without tasks."""
-    held = [(wf, wf.tasks) for _, wf in _workflows(workflow)]
+    held = [(wf, wf.tasks) for _, wf in workflows(workflow)]
     try:
         for wf, _ in held:
             wf.tasks = {}

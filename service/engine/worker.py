@@ -24,16 +24,27 @@ from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
 from service.clock import Clock
-from service.engine import operations
+from service.engine import operations, tracking
 from service.engine.calendar import BusinessCalendar
 from service.engine.forms import to_json_value
 from service.engine.operations import OperationRefused
 from service.engine.runtime import EngineError, ProcessModel, Runtime, Snapshot
-from service.engine.serializer import dump_header, dump_state, dump_task, iter_tasks, load_parts, load_spec
+from service.engine.serializer import (
+    dump_header,
+    dump_state,
+    dump_task,
+    iter_tasks,
+    load_parts,
+    load_spec,
+    workflows,
+)
 from service.engine.timeline import using_clock
 from service.engine.values import RESERVED_KEY, problems
 
 _LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+# commands that only run the engine forward (or only read): their rows are found from the tracked changes
+# (service/engine/tracking.py); the others edit finished tasks directly and are diffed by a pass over every task
+_TRACKED_OPS = frozenset({"complete", "message", "fire_due", "fire_now", "verify"})
 # the holiday tables of the years around now, built once in the fork server that starts the workers (the first use
 # of a year costs tenths of a second, which must not count against a diagram step's time limit)
 BusinessCalendar.warm(BusinessCalendar(), range(2020, datetime.now().year + 8))
@@ -75,6 +86,7 @@ class _Held:
     def __init__(self, workflow: Any, stored: dict[int, tuple[Any, int, str]]) -> None:
         self.workflow = workflow
         self.stored = stored
+        self.next_seq = max((seq for _, seq, _ in stored.values()), default=-1) + 1
         self.rewrite_all = False  # every row is written again, in tree order (after a migration)
 
 
@@ -133,6 +145,9 @@ class WorkerEngine:
                 extra: dict[str, Any] = {}
             else:
                 held = self._held(command, model)
+                if op not in _TRACKED_OPS:
+                    for _, wf in workflows(held.workflow):
+                        tracking.disarm(wf)  # walked and diffed in full; armed again after the diff
                 self.current = held
                 extra = getattr(self, "_op_" + op)(held.workflow, command, model)
             return self._answer(command, held, extra)
@@ -205,10 +220,14 @@ class WorkerEngine:
                               model.subprocess_specs, self.runtime.script_engine)
         seqs = {r[1]: r[2] for r in rows}
         stored = {}
-        for _, task in iter_tasks(workflow):
+        tasks = iter_tasks(workflow)
+        for _, task in tasks:
             task_id = str(task.id)
             if task_id in seqs:
                 stored[task.id.int] = (_fingerprint(task), seqs[task_id], task_id)
+        if len(stored) == len(tasks):  # else (a state stored whole, before task rows) its next diff is a full one
+            for _, wf in workflows(workflow):
+                tracking.arm(wf)
         return _Held(workflow, stored)
 
     # ---- operations ------------------------------------------------------------------------------------
@@ -344,11 +363,18 @@ class WorkerEngine:
         if held.rewrite_all:
             previous = [task_id for _, _, task_id in held.stored.values()]
             held.stored = {}
+            held.next_seq = 0
             diff = self._diff(held, workflow)
             diff["deletes"] = previous
             held.rewrite_all = False
+        elif tracking.track_of(workflow) is not None:
+            diff = self._tracked_diff(held, workflow)
         else:
             diff = self._diff(held, workflow)
+        if diff.get("full"):
+            del diff["full"]
+            for _, wf in workflows(workflow):
+                tracking.arm(wf)  # the next command's changes are tracked from here
         variables = to_json_value(snap.variables)
         if snap.status == "running":
             self._keep(command, held, command["new_token"])
@@ -368,7 +394,7 @@ class WorkerEngine:
         """The task rows to insert, rewrite and delete; a task is stored as its changes against its parent's
         data, so it is rewritten when it changed itself, or when its parent did."""
         stored = held.stored
-        next_seq = max((seq for _, seq, _ in stored.values()), default=-1) + 1
+        next_seq = held.next_seq
         tasks = iter_tasks(workflow)
         changed: set[int] = set()
         current: dict[int, tuple[Any, int, str]] = {}
@@ -390,12 +416,7 @@ class WorkerEngine:
             parent = task._parent
             if number not in changed and (parent is None or (parent.int in current and parent.int not in changed)):
                 continue
-            found = problems(task.data, python_values=True)
-            if found:
-                path, reason = next(iter(found.items()))
-                raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}",
-                              element_id=task.task_spec.bpmn_id if hasattr(task.task_spec, "bpmn_id") else None,
-                              errors=found)
+            _check_task_data(task)
             body = dump_task(task)
             fingerprint, seq, task_id = current[number]
             if seq < 0:
@@ -405,13 +426,81 @@ class WorkerEngine:
                 next_seq += 1
             else:
                 updates.append([task_id, body])
-        found = problems(workflow.data, python_values=True)
-        if found:
-            path, reason = next(iter(found.items()))
-            raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}", errors=found)
+        _check_workflow_data(workflow)
         deletes = [task_id for number, (_, _, task_id) in stored.items() if number not in current]
         held.stored = current
+        held.next_seq = next_seq
+        return {"inserts": inserts, "updates": updates, "deletes": deletes, "full": True}
+
+    def _tracked_diff(self, held: _Held, workflow: Any) -> dict[str, Any]:
+        """_diff from the tasks the journal names (service/engine/tracking.py) and the tasks at work, which are
+        always written: the same rows, without a pass over every task of the instance's history."""
+        stored = held.stored
+        candidates: list[tuple[int, str, Any]] = []
+        removed: list[Any] = []
+        for index, (key, wf) in enumerate(workflows(workflow)):
+            if tracking.track_of(wf) is None:  # a sub-process started by this command: every task is new
+                tracking.arm(wf)
+                candidates += [(index, key, t) for t in wf.tasks.values()]
+                continue
+            changed, gone = tracking.take_changes(wf)
+            removed += gone
+            seen = {id(t) for t in changed}
+            candidates += [(index, key, t) for t in changed]
+            candidates += [(index, key, t) for t in tracking.unfinished(wf) or ()
+                           if t._state & _LIVE and id(t) not in seen]
+        rewrite: dict[int, tuple[int, str, Any, Any]] = {}
+        for index, key, task in candidates:
+            fingerprint = _fingerprint(task)
+            before = stored.get(task.id.int)
+            if before is None or fingerprint is None or fingerprint != before[0]:
+                rewrite[id(task)] = (index, key, task, fingerprint)
+        for index, key, task, _ in list(rewrite.values()):
+            tasks = task.workflow.tasks
+            for child_id in task._children:  # stored as its change against this task's data
+                child = tasks.get(child_id)
+                if child is not None and id(child) not in rewrite:
+                    rewrite[id(child)] = (index, key, child, _fingerprint(child))
+        inserts: list[list[Any]] = []
+        updates: list[list[Any]] = []
+        next_seq = held.next_seq
+        for _, key, task, fingerprint in sorted(rewrite.values(), key=lambda r: (r[0], tracking.order(r[2]))):
+            _check_task_data(task)
+            body = dump_task(task)
+            number = task.id.int
+            before = stored.get(number)
+            if before is None:
+                task_id = str(task.id)
+                stored[number] = (fingerprint, next_seq, task_id)
+                inserts.append([key, task_id, next_seq, body])
+                next_seq += 1
+            else:
+                stored[number] = (fingerprint, before[1], before[2])
+                updates.append([before[2], body])
+        _check_workflow_data(workflow)
+        deletes = []
+        for task_id in removed:
+            entry = stored.pop(task_id.int, None)
+            if entry is not None:
+                deletes.append(entry[2])
+        held.next_seq = next_seq
         return {"inserts": inserts, "updates": updates, "deletes": deletes}
+
+
+def _check_task_data(task: Any) -> None:
+    found = problems(task.data, python_values=True)
+    if found:
+        path, reason = next(iter(found.items()))
+        raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}",
+                      element_id=task.task_spec.bpmn_id if hasattr(task.task_spec, "bpmn_id") else None,
+                      errors=found)
+
+
+def _check_workflow_data(workflow: Any) -> None:
+    found = problems(workflow.data, python_values=True)
+    if found:
+        path, reason = next(iter(found.items()))
+        raise Refused("invalid", f"the process data cannot be stored: '{path}' {reason}", errors=found)
 
 
 def _caused_by_memory(error: BaseException) -> bool:

@@ -170,3 +170,51 @@ def test_a_failed_timer_is_an_incident_with_its_error_and_is_retried_after_the_r
     assert api.admin.post("/incidents/0/retry").status_code == 422
     fired = [e for e in history(api, iid) if e["action"] == "timer.fired"]
     assert len(fired) == 1 and fired[0]["data"]["forced"] is True and fired[0]["actor"] == "admin"
+
+
+def test_extra_tokens_on_a_review_branch_reach_the_join_one_after_another(api: Api) -> None:
+    """Two tokens more on the funding review (start_before twice): each that completes reaches the parallel join
+    again, which drops the approval it opened before — and that approval's waiting deadline timer with it — and
+    opens it anew. Every request succeeds and the instance goes on to the end, its stored state verified."""
+    iid = reviewed(api, "MO-TOKENS")
+    api.complete(iid, "technical_review", {})
+    for _ in range(2):
+        r = modify(api, iid, [{"type": "start_before", "element_id": "funding_review"}])
+        assert r.status_code == 200, r.text
+    assert api.open_elements(iid) == ["funding_review"] * 3
+    reviewer = api.as_("qian", "finance_bureau")
+    for remaining in (2, 1, 0):
+        task = next(t for t in api.instance(iid)["open_tasks"] if t["element_id"] == "funding_review")
+        r = reviewer.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+        assert r.status_code == 200, r.text
+        assert api.open_elements(iid) == sorted(["approve"] + ["funding_review"] * remaining)
+        assert [w["element_id"] for w in api.waiting(iid)] == ["approve_overdue"]
+    api.complete(iid, "approve", {})
+    assert "approve" not in api.open_elements(iid)
+
+
+def test_a_late_token_on_a_review_branch_takes_back_what_the_join_had_opened(api: Api) -> None:
+    """A token more on the funding review, completed after the instance moved on past the join into the
+    implementation sub-process: the join fires again and drops that branch — the sub-process with it — and the
+    approval opens anew. No request fails, the stored state restores (the suite verifies it after each change)."""
+    iid = reviewed(api, "MO-LATE")
+    api.complete(iid, "technical_review", {})
+    r = modify(api, iid, [{"type": "start_before", "element_id": "funding_review"}])
+    assert r.status_code == 200, r.text
+    reviewer = api.as_("qian", "finance_bureau")
+
+    def complete_a_funding_review() -> None:
+        task = next(t for t in api.instance(iid)["open_tasks"] if t["element_id"] == "funding_review")
+        r = reviewer.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+        assert r.status_code == 200, r.text
+
+    complete_a_funding_review()
+    api.complete(iid, "approve", {})
+    api.message("contract_signed", "MO-LATE", {"contract_no": "HT-1"})
+    assert api.open_elements(iid) == ["build", "funding_review"]
+    complete_a_funding_review()
+    assert api.open_elements(iid) == ["approve"]
+    assert [w["element_id"] for w in api.waiting(iid)] == ["approve_overdue"]
+    api.complete(iid, "approve", {})
+    api.message("contract_signed", "MO-LATE", {"contract_no": "HT-2"})
+    assert api.open_elements(iid) == ["build"]
