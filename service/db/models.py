@@ -118,6 +118,9 @@ class ProcessInstance(Base):
     # the newest event of the audit chain: a chain that ends earlier has lost events
     audit_seq: Mapped[int | None] = mapped_column(Integer)
     audit_head: Mapped[str | None] = mapped_column(String(64))
+    # how many waiting_event rows the instance has, written in the same statement as its state: a change of an
+    # instance that waited on nothing need not read them
+    waiting_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InstanceTask(Base):

@@ -57,41 +57,79 @@ def install(session_factory: Any) -> None:
 
 class AuditTrail:
     """Appends events for one instance within the current transaction; they are written together before the
-    transaction commits (or when `flush` is called)."""
+    transaction commits (or when `flush` is called).
 
-    def __init__(self, session: Session, instance_id: str, last: Any) -> None:
+    An event's seq and hash follow from the chain's head (the newest event's seq and hash). A request that reads
+    or updates the instance row learns the head from it (`found_head`: the anchor `flush` writes with the events,
+    so the two are committed together); until then appended events wait unchained, and a trail whose head is
+    still unknown when written (an instance whose events predate the anchor) reads it from audit_event."""
+
+    def __init__(self, session: Session, instance_id: str, last: Any, *, known: bool = True) -> None:
         self.session = session
         self.instance_id = instance_id
+        self.known = known
         self.seq = last.seq if last else 0
         self.prev_hash = last.hash if last else GENESIS
         self.pending: list[AuditEvent] = []
         session.info.setdefault(_PENDING, []).append(self)
 
     @classmethod
-    def for_instance(cls, session: Session, instance_id: str) -> AuditTrail:
+    def for_instance(cls, session: Session, instance_id: str,
+                     head: tuple[int | None, str | None] = (None, None)) -> AuditTrail:
+        """The instance's trail in this transaction. `head`: the instance row's (audit_seq, audit_head) if the
+        request read the row; otherwise the head is learnt later (AuditTrail.found_head, or on writing)."""
         for trail in session.info.get(_PENDING, []):
             if trail.instance_id == instance_id:
+                trail.found_head(*head)
                 return trail  # events appended in this transaction and not written yet: go on from them
-        last = session.execute(_HEAD, {"i": instance_id}).first()
-        return cls(session, instance_id, last)
+        trail = cls(session, instance_id, None, known=False)
+        trail.found_head(*head)
+        return trail
+
+    def found_head(self, seq: int | None, digest: str | None) -> None:
+        """The head as the instance row records it (NULL before the first event written since migration 0006):
+        the events appended so far are chained from it. A head already known (from events this transaction
+        appended or wrote) stays."""
+        if self.known or seq is None or digest is None:
+            return
+        self.seq, self.prev_hash, self.known = seq, digest, True
+        waiting, self.pending = self.pending, []
+        for event_row in waiting:
+            self._chain(event_row)
+
+    def _chain(self, event_row: AuditEvent) -> None:
+        self.seq += 1
+        event_row.seq = self.seq
+        event_row.prev_hash = self.prev_hash
+        event_row.hash = _digest(self.prev_hash, self.instance_id, self.seq, event_row.at, event_row.actor,
+                                 event_row.action, event_row.task_id, event_row.element_id, event_row.data)
+        self.prev_hash = event_row.hash
+        self.pending.append(event_row)
 
     def append(self, at: datetime, actor: str, action: str, *, task_id: str | None = None,
                element_id: str | None = None, data: dict[str, Any] | None = None) -> AuditEvent:
-        self.seq += 1
-        clean = to_json_value(data or {})
+        """The event, with its seq and hash once the head is known (at the latest when it is written)."""
         at = at.replace(microsecond=at.microsecond)
-        digest = _digest(self.prev_hash, self.instance_id, self.seq, at, actor, action, task_id, element_id, clean)
-        event = AuditEvent(instance_id=self.instance_id, seq=self.seq, at=at, actor=actor, action=action,
-                           task_id=task_id, element_id=element_id, data=clean, prev_hash=self.prev_hash,
-                           hash=digest)
-        self.pending.append(event)
-        self.prev_hash = digest
-        return event
+        event_row = AuditEvent(instance_id=self.instance_id, at=at, actor=actor, action=action, task_id=task_id,
+                               element_id=element_id, data=to_json_value(data or {}))
+        if self.known:
+            self._chain(event_row)
+        else:
+            self.pending.append(event_row)
+        return event_row
 
     def flush(self, ids: bool = False) -> None:
-        """Write the appended events (one statement); with `ids`, their ids are set on them."""
+        """Write the appended events (one statement) and the anchor; with `ids`, the events' ids are set on them.
+        The anchor goes first: it takes the instance row's lock, so a concurrent writer of the same instance
+        (one that updates the row, or writes its own anchor) waits for this transaction instead of deadlocking
+        with it on the events' unique (instance_id, seq); a duplicate seq is still refused by that key."""
         if not self.pending:
             return
+        if not self.known:
+            last = self.session.execute(_HEAD, {"i": self.instance_id}).first()
+            self.found_head(*(last if last else (0, GENESIS)))
+        last_event = self.pending[-1]
+        self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last_event.seq, "h": last_event.hash})
         rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
         if ids:
             written = self.session.execute(_INSERT_RETURNING, rows).scalars().all()
@@ -99,8 +137,6 @@ class AuditTrail:
                 event_row.id = ident
         else:
             self.session.execute(_INSERT, rows)
-        last = self.pending[-1]
-        self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last.seq, "h": last.hash})
         self.pending = []
 
 

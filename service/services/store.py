@@ -29,7 +29,9 @@ _UPDATE_INSTANCE = (
     update(_INSTANCES)
     .where(_INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.version == bindparam("b_version"))
     .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
-                                        "updated_at", "ended_at", "cancel_reason")})
+                                        "updated_at", "ended_at", "cancel_reason", "waiting_count")})
+    # the audit chain's head as committed with the row, read under the row's lock: the request's events follow it
+    .returning(_INSTANCES.c.audit_seq, _INSTANCES.c.audit_head)
 )
 _OPEN_TASKS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open")
 _INSERT_TASKS = insert(_TASKS)
@@ -62,6 +64,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
     optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections."""
     now = ctx.clock.now()
     snap = result.snapshot
+    wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
+    # how many waits the instance had: waiting_count is written with the waiting rows, and was read with the version
+    # the UPDATE below checks, so it counts the rows there are
+    waited = 0 if is_new else instance.waiting_count
     status = closing_status or snap.status
     variables = snap.variables
     ended_at = now if status in ("completed", "cancelled") else None
@@ -75,25 +81,28 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         instance.version = 1
         instance.updated_at = now
         instance.ended_at = ended_at
+        instance.waiting_count = len(wanted)
         session.add(instance)
         session.flush()
     else:
-        outcome = session.execute(_UPDATE_INSTANCE, {
+        head = session.execute(_UPDATE_INSTANCE, {
             "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
             "status": status, "variables": variables, "end_event": end_event, "version": instance.version + 1,
-            "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason})
-        if outcome.rowcount != 1:  # type: ignore[attr-defined]
+            "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason,
+            "waiting_count": len(wanted)}).first()
+        if head is None:
             raise Conflict("the process instance was changed by another request; reload and try again")
+        audit.found_head(head.audit_seq, head.audit_head)
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
                             ("end_event", end_event), ("updated_at", now), ("ended_at", ended_at),
                             ("state_json", result.header), ("state_token", token),
-                            ("cancel_reason", instance.cancel_reason)):
+                            ("cancel_reason", instance.cancel_reason), ("waiting_count", len(wanted))):
             set_committed_value(instance, name, value)
     state_rows.write(session, instance.id, result)
     if ctx.settings.verify_state_storage:
         _verify(ctx, session, instance, result, token)
     open_tasks = _sync_tasks(session, instance, snap, now, audit, is_new)
-    waiting = _sync_waiting(ctx, session, instance, snap, is_new)
+    waiting = _sync_waiting(ctx, session, instance, wanted, waited > 0, is_new)
     if stored is not None:
         stored.open_tasks, stored.waiting = open_tasks, waiting
     if status == "completed" and closing_status is None:
@@ -173,17 +182,21 @@ def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], n
     return [SimpleNamespace(**row, completed_at=None, completed_by=None) for row in rows]
 
 
-def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, snap: Snapshot,
-                  is_new: bool) -> list[Any]:
-    """The timers and messages the instance waits on, as the engine now has them (a new instance has none
-    stored yet: nothing is read). Returns, for a new instance, the rows written."""
-    existing = {} if is_new else {
-        (kind, spiff_task_id, element_id): (ident, due_at, provisional)
+def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, wanted: dict[Any, Any],
+                  waited: bool, is_new: bool) -> list[Any]:
+    """The timers and messages the instance waits on, as the engine now has them: afterwards there is one row per
+    wanted wait, as apply counted them. An instance that waited on nothing (a new one included) has no rows to
+    read. Returns, for a new instance, the rows written."""
+    existing: dict[Any, tuple[int, datetime | None, bool]] = {}
+    stale: list[int] = []
+    if waited:
         for ident, kind, spiff_task_id, element_id, due_at, provisional in session.execute(
-            _WAITING, {"i": instance.id})
-    }
-    wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
-    stale = [row[0] for k, row in existing.items() if k not in wanted]
+                _WAITING, {"i": instance.id}):
+            key = (kind, spiff_task_id, element_id)
+            if key in wanted and key not in existing:
+                existing[key] = (ident, due_at, provisional)
+            else:
+                stale.append(ident)
     if stale:
         session.execute(delete(_WAITING_T).where(_WAITING_T.c.id.in_(stale)))
     added: list[dict[str, Any]] = []

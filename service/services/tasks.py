@@ -162,10 +162,13 @@ def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormF
 COMPLETED_SHOWN = 100
 
 
-def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
+def get(ctx: AppContext, session: Session, principal: Principal, task_id: str,
+        instance: ProcessInstance | None = None) -> TaskDetail:
+    """The task with its form and its instance's variables (`instance`: the task's, if the caller read it)."""
     row = _load(session, principal, task_id)
     fields = _form(ctx, session, row)
-    instance = session.get(ProcessInstance, row.instance_id)
+    if instance is None:
+        instance = session.get(ProcessInstance, row.instance_id)
     done = list(session.scalars(
         select(HumanTask).where(HumanTask.instance_id == row.instance_id, HumanTask.status == "completed")
         .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(COMPLETED_SHOWN)))
@@ -175,6 +178,16 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
         variables=instance.variables if instance is not None else {},
         completed_tasks=[task_record(r) for r in reversed(done)],
     )
+
+
+def _instance_and_trail(session: Session, instance_id: str) -> tuple[ProcessInstance | None, AuditTrail]:
+    """The task's instance, for the answer (get), and its audit trail, chained from the head the row records.
+    The row is read under its lock (on SQLite the write transaction holds the database's, FOR UPDATE is left
+    out): a writer of the instance that got there first is waited for and this request's events follow its
+    events; one that comes later waits in turn. Writing the anchor would take the lock anyway."""
+    instance = session.get(ProcessInstance, instance_id, with_for_update=True)
+    head = (instance.audit_seq, instance.audit_head) if instance is not None else (None, None)
+    return instance, AuditTrail.for_instance(session, instance_id, head)
 
 
 def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
@@ -193,9 +206,9 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
         raise Conflict("the task was claimed by someone else")
     set_committed_value(row, "assignee", principal.user)  # written above; the ORM need not write it again
     now = ctx.clock.now()
-    AuditTrail.for_instance(session, row.instance_id).append(now, principal.user, "task.claimed", task_id=row.id,
-                                                             element_id=row.element_id)
-    return get(ctx, session, principal, task_id)
+    instance, trail = _instance_and_trail(session, row.instance_id)
+    trail.append(now, principal.user, "task.claimed", task_id=row.id, element_id=row.element_id)
+    return get(ctx, session, principal, task_id, instance)
 
 
 def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
@@ -209,10 +222,10 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
     previous = row.assignee
     row.assignee = None
     now = ctx.clock.now()
-    AuditTrail.for_instance(session, row.instance_id).append(now, principal.user, "task.unclaimed", task_id=row.id,
-                                                             element_id=row.element_id,
-                                                             data={"previous_assignee": previous})
-    return get(ctx, session, principal, task_id)
+    instance, trail = _instance_and_trail(session, row.instance_id)
+    trail.append(now, principal.user, "task.unclaimed", task_id=row.id, element_id=row.element_id,
+                 data={"previous_assignee": previous})
+    return get(ctx, session, principal, task_id, instance)
 
 
 def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],

@@ -26,12 +26,15 @@ def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
 
 
 # statements per request, not counting BEGIN (SQLite's, sent by the service; PostgreSQL's is implicit)
-START = 9  # read: definition, running duplicate; write: instance, state row, task, candidate, audit, anchor, outbox
+START = 9  # read: definition, running duplicate; write: instance, state row, task, candidate, anchor, audit, outbox
 INBOX = 1
-CLAIM = 7  # task; claim, audit head, the answer (instance, completed tasks); audit event, anchor
-# read: task, instance; write: the completion, audit head, instance (state header), the changed state rows (deleted,
-# inserted, rewritten), open tasks, the new task and its candidate, waits, audit events, anchor, outbox
-COMPLETE = 15
+# task; claim, the answer (instance, read under its lock: it carries the audit head; completed tasks); anchor, audit
+# event
+CLAIM = 6
+# read: task, instance; write: the completion, instance (state header; returns the audit head), the changed state
+# rows (deleted, inserted, rewritten), open tasks, the new task and its candidate, anchor, audit events, outbox (no
+# waits are read: the instance waited on nothing)
+COMPLETE = 13
 
 
 def _count(api: Api, request: Callable[[], httpx.Response], expected_status: int) -> tuple[int, httpx.Response]:
