@@ -43,7 +43,7 @@ class Track:
 
     def __init__(self) -> None:
         self.dirty: dict[int, Any] = {}  # changed since the worker's last diff
-        self.removed: list[Any] = []  # ids (UUID) of the tasks removed since the last diff
+        self.removed: list[Any] = []  # ids (UUID) of the instance's tasks removed since the last diff (the top's)
         self.pending: dict[int, Any] = {}  # changed since the unfinished tasks were last brought up to date
         self.unfinished: dict[int, Any] = {}  # the workflow's unfinished tasks (as of the last refresh)
         self.ends: dict[int, Any] = {}  # its end event tasks (as of the last refresh)
@@ -126,7 +126,7 @@ def take_changes(workflow: Any) -> tuple[list[Any], list[Any]]:
     track: Track = workflow.__dict__[_TRACK]
     tasks = workflow.tasks
     changed = [t for t in track.dirty.values() if tasks.get(t.id) is t]
-    removed = track.removed
+    removed = track.removed  # kept on the top workflow's journal only
     track.dirty = {}
     track.removed = []
     return changed, removed
@@ -191,8 +191,10 @@ def _tracked_remove_task(self: Any, task_id: Any) -> None:
         parent = task.parent
         if parent is not None:
             _touch(parent)  # its list of children is edited in place
-        track.removed.append(task_id)
         track.pending[id(task)] = task
+    top = getattr(self, "top_workflow", self).__dict__.get(_TRACK)
+    if top is not None:  # on the top workflow's journal: a sub-process deleted later takes its own journal along
+        top.removed.append(task_id)
     _remove_task(self, task_id)
 
 

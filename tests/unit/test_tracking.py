@@ -200,3 +200,24 @@ def test_an_unarmed_workflow_is_diffed_in_full_and_tracked_after() -> None:
     [task] = instance.snapshot["open_tasks"]
     instance.run("complete", task_id=task["id"], data={"budget_wan": 10})
     assert engine.tracked == tracked + 1
+
+
+def test_a_command_removing_tasks_in_a_sub_process_and_then_the_sub_process_deletes_all_their_rows() -> None:
+    """One command removes tasks inside a sub-process (its gateway drops the branch it does not take) and then the
+    sub-process itself (a second token reaches the join before it again, which drops what the first one opened):
+    the rows of both go, and the instance restores from its rows."""
+    engine = Shadowed()
+    instance = Instance(engine, FIXTURES / "tracking", "joinsub", {"flag_a": True})
+    [b1] = instance.snapshot["open_tasks"]
+    instance.run("complete", task_id=b1["id"], data={})
+    instance.now += timedelta(days=2)
+    instance.run("fire_due")  # the join fires; the sub-process waits on its timer
+    instance.run("modify", instructions=[{"type": "start_before", "element_id": "ta"}])
+    instance.now += timedelta(days=2)
+    tracked = engine.tracked
+    answer = instance.run("fire_due")  # the sub-process's timer, then the second token at the join
+    assert answer["ok"] and engine.tracked == tracked + 1
+    assert len(answer["deletes"]) > 2
+    engine.cache.clear()
+    instance.now += timedelta(days=2)
+    assert instance.run("fire_due", restore=True)["ok"]
