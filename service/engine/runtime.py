@@ -494,6 +494,11 @@ class Runtime:
                 if cause is not None and str(cause) and str(cause) not in message:
                     message += f": {type(cause).__name__}: {cause}"
                 raise EngineError(message, element) from exc
+            if isinstance(exc, Exception) and not isinstance(exc, MemoryError):
+                # SpiffWorkflow failing inside a step on what a diagram or its data set up (a multi-instance over a
+                # collection that is not there): the process cannot advance, and nothing of the step is kept
+                raise EngineError(f"the engine failed in a step: {type(exc).__name__}: {exc}",
+                                  _failing_element(tb) or self.element_id) from exc
             return False
 
     def _guard(self, element_id: str | None) -> Runtime._Guard:
@@ -638,6 +643,19 @@ class Runtime:
         except TimingError as e:
             raise EngineError(f"due date: {e}", task.task_spec.bpmn_id) from None
         return due, bool(workdays and self.calendar.is_provisional(due))
+
+
+def _failing_element(tb: Any) -> str | None:
+    """The element whose task SpiffWorkflow was working on where an error was raised: the innermost frame of the
+    traceback with a task (`my_task`, SpiffWorkflow's name for it in task specs)."""
+    found = None
+    while tb is not None:
+        task = tb.tb_frame.f_locals.get("my_task")
+        element = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+        if isinstance(element, str):
+            found = element
+        tb = tb.tb_next
+    return found
 
 
 def _tasks_in(workflow: BpmnWorkflow, states: int) -> list[Any]:

@@ -104,6 +104,29 @@ def test_a_failing_output_parameter_is_a_422_naming_the_task_not_a_500(api: Api,
     assert r.json()["type"] == "/problems/process-error" and r.json().get("element_id") == "t1"
 
 
+def test_a_multi_instance_over_a_missing_collection_is_a_422_naming_it_and_changes_nothing(api: Api) -> None:
+    """A parallel multi-instance task over a collection the process never set: SpiffWorkflow fails inside its step
+    with a TypeError. That is a 422 /problems/process-error naming the multi-instance task (not a 500), nothing is
+    kept, and the same completion with the collection given goes through."""
+    each = ('<bpmn:multiInstanceLoopCharacteristics camunda:collection="depts" camunda:elementVariable="dept" />')
+    body = two_tasks("mi_missing", t2_attrs="").decode().replace(
+        '<bpmn:userTask id="t2" name="second" camunda:candidateGroups="data_bureau"  />',
+        f'<bpmn:userTask id="t2" name="second" camunda:candidateGroups="data_bureau">{each}</bpmn:userTask>')
+    assert each in body
+    deploy(api, "mi_missing.bpmn", body.encode())
+    inst = api.start("mi_missing", {})
+    task = inst["open_tasks"][0]["id"]
+    before = snapshot(api, inst["id"])
+    r = api.as_("li", "applicant").post(f"/tasks/{task}/complete", json={"variables": {}})
+    assert r.status_code == 422, (r.status_code, r.text)
+    assert r.json()["type"] == "/problems/process-error" and r.json().get("element_id") == "t2", r.text
+    assert "TypeError" in r.json()["detail"]
+    assert snapshot(api, inst["id"]) == before
+    r = api.as_("li", "applicant").post(f"/tasks/{task}/complete", json={"variables": {"depts": ["a", "b"]}})
+    assert r.status_code == 200, r.text
+    assert api.open_elements(inst["id"]) == ["t2", "t2"]
+
+
 @pytest.mark.parametrize("variables,attrs", [
     ({"d": "9999-12-31"}, 'camunda:dueDate="${d}"'),  # the end of the due day is past datetime.max
     ({"s": "9999-12-31T23:00:00-12:00"}, 'camunda:dueDate="${s}"'),  # in UTC: year 10000
