@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Select, Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from service import policy
 from service.auth import Principal
@@ -39,6 +39,15 @@ TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
 
 
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
+_I: Table = ProcessInstance.__table__  # type: ignore[assignment]
+# the reads of claim, complete and a task's detail as plain (Core) statements on the tables: rows, not ORM objects
+# (an ORM load costs about twice the statement)
+_TASK_ROW = select(_T).where(_T.c.id == bindparam("i"))
+_DONE_ROWS = (select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status == "completed")
+              .order_by(_T.c.completed_at.desc(), _T.c.id.desc()).limit(bindparam("n")))
+_INSTANCE_HEAD = select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head).where(_I.c.id == bindparam("i"))
+_INSTANCE_HEAD_LOCKED = _INSTANCE_HEAD.with_for_update()
+_INSTANCE_VARIABLES = select(_I.c.variables).where(_I.c.id == bindparam("i"))
 # a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
 _COMPLETE = (
     update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
@@ -59,7 +68,7 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
     candidate_user_groups = sorted(set(candidate_user_groups))
     if status not in TASK_STATUSES:
         raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
-    query = select(HumanTask).where(HumanTask.status == status)
+    query = select(_T).where(HumanTask.status == status)  # rows, not ORM objects: a page is only read
     if candidate_group:
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
@@ -116,12 +125,12 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                   "id": HumanTask.id, "assignee": HumanTask.assignee, "instance": HumanTask.instance_id,
                   "element": HumanTask.element_id}[sort_by]
         order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
-        rows = list(session.scalars(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
+        rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
-    rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
+    rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
 
@@ -151,7 +160,17 @@ def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
     return row
 
 
-def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormField] | None:
+def _load_row(session: Session, principal: Principal, task_id: str) -> Any:
+    """_load as a row (attributes as on HumanTask, read-only): for claim, complete and a task's detail."""
+    row: Any = session.execute(_TASK_ROW, {"i": task_id}).first()
+    if row is None:
+        raise NotFound(f"no task '{task_id}'")
+    if not policy.may_see_task(principal, row):
+        policy.require_task_worker(principal, row)  # names the groups the task is offered to
+    return row
+
+
+def _form(ctx: AppContext, session: Session, row: Any) -> list[forms.FormField] | None:
     """The task's form; None when the task declares none (an empty form declares that it records nothing)."""
     model = ctx.model(session, row.definition_id)
     spec = model.element(row.element_id)
@@ -162,41 +181,40 @@ def _form(ctx: AppContext, session: Session, row: HumanTask) -> list[forms.FormF
 COMPLETED_SHOWN = 100
 
 
-def get(ctx: AppContext, session: Session, principal: Principal, task_id: str,
-        instance: ProcessInstance | None = None) -> TaskDetail:
-    """The task with its form and its instance's variables (`instance`: the task's, if the caller read it)."""
-    row = _load(session, principal, task_id)
+def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
+    """The task with its form and its instance's variables."""
+    row = _load_row(session, principal, task_id)
+    return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
+
+
+def _detail(ctx: AppContext, session: Session, row: Any, variables: dict[str, Any] | None) -> TaskDetail:
     fields = _form(ctx, session, row)
-    if instance is None:
-        instance = session.get(ProcessInstance, row.instance_id)
-    done = list(session.scalars(
-        select(HumanTask).where(HumanTask.instance_id == row.instance_id, HumanTask.status == "completed")
-        .order_by(HumanTask.completed_at.desc(), HumanTask.id.desc()).limit(COMPLETED_SHOWN)))
+    done: list[Any] = list(session.execute(_DONE_ROWS, {"i": row.instance_id, "n": COMPLETED_SHOWN}).all())
     return TaskDetail(
         **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
         form=[FormFieldOut(**f) for f in forms.schema_for_api(fields or [])],
-        variables=instance.variables if instance is not None else {},
+        variables=variables if variables is not None else {},
         completed_tasks=[task_record(r) for r in reversed(done)],
     )
 
 
-def _instance_and_trail(session: Session, instance_id: str) -> tuple[ProcessInstance | None, AuditTrail]:
-    """The task's instance, for the answer (get), and its audit trail, chained from the head the row records.
-    The row is read under its lock (on SQLite the write transaction holds the database's, FOR UPDATE is left
-    out): a writer of the instance that got there first is waited for and this request's events follow its
+def _instance_and_trail(session: Session, instance_id: str) -> tuple[dict[str, Any] | None, AuditTrail]:
+    """The variables of the task's instance, for the answer, and its audit trail, chained from the head the row
+    records. The row is read under its lock (on SQLite the write transaction holds the database's, FOR UPDATE is
+    left out): a writer of the instance that got there first is waited for and this request's events follow its
     events; one that comes later waits in turn. Writing the anchor would take the lock anyway."""
-    instance = session.get(ProcessInstance, instance_id, with_for_update=True)
-    head = (instance.audit_seq, instance.audit_head) if instance is not None else (None, None)
-    return instance, AuditTrail.for_instance(session, instance_id, head)
+    found = session.execute(_INSTANCE_HEAD_LOCKED, {"i": instance_id}).first()
+    variables, head = (found[0], (found[1], found[2])) if found is not None else (None, (None, None))
+    return variables, AuditTrail.for_instance(session, instance_id, head)
 
 
 def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
-    row = _load(session, principal, task_id)
+    row = _load_row(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
     policy.require_task_worker(principal, row)
     if row.assignee == principal.user:
-        return get(ctx, session, principal, task_id)
+        return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
     if row.assignee is not None:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     result = session.execute(update(HumanTask).where(HumanTask.id == row.id, HumanTask.assignee.is_(None),
@@ -204,34 +222,44 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
                              .values(assignee=principal.user).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict("the task was claimed by someone else")
-    set_committed_value(row, "assignee", principal.user)  # written above; the ORM need not write it again
+    row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
-    instance, trail = _instance_and_trail(session, row.instance_id)
+    variables, trail = _instance_and_trail(session, row.instance_id)
     trail.append(now, principal.user, "task.claimed", task_id=row.id, element_id=row.element_id)
-    return get(ctx, session, principal, task_id, instance)
+    return _detail(ctx, session, row, variables)
+
+
+def _with(row: Any, **changes: Any) -> SimpleNamespace:
+    """A row as written: its columns, with the changes a statement made to them."""
+    return SimpleNamespace(**{**row._mapping, **changes})
 
 
 def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
-    row = _load(session, principal, task_id)
+    row = _load_row(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
     if row.assignee is None:
-        return get(ctx, session, principal, task_id)
+        return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
     if not policy.may_release_task(principal, row):
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     previous = row.assignee
-    row.assignee = None
+    result = session.execute(update(HumanTask).where(HumanTask.id == row.id, HumanTask.assignee == previous,
+                                                     HumanTask.status == "open")
+                             .values(assignee=None).execution_options(synchronize_session=False))
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("the task was released, completed or claimed by someone else meanwhile")
+    row = _with(row, assignee=None)
     now = ctx.clock.now()
-    instance, trail = _instance_and_trail(session, row.instance_id)
+    variables, trail = _instance_and_trail(session, row.instance_id)
     trail.append(now, principal.user, "task.unclaimed", task_id=row.id, element_id=row.element_id,
                  data={"previous_assignee": previous})
-    return get(ctx, session, principal, task_id, instance)
+    return _detail(ctx, session, row, variables)
 
 
 def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],
              comment: str | None = None, idem: Any = None) -> CompletionOut:
     with ctx.read() as session:
-        row = _load(session, principal, task_id)
+        row = _load_row(session, principal, task_id)
         if row.status != "open":
             raise Conflict(f"the task is already {row.status}")
         policy.require_task_worker(principal, row)
@@ -285,11 +313,11 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     from service.services.instances import load_row
 
     instance = load_row(session, principal, instance_id)
-    query = select(HumanTask).where(HumanTask.instance_id == instance.id)
+    query = select(_T).where(HumanTask.instance_id == instance.id)
     if cursor:
         at, ident = decode_cursor(cursor)
         query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
-    rows = list(session.scalars(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
+    rows: list[Any] = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
 
