@@ -61,7 +61,8 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
           actor: str, audit: AuditTrail, *, is_new: bool, closing_status: str | None = None,
           stored: Stored | None = None) -> Snapshot:
     """Store what an engine command did, in the request's write transaction: the state (under the instance's
-    optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections."""
+    optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections. An
+    existing instance may be given as its columns read as a row (a completion does): what is written is set on it."""
     now = ctx.clock.now()
     snap = result.snapshot
     wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
@@ -97,7 +98,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
                             ("end_event", end_event), ("updated_at", now), ("ended_at", ended_at),
                             ("state_json", result.header), ("state_token", token),
                             ("cancel_reason", instance.cancel_reason), ("waiting_count", len(wanted))):
-            set_committed_value(instance, name, value)
+            if isinstance(instance, ProcessInstance):
+                set_committed_value(instance, name, value)
+            else:  # the instance's columns as read (a completion reads them as a row)
+                setattr(instance, name, value)
     state_rows.write(session, instance.id, result)
     if ctx.settings.verify_state_storage:
         _verify(ctx, session, instance, result, token)

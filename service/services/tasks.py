@@ -48,6 +48,8 @@ _DONE_ROWS = (select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status =
 _INSTANCE_HEAD = select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head).where(_I.c.id == bindparam("i"))
 _INSTANCE_HEAD_LOCKED = _INSTANCE_HEAD.with_for_update()
 _INSTANCE_VARIABLES = select(_I.c.variables).where(_I.c.id == bindparam("i"))
+# an instance a completion changes: every column but its engine state (the header; written, never read, here)
+_INSTANCE_FOR_CHANGE = select(*[c for c in _I.c if c.name != "state_json"]).where(_I.c.id == bindparam("i"))
 # a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
 _COMPLETE = (
     update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
@@ -271,9 +273,10 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                                china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
-        instance = session.get(ProcessInstance, row.instance_id)
-        if instance is None or instance.status != "running":
+        found = session.execute(_INSTANCE_FOR_CHANGE, {"i": row.instance_id}).first()
+        if found is None or found.status != "running":
             raise Conflict("the process instance is not running")
+        instance: Any = SimpleNamespace(**found._mapping)  # its state is in the engine worker, or loaded there
         files = ctx.model_files(session, instance.definition_id)
     result, token = ctx.run_engine("complete", instance.definition_id, files,
                                    instance=(instance.id, instance.state_token), task_id=row.id, data=clean)
