@@ -7,7 +7,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, inspect, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -33,6 +33,8 @@ _UPDATE_INSTANCE = (
     # the audit chain's head as committed with the row, read under the row's lock: the request's events follow it
     .returning(_INSTANCES.c.audit_seq, _INSTANCES.c.audit_head)
 )
+_INSERT_INSTANCE = insert(_INSTANCES)
+_INSTANCE_COLUMNS = [(a.key, a.columns[0].name) for a in inspect(ProcessInstance).column_attrs]  # attribute, column
 _OPEN_TASKS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open")
 _INSERT_TASKS = insert(_TASKS)
 _INSERT_CANDIDATES = insert(TaskCandidate.__table__)  # type: ignore[arg-type]
@@ -83,8 +85,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         instance.updated_at = now
         instance.ended_at = ended_at
         instance.waiting_count = len(wanted)
-        session.add(instance)
-        session.flush()
+        # one plain INSERT of what was set (the columns' defaults for the rest), not the ORM's unit of work; the
+        # object stays as the answer's source
+        session.execute(_INSERT_INSTANCE, {column: instance.__dict__[key] for key, column in _INSTANCE_COLUMNS
+                                           if key in instance.__dict__})
     else:
         head = session.execute(_UPDATE_INSTANCE, {
             "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
