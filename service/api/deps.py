@@ -30,11 +30,23 @@ async def get_context(request: Request) -> AppContext:
     return ctx
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """A read transaction for a read-only request (it never takes the database's write lock)."""
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """A read transaction for a read-only request (it never takes the database's write lock). Opened on the event
+    loop — a session connects at its first statement, in the endpoint's thread — and ended in one hop to a thread:
+    a sync dependency would hop to a thread to open it and again to end it (each hop about 0.25 ms)."""
     ctx: AppContext = request.app.state.ctx
-    with ctx.read() as session:
+    reading = ctx.read()
+    session = reading.__enter__()
+    try:
         yield session
+    except BaseException as e:
+        with anyio.CancelScope(shield=True):  # rolled back and closed even when the client went away
+            swallowed = await run_in_threadpool(reading.__exit__, type(e), e, e.__traceback__)
+        if not swallowed:
+            raise
+    else:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(reading.__exit__, None, None, None)
 
 
 def get_write_session(request: Request) -> Iterator[Session]:
