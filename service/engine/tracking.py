@@ -94,30 +94,29 @@ def _refresh(track: Track, workflow: Any) -> None:
     track.pending.clear()
 
 
+def _current(workflow: Any) -> Track | None:
+    """The workflow's journal with its indexes brought up to date, or None when it is not tracked."""
+    track: Track | None = workflow.__dict__.get(_TRACK)
+    if track is not None:
+        _refresh(track, workflow)
+    return track
+
+
 def unfinished(workflow: Any) -> list[Any] | None:
     """The workflow's unfinished tasks (in no particular order), or None when it is not tracked."""
-    track = workflow.__dict__.get(_TRACK)
-    if track is None:
-        return None
-    _refresh(track, workflow)
-    return list(track.unfinished.values())
+    track = _current(workflow)
+    return None if track is None else list(track.unfinished.values())
 
 
 def has_unfinished(workflow: Any) -> bool | None:
-    track = workflow.__dict__.get(_TRACK)
-    if track is None:
-        return None
-    _refresh(track, workflow)
-    return bool(track.unfinished)
+    track = _current(workflow)
+    return None if track is None else bool(track.unfinished)
 
 
 def end_tasks(workflow: Any) -> list[Any] | None:
     """The workflow's end event tasks in creation order, or None when it is not tracked."""
-    track = workflow.__dict__.get(_TRACK)
-    if track is None:
-        return None
-    _refresh(track, workflow)
-    return sorted(track.ends.values(), key=order)
+    track = _current(workflow)
+    return None if track is None else sorted(track.ends.values(), key=order)
 
 
 def take_changes(workflow: Any) -> tuple[list[Any], list[Any]]:

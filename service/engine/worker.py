@@ -360,21 +360,18 @@ class WorkerEngine:
             return {"ok": True, "extra": extra}
         created_at = command["now"]
         snap = self.runtime.snapshot(workflow, created_at)
-        if held.rewrite_all:
-            previous = [task_id for _, _, task_id in held.stored.values()]
-            held.stored = {}
-            held.next_seq = 0
-            diff = self._diff(held, workflow)
-            diff["deletes"] = previous
-            held.rewrite_all = False
-        elif tracking.track_of(workflow) is not None:
+        tracked = tracking.track_of(workflow) is not None and not held.rewrite_all
+        if tracked:
             diff = self._tracked_diff(held, workflow)
+        elif held.rewrite_all:  # after a migration: every row written again, the old ones deleted
+            previous = [task_id for _, _, task_id in held.stored.values()]
+            held.stored, held.next_seq, held.rewrite_all = {}, 0, False
+            diff = {**self._diff(held, workflow), "deletes": previous}
         else:
             diff = self._diff(held, workflow)
-        if diff.get("full"):
-            del diff["full"]
+        if not tracked:
             for _, wf in workflows(workflow):
-                tracking.arm(wf)  # the next command's changes are tracked from here
+                tracking.arm(wf)  # after a full pass: the next command's changes are tracked from here
         variables = to_json_value(snap.variables)
         if snap.status == "running":
             self._keep(command, held, command["new_token"])
@@ -430,7 +427,7 @@ class WorkerEngine:
         deletes = [task_id for number, (_, _, task_id) in stored.items() if number not in current]
         held.stored = current
         held.next_seq = next_seq
-        return {"inserts": inserts, "updates": updates, "deletes": deletes, "full": True}
+        return {"inserts": inserts, "updates": updates, "deletes": deletes}
 
     def _tracked_diff(self, held: _Held, workflow: Any) -> dict[str, Any]:
         """_diff from the tasks the journal names (service/engine/tracking.py) and the tasks at work, which are

@@ -45,8 +45,8 @@ _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _TASK_ROW = select(_T).where(_T.c.id == bindparam("i"))
 _DONE_ROWS = (select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status == "completed")
               .order_by(_T.c.completed_at.desc(), _T.c.id.desc()).limit(bindparam("n")))
-_INSTANCE_HEAD = select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head).where(_I.c.id == bindparam("i"))
-_INSTANCE_HEAD_LOCKED = _INSTANCE_HEAD.with_for_update()
+_INSTANCE_HEAD_LOCKED = (select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head).where(_I.c.id == bindparam("i"))
+                         .with_for_update())
 _INSTANCE_VARIABLES = select(_I.c.variables).where(_I.c.id == bindparam("i"))
 # an instance a completion changes: every column but its engine state (the header; written, never read, here)
 _INSTANCE_FOR_CHANGE = select(*[c for c in _I.c if c.name != "state_json"]).where(_I.c.id == bindparam("i"))
@@ -153,17 +153,8 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-def _load(session: Session, principal: Principal, task_id: str) -> HumanTask:
-    row = session.get(HumanTask, task_id)
-    if row is None:
-        raise NotFound(f"no task '{task_id}'")
-    if not policy.may_see_task(principal, row):
-        policy.require_task_worker(principal, row)  # names the groups the task is offered to
-    return row
-
-
-def _load_row(session: Session, principal: Principal, task_id: str) -> Any:
-    """_load as a row (attributes as on HumanTask, read-only): for claim, complete and a task's detail."""
+def _load(session: Session, principal: Principal, task_id: str) -> Any:
+    """The task as a row (its columns as attributes, read-only), if the principal may see it."""
     row: Any = session.execute(_TASK_ROW, {"i": task_id}).first()
     if row is None:
         raise NotFound(f"no task '{task_id}'")
@@ -185,8 +176,12 @@ COMPLETED_SHOWN = 100
 
 def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
     """The task with its form and its instance's variables."""
-    row = _load_row(session, principal, task_id)
-    return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
+    row = _load(session, principal, task_id)
+    return _detail(ctx, session, row, _variables(session, row.instance_id))
+
+
+def _variables(session: Session, instance_id: str) -> dict[str, Any] | None:
+    return session.execute(_INSTANCE_VARIABLES, {"i": instance_id}).scalar()  # type: ignore[no-any-return]
 
 
 def _detail(ctx: AppContext, session: Session, row: Any, variables: dict[str, Any] | None) -> TaskDetail:
@@ -211,12 +206,12 @@ def _instance_and_trail(session: Session, instance_id: str) -> tuple[dict[str, A
 
 
 def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
-    row = _load_row(session, principal, task_id)
+    row = _load(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
     policy.require_task_worker(principal, row)
     if row.assignee == principal.user:
-        return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
+        return _detail(ctx, session, row, _variables(session, row.instance_id))
     if row.assignee is not None:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     result = session.execute(update(HumanTask).where(HumanTask.id == row.id, HumanTask.assignee.is_(None),
@@ -232,16 +227,16 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
 
 
 def _with(row: Any, **changes: Any) -> SimpleNamespace:
-    """A row as written: its columns, with the changes a statement made to them."""
+    """A row's columns as attributes that can be set, with the changes a statement made to them."""
     return SimpleNamespace(**{**row._mapping, **changes})
 
 
 def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:
-    row = _load_row(session, principal, task_id)
+    row = _load(session, principal, task_id)
     if row.status != "open":
         raise Conflict(f"the task is {row.status}")
     if row.assignee is None:
-        return _detail(ctx, session, row, session.execute(_INSTANCE_VARIABLES, {"i": row.instance_id}).scalar())
+        return _detail(ctx, session, row, _variables(session, row.instance_id))
     if not policy.may_release_task(principal, row):
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     previous = row.assignee
@@ -261,7 +256,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],
              comment: str | None = None, idem: Any = None) -> CompletionOut:
     with ctx.read() as session:
-        row = _load_row(session, principal, task_id)
+        row = _load(session, principal, task_id)
         if row.status != "open":
             raise Conflict(f"the task is already {row.status}")
         policy.require_task_worker(principal, row)
@@ -276,7 +271,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
         found = session.execute(_INSTANCE_FOR_CHANGE, {"i": row.instance_id}).first()
         if found is None or found.status != "running":
             raise Conflict("the process instance is not running")
-        instance: Any = SimpleNamespace(**found._mapping)  # its state is in the engine worker, or loaded there
+        instance: Any = _with(found)  # its state is in the engine worker, or loaded there
         files = ctx.model_files(session, instance.definition_id)
     result, token = ctx.run_engine("complete", instance.definition_id, files,
                                    instance=(instance.id, instance.state_token), task_id=row.id, data=clean)
@@ -328,7 +323,7 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
 COMMENT_ACTIONS = ("task.completed", "task.commented")
 
 
-def _comment_out(event: AuditEvent, row: HumanTask) -> CommentOut:
+def _comment_out(event: AuditEvent, row: Any) -> CommentOut:
     kind = "completion" if event.action == "task.completed" else "comment"
     message = event.data.get("comment") if kind == "completion" else event.data.get("message")
     return CommentOut(id=str(event.id), task_id=row.id, process_instance_id=row.instance_id, user_id=event.actor,
