@@ -12,19 +12,21 @@ from sqlalchemy import Table, bindparam, event, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.db.models import AuditEvent, ProcessInstance
+from service.db.prepared import Prepared
 from service.engine.forms import to_json_value
 
 GENESIS = "0" * 64
-_HEAD = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.instance_id == bindparam("i")) \
-    .order_by(AuditEvent.seq.desc()).limit(1)
-_ANCHOR = update(ProcessInstance).where(
-    ProcessInstance.id == bindparam("i"),
-    or_(ProcessInstance.audit_seq.is_(None), ProcessInstance.audit_seq < bindparam("s")),
-).values(audit_seq=bindparam("s"), audit_head=bindparam("h")).execution_options(synchronize_session=False)
-_COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
 _TABLE: Table = AuditEvent.__table__  # type: ignore[assignment]
-# plain (Core) statements, built once: every column given, so a request's events are one executemany
-_INSERT = insert(_TABLE)
+_INSTANCES: Table = ProcessInstance.__table__  # type: ignore[assignment]
+_COLUMNS = ("instance_id", "seq", "at", "actor", "action", "task_id", "element_id", "data", "prev_hash", "hash")
+# prepared statements (service/db/prepared.py): every column given, so a request's events are one executemany
+_HEAD = Prepared(select(_TABLE.c.seq, _TABLE.c.hash).where(_TABLE.c.instance_id == bindparam("i"))
+                 .order_by(_TABLE.c.seq.desc()).limit(1))
+_ANCHOR = Prepared(update(_INSTANCES).where(
+    _INSTANCES.c.id == bindparam("i"),
+    or_(_INSTANCES.c.audit_seq.is_(None), _INSTANCES.c.audit_seq < bindparam("s")),
+).values(audit_seq=bindparam("s"), audit_head=bindparam("h")))
+_INSERT = Prepared(insert(_TABLE), keys=_COLUMNS)
 _INSERT_RETURNING = insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
 
 
@@ -126,17 +128,17 @@ class AuditTrail:
         if not self.pending:
             return
         if not self.known:
-            last = self.session.execute(_HEAD, {"i": self.instance_id}).first()
+            last = _HEAD.execute(self.session, {"i": self.instance_id}).first()
             self.found_head(*(last if last else (0, GENESIS)))
         last_event = self.pending[-1]
-        self.session.execute(_ANCHOR, {"i": self.instance_id, "s": last_event.seq, "h": last_event.hash})
+        _ANCHOR.execute(self.session, {"i": self.instance_id, "s": last_event.seq, "h": last_event.hash})
         rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
         if ids:
             written = self.session.execute(_INSERT_RETURNING, rows).scalars().all()
             for event_row, ident in zip(self.pending, written, strict=True):
                 event_row.id = ident
         else:
-            self.session.execute(_INSERT, rows)
+            _INSERT.execute(self.session, rows)
         self.pending = []
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Table, bindparam, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.db.prepared import Prepared
 from service.engine import forms
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import (
@@ -40,7 +41,7 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
           variables: dict[str, Any], idem: Any = None, version: int | None = None) -> ProcessInstanceOut:
     """Start the latest version of a process, or the given version."""
     with ctx.read() as session:
-        definition = (definitions.latest(session, process_key) if version is None
+        definition = (definitions.latest_for_start(session, process_key) if version is None
                       else definitions.version(session, process_key, version))
         policy.require_starter(principal, process_key, definition.candidate_starter_groups,
                                definition.candidate_starter_users)
@@ -92,10 +93,13 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
     return out
 
 
+_I: Table = ProcessInstance.__table__  # type: ignore[assignment]
+_RUNNING_WITH_KEY = Prepared(select(_I.c.id).where(
+    _I.c.process_key == bindparam("k"), _I.c.business_key == bindparam("b"), _I.c.status == ACTIVE))
+
+
 def _refuse_running_duplicate(session: Session, principal: Principal, process_key: str, business_key: str) -> None:
-    running = session.scalar(select(ProcessInstance.id).where(
-        ProcessInstance.process_key == process_key, ProcessInstance.business_key == business_key,
-        ProcessInstance.status == ACTIVE))
+    running = _RUNNING_WITH_KEY.execute(session, {"k": process_key, "b": business_key}).scalar()
     if running:
         # its id only for a caller who may see it: the key's existence cannot be hidden, the instance can
         visible = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == running,

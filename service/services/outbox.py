@@ -9,6 +9,7 @@ from sqlalchemy import event, insert
 from sqlalchemy.orm import Session
 
 from service.db.models import OutboxEvent
+from service.db.prepared import Prepared
 from service.engine.forms import to_json_value
 
 EVENT_TYPES = (
@@ -27,13 +28,15 @@ EVENT_TYPES = (
 
 
 _PENDING = "govflow_outbox"
-_INSERT = insert(OutboxEvent.__table__)  # type: ignore[arg-type]  # a plain (Core) executemany: every row has every column
+# a prepared executemany (service/db/prepared.py): every row has every column
+_INSERT = Prepared(insert(OutboxEvent.__table__),  # type: ignore[arg-type]
+                   keys=("event_id", "type", "instance_id", "occurred_at", "payload", "dispatched"))
 
 
 def _write_pending(session: Session) -> None:
     rows = session.info.pop(_PENDING, None)
     if rows:
-        session.execute(_INSERT, rows)
+        _INSERT.execute(session, rows)
 
 
 def _forget_pending(session: Session) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate, WaitingEvent
+from service.db.prepared import Prepared
 from service.engine.runtime import Snapshot
 from service.engine.sandbox import EngineFailure, EngineResult
 from service.errors import Conflict
@@ -20,12 +21,12 @@ from service.services import state as state_rows
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
 
-# the statements of every request, built once on the tables (plain Core statements: building an ORM statement
-# costs more than running it on SQLite)
+# the statements of every request, built once on the tables and prepared (service/db/prepared.py: building an ORM
+# statement costs more than running it on SQLite, and so does SQLAlchemy's execution of a Core one)
 _INSTANCES: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _TASKS: Table = HumanTask.__table__  # type: ignore[assignment]
 _WAITING_T: Table = WaitingEvent.__table__  # type: ignore[assignment]
-_UPDATE_INSTANCE = (
+_UPDATE_INSTANCE = Prepared(
     update(_INSTANCES)
     .where(_INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.version == bindparam("b_version"))
     .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
@@ -33,14 +34,20 @@ _UPDATE_INSTANCE = (
     # the audit chain's head as committed with the row, read under the row's lock: the request's events follow it
     .returning(_INSTANCES.c.audit_seq, _INSTANCES.c.audit_head)
 )
-_INSERT_INSTANCE = insert(_INSTANCES)
 _INSTANCE_COLUMNS = [(a.key, a.columns[0].name) for a in inspect(ProcessInstance).column_attrs]  # attribute, column
-_OPEN_TASKS = select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open")
-_INSERT_TASKS = insert(_TASKS)
-_INSERT_CANDIDATES = insert(TaskCandidate.__table__)  # type: ignore[arg-type]
-_INSERT_WAITING = insert(_WAITING_T)
-_WAITING = select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spiff_task_id, _WAITING_T.c.element_id,
-                  _WAITING_T.c.due_at, _WAITING_T.c.provisional).where(_WAITING_T.c.instance_id == bindparam("i"))
+_INSERT_INSTANCE = Prepared(insert(_INSTANCES), keys=[column for _, column in _INSTANCE_COLUMNS])
+_OPEN_TASKS = Prepared(select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open"))
+_TASK_COLUMNS = ("id", "instance_id", "definition_id", "process_key", "business_key", "element_id", "name",
+                 "documentation", "lane", "candidate_groups", "candidate_users", "assignee", "form_key", "status",
+                 "created_at", "due_at", "due_provisional")
+_INSERT_TASKS = Prepared(insert(_TASKS), keys=_TASK_COLUMNS)
+_INSERT_CANDIDATES = Prepared(insert(TaskCandidate.__table__), keys=("task_id", "kind", "value"))  # type: ignore[arg-type]
+_WAITING_COLUMNS = ("instance_id", "process_key", "business_key", "kind", "name", "element_id", "spiff_task_id",
+                    "due_at", "calendar", "provisional", "attempts")
+_INSERT_WAITING = Prepared(insert(_WAITING_T), keys=_WAITING_COLUMNS)
+_WAITING = Prepared(select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spiff_task_id, _WAITING_T.c.element_id,
+                           _WAITING_T.c.due_at, _WAITING_T.c.provisional)
+                    .where(_WAITING_T.c.instance_id == bindparam("i")))
 
 
 def open_tasks_of(session: Session, instance_ids: list[str]) -> list[HumanTask]:
@@ -87,10 +94,9 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         instance.waiting_count = len(wanted)
         # one plain INSERT of what was set (the columns' defaults for the rest), not the ORM's unit of work; the
         # object stays as the answer's source
-        session.execute(_INSERT_INSTANCE, {column: instance.__dict__[key] for key, column in _INSTANCE_COLUMNS
-                                           if key in instance.__dict__})
+        _INSERT_INSTANCE.execute(session, {column: instance.__dict__.get(key) for key, column in _INSTANCE_COLUMNS})
     else:
-        head = session.execute(_UPDATE_INSTANCE, {
+        head = _UPDATE_INSTANCE.execute(session, {
             "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
             "status": status, "variables": variables, "end_event": end_event, "version": instance.version + 1,
             "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason,
@@ -150,7 +156,7 @@ def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now
                 is_new: bool) -> list[Any]:
     """The open human tasks as the engine now has them: new ones inserted, vanished ones cancelled (plain
     multi-row statements: a request's cost is its statements). Returns the open task rows, oldest first."""
-    open_rows = [] if is_new else session.execute(_OPEN_TASKS, {"i": instance.id}).all()
+    open_rows = [] if is_new else _OPEN_TASKS.execute(session, {"i": instance.id}).all()
     current = {t.id: t for t in snap.open_tasks}
     gone = [(r.id, r.element_id) for r in open_rows if r.id not in current]
     if gone:
@@ -176,11 +182,11 @@ def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], n
         "candidate_users": t.candidate_users, "assignee": t.assignee, "form_key": t.form_key, "status": "open",
         "created_at": now, "due_at": t.due_at, "due_provisional": t.due_provisional,
     } for t in new]
-    session.execute(_INSERT_TASKS, rows)
+    _INSERT_TASKS.execute(session, rows)
     candidates = [{"task_id": t.id, "kind": kind, "value": value} for t in new
                   for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
     if candidates:
-        session.execute(_INSERT_CANDIDATES, candidates)
+        _INSERT_CANDIDATES.execute(session, candidates)
     for t in new:
         data = {"name": t.name, "candidate_groups": t.candidate_groups, "candidate_users": t.candidate_users,
                 "assignee": t.assignee, "due_at": t.due_at.isoformat() if t.due_at else None}
@@ -198,8 +204,8 @@ def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, 
     existing: dict[Any, tuple[int, datetime | None, bool]] = {}
     stale: list[int] = []
     if waited:
-        for ident, kind, spiff_task_id, element_id, due_at, provisional in session.execute(
-                _WAITING, {"i": instance.id}):
+        for ident, kind, spiff_task_id, element_id, due_at, provisional in _WAITING.execute(
+                session, {"i": instance.id}).rows:
             key = (kind, spiff_task_id, element_id)
             if key in wanted and key not in existing:
                 existing[key] = (ident, due_at, provisional)
@@ -222,5 +228,5 @@ def _sync_waiting(ctx: AppContext, session: Session, instance: ProcessInstance, 
             session.execute(update(_WAITING_T).where(_WAITING_T.c.id == row[0])
                             .values(due_at=w.due_at, provisional=w.provisional, lease_until=None))
     if added:
-        session.execute(_INSERT_WAITING, added)
+        _INSERT_WAITING.execute(session, added)
     return [SimpleNamespace(**row, last_error=None) for row in added] if is_new else []

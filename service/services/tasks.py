@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from service import policy
 from service.auth import Principal
 from service.db.models import AuditEvent, HumanTask, ProcessInstance, TaskCandidate
+from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.engine.parser import FORM_KEY
@@ -40,23 +41,28 @@ TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
 
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
-# the reads of claim, complete and a task's detail as plain (Core) statements on the tables: rows, not ORM objects
-# (an ORM load costs about twice the statement)
-_TASK_ROW = select(_T).where(_T.c.id == bindparam("i"))
-_DONE_ROWS = (select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status == "completed")
-              .order_by(_T.c.completed_at.desc(), _T.c.id.desc()).limit(bindparam("n")))
-_INSTANCE_HEAD_LOCKED = (select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head).where(_I.c.id == bindparam("i"))
-                         .with_for_update())
-_INSTANCE_VARIABLES = select(_I.c.variables).where(_I.c.id == bindparam("i"))
+# the reads and writes of claim, complete and a task's detail, prepared (service/db/prepared.py) on the tables: rows,
+# not ORM objects (an ORM load costs about twice the statement, and SQLAlchemy's execution of a Core one as much)
+_TASK_ROW = Prepared(select(_T).where(_T.c.id == bindparam("i")))
+_DONE_ROWS = Prepared(select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status == "completed")
+                      .order_by(_T.c.completed_at.desc(), _T.c.id.desc()).limit(bindparam("n")))
+_INSTANCE_HEAD_LOCKED = Prepared(select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head)
+                                 .where(_I.c.id == bindparam("i")).with_for_update())
+_INSTANCE_VARIABLES = Prepared(select(_I.c.variables).where(_I.c.id == bindparam("i")))
 # an instance a completion changes: every column but its engine state (the header; written, never read, here)
-_INSTANCE_FOR_CHANGE = select(*[c for c in _I.c if c.name != "state_json"]).where(_I.c.id == bindparam("i"))
+_INSTANCE_FOR_CHANGE = Prepared(select(*[c for c in _I.c if c.name != "state_json"]).where(_I.c.id == bindparam("i")))
 # a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
-_COMPLETE = (
+_COMPLETE = Prepared(
     update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
                      or_(_T.c.assignee.is_(None), _T.c.assignee == bindparam("b_user")))
     .values({c: bindparam(c) for c in ("status", "completed_at", "completed_by", "assignee", "submitted", "outputs",
                                         "comment")})
 )
+# claim and release: the task changes hands only from the holder the request saw
+_CLAIM = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee.is_(None), _T.c.status == "open")
+                  .values(assignee=bindparam("user")))
+_RELEASE = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee == bindparam("previous"),
+                                     _T.c.status == "open").values(assignee=None))
 
 
 def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
@@ -155,7 +161,7 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
 
 def _load(session: Session, principal: Principal, task_id: str) -> Any:
     """The task as a row (its columns as attributes, read-only), if the principal may see it."""
-    row: Any = session.execute(_TASK_ROW, {"i": task_id}).first()
+    row: Any = _TASK_ROW.execute(session, {"i": task_id}).first()
     if row is None:
         raise NotFound(f"no task '{task_id}'")
     if not policy.may_see_task(principal, row):
@@ -181,12 +187,12 @@ def get(ctx: AppContext, session: Session, principal: Principal, task_id: str) -
 
 
 def _variables(session: Session, instance_id: str) -> dict[str, Any] | None:
-    return session.execute(_INSTANCE_VARIABLES, {"i": instance_id}).scalar()  # type: ignore[no-any-return]
+    return _INSTANCE_VARIABLES.execute(session, {"i": instance_id}).scalar()  # type: ignore[no-any-return]
 
 
 def _detail(ctx: AppContext, session: Session, row: Any, variables: dict[str, Any] | None) -> TaskDetail:
     fields = _form(ctx, session, row)
-    done: list[Any] = list(session.execute(_DONE_ROWS, {"i": row.instance_id, "n": COMPLETED_SHOWN}).all())
+    done: list[Any] = _DONE_ROWS.execute(session, {"i": row.instance_id, "n": COMPLETED_SHOWN}).all()
     return TaskDetail(
         **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
         form=[FormFieldOut(**f) for f in forms.schema_for_api(fields or [])],
@@ -200,7 +206,7 @@ def _instance_and_trail(session: Session, instance_id: str) -> tuple[dict[str, A
     records. The row is read under its lock (on SQLite the write transaction holds the database's, FOR UPDATE is
     left out): a writer of the instance that got there first is waited for and this request's events follow its
     events; one that comes later waits in turn. Writing the anchor would take the lock anyway."""
-    found = session.execute(_INSTANCE_HEAD_LOCKED, {"i": instance_id}).first()
+    found = _INSTANCE_HEAD_LOCKED.execute(session, {"i": instance_id}).first()
     variables, head = (found[0], (found[1], found[2])) if found is not None else (None, (None, None))
     return variables, AuditTrail.for_instance(session, instance_id, head)
 
@@ -214,10 +220,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
         return _detail(ctx, session, row, _variables(session, row.instance_id))
     if row.assignee is not None:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
-    result = session.execute(update(HumanTask).where(HumanTask.id == row.id, HumanTask.assignee.is_(None),
-                                                     HumanTask.status == "open")
-                             .values(assignee=principal.user).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if _CLAIM.execute(session, {"b_id": row.id, "user": principal.user}).rowcount != 1:
         raise Conflict("the task was claimed by someone else")
     row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
@@ -240,10 +243,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
     if not policy.may_release_task(principal, row):
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     previous = row.assignee
-    result = session.execute(update(HumanTask).where(HumanTask.id == row.id, HumanTask.assignee == previous,
-                                                     HumanTask.status == "open")
-                             .values(assignee=None).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if _RELEASE.execute(session, {"b_id": row.id, "previous": previous}).rowcount != 1:
         raise Conflict("the task was released, completed or claimed by someone else meanwhile")
     row = _with(row, assignee=None)
     now = ctx.clock.now()
@@ -268,7 +268,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                                china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
-        found = session.execute(_INSTANCE_FOR_CHANGE, {"i": row.instance_id}).first()
+        found = _INSTANCE_FOR_CHANGE.execute(session, {"i": row.instance_id}).first()
         if found is None or found.status != "running":
             raise Conflict("the process instance is not running")
         instance: Any = _with(found)  # its state is in the engine worker, or loaded there
@@ -279,11 +279,11 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
     now = ctx.clock.now()
     comment = comment.strip() if comment and comment.strip() else None
     with ctx.write() as session:
-        claimed = session.execute(_COMPLETE, {
+        claimed = _COMPLETE.execute(session, {
             "b_id": row.id, "b_user": principal.user, "status": "completed", "completed_at": now,
             "completed_by": principal.user, "assignee": row.assignee or principal.user,
             "submitted": to_json_value(clean), "outputs": written, "comment": comment})
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if claimed.rowcount != 1:
             raise Conflict("the task was completed or claimed by someone else")
         audit = AuditTrail.for_instance(session, instance.id)
         data: dict[str, Any] = {"variables": clean}
