@@ -41,6 +41,7 @@ TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
 
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
+_C: Table = TaskCandidate.__table__  # type: ignore[assignment]
 # the reads and writes of claim, complete and a task's detail, prepared (service/db/prepared.py) on the tables: rows,
 # not ORM objects (an ORM load costs about twice the statement, and SQLAlchemy's execution of a Core one as much)
 _TASK_ROW = Prepared(select(_T).where(_T.c.id == bindparam("i")))
@@ -119,6 +120,12 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                unassigned: bool = False, element_id: str | None = None, due_after: datetime | None = None,
                sort_by: str = "created", descending: bool = False, offset: int = 0) -> TaskPage:
     """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`."""
+    if (candidate_groups is None and not candidate_user and not unassigned and due_before is None
+            and due_after is None and overdue is None and sort_by == "created" and not descending and not offset
+            and policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group, assignee=assignee)):
+        return _inbox_page(session, status, candidate_group, {
+            "assignee": assignee, "process_key": process_key, "business_key": business_key,
+            "instance_id": process_instance_id, "element_id": element_id}, limit, cursor)
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
@@ -139,6 +146,48 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         at, ident = decode_cursor(cursor)
         query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
+    return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+_INBOX_PAGES: dict[tuple[bool, tuple[str, ...], bool], Prepared] = {}
+
+
+def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepared:
+    """An inbox page's statement for the filters given (a candidate group, column equalities, a cursor), with the
+    values bound: the statement _task_query and list_tasks build for them, prepared once per combination."""
+    query = select(_T).where(_T.c.status == bindparam("status"))
+    if group:
+        query = query.where(exists(select(_C.c.task_id).where(
+            _C.c.task_id == _T.c.id, _C.c.kind == "group", _C.c.value == bindparam("group"))))
+    for name in given:
+        query = query.where(_T.c[name] == bindparam(name))
+    if after:
+        query = query.where(tuple_(_T.c.created_at, _T.c.id)
+                            > tuple_(bindparam("at", type_=_T.c.created_at.type), bindparam("after_id")))
+    return Prepared(query.order_by(_T.c.created_at, _T.c.id).limit(bindparam("n")))
+
+
+def _inbox_page(session: Session, status: str | None, candidate_group: str | None, equals: dict[str, str | None],
+                limit: int, cursor: str | None) -> TaskPage:
+    """The common inbox (a candidate group or the caller's own tasks, equality filters, creation order): a page that
+    needs no visibility condition, read with a prepared statement."""
+    status = status or "open"
+    if status not in TASK_STATUSES:
+        raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
+    values: dict[str, Any] = {"status": status, "n": limit + 1}
+    given = tuple(name for name, value in equals.items() if value is not None and value != "")
+    values.update((name, equals[name]) for name in given)
+    if candidate_group:
+        values["group"] = candidate_group
+    if cursor:
+        at, ident = decode_cursor(cursor)
+        values["at"], values["after_id"] = at, str(ident)
+    shape = (bool(candidate_group), given, bool(cursor))
+    statement = _INBOX_PAGES.get(shape)
+    if statement is None:
+        statement = _INBOX_PAGES.setdefault(shape, _inbox_statement(*shape))
+    rows: list[Any] = statement.execute(session, values).all()
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
 
