@@ -6,17 +6,22 @@ an execution context, a cache key, a result object) before and after the 5–25 
 runs ten of them. A prepared statement runs the same SQL, with the same parameter and result conversions of its
 column types (the compiled statement's bind and result processors), in the same transaction, without that
 machinery. What stays as SQLAlchemy does it:
-- the SQL text (compiled by the dialect, with its casts and quoting);
+- the SQL text (compiled by the dialect, with its casts and quoting; rows of given columns as an executemany);
 - the errors: a driver error is raised as SQLAlchemy's (`sqlalchemy.exc.IntegrityError`, `OperationalError`, …),
-  and a lost connection is invalidated in the pool;
-- the engine's `before_cursor_execute` listeners see each statement (the statement counts in the tests);
+  a value its column type refuses or a value missing for a bind parameter as a `StatementError`, and a lost
+  connection invalidates the pool;
+- the engine's `before_cursor_execute` and `after_cursor_execute` listeners see each statement (the statement
+  counts in the tests);
 - the session's pending ORM changes are flushed before the statement (autoflush).
+What it leaves out: `handle_error` listeners, SQLAlchemy's statement logging (`echo`), and listeners that rewrite
+a statement (`retval=True`); the service uses none of them.
 
 Only statements whose every value comes from the caller are accepted: a Python-side column default or onupdate
 (which SQLAlchemy computes in its execution context) is refused when the statement is first compiled, and so is
-an expanding IN (its SQL depends on the values)."""
+an expanding IN (its SQL depends on the values)"""
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -37,15 +42,26 @@ class PreparedRow(tuple):  # type: ignore[type-arg]
     def _mapping(self) -> dict[str, Any]:
         return dict(zip(self._fields, self, strict=True))
 
+    def _asdict(self) -> dict[str, Any]:
+        return self._mapping
+
     def __getattr__(self, name: str) -> Any:
         try:
             return self[self._fields.index(name)]
         except ValueError:
             raise AttributeError(name) from None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self._fields, tuple(self))
 
-def _row_class(fields: Sequence[str]) -> type[PreparedRow]:
-    namespace: dict[str, Any] = {"__slots__": (), "_fields": tuple(fields)}
+
+def _rebuild(fields: tuple[str, ...], values: tuple[Any, ...]) -> PreparedRow:
+    return _row_class(fields)(values)
+
+
+@functools.cache
+def _row_class(fields: tuple[str, ...]) -> type[PreparedRow]:
+    namespace: dict[str, Any] = {"__slots__": (), "_fields": fields}
     for i, name in enumerate(fields):
         if name.isidentifier() and not name.startswith("_"):
             namespace[name] = property(operator.itemgetter(i))
@@ -74,7 +90,9 @@ class _Compiled:
     __slots__ = ("sql", "compiled", "binds", "order", "returns", "fields", "results", "row")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: Sequence[str] | None) -> None:
-        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        # rows of given columns are an executemany: compiled as one (on PostgreSQL, without an implicit RETURNING)
+        compiled: Any = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None,
+                                          for_executemany=keys is not None)
         if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
             raise ValueError("a prepared statement takes every value from its caller; this one has Python-side "
                              f"column defaults: {statement}")
@@ -88,10 +106,10 @@ class _Compiled:
         self.returns = bool(columns)
         self.fields = [c[0] for c in columns]
         self.results: list[Callable[[Any], Any] | None] | None = None  # from the first cursor's description
-        self.row = _row_class(self.fields) if columns else PreparedRow
+        self.row = _row_class(tuple(self.fields)) if columns else PreparedRow
 
     def parameters(self, values: Mapping[str, Any] | None) -> Any:
-        params = self.compiled.construct_params(values or {}, _check=False)
+        params = self.compiled.construct_params(values or {})  # a value missing for a bind parameter is an error
         for name, process in self.binds.items():
             if name in params:
                 params[name] = process(params[name])
@@ -111,15 +129,16 @@ class Prepared:
     def __init__(self, statement: ClauseElement, keys: Sequence[str] | None = None) -> None:
         self.statement = statement
         self.keys = keys
-        self._by_dialect: dict[str, _Compiled] = {}
+        self._by_dialect: dict[tuple[str, str], _Compiled] = {}
 
     def __repr__(self) -> str:
         return f"Prepared({self.statement})"
 
     def _compiled(self, dialect: Dialect) -> _Compiled:
-        found = self._by_dialect.get(dialect.name)
+        kind = (dialect.name, dialect.driver)
+        found = self._by_dialect.get(kind)
         if found is None:
-            found = self._by_dialect[dialect.name] = _Compiled(self.statement, dialect, self.keys)
+            found = self._by_dialect[kind] = _Compiled(self.statement, dialect, self.keys)
         return found
 
     def execute(self, session: Session, values: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -133,32 +152,42 @@ class Prepared:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         many = isinstance(values, list | tuple)
-        if many:
-            params: Any = [compiled.parameters(v) for v in values]  # type: ignore[union-attr,arg-type]
-        else:
-            params = compiled.parameters(values)  # type: ignore[arg-type]
-        dbapi_connection = connection.connection.dbapi_connection
-        assert dbapi_connection is not None
-        cursor = dbapi_connection.cursor()
+        params: Any = None
+        cursor: Any = None
+        dbapi_connection: Any = None
         try:
-            if connection._has_events or connection.engine._has_events:
+            params = ([compiled.parameters(v) for v in values] if many  # type: ignore[union-attr,arg-type]
+                      else compiled.parameters(values))  # type: ignore[arg-type]
+            dbapi_connection = connection.connection.dbapi_connection
+            cursor = dbapi_connection.cursor()
+            events = connection._has_events or connection.engine._has_events
+            if events:
                 connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, params, None, many)
+            rows: list[PreparedRow] = []
             if many:
                 cursor.executemany(compiled.sql, params)
-                return Outcome([], cursor.rowcount)
-            cursor.execute(compiled.sql, params)
-            rows: list[PreparedRow] = []
-            if compiled.returns:
-                processors = compiled.processors(dialect, cursor.description)
-                make = compiled.row
-                rows = [make([p(v) if p is not None else v for p, v in zip(processors, raw, strict=True)])
-                        for raw in cursor.fetchall()]
+            else:
+                cursor.execute(compiled.sql, params)
+                if compiled.returns:
+                    processors = compiled.processors(dialect, cursor.description)
+                    make = compiled.row
+                    rows = [make([p(v) if p is not None else v for p, v in zip(processors, raw, strict=True)])
+                            for raw in cursor.fetchall()]
+            if events:
+                connection.dispatch.after_cursor_execute(connection, cursor, compiled.sql, params, None, many)
             return Outcome(rows, cursor.rowcount)
         except dialect.loaded_dbapi.Error as e:
             invalidated = dialect.is_disconnect(e, dbapi_connection, cursor)
-            if invalidated:
+            if invalidated:  # as SQLAlchemy does: the pool's older connections go too, then this one
+                connection.engine.pool._invalidate(connection.connection, e)
                 connection.invalidate(e)
             raise exc.DBAPIError.instance(compiled.sql, params, e, dialect.loaded_dbapi.Error,
                                           connection_invalidated=invalidated, dialect=dialect) from e
+        except Exception as e:  # a value its column type refuses, a missing value: SQLAlchemy's StatementError
+            if isinstance(e, exc.StatementError):
+                raise
+            raise exc.StatementError(f"({type(e).__module__}.{type(e).__name__}) {e}", compiled.sql, params,
+                                     e) from e
         finally:
-            cursor.close()
+            if cursor is not None:
+                cursor.close()

@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pickle
+
 import pytest
 from sqlalchemy import Engine, bindparam, event, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from service.db.migrate import upgrade
 from service.db.models import Deployment, HumanTask, ProcessDefinition, ProcessInstance
@@ -154,3 +156,41 @@ def test_statements_whose_values_sqlalchemy_computes_are_refused(engine: Engine,
         with pytest.raises(ValueError, match="expanding IN"):
             expanding.execute(session, {"ids": ["t-1"]})
 
+
+
+def test_a_value_missing_or_refused_by_its_type_is_sqlalchemys_statement_error(engine: Engine,
+                                                                              instance_id: str) -> None:
+    """Not a NULL for a forgotten value (a claim that loses against nobody), and not a bare ValueError (which
+    the service would answer with a 500): the StatementError SQLAlchemy raises, answered with a 422."""
+    with make_session_factory(engine)() as session, session.begin():
+        INSERT_TASK.execute(session, [_task("t-1")])
+        with pytest.raises(StatementError, match="bind parameter 'u'"):
+            CLAIM.execute(session, {"b_id": "t-1"})
+        with pytest.raises(StatementError, match="naive datetime") as refused:
+            INSERT_TASK.execute(session, [_task("t-2", created_at=datetime(2026, 3, 1))])
+        assert isinstance(refused.value.orig, ValueError)
+    with make_session_factory(engine)() as session, session.begin():
+        found = TASK.execute(session, {"i": "t-1"}).first()
+        assert found is not None and found.assignee is None
+
+
+def test_rows_pickle_and_executemany_inserts_send_the_sql_sqlalchemy_sends(engine: Engine, instance_id: str) -> None:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append(statement)
+
+    with make_session_factory(engine)() as session, session.begin():
+        INSERT_TASK.execute(session, [_task("t-1")])
+        row = TASK.execute(session, {"i": "t-1"}).first()
+        assert row is not None
+        copy = pickle.loads(pickle.dumps(row))
+        assert copy == row and copy.name == row.name and copy._asdict() == row._mapping
+        event.listen(engine, "after_cursor_execute", record)
+        try:
+            # rows of given columns: an executemany, without the RETURNING of the key PostgreSQL would add to one row
+            Prepared(insert(Deployment.__table__), keys=("source", "deployed_by", "deployed_at")).execute(
+                session, [{"source": "a", "deployed_by": "t", "deployed_at": T0}])
+        finally:
+            event.remove(engine, "after_cursor_execute", record)
+    assert len(seen) == 1 and "RETURNING" not in seen[0].upper(), seen
