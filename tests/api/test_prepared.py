@@ -5,12 +5,11 @@ with the transaction rolled back, the engine's statement listeners, the session'
 statements whose values SQLAlchemy would compute itself."""
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
-
-import pickle
 
 import pytest
 from sqlalchemy import Engine, bindparam, event, insert, select, update
