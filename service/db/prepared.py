@@ -8,8 +8,9 @@ column types (the compiled statement's bind and result processors), in the same 
 machinery. What stays as SQLAlchemy does it:
 - the SQL text (compiled by the dialect, with its casts and quoting; rows of given columns as an executemany);
 - the errors: a driver error is raised as SQLAlchemy's (`sqlalchemy.exc.IntegrityError`, `OperationalError`, …),
-  a value its column type refuses or a value missing for a bind parameter as a `StatementError`, and a lost
-  connection invalidates the pool;
+  a value its column type refuses or a value missing for a bind parameter as a `StatementError` (answered 422),
+  a lost connection invalidates the pool, and a stored value that does not convert back is raised as it is (the
+  service's error, answered 500 and logged);
 - the engine's `before_cursor_execute` and `after_cursor_execute` listeners see each statement (the statement
   counts in the tests);
 - the session's pending ORM changes are flushed before the statement (autoflush).
@@ -152,42 +153,46 @@ class Prepared:
         dialect = connection.dialect
         compiled = self._compiled(dialect)
         many = isinstance(values, list | tuple)
-        params: Any = None
-        cursor: Any = None
-        dbapi_connection: Any = None
         try:
-            params = ([compiled.parameters(v) for v in values] if many  # type: ignore[union-attr,arg-type]
-                      else compiled.parameters(values))  # type: ignore[arg-type]
-            dbapi_connection = connection.connection.dbapi_connection
-            cursor = dbapi_connection.cursor()
-            events = connection._has_events or connection.engine._has_events
-            if events:
-                connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, params, None, many)
-            rows: list[PreparedRow] = []
-            if many:
-                cursor.executemany(compiled.sql, params)
-            else:
-                cursor.execute(compiled.sql, params)
-                if compiled.returns:
-                    processors = compiled.processors(dialect, cursor.description)
-                    make = compiled.row
-                    rows = [make([p(v) if p is not None else v for p, v in zip(processors, raw, strict=True)])
-                            for raw in cursor.fetchall()]
-            if events:
-                connection.dispatch.after_cursor_execute(connection, cursor, compiled.sql, params, None, many)
-            return Outcome(rows, cursor.rowcount)
-        except dialect.loaded_dbapi.Error as e:
-            invalidated = dialect.is_disconnect(e, dbapi_connection, cursor)
-            if invalidated:  # as SQLAlchemy does: the pool's older connections go too, then this one
-                connection.engine.pool._invalidate(connection.connection, e)
-                connection.invalidate(e)
-            raise exc.DBAPIError.instance(compiled.sql, params, e, dialect.loaded_dbapi.Error,
-                                          connection_invalidated=invalidated, dialect=dialect) from e
+            params: Any = ([compiled.parameters(v) for v in values] if many  # type: ignore[union-attr,arg-type]
+                           else compiled.parameters(values))  # type: ignore[arg-type]
+        except exc.StatementError:
+            raise
         except Exception as e:  # a value its column type refuses, a missing value: SQLAlchemy's StatementError
-            if isinstance(e, exc.StatementError):
-                raise
-            raise exc.StatementError(f"({type(e).__module__}.{type(e).__name__}) {e}", compiled.sql, params,
+            raise exc.StatementError(f"({type(e).__module__}.{type(e).__name__}) {e}", compiled.sql, values,
                                      e) from e
+        dbapi_connection: Any = None
+        cursor: Any = None
+        try:
+            try:
+                dbapi_connection = connection.connection.dbapi_connection
+                cursor = dbapi_connection.cursor()
+                events = connection._has_events or connection.engine._has_events
+                if events:
+                    connection.dispatch.before_cursor_execute(connection, cursor, compiled.sql, params, None, many)
+                if many:
+                    cursor.executemany(compiled.sql, params)
+                else:
+                    cursor.execute(compiled.sql, params)
+                if events:
+                    connection.dispatch.after_cursor_execute(connection, cursor, compiled.sql, params, None, many)
+                raw = cursor.fetchall() if compiled.returns and not many else []
+                rowcount = cursor.rowcount
+            except dialect.loaded_dbapi.Error as e:
+                invalidated = dialect.is_disconnect(e, dbapi_connection, cursor)
+                if invalidated:  # as SQLAlchemy does: the pool's older connections go too, then this one
+                    connection.engine.pool._invalidate(connection.connection, e)
+                    connection.invalidate(e)
+                raise exc.DBAPIError.instance(compiled.sql, params, e, dialect.loaded_dbapi.Error,
+                                              connection_invalidated=invalidated, dialect=dialect) from e
+            rows: list[PreparedRow] = []
+            if raw:
+                # a stored value that does not convert is the service's error, raised as it is (SQLAlchemy does
+                # not wrap its result conversions either)
+                processors = compiled.processors(dialect, cursor.description)
+                make = compiled.row
+                rows = [make([p(v) if p is not None else v for p, v in zip(processors, r, strict=True)]) for r in raw]
+            return Outcome(rows, rowcount)
         finally:
             if cursor is not None:
                 cursor.close()

@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, exists, func, or_, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -64,6 +64,12 @@ _CLAIM = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee.i
                   .values(assignee=bindparam("user")))
 _RELEASE = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee == bindparam("previous"),
                                      _T.c.status == "open").values(assignee=None))
+
+
+def _at(moment: datetime) -> Any:
+    """A cursor's time, bound as the column's type (UTC on SQLite too: a plain DateTime drops the offset of a
+    cursor made with another one, and SQLite compares the text)."""
+    return literal(moment, _T.c.created_at.type)
 
 
 def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
@@ -144,7 +150,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(_at(at), str(ident)))
     rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
@@ -164,7 +170,8 @@ def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepar
         query = query.where(_T.c[name] == bindparam(name))
     if after:
         query = query.where(tuple_(_T.c.created_at, _T.c.id)
-                            > tuple_(bindparam("at", type_=_T.c.created_at.type), bindparam("after_id")))
+                            > tuple_(bindparam("at", type_=_T.c.created_at.type),
+                                     bindparam("after_id", type_=_T.c.id.type)))
     return Prepared(query.order_by(_T.c.created_at, _T.c.id).limit(bindparam("n")))
 
 
@@ -363,7 +370,7 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     query = select(_T).where(HumanTask.instance_id == instance.id)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(_at(at), str(ident)))
     rows: list[Any] = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)

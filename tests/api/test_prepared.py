@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, event, insert, select, update
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy import Engine, bindparam, event, insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from service.db.migrate import upgrade
 from service.db.models import Deployment, HumanTask, ProcessDefinition, ProcessInstance
 from service.db.prepared import Prepared
 from service.db.session import make_engine, make_session_factory
+from tests.support import Api
 
 _T = HumanTask.__table__
 _TASK_COLUMNS = ("id", "instance_id", "definition_id", "process_key", "business_key", "element_id", "name",
@@ -193,3 +194,24 @@ def test_rows_pickle_and_executemany_inserts_send_the_sql_sqlalchemy_sends(engin
         finally:
             event.remove(engine, "after_cursor_execute", record)
     assert len(seen) == 1 and "RETURNING" not in seen[0].upper(), seen
+
+
+def test_a_stored_value_that_does_not_read_is_a_logged_server_error(api: Api,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Not a 422 that blames the request: a stored value its column type cannot convert (a corrupt row) is the
+    service's error, answered 500 and logged, on the prepared reads (a task, the common inbox) as on the general
+    query. PostgreSQL refuses such a value when it is written."""
+    api.start("review", {"project_name": "x", "budget_wan": 30}, business_key="R-1")
+    [task] = api.admin.get("/tasks").json()["items"]
+    corrupt = text("UPDATE human_task SET candidate_groups = '[not json'")
+    if api.server.ctx.engine.dialect.name != "sqlite":
+        with pytest.raises(DBAPIError), api.server.ctx.engine.begin() as connection:
+            connection.execute(corrupt)
+        return
+    with api.server.ctx.engine.begin() as connection:
+        connection.execute(corrupt)
+    for path in (f"/tasks/{task['id']}", "/tasks?candidate_group=data_bureau", "/tasks"):
+        caplog.clear()
+        r = api.admin.get(path)
+        assert r.status_code == 500 and r.json()["type"] == "/problems/internal", (path, r.text)
+        assert any(record.levelname == "ERROR" for record in caplog.records), path

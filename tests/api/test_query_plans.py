@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -366,3 +366,32 @@ def test_the_prepared_inbox_pages_are_the_general_querys(populated: Api, monkeyp
     monkeypatch.setattr(policy, "filter_shows_only_visible_tasks", lambda *a, **k: False)
     general = [_all_pages(li, params) for params in combinations]
     assert prepared == general
+
+
+def test_a_cursor_made_in_another_time_zone_pages_as_its_utc_twin(populated: Api,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cursor is a time and an id; one whose time carries +08:00 (made by hand, or by a client that converted
+    it) points at the same place as the UTC one the API issued, on the prepared inbox, the general query and the
+    instance list (SQLite compares times as text: each is bound as its column's type, converted to UTC)."""
+    from service import policy
+    from service.services.common import decode_cursor, encode_cursor
+
+    api = populated
+    li = api.as_("li", "data_bureau")
+    beijing = timezone(timedelta(hours=8))
+
+    def both(client: httpx.Client, path: str, params: dict[str, Any]) -> tuple[list[str], list[str]]:
+        first = client.get(path, params={**params, "limit": 3}).json()
+        at, ident = decode_cursor(first["next_cursor"])
+        moved = encode_cursor(at.astimezone(beijing), ident)
+        pages = [client.get(path, params={**params, "limit": 50, "cursor": c}).json()["items"]
+                 for c in (first["next_cursor"], moved)]
+        return [i["id"] for i in pages[0]], [i["id"] for i in pages[1]]
+
+    inbox, moved = both(li, "/tasks", {"candidate_group": "data_bureau"})
+    assert inbox and moved == inbox
+    instances, moved = both(api.admin, "/process-instances", {})
+    assert instances and moved == instances
+    monkeypatch.setattr(policy, "filter_shows_only_visible_tasks", lambda *a, **k: False)
+    general, moved = both(li, "/tasks", {"candidate_group": "data_bureau"})
+    assert general == inbox and moved == inbox
