@@ -8,9 +8,9 @@ column types (the compiled statement's bind and result processors), in the same 
 machinery. What stays as SQLAlchemy does it:
 - the SQL text (compiled by the dialect, with its casts and quoting; rows of given columns as an executemany);
 - the errors: a driver error is raised as SQLAlchemy's (`sqlalchemy.exc.IntegrityError`, `OperationalError`, …),
-  a value its column type refuses or a value missing for a bind parameter as a `StatementError` (answered 422),
-  a lost connection invalidates the pool, and a stored value that does not convert back is raised as it is (the
-  service's error, answered 500 and logged);
+  a value its column type refuses as a `StatementError` (answered 422), a value missing for a bind parameter as a
+  `StatementError` (a logged 500), a lost connection invalidates the pool, and a stored value that does not
+  convert back is raised as it is (the service's error, a logged 500);
 - the engine's `before_cursor_execute` and `after_cursor_execute` listeners see each statement (the statement
   counts in the tests);
 - the session's pending ORM changes are flushed before the statement (autoflush).

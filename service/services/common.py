@@ -60,9 +60,14 @@ def check_form(fields: list[FormField], variables: dict[str, Any], message: str,
 def where_given(query: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
     """Add `column == value` for each filter whose value was given."""
     for column, value in filters:
-        if value is not None and value != "":
+        if is_given(value):
             query = query.where(column == value)
     return query
+
+
+def is_given(value: Any) -> bool:
+    """A list filter's value was given: not left out, not empty."""
+    return value is not None and value != ""
 
 
 def encode_cursor(at: datetime, ident: str | int) -> str:
@@ -71,14 +76,15 @@ def encode_cursor(at: datetime, ident: str | int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, Any]:
+    """A cursor's time, in UTC whatever offset it was made with (SQLite compares stored times as UTC text), and its
+    id."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
         moment = datetime.fromisoformat(at)
         if moment.tzinfo is None or not isinstance(ident, (str, int)) or isinstance(ident, bool):
             raise ValueError("not a cursor of this API")
-        moment.astimezone(UTC)  # one that falls off the calendar in UTC is not one this API made
-        return moment, ident
+        return moment.astimezone(UTC), ident  # one that falls off the calendar in UTC is not one this API made
     except Exception:
         raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"}) from None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, literal, select, tuple_
+from sqlalchemy import Table, bindparam, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -158,9 +158,7 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
         query = query.offset(offset)
     if cursor:
         at, ident = decode_cursor(cursor)
-        # the cursor's time bound as the column's type: UTC on SQLite too, whatever offset the cursor was made with
-        query = query.where(tuple_(ProcessInstance.started_at, ProcessInstance.id)
-                            < tuple_(literal(at, _I.c.started_at.type), str(ident)))
+        query = query.where(tuple_(ProcessInstance.started_at, ProcessInstance.id) < tuple_(at, str(ident)))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
                                 .limit(limit + 1)))
     next_cursor = (encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id)

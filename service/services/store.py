@@ -92,8 +92,8 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         instance.updated_at = now
         instance.ended_at = ended_at
         instance.waiting_count = len(wanted)
-        # one plain INSERT of what was set (the columns' defaults for the rest), not the ORM's unit of work; the
-        # object stays as the answer's source
+        # one prepared INSERT of every column (NULL for what was not set: no column but waiting_count, set above,
+        # has a default), not the ORM's unit of work; the object stays as the answer's source
         _INSERT_INSTANCE.execute(session, {column: instance.__dict__.get(key) for key, column in _INSTANCE_COLUMNS})
     else:
         head = _UPDATE_INSTANCE.execute(session, {

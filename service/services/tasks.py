@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, exists, func, literal, or_, select, tuple_, update
+from sqlalchemy import Select, Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -26,6 +26,7 @@ from service.services.common import (
     china_today,
     decode_cursor,
     encode_cursor,
+    is_given,
     task_record,
     task_summary,
     where_given,
@@ -66,10 +67,12 @@ _RELEASE = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee
                                      _T.c.status == "open").values(assignee=None))
 
 
-def _at(moment: datetime) -> Any:
-    """A cursor's time, bound as the column's type (UTC on SQLite too: a plain DateTime drops the offset of a
-    cursor made with another one, and SQLite compares the text)."""
-    return literal(moment, _T.c.created_at.type)
+def _status(status: str | None) -> str:
+    """A task list's status filter: open unless given, one of TASK_STATUSES."""
+    status = status or "open"
+    if status not in TASK_STATUSES:
+        raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
+    return status
 
 
 def _task_query(principal: Principal, *, candidate_group: str | None, assignee: str | None,
@@ -78,11 +81,9 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
                 candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
                 due_after: datetime | None = None) -> Select[Any]:
-    status = status or "open"
+    status = _status(status)
     candidate_groups = None if candidate_groups is None else sorted(set(candidate_groups))
     candidate_user_groups = sorted(set(candidate_user_groups))
-    if status not in TASK_STATUSES:
-        raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
     query = select(_T).where(HumanTask.status == status)  # rows, not ORM objects: a page is only read
     if candidate_group:
         query = query.where(exists(select(TaskCandidate.task_id).where(
@@ -150,7 +151,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(_at(at), str(ident)))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
@@ -179,11 +180,8 @@ def _inbox_page(session: Session, status: str | None, candidate_group: str | Non
                 limit: int, cursor: str | None) -> TaskPage:
     """The common inbox (a candidate group or the caller's own tasks, equality filters, creation order): a page that
     needs no visibility condition, read with a prepared statement."""
-    status = status or "open"
-    if status not in TASK_STATUSES:
-        raise InvalidInput("unknown task status", {"status": f"must be one of {', '.join(TASK_STATUSES)}"})
-    values: dict[str, Any] = {"status": status, "n": limit + 1}
-    given = tuple(name for name, value in equals.items() if value is not None and value != "")
+    values: dict[str, Any] = {"status": _status(status), "n": limit + 1}
+    given = tuple(name for name, value in equals.items() if is_given(value))
     values.update((name, equals[name]) for name in given)
     if candidate_group:
         values["group"] = candidate_group
@@ -370,7 +368,7 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     query = select(_T).where(HumanTask.instance_id == instance.id)
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(_at(at), str(ident)))
+        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
     rows: list[Any] = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
