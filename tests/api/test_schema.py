@@ -1,0 +1,93 @@
+"""The schema the migrations build is the one the models describe (service/db/models.py), on the database the suite
+runs on; and the newest index migration goes down and up again over rows."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from service.db.migrate import migrations_dir
+from service.db.models import Base
+from service.db.session import make_engine
+from tests.api.test_scale_out import new_database
+from tests.conftest import _server
+from tests.support import FIXTURES, Api
+
+REVIEW = {"project_name": "x", "budget_wan": 10}
+
+
+def test_the_migrated_schema_is_the_models(api: Api) -> None:
+    """A column, index or table added to the models without a migration (or the other way round) is a difference:
+    a new database and a migrated old one would not be the same."""
+    with api.server.ctx.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == [], differences
+
+
+def _move(url: str, revision: str, down: bool) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(migrations_dir()))
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _task_indexes(url: str) -> dict[str, list[str | None]]:
+    engine = make_engine(url)
+    try:
+        return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("human_task")
+                if ix["name"] is not None}
+    finally:
+        engine.dispose()
+
+
+def _project_tasks(api: Api, business_key: str) -> list[dict[str, object]]:
+    r = api.admin.get("/tasks", params={"business_key": business_key})
+    assert r.status_code == 200, r.text
+    items: list[dict[str, object]] = r.json()["items"]
+    return items
+
+
+def test_the_project_and_process_inbox_indexes_go_down_and_up_over_rows(tmp_path: Path,
+                                                                       database_url: str | None) -> None:
+    """Migration 0010: the single-column business_key and process_key indexes of human_task become the inbox's
+    (key, status, created_at, id), and back; the open tasks are listed by project before and after."""
+    with new_database(tmp_path, database_url) as url:
+        server = _server(tmp_path, url, FIXTURES)
+        server.start()
+        api = Api(server)
+        try:
+            url = server.ctx.engine.url.render_as_string(hide_password=False)
+            started = [api.start("review", REVIEW, business_key=f"IDX-{i}")["id"] for i in range(3)]
+            before = _project_tasks(api, "IDX-1")
+        finally:
+            api.close()
+            server.stop()
+        assert [t["process_instance_id"] for t in before] == [started[1]]
+        _move(url, "0009", down=True)
+        old = _task_indexes(url)
+        assert old["ix_human_task_business_key"] == ["business_key"]
+        assert old["ix_human_task_process_key"] == ["process_key"]
+        assert "ix_human_task_business_key_created" not in old and "ix_human_task_process_key_created" not in old
+        _move(url, "head", down=False)
+        new = _task_indexes(url)
+        assert new["ix_human_task_business_key_created"] == ["business_key", "status", "created_at", "id"]
+        assert new["ix_human_task_process_key_created"] == ["process_key", "status", "created_at", "id"]
+        assert "ix_human_task_business_key" not in new and "ix_human_task_process_key" not in new
+        server = _server(tmp_path, url, FIXTURES)
+        server.start()
+        api = Api(server)
+        try:
+            after = _project_tasks(api, "IDX-1")
+            assert after == before
+        finally:
+            api.close()
+            server.stop()
