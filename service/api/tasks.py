@@ -21,11 +21,10 @@ def list_tasks(ctx: ContextDep, principal: PrincipalDep,
                business_key: str | None = None, process_instance_id: str | None = None,
                status: str | None = None, due_before: datetime | None = None, overdue: bool | None = None,
                limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: str | None = None) -> TaskPage:
-    with ctx.read() as session:  # opened here, not by a dependency: one hop to a thread per request
-        return tasks.list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
-                                process_key=process_key, business_key=business_key,
-                                process_instance_id=process_instance_id, status=status, due_before=due_before,
-                                overdue=overdue, now=ctx.clock.now(), limit=limit, cursor=cursor)
+    # the reading opened here, not by a dependency: one hop to a thread per request
+    return tasks.inbox(ctx, principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
+                       business_key=business_key, process_instance_id=process_instance_id, status=status,
+                       due_before=due_before, overdue=overdue, limit=limit, cursor=cursor)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskDetail, responses=responses(401, 403, 404))

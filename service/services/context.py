@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.orm import Session
 
 from service.clock import Clock
@@ -68,6 +68,14 @@ class AppContext:
                 yield session
         finally:
             session.close()
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A connection for a read of one prepared statement (service/db/prepared.py), without an ORM session: the
+        session's begin and commit cost more than a small read. No transaction is begun on SQLite (the statement
+        reads one snapshot by itself); PostgreSQL's implicit one ends when the connection goes back to the pool."""
+        with self.read_engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def write(self) -> Iterator[Session]:

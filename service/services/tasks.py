@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, exists, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Select, Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -119,6 +119,24 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
     return query
 
 
+def inbox(ctx: AppContext, principal: Principal, *, candidate_group: str | None, assignee: str | None,
+          process_key: str | None, business_key: str | None, process_instance_id: str | None, status: str | None,
+          due_before: datetime | None, overdue: bool | None, limit: int, cursor: str | None) -> TaskPage:
+    """GET /tasks: the common inbox read on a plain connection (one prepared statement), any other in a read
+    transaction through list_tasks."""
+    equals = {"assignee": assignee, "process_key": process_key, "business_key": business_key,
+              "instance_id": process_instance_id}
+    if due_before is None and overdue is None and policy.filter_shows_only_visible_tasks(
+            principal, candidate_group=candidate_group, assignee=assignee):
+        with ctx.read_connection() as connection:
+            return _inbox_page(connection, status, candidate_group, equals, limit, cursor)
+    with ctx.read() as session:
+        return list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
+                          process_key=process_key, business_key=business_key,
+                          process_instance_id=process_instance_id, status=status, due_before=due_before,
+                          overdue=overdue, now=ctx.clock.now(), limit=limit, cursor=cursor)
+
+
 def list_tasks(session: Session, principal: Principal, *, candidate_group: str | None, assignee: str | None,
                process_key: str | None, business_key: str | None, process_instance_id: str | None,
                status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
@@ -176,10 +194,10 @@ def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepar
     return Prepared(query.order_by(_T.c.created_at, _T.c.id).limit(bindparam("n")))
 
 
-def _inbox_page(session: Session, status: str | None, candidate_group: str | None, equals: dict[str, str | None],
-                limit: int, cursor: str | None) -> TaskPage:
+def _inbox_page(reader: Session | Connection, status: str | None, candidate_group: str | None,
+                equals: dict[str, str | None], limit: int, cursor: str | None) -> TaskPage:
     """The common inbox (a candidate group or the caller's own tasks, equality filters, creation order): a page that
-    needs no visibility condition, read with a prepared statement."""
+    needs no visibility condition, read with a prepared statement in a session's transaction or on a connection."""
     values: dict[str, Any] = {"status": _status(status), "n": limit + 1}
     given = tuple(name for name, value in equals.items() if is_given(value))
     values.update((name, equals[name]) for name in given)
@@ -192,7 +210,8 @@ def _inbox_page(session: Session, status: str | None, candidate_group: str | Non
     statement = _INBOX_PAGES.get(shape)
     if statement is None:
         statement = _INBOX_PAGES.setdefault(shape, _inbox_statement(*shape))
-    rows: list[Any] = statement.execute(session, values).all()
+    outcome = statement.execute(reader, values) if isinstance(reader, Session) else statement.run(reader, values)
+    rows: list[Any] = outcome.all()
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
 
