@@ -1,4 +1,5 @@
-"""Background workers started with the service (timer scheduler; webhook sender; history retention)."""
+"""Background workers started with the service (timer scheduler; webhook sender; history retention; on SQLite,
+the write-ahead log's checkpoints)."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -12,6 +13,12 @@ class Worker(Protocol):
 
 def start_workers(ctx: AppContext) -> list[Worker]:
     workers: list[Worker] = []
+    from service.wal import WalCheckpointer
+
+    if WalCheckpointer.applies(ctx.engine):
+        checkpointer = WalCheckpointer(ctx.engine)
+        checkpointer.start()
+        workers.append(checkpointer)
     if ctx.settings.scheduler_enabled:
         from service.scheduler import Scheduler
 
