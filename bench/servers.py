@@ -123,7 +123,8 @@ def floor(database_url: str) -> Process:
     env = {**os.environ, "FLOOR_DATABASE_URL": database_url, "FLOOR_JWT_SECRET": SECRET}
     port = free_port()
     return Process("floor", [sys.executable, "-m", "uvicorn", "bench.floor:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning"], env, port)
+                             "--port", str(port), "--log-level", "warning", "--http", "h11", "--loop", "asyncio"],
+                   env, port)  # the parser and loop `govflow serve` names (service/cli.py)
 
 
 def percentile(values: list[float], q: float) -> float:

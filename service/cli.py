@@ -73,7 +73,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logger.propagate = False
     if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    # h11 and asyncio, named rather than left to uvicorn's "auto", which takes httptools and uvloop when installed:
+    # httptools puts no limit on a request's headers (one client grows the process's memory without end; h11
+    # answers 400 past 16 KiB), and uvloop logs a client that goes away mid-answer as an error
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", http="h11", loop="asyncio")
     return 0
 
 

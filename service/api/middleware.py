@@ -75,7 +75,7 @@ class BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # the client went away before its body ended: nothing of it is run
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > limit:
