@@ -142,13 +142,12 @@ class HumanTask(Base):
         Index("ix_human_task_instance", "instance_id", "status"),
         Index("ix_human_task_assignee_created", "assignee", "status", "created_at", "id"),  # an assignee's inbox
         Index("ix_human_task_business_key_created", "business_key", "status", "created_at", "id"),  # a project's
-        Index("ix_human_task_process_key_created", "process_key", "status", "created_at", "id"),  # a process's
         Index("ix_human_task_due", "status", "due_at"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
-    process_key: Mapped[str] = mapped_column(String(200))
+    process_key: Mapped[str] = mapped_column(String(200), index=True)
     business_key: Mapped[str | None] = mapped_column(String(200))
     element_id: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(500))

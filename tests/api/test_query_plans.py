@@ -45,7 +45,6 @@ CANDIDATES = "task_candidate"
 OPEN_TASKS = "ix_human_task_status_created"  # status, created_at, id
 ASSIGNED_TASKS = "ix_human_task_assignee_created"  # assignee, status, created_at, id
 PROJECT_TASKS = "ix_human_task_business_key_created"  # business_key, status, created_at, id
-PROCESS_TASKS = "ix_human_task_process_key_created"  # process_key, status, created_at, id
 INSTANCES = "ix_process_instance_started"  # started_at, id
 INSTANCES_OF_A_PROCESS = "ix_process_instance_key_started"  # process_key, started_at, id
 
@@ -248,10 +247,16 @@ def test_inbox_plans(populated: Api) -> None:
     project, _ = list_statement(api, api.admin, "/tasks", {"business_key": "R-3", "status": "completed"},
                                 TASK_ORDER)
     check(api, "a project's completed tasks (admin)", project, "human_task", PROJECT_TASKS)
-    first, deep = _pages(api, li, "/tasks", {"candidate_group": "data_bureau", "process_key": "parallel_review",
-                                             "limit": PAGE}, TASK_ORDER)
-    check(api, "a process's tasks in a group's inbox", first, "human_task", PROCESS_TASKS)
-    check(api, "a process's tasks in a group's inbox, third page", deep, "human_task", PROCESS_TASKS, cursor=True)
+    # named with their process too (Camunda clients send processDefinitionKey beside the business key): still the
+    # project's range, not the process's (SQLite plans without statistics: an index of the process's open tasks in
+    # the same order would tie with the project's and win)
+    project, _ = list_statement(api, li, "/tasks", {"candidate_group": "data_bureau", "business_key": "P-3",
+                                                    "process_key": "parallel_review", "limit": PAGE}, TASK_ORDER)
+    check(api, "a project's tasks named with their process", project, "human_task", PROJECT_TASKS)
+    first, deep = _pages(api, li, "/tasks", {"assignee": "li", "process_key": "parallel_review", "limit": PAGE},
+                         TASK_ORDER)
+    check(api, "an assignee's tasks of one process", first, "human_task", ASSIGNED_TASKS)
+    check(api, "an assignee's tasks of one process, third page", deep, "human_task", ASSIGNED_TASKS, cursor=True)
     # a group's tasks as seen by someone outside it: the access policy's condition is added
     first, _ = list_statement(api, api.as_("zhao", "finance_bureau"), "/tasks",
                               {"candidate_group": "data_bureau", "limit": PAGE}, TASK_ORDER)
