@@ -53,10 +53,9 @@ API_PREFIX = "/api/v1"
 def build_context(settings: Settings, clock: Clock | None = None) -> AppContext:
     url = settings.resolved_database_url()
     def connect(read_only: bool = False) -> Engine:
-        # SQLite: the write-ahead log is checkpointed by a thread of its own (service/wal.py), not by commits
         return make_engine(url, read_only=read_only, busy_timeout=settings.database_busy_timeout_seconds,
                            pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-                           pool_timeout=settings.db_pool_timeout_seconds, checkpoint_in_background=not read_only)
+                           pool_timeout=settings.db_pool_timeout_seconds)
 
     engine = connect()
     reader = connect(read_only=True) if is_sqlite(engine) else engine

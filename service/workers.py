@@ -1,5 +1,4 @@
-"""Background workers started with the service (timer scheduler; webhook sender; history retention; on SQLite,
-the write-ahead log's checkpoints)."""
+"""Background workers started with the service (timer scheduler; webhook sender; history retention)."""
 from __future__ import annotations
 
 from typing import Protocol
@@ -13,12 +12,6 @@ class Worker(Protocol):
 
 def start_workers(ctx: AppContext) -> list[Worker]:
     workers: list[Worker] = []
-    from service.wal import WalCheckpointer
-
-    if WalCheckpointer.applies(ctx.engine):
-        checkpointer = WalCheckpointer(ctx.engine)
-        checkpointer.start()
-        workers.append(checkpointer)
     if ctx.settings.scheduler_enabled:
         from service.scheduler import Scheduler
 

@@ -16,14 +16,12 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0, pool_size: int = 10,
-                max_overflow: int = 5, pool_timeout: float = 10.0, checkpoint_in_background: bool = False) -> Engine:
+                max_overflow: int = 5, pool_timeout: float = 10.0) -> Engine:
     """The engine for a database URL. On SQLite, a write engine starts its transactions with BEGIN IMMEDIATE
     (writers queue for the lock at the start instead of failing when a read turns into a write); a read engine
     (read_only) starts them deferred, so reads never take the write lock. Its connection pool keeps pool_size
     connections, opens up to max_overflow more under load, and makes a caller wait at most pool_timeout seconds
-    for one (then sqlalchemy.exc.TimeoutError, answered 503). checkpoint_in_background (SQLite): the commits on its
-    connections never copy the write-ahead log back into the database file (wal_autocheckpoint=0); a
-    service.wal.WalCheckpointer of the same process does."""
+    for one (then sqlalchemy.exc.TimeoutError, answered 503)."""
     url = normalise_url(url)
     pool = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
     if url.startswith("sqlite"):
@@ -40,8 +38,6 @@ def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA synchronous=NORMAL")
-            if checkpoint_in_background:
-                cursor.execute("PRAGMA wal_autocheckpoint=0")
             if read_only:
                 cursor.execute("PRAGMA query_only=ON")  # a read transaction that tries to write fails loudly
             cursor.close()
