@@ -9,6 +9,7 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from service.config import Settings, default_data_dir
 
@@ -80,6 +81,29 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_OPENED: list[Any] = []  # the application contexts a command built: their engines are closed when it ends
+
+
+def _context(settings: Settings) -> Any:
+    """The application context of a command, closed by main() when the command ends: a SQLite database's last
+    connection to close copies the write-ahead log back into the database file and removes it, so the file alone
+    holds what the command wrote (a copy of govflow.db taken after `govflow deploy` has the new versions)."""
+    from service.app import build_context
+
+    ctx = build_context(settings)
+    _OPENED.append(ctx)
+    return ctx
+
+
+def _close_opened() -> None:
+    while _OPENED:
+        ctx = _OPENED.pop()
+        ctx.close()
+        ctx.engine.dispose()
+        if ctx.read_engine is not None and ctx.read_engine is not ctx.engine:
+            ctx.read_engine.dispose()
+
+
 def _require_migrated(settings: Settings) -> None:
     """With GOVFLOW_MIGRATE_ON_START=false, refuse to start on a database `govflow migrate` has not upgraded."""
     if settings.migrate_on_start:
@@ -101,13 +125,16 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from service.db.session import make_engine
 
     engine = make_engine(settings.resolved_database_url())
-    upgrade(engine)
-    print(f"database {settings.database_description()} is at the latest migration ({current_revision(engine)})")
+    try:
+        upgrade(engine)
+        print(f"database {settings.database_description()} is at the latest migration ({current_revision(engine)})")
+    finally:
+        engine.dispose()
     return 0
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import SYSTEM, build_context
+    from service.app import SYSTEM
     from service.db.migrate import upgrade
     from service.errors import DomainError
     from service.services import definitions
@@ -119,7 +146,7 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     if not files:
         raise CommandError(f"{directory.resolve()} holds no .bpmn or .dmn files")
     settings.bpmn_dir = directory
-    ctx = build_context(settings)
+    ctx = _context(settings)
     upgrade(ctx.engine)
     try:
         result = definitions.deploy(ctx, SYSTEM, files, source=f"cli:{directory.resolve().name}")
@@ -151,12 +178,11 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import build_context
     from service.replicas import prepare_database
     from service.workers import start_workers
 
     _require_migrated(settings)
-    ctx = build_context(settings)
+    ctx = _context(settings)
     prepare_database(ctx)
     workers = start_workers(ctx)
     done = threading.Event()
@@ -170,13 +196,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _apikey(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import SYSTEM, build_context
+    from service.app import SYSTEM
     from service.db.migrate import upgrade
     from service.errors import DomainError
     from service.services import apikeys
 
     _require_database(settings)
-    ctx = build_context(settings)
+    ctx = _context(settings)
     upgrade(ctx.engine)
     try:
         with ctx.session_factory() as session, session.begin():
@@ -202,7 +228,6 @@ def _apikey(args: argparse.Namespace, settings: Settings) -> int:
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from service.app import build_context
     from service.db.models import ProcessInstance
     from service.services.audit import load_events, verify_events
 
@@ -211,7 +236,7 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     _require_database(settings)
     if args.audit_command == "export":
         return _export(args, settings)
-    ctx = build_context(settings)
+    ctx = _context(settings)
     bad = 0
     with ctx.read() as session:
         if args.instance:
@@ -234,11 +259,10 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from service.app import build_context
     from service.db.models import ProcessInstance
     from service.services.retention import write_export
 
-    ctx = build_context(settings)
+    ctx = _context(settings)
     with ctx.session_factory() as session:
         if args.instance:
             if session.get(ProcessInstance, args.instance) is None:
@@ -359,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as e:
         print(f"govflow {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        _close_opened()
 
 
 if __name__ == "__main__":

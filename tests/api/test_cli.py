@@ -201,3 +201,23 @@ def test_the_service_reports_its_data_directory_database_migration_and_processes
 def test_a_database_password_is_masked_in_messages(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, database_url="postgresql://govflow:hunter2@db.internal/govflow")
     assert settings.database_description() == "postgresql://govflow:***@db.internal/govflow"
+
+
+def test_a_command_closes_its_database_so_the_file_alone_holds_what_it_wrote(
+        home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """SQLite keeps a transaction's pages in the write-ahead log until a checkpoint copies them into the database
+    file; the last connection to close does that and removes the log. A command that left its connections open
+    left `govflow deploy`'s new versions in govflow.db-wal only: a copy of govflow.db taken with the service stopped
+    (a cold backup, a move to another host) had none of them."""
+    import shutil
+    import sqlite3
+
+    code, _, err = _run(capsys, "deploy", str(FIXTURES))
+    assert code == 0, err
+    database = Settings().data_dir / "govflow.db"
+    assert not Path(str(database) + "-wal").exists()
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(database, copy)  # the file alone
+    with sqlite3.connect(copy) as connection:
+        (count,) = connection.execute("SELECT count(*) FROM process_definition").fetchone()
+    assert count > 0
