@@ -495,25 +495,32 @@ def test_headers_without_end_are_refused_at_a_bounded_size(api: Api) -> None:
     300 MiB of one header took a `govflow serve` from 152 MB to 516 MB resident, the work growing with the square
     of its size while every other request waited (60 MiB: 4.3 s). `govflow serve` names h11 (service/cli.py),
     which answers 400 once a request's headers pass 16 KiB. Expected: an answer and a closed connection long before
-    8 MiB are read, and the service serving others meanwhile."""
+    8 MiB are read, and the service serving others meanwhile. (The 400 itself can be lost: a server that closes a
+    connection with unread data resets it, and a reset may discard the answer before the client reads it.)"""
     with socket.create_connection(("127.0.0.1", api.server.port), timeout=30) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: ")
         sent = 0
         answer = b""
+        reset = False
         try:
             while sent < 8 * 1024 * 1024 and not answer:
+                sock.settimeout(30)
                 sock.sendall(b"a" * 65536)
                 sent += 65536
-                sock.settimeout(0.001 if sent < 1024 * 1024 else 0.05)
+                sock.settimeout(0.001 if sent < 1024 * 1024 else 0.05)  # a look for an answer, not a wait
                 with contextlib.suppress(TimeoutError):
                     answer = sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
-            pass  # refused: the answer is read below
+            reset = True
         sock.settimeout(5)
-        with contextlib.suppress(OSError):
+        try:
             answer += sock.recv(65536)
-    assert answer.startswith(b"HTTP/1.1 400"), (sent, answer[:200])
-    assert sent < 8 * 1024 * 1024
+        except (ConnectionResetError, BrokenPipeError):
+            reset = True
+        except OSError:
+            pass
+    assert sent < 8 * 1024 * 1024, "the whole header was read"
+    assert answer.startswith(b"HTTP/1.1 400") or (reset and not answer), (sent, reset, answer[:200])
     assert api.admin.get("/process-instances").status_code == 200
 
 
