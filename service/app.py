@@ -133,10 +133,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             gc.unfreeze()  # a process that goes on (the tests) collects what this service left behind
             for w in workers:
                 w.stop()
-            ctx.close()
-            ctx.engine.dispose()
-            if ctx.read_engine is not None and ctx.read_engine is not ctx.engine:
-                ctx.read_engine.dispose()  # SQLite's read-only connections, a pool of their own
+            ctx.dispose()
 
     # the API documentation's assets are served by the service itself: government networks are often offline
     app = FastAPIOffline(

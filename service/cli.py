@@ -9,9 +9,12 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from service.config import Settings, default_data_dir
+
+if TYPE_CHECKING:
+    from service.services.context import AppContext
 
 EXIT_FAILED = 1  # the command ran and found a problem (a tampered audit trail, a refused deployment...)
 EXIT_USAGE = 2  # the command could not run as asked (argparse uses 2 for its errors too)
@@ -81,10 +84,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_OPENED: list[Any] = []  # the application contexts a command built: their engines are closed when it ends
+_OPENED: list[AppContext] = []  # the application contexts a command built: closed when it ends
 
 
-def _context(settings: Settings) -> Any:
+def _context(settings: Settings) -> AppContext:
     """The application context of a command, closed by main() when the command ends: a SQLite database's last
     connection to close copies the write-ahead log back into the database file and removes it, so the file alone
     holds what the command wrote (a copy of govflow.db taken after `govflow deploy` has the new versions)."""
@@ -97,11 +100,7 @@ def _context(settings: Settings) -> Any:
 
 def _close_opened() -> None:
     while _OPENED:
-        ctx = _OPENED.pop()
-        ctx.close()
-        ctx.engine.dispose()
-        if ctx.read_engine is not None and ctx.read_engine is not ctx.engine:
-            ctx.read_engine.dispose()
+        _OPENED.pop().dispose()
 
 
 def _require_migrated(settings: Settings) -> None:

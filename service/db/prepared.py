@@ -142,9 +142,12 @@ class Prepared:
             found = self._by_dialect[kind] = _Compiled(self.statement, dialect, self.keys)
         return found
 
-    def execute(self, session: Session, values: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
-                ) -> Outcome:
-        """Run the statement with one set of values, or with each of a list of them (executemany; no rows)."""
+    def execute(self, session: Session | Connection,
+                values: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None) -> Outcome:
+        """Run the statement with one set of values, or with each of a list of them (executemany; no rows): in a
+        session's transaction (its pending changes flushed first) or on a plain connection."""
+        if isinstance(session, Connection):
+            return self.run(session, values)
         session._autoflush()
         return self.run(session.connection(), values)
 

@@ -180,6 +180,14 @@ class AppContext:
         """The engine workers stay for the next app of this process with the same settings (closed at exit)."""
         self._pool = None
 
+    def dispose(self) -> None:
+        """Close the context and its database connections (on SQLite the last one to close copies the write-ahead
+        log into the database file)."""
+        self.close()
+        self.engine.dispose()
+        if self.read_engine is not None and self.read_engine is not self.engine:
+            self.read_engine.dispose()  # SQLite's read-only connections, a pool of their own
+
     def run_engine(self, op: str, definition_id: int, files: dict[str, Any], *,
                    instance: tuple[str, str | None] | None = None, **arguments: Any) -> tuple[EngineResult, str]:
         """Run one engine command for a definition (and an instance: its id and stored state token).

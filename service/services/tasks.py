@@ -119,17 +119,34 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
     return query
 
 
+def _is_common_inbox(principal: Principal, *, candidate_group: str | None, assignee: str | None,
+                     due_before: datetime | None, overdue: bool | None, candidate_groups: Iterable[str] | None = None,
+                     candidate_user: str | None = None, unassigned: bool = False, due_after: datetime | None = None,
+                     sort_by: str = "created", descending: bool = False, offset: int = 0) -> bool:
+    """Whether a task list is the common inbox (_inbox_page): the caller's own group or tasks, equality filters
+    only, creation order, paged by cursor."""
+    return (candidate_groups is None and not candidate_user and not unassigned and due_before is None
+            and due_after is None and overdue is None and sort_by == "created" and not descending and not offset
+            and policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group, assignee=assignee))
+
+
+def _equals(assignee: str | None, process_key: str | None, business_key: str | None,
+            process_instance_id: str | None, element_id: str | None = None) -> dict[str, str | None]:
+    """The common inbox's equality filters, by column."""
+    return {"assignee": assignee, "process_key": process_key, "business_key": business_key,
+            "instance_id": process_instance_id, "element_id": element_id}
+
+
 def inbox(ctx: AppContext, principal: Principal, *, candidate_group: str | None, assignee: str | None,
           process_key: str | None, business_key: str | None, process_instance_id: str | None, status: str | None,
           due_before: datetime | None, overdue: bool | None, limit: int, cursor: str | None) -> TaskPage:
     """GET /tasks: the common inbox read on a plain connection (one prepared statement), any other in a read
     transaction through list_tasks."""
-    equals = {"assignee": assignee, "process_key": process_key, "business_key": business_key,
-              "instance_id": process_instance_id}
-    if due_before is None and overdue is None and policy.filter_shows_only_visible_tasks(
-            principal, candidate_group=candidate_group, assignee=assignee):
+    if _is_common_inbox(principal, candidate_group=candidate_group, assignee=assignee, due_before=due_before,
+                        overdue=overdue):
         with ctx.read_connection() as connection:
-            return _inbox_page(connection, status, candidate_group, equals, limit, cursor)
+            return _inbox_page(connection, status, candidate_group,
+                               _equals(assignee, process_key, business_key, process_instance_id), limit, cursor)
     with ctx.read() as session:
         return list_tasks(session, principal, candidate_group=candidate_group, assignee=assignee,
                           process_key=process_key, business_key=business_key,
@@ -145,12 +162,13 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                unassigned: bool = False, element_id: str | None = None, due_after: datetime | None = None,
                sort_by: str = "created", descending: bool = False, offset: int = 0) -> TaskPage:
     """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`."""
-    if (candidate_groups is None and not candidate_user and not unassigned and due_before is None
-            and due_after is None and overdue is None and sort_by == "created" and not descending and not offset
-            and policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group, assignee=assignee)):
-        return _inbox_page(session, status, candidate_group, {
-            "assignee": assignee, "process_key": process_key, "business_key": business_key,
-            "instance_id": process_instance_id, "element_id": element_id}, limit, cursor)
+    if _is_common_inbox(principal, candidate_group=candidate_group, assignee=assignee, due_before=due_before,
+                        overdue=overdue, candidate_groups=candidate_groups, candidate_user=candidate_user,
+                        unassigned=unassigned, due_after=due_after, sort_by=sort_by, descending=descending,
+                        offset=offset):
+        return _inbox_page(session, status, candidate_group,
+                           _equals(assignee, process_key, business_key, process_instance_id, element_id), limit,
+                           cursor)
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
@@ -210,8 +228,7 @@ def _inbox_page(reader: Session | Connection, status: str | None, candidate_grou
     statement = _INBOX_PAGES.get(shape)
     if statement is None:
         statement = _INBOX_PAGES.setdefault(shape, _inbox_statement(*shape))
-    outcome = statement.execute(reader, values) if isinstance(reader, Session) else statement.run(reader, values)
-    rows: list[Any] = outcome.all()
+    rows: list[Any] = statement.execute(reader, values).all()
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
 
