@@ -432,3 +432,21 @@ def start_parsed(parsed: Any, variables: dict[str, Any] | None = None, *, as_sto
         spec, subs = load_spec(dump_spec(spec, subs))
     runtime = Runtime(Clock(), BusinessCalendar())
     return runtime, runtime.start(ProcessModel(1, parsed.key, spec, subs), dict(variables or {}))
+
+
+def migrate_to(url: str, revision: str, down: bool = False) -> None:
+    """Upgrade (or, with down, downgrade) the database at url to an Alembic revision ("head" for the newest)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from service.db.migrate import migrations_dir
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(migrations_dir()))
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()

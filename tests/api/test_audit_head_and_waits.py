@@ -7,25 +7,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import func, select, update
 
-from service.db.migrate import migrations_dir
 from service.db.models import ProcessInstance, WaitingEvent
 from service.db.session import make_engine
 from service.services.audit import AuditTrail
 from tests.api.test_scale_out import new_database
 from tests.conftest import _server
-from tests.support import FIXTURES, Api
+from tests.support import FIXTURES, Api, migrate_to
 
 REVIEW = {"project_name": "x", "budget_wan": 10}  # under 100: a pass goes to filing, then waits for the contract
 
@@ -235,20 +231,6 @@ def test_a_cancelled_instance_keeps_no_waiting_rows(api: Api) -> None:
     _check_waits(api, inst["id"], [])
 
 
-@contextmanager
-def _migrated_to(url: str, revision: str, down: bool = False) -> Iterator[None]:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(migrations_dir()))
-            config.attributes["connection"] = connection
-            (command.downgrade if down else command.upgrade)(config, revision)
-        yield
-    finally:
-        engine.dispose()
-
-
 def test_the_waiting_count_of_existing_instances_is_counted_by_its_migration(tmp_path: Path,
                                                                              database_url: str | None) -> None:
     """Migration 0009 counts the waiting rows of the instances there are; the service goes on from the counts."""
@@ -266,8 +248,7 @@ def test_the_waiting_count_of_existing_instances_is_counted_by_its_migration(tmp
         finally:
             api.close()
             server.stop()
-        with _migrated_to(url, "0008", down=True):
-            pass
+        migrate_to(url, "0008", down=True)
         engine = make_engine(url)
         try:
             with engine.begin() as connection:  # a second wait on one instance, as a diagram with two would have
@@ -275,8 +256,7 @@ def test_the_waiting_count_of_existing_instances_is_counted_by_its_migration(tmp
                 connection.execute(WaitingEvent.__table__.insert().values(
                     {**{c: getattr(row, c) for c in row._fields if c != "id"}, "spiff_task_id": "x",
                      "element_id": "second"}))
-            with _migrated_to(url, "head"):
-                pass
+            migrate_to(url, "head")
             with engine.connect() as connection:
                 counts = dict(connection.execute(select(ProcessInstance.id, ProcessInstance.waiting_count)).all())
                 rows = dict(connection.execute(select(WaitingEvent.instance_id, func.count())

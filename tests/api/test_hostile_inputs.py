@@ -450,6 +450,17 @@ def test_a_long_arithmetic_expression_is_refused_with_a_422_not_a_500(api: Api) 
 
 # ---- body limits --------------------------------------------------------------------------------------------
 
+def _answer_head(sock: socket.socket) -> bytes:
+    """What the server sends back up to the end of its answer's headers (less if it closes first)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    return answer
+
+
 def _post_chunked_with_a_small_content_length(port: int, path: str, headers: bytes, size: int) -> bytes:
     """A POST whose headers say Content-Length: 5 while the body is sent chunked (h11, uvicorn's HTTP parser
     here, reads the chunked body and ignores the Content-Length, as RFC 9112 lets it)."""
@@ -465,13 +476,7 @@ def _post_chunked_with_a_small_content_length(port: int, path: str, headers: byt
             chunk(b"a" * 100_000)
         chunk(b'"}}')
         sock.sendall(b"0\r\n\r\n")
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-        return answer
+        return _answer_head(sock)
 
 
 def test_a_body_larger_than_the_limit_is_refused_whatever_content_length_says(api: Api) -> None:
@@ -532,25 +537,23 @@ def test_a_chunked_body_the_client_abandons_is_not_run(api: Api) -> None:
     token = api.token("oa", ("applicant",))
     body = b'{"process_key": "review", "business_key": "ABANDONED", "variables": {"project_name": "x", ' \
            b'"budget_wan": 10}}'
+
+    def start_chunked(last: bytes) -> bytes:
+        """The start as one chunk of JSON, then `last`: the terminating chunk, or more to come."""
+        return (b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode()
+                + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + hex(len(body))[2:].encode() + b"\r\n" + body + b"\r\n" + last)
+
     with socket.create_connection(("127.0.0.1", api.server.port), timeout=30) as sock:
-        sock.sendall(b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                     + token.encode() + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + hex(len(body))[2:].encode() + b"\r\n" + body + b"\r\n" + b"1\r\n \r\n")
+        sock.sendall(start_chunked(b"1\r\n \r\n"))
         time.sleep(0.2)
     time.sleep(0.3)  # the service notices the closed connection
     r = api.admin.get("/process-instances", params={"business_key": "ABANDONED"})
     assert r.status_code == 200 and r.json()["items"] == [], r.text[:300]
     # the same request, finished, starts it: the one above was refused for its abort, not for its content
     with socket.create_connection(("127.0.0.1", api.server.port), timeout=30) as sock:
-        sock.sendall(b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                     + token.encode() + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     + hex(len(body))[2:].encode() + b"\r\n" + body + b"\r\n" + b"0\r\n\r\n")
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
+        sock.sendall(start_chunked(b"0\r\n\r\n"))
+        answer = _answer_head(sock)
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
 
 
