@@ -65,6 +65,7 @@ def _require_secret(settings: Settings) -> None:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from service import serving
     from service.app import create_app
 
     _require_migrated(settings)
@@ -77,11 +78,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     logger.propagate = False
     if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
-    # h11 and asyncio, named rather than left to uvicorn's "auto", which takes httptools and uvloop when installed:
-    # httptools puts no limit on a request's headers (one client grows the process's memory without end; h11
-    # answers 400 past 16 KiB), and uvloop logs a client that goes away mid-answer as an error
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", http="h11", loop="asyncio")
-    return 0
+    server = uvicorn.Server(serving.config(create_app(settings), settings, args.host, args.port, log_level="info"))
+    server.run()
+    return 0 if server.started else 3  # 3: it did not start (a taken port, a failed start-up), as uvicorn.run exits
 
 
 _OPENED: list[AppContext] = []  # the application contexts a command built: closed when it ends

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     page_size_max: int = 200
     max_request_bytes: int = Field(default=1_048_576, gt=0)  # a request body (JSON) may have at most this
     max_deployment_bytes: int = Field(default=10_485_760, gt=0)  # the files of one deployment together
+    # a request's head must arrive within this many seconds of its connection opening (or of the previous answer
+    # on a kept-alive connection), and its body within this many seconds after its head: a client that sends
+    # slowly is cut off (408) instead of holding a connection, or a request slot, for as long as it likes
+    request_read_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # on SIGTERM, requests still at work after this many seconds are cancelled and the service stops
+    shutdown_timeout_seconds: int = Field(default=25, ge=1, le=3600)
     workflow_cache_size: int = 256
     # when set, GET /metrics answers only requests with `Authorization: Bearer <this token>`
     metrics_token: str | None = None

@@ -23,6 +23,7 @@ import httpx
 import uvicorn
 from sqlalchemy import event, text
 
+from service import serving
 from service.app import create_app
 from service.auth import mint_token
 from service.clock import FrozenClock
@@ -162,8 +163,8 @@ class Server:
 
     def start(self) -> None:
         self.app = create_app(self.settings, clock=self.clock)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                                http="h11", loop="asyncio")  # as `govflow serve` runs it (service/cli.py)
+        config = serving.config(self.app, self.settings, "127.0.0.1", self.port, log_level="warning",
+                                lifespan="on")  # as `govflow serve` runs it (service/cli.py)
         self._server = _QuickStopServer(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -20,20 +21,33 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 PROBLEM = b"application/problem+json"
 
 
-async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str) -> None:
+async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str,
+                   close: bool = False) -> None:
+    """A problem answer; with close, the connection is closed after it (a body was left unread)."""
     body = json.dumps({"type": type_, "title": title, "status": status, "detail": detail, "instance": path},
                       ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]})
+    headers = [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
-    """Refuse a request body larger than its limit with 413 — before reading it when Content-Length says so,
-    else as soon as the streamed body passes the limit."""
+    """Read a request's whole body before anything else sees the request, within a size limit and a deadline.
 
-    def __init__(self, app: App, default_limit: int, limits: dict[str, int]) -> None:
-        self.app, self.default_limit, self.limits = app, default_limit, limits
+    A body larger than its limit is refused with 413: before it is read when Content-Length says so, else as soon
+    as the streamed body passes the limit. A body that has not arrived `timeout` seconds after its head is
+    answered 408. Read here, outside WriteLimit and Admission (service/app.py), a body that comes slowly holds
+    neither a slot for changes nor a request slot: before, a few clients that sent half a body and then waited
+    stopped every change of every other client for as long as they liked. A client that goes away before its
+    body ends has nothing of it run. A body that comes in one piece is passed on as it is; one in several pieces
+    is kept in memory up to 64 KiB and in a temporary file beyond, so slow clients cannot fill the memory."""
+
+    SPOOL_BYTES = 65_536
+
+    def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0) -> None:
+        self.app, self.default_limit, self.limits, self.timeout = app, default_limit, limits, timeout
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.limits.items():
@@ -55,6 +69,7 @@ class BodyLimit:
             await _problem(send, 400, "/problems/bad-request", "Bad request",
                            "send either Content-Length or Transfer-Encoding, not both", path)
             return
+        declared = 0
         for value in lengths:
             try:
                 declared = int(value)
@@ -64,38 +79,62 @@ class BodyLimit:
                 return
             if declared > limit:
                 await _problem(send, 413, "/problems/too-large", "Request too large",
-                               f"the request body may have at most {limit} bytes", path)
+                               f"the request body may have at most {limit} bytes", path, close=True)
                 return
-        if lengths or scope.get("method") in ("GET", "HEAD", "DELETE", "OPTIONS") and not chunked:
-            await self.app(scope, receive, send)
+        if not chunked and declared <= 0:
+            await self.app(scope, receive, send)  # no body to wait for
             return
-        # no Content-Length (a chunked body): read it here, up to the limit, before the application does
-        chunks: list[bytes] = []
+        spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        first = b""
         seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away before its body ended: nothing of it is run
-            chunk = message.get("body", b"")
-            seen += len(chunk)
+        try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    while True:
+                        message = await receive()
+                        if message["type"] != "http.request":
+                            return  # the client went away before its body ended: nothing of it is run
+                        chunk = message.get("body", b"")
+                        seen += len(chunk)
+                        if seen > limit:
+                            break
+                        more = message.get("more_body", False)
+                        if spool is None and not more and seen == len(chunk):
+                            first = chunk  # the whole body in one piece: passed on as it came
+                            break
+                        if spool is None:
+                            spool = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115
+                        spool.write(chunk)
+                        if not more:
+                            break
+            except TimeoutError:
+                await _problem(send, 408, "/problems/request-timeout", "Request timeout",
+                               f"the request body did not arrive within {self.timeout:g} s of its head", path,
+                               close=True)
+                return
             if seen > limit:
                 await _problem(send, 413, "/problems/too-large", "Request too large",
-                               f"the request body may have at most {limit} bytes", path)
+                               f"the request body may have at most {limit} bytes", path, close=True)
                 return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        delivered = False
+            if spool is not None:
+                spool.seek(0)
+            pending = True
 
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            async def replay() -> Message:
+                nonlocal pending
+                if not pending:
+                    return await receive()
+                if spool is None:
+                    pending = False
+                    return {"type": "http.request", "body": first, "more_body": False}
+                chunk = spool.read(self.SPOOL_BYTES)
+                pending = spool.tell() < seen
+                return {"type": "http.request", "body": chunk, "more_body": pending}
 
-        await self.app(scope, replay, send)
+            await self.app(scope, replay, send)
+        finally:
+            if spool is not None:
+                spool.close()
 
 
 class CatchAll:

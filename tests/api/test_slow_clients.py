@@ -1,0 +1,244 @@
+"""Clients that send slowly, or stop half-way: a request's head and body each have GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS
+to arrive (service/serving.py, service/api/middleware.py: BodyLimit), a body that is still coming holds no slot
+of the service's, and a stop on SIGTERM waits at most GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS for them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.api.middleware import write_share
+from service.replicas import request_threads
+from tests.conftest import _server
+from tests.support import FIXTURES, Api, free_port
+
+START = b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+BODY = {"process_key": "review", "variables": {"project_name": "x", "budget_wan": 10}}
+
+
+def _api(tmp_path: Path, database_url: str | None, timeout: float) -> Iterator[Api]:
+    server = _server(tmp_path, database_url, FIXTURES, request_read_timeout_seconds=timeout)
+    server.start()
+    api = Api(server)
+    yield api
+    api.close()
+    server.stop()
+
+
+@pytest.fixture
+def patient(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with the default 30 s for a head and for a body."""
+    yield from _api(tmp_path, database_url, 30.0)
+
+
+@pytest.fixture
+def hasty(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with 1 s for a head and for a body."""
+    yield from _api(tmp_path, database_url, 1.0)
+
+
+def _connect(port: int, data: bytes = b"") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if data:
+        sock.sendall(data)
+    return sock
+
+
+def _until_closed(sock: socket.socket) -> tuple[bytes, float]:
+    """Everything the service sends until it closes the connection, and how long that took."""
+    started = time.monotonic()
+    answer = b""
+    while True:
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not data:
+            break
+        answer += data
+    return answer, time.monotonic() - started
+
+
+def _problem(answer: bytes) -> dict[str, object]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"content-type: application/problem+json" in head.lower(), answer[:300]
+    return dict(json.loads(body))
+
+
+def test_clients_that_stop_half_way_through_a_body_do_not_hold_back_other_changes(patient: Api) -> None:
+    """Clients with no credentials that send a start's head and half its body, then wait. The body was read by the
+    application inside the service's slots (Admission, WriteLimit): as many such clients as there are slots for
+    changes stopped every change of every other client for as long as they kept their connections open, and a
+    `govflow serve` did not stop on SIGTERM meanwhile. Expected: with twice that many such clients (some chunked),
+    another client starts an instance, claims and completes a task at once; reads are served too."""
+    settings = patient.server.settings
+    stalled = 2 * write_share(request_threads(settings)) + 2
+    with ExitStack() as stack:
+        for i in range(stalled):
+            framing = b"Content-Length: 1000\r\n\r\n{" if i % 2 else b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"
+            stack.enter_context(_connect(patient.server.port, START + framing))
+        time.sleep(0.3)  # the service has every one of them at its body
+        fast = httpx.Client(base_url=f"{patient.server.url}/api/v1", timeout=5, headers={
+            "Authorization": f"Bearer {patient.token('oa', ('applicant',))}"})
+        stack.callback(fast.close)
+        started = time.monotonic()
+        r = fast.post("/process-instances", json={**BODY, "business_key": "FAST"})
+        assert r.status_code == 201, r.text
+        task = r.json()["open_tasks"][0]
+        reviewer = patient.as_("wang", "data_bureau")
+        assert reviewer.post(f"/tasks/{task['id']}/claim").status_code == 200
+        done = reviewer.post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": "pass"}})
+        assert done.status_code == 200, done.text
+        assert patient.admin.get("/process-instances").status_code == 200
+        assert time.monotonic() - started < 4
+
+
+def test_a_body_that_does_not_arrive_in_time_is_answered_408_and_nothing_is_run(hasty: Api) -> None:
+    """A start whose body stops coming, with a Content-Length and chunked: after the read timeout (1 s here) the
+    service answers 408 as a problem and closes the connection; nothing is started. A body that comes in time, in
+    pieces, is run as usual."""
+    token = hasty.token("oa", ("applicant",))
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+    for framing in (b"Content-Length: 1000\r\n\r\n{", b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n"):
+        with _connect(hasty.server.port, START + auth + framing) as sock:
+            answer, took = _until_closed(sock)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"connection: close" in answer.lower()
+        problem = _problem(answer)
+        assert problem["type"] == "/problems/request-timeout" and "1 s" in str(problem["detail"]), problem
+        assert 0.9 < took < 5, took
+    assert hasty.admin.get("/process-instances").json()["items"] == []
+    body = json.dumps({**BODY, "business_key": "IN-TIME"}).encode()
+    with _connect(hasty.server.port, START + auth + f"Content-Length: {len(body)}\r\n\r\n".encode()) as sock:
+        for i in range(0, len(body), 20):
+            sock.sendall(body[i:i + 20])
+            time.sleep(0.01)
+        answer, _ = _until_closed_or_answered(sock)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+
+
+def _until_closed_or_answered(sock: socket.socket) -> tuple[bytes, float]:
+    """One whole answer (its head and its Content-Length of body), or what came before the connection closed."""
+    started = time.monotonic()
+    answer = b""
+    while True:
+        head, sep, body = answer.partition(b"\r\n\r\n")
+        if sep:
+            lengths = [line.split(b":", 1)[1] for line in head.lower().split(b"\r\n")
+                       if line.startswith(b"content-length:")]
+            if len(body) >= int(lengths[0]) if lengths else True:
+                break
+        data = sock.recv(65536)
+        if not data:
+            break
+        answer += data
+    return answer, time.monotonic() - started
+
+
+def test_a_body_in_many_pieces_reaches_the_service_whole(patient: Api) -> None:
+    """A chunked body of 900 kB in 9,000 pieces (BodyLimit keeps the first 64 KiB in memory and the rest in a
+    temporary file): the instance is started with the variable as it was sent, to the byte. One byte more than
+    the limit (1 MiB) in pieces is refused with 413 and a closed connection."""
+    token = patient.token("oa", ("applicant",))
+    text = "".join(chr(0x4E00 + i % 500) for i in range(300_000))  # 900 kB of UTF-8
+    body = json.dumps({"process_key": "deadlines", "business_key": "PIECES", "variables": {"notes": text}},
+                      ensure_ascii=False).encode()
+    with _connect(patient.server.port, START + b"Authorization: Bearer " + token.encode()
+                  + b"\r\nTransfer-Encoding: chunked\r\n\r\n") as sock:
+        for i in range(0, len(body), 100):
+            piece = body[i:i + 100]
+            sock.sendall(hex(len(piece))[2:].encode() + b"\r\n" + piece + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        answer, _ = _until_closed_or_answered(sock)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    found = patient.admin.get("/process-instances", params={"business_key": "PIECES"}).json()["items"]
+    assert found[0]["variables"]["notes"] == text
+    limit = patient.server.settings.max_request_bytes
+    with _connect(patient.server.port, START + b"Transfer-Encoding: chunked\r\n\r\n") as sock:
+        for size in (limit // 2, limit - limit // 2, 1):
+            sock.sendall(hex(size)[2:].encode() + b"\r\n" + b"a" * size + b"\r\n")
+        answer, _ = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 413") and b"connection: close" in answer.lower(), answer[:300]
+    with _connect(patient.server.port, START + b"Transfer-Encoding: chunked\r\n\r\n") as sock:
+        for size in (limit // 2, limit - limit // 2):
+            sock.sendall(hex(size)[2:].encode() + b"\r\n" + b"a" * size + b"\r\n")
+        sock.sendall(b"0\r\n\r\n")
+        answer, _ = _until_closed_or_answered(sock)
+    assert answer.startswith(b"HTTP/1.1 4") and not answer.startswith(b"HTTP/1.1 413"), answer[:300]
+
+
+def test_a_head_that_does_not_arrive_in_time_ends_the_connection(hasty: Api) -> None:
+    """uvicorn waits for a request's head without end: a connection that sends nothing, or half a head, stays
+    open for as long as its client likes, and each takes one of the process's file descriptors. Expected (1 s
+    here): a connection that sends nothing is closed; half a head is answered 408 and closed; on a kept-alive
+    connection the deadline starts again after each answer, and a head that comes in time in pieces is served."""
+    port = hasty.server.port
+    with _connect(port) as sock:
+        answer, took = _until_closed(sock)
+    assert answer == b"" and 0.9 < took < 5, (answer, took)
+    with _connect(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n") as sock:
+        answer, took = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408") and 0.8 < took < 5, (answer[:200], took)
+    assert _problem(answer)["type"] == "/problems/request-timeout"
+    with _connect(port) as sock:
+        for _ in range(3):  # kept alive: three requests, each head sent in pieces within its deadline
+            for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+                time.sleep(0.1)
+                sock.sendall(piece)
+            answer, _ = _until_closed_or_answered(sock)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+            time.sleep(0.2)  # 0.5 s a request: three are more than one deadline, each less than one
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        rest, took = _until_closed(sock)
+    assert b"HTTP/1.1 408" in rest and took < 5, rest[:300]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_serve_stops_on_sigterm_while_a_client_never_finishes_its_body(tmp_path: Path) -> None:
+    """`govflow serve` on SIGTERM waited for every open request to end: one client that sent half a body kept the
+    service running for good (a container's stop then ends in SIGKILL, without the service's shutdown). Expected,
+    with GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS=1 and a read timeout of 60 s: it stops within a few seconds, its
+    application shutdown run ("Application shutdown complete")."""
+    port = free_port()
+    env = {**os.environ, "GOVFLOW_DATA_DIR": str(tmp_path / "data"), "GOVFLOW_JWT_SECRET": "s" * 40,
+           "GOVFLOW_BPMN_DIR": str(FIXTURES), "GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS": "60",
+           "GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS": "1"}
+    govflow = Path(sys.executable).parent / "govflow"
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([str(govflow), "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        with _connect(port, START + b"Content-Length: 1000\r\n\r\n{"):
+            time.sleep(0.3)
+            stopping = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail("still running 15 s after SIGTERM:\n" + log.read_text())
+            took = time.monotonic() - stopping
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert took < 6, took
+    assert "Application shutdown complete" in log.read_text(), log.read_text()
