@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # on SIGTERM, requests still at work after this many seconds are cancelled and the service stops
     shutdown_timeout_seconds: int = Field(default=25, ge=1, le=3600)
     workflow_cache_size: int = 256
+    # parsed definition versions a process (the service, each engine worker) keeps in memory, the least recently
+    # used forgotten first and parsed again when next needed: each takes about a megabyte, and every deployment
+    # of a changed diagram is a new version
+    model_cache_size: int = Field(default=64, ge=1, le=100_000)
     # when set, GET /metrics answers only requests with `Authorization: Bearer <this token>`
     metrics_token: str | None = None
     # after every change, restore the stored state and compare it with the workflow in memory (tests; slow)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
@@ -99,10 +100,11 @@ class _Checked(Exception):
 
 
 class WorkerEngine:
-    def __init__(self, runtime: Runtime, cache_size: int = 128) -> None:
+    def __init__(self, runtime: Runtime, cache_size: int = 128, model_cache_size: int = 64) -> None:
         self.runtime = runtime
         self.clock: CommandClock = runtime.clock  # type: ignore[assignment]
-        self.models: dict[str, ProcessModel] = {}
+        # parsed definitions by content hash, the least recently used forgotten first
+        self.models: LRUCache[str, ProcessModel] = LRUCache(model_cache_size)
         # (instance id, state token) -> the workflow as it is under that token (several tokens of one instance
         # may be held at once: a command whose result was not stored leaves one that is never asked for again)
         self.cache: OrderedDict[tuple[str, str], _Held] = OrderedDict()
@@ -202,8 +204,6 @@ class WorkerEngine:
         except ModelError:
             spec, subs = load_spec(files["spec_json"])
         model = ProcessModel(definition_id=ref["id"], key=ref["key"], spec=spec, subprocess_specs=subs)
-        if len(self.models) > 256:
-            self.models.clear()
         self.models[ref["hash"]] = model
         return model
 
@@ -633,7 +633,7 @@ def main(conn: Any, config: dict[str, Any], progress: Any) -> None:
         progress.value = element_id.encode("utf-8", "replace")[:250]
 
     runtime.script_engine.progress = report
-    engine = WorkerEngine(runtime, config.get("cache_size", 128))
+    engine = WorkerEngine(runtime, config.get("cache_size", 128), config.get("model_cache_size", 64))
     # the libraries and the runtime live as long as the worker: frozen out of the garbage collector's full
     # collections, which then walk only the cached workflows (measured: 58–66 ms → 32–36 ms each, the rest being the
     # freeing of evicted workflows, whose task trees are cycles)

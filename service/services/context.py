@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cachetools import LRUCache
 from sqlalchemy import Connection, event, select
 from sqlalchemy.orm import Session
 
@@ -38,14 +39,18 @@ class AppContext:
     jwt_secret: str
     sqlite: bool = False
     read_engine: Any = None  # the engine of read transactions (the write engine too, on PostgreSQL)
-    _models: dict[int, ProcessModel] = field(default_factory=dict)
-    _files: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # parsed definitions and their files, by definition id: the model_cache_size most recently used (read and
+    # changed under _lock: a read changes the order)
+    _models: LRUCache[int, ProcessModel] = field(init=False)
+    _files: LRUCache[int, dict[str, Any]] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: threading.Lock | None = None
     _pool: EnginePool | None = None
     _timer_listeners: list[Callable[[datetime], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._models = LRUCache(self.settings.model_cache_size)
+        self._files = LRUCache(self.settings.model_cache_size)
         if self.read_engine is None:
             self.read_engine = self.read_factory.kw.get("bind", self.engine)
         if self.sqlite:
@@ -123,7 +128,8 @@ class AppContext:
     # ---- definitions -------------------------------------------------------------------------------------
     def model(self, session: Session, definition_id: int) -> ProcessModel:
         """The parsed spec of a definition version (its forms, contracts, elements): parsed once per process."""
-        model = self._models.get(definition_id)
+        with self._lock:
+            model = self._models.get(definition_id)
         if model is not None:
             return model
         files = self.model_files(session, definition_id)
@@ -135,11 +141,12 @@ class AppContext:
             spec, subs = load_spec(files["spec_json"])
         model = ProcessModel(definition_id=definition_id, key=files["key"], spec=spec, subprocess_specs=subs)
         with self._lock:
-            self._models.setdefault(definition_id, model)
-            return self._models[definition_id]
+            self._models[definition_id] = model = self._models.get(definition_id, model)
+            return model
 
     def model_files(self, session: Session, definition_id: int) -> dict[str, Any]:
-        files = self._files.get(definition_id)
+        with self._lock:
+            files = self._files.get(definition_id)
         if files is not None:
             return files
         from service.db.models import ProcessDefinition
@@ -172,6 +179,7 @@ class AppContext:
                         "memory_limit_mb": s.engine_memory_limit_mb,
                         "calendar_file": str(s.calendar_file) if s.calendar_file else None,
                         "cache_size": max(16, s.workflow_cache_size),
+                        "model_cache_size": s.model_cache_size,
                     }
                     self._pool = shared_pool(s.engine_workers, config, s.engine_command_time_limit_seconds)
         return self._pool
