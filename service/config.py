@@ -71,8 +71,8 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: int = Field(default=25, ge=1, le=3600)
     workflow_cache_size: int = 256
     # parsed definition versions a process (the service, each engine worker) keeps in memory, the least recently
-    # used forgotten first and parsed again when next needed: each takes about a megabyte, and every deployment
-    # of a changed diagram is a new version
+    # used forgotten first and parsed again when next needed: every deployment of a changed diagram is a new
+    # version (a lifecycle's takes about half a megabyte in the service)
     model_cache_size: int = Field(default=64, ge=1, le=100_000)
     # when set, GET /metrics answers only requests with `Authorization: Bearer <this token>`
     metrics_token: str | None = None

@@ -1,7 +1,8 @@
 """Parsed definitions are kept for the GOVFLOW_MODEL_CACHE_SIZE most recently used versions, in the service and in
-each engine worker: every deployment of a changed diagram is a new version, and each kept version took about a
-megabyte for as long as the process ran (60 deployments of bpmn/hangzhou.bpmn: +62 MB). A version that was
-forgotten is parsed again when it is next needed."""
+each engine worker: every deployment of a changed diagram is a new version, and the service kept every version
+it had parsed for as long as it ran (a changed bpmn/hangzhou.bpmn deployed 140 times: resident memory grew by
+about 0.45 MB a deployment without end, 206 → 231 MB from the 80th to the 140th; with room for 8 versions it
+stayed at 194 MB from the 80th on). A version that was forgotten is parsed again when it is next needed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
