@@ -12,14 +12,31 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    # On SQLite a batch migration rebuilds a table (a copy under a new name, the old one dropped, the copy renamed):
+    # with foreign keys enforced, dropping a table that other rows refer to fails (going down from 0006 over any
+    # instance did). SQLite's procedure for it (sqlite.org/lang_altertable.html, "other kinds of table schema
+    # changes"): foreign keys off for the migration, set outside a transaction, and a foreign_key_check before the
+    # commit. Only where the connection is not in a transaction yet (alembic's command line, tests); the service's
+    # upgrade runs in its own transaction and needs none of it.
+    relax = connection.dialect.name == "sqlite" and not connection.in_transaction()
+    if relax:
+        connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+            if relax:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"the migration left rows whose foreign keys point nowhere: {broken[:5]}")
+    finally:
+        if relax:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
 
 def run_migrations_online() -> None:

@@ -444,10 +444,11 @@ def migrate_to(url: str, revision: str, down: bool = False) -> None:
 
     engine = make_engine(url)
     try:
-        with engine.begin() as connection:
+        with engine.connect() as connection:  # not in a transaction: as alembic's command line runs them
             config = Config()
             config.set_main_option("script_location", str(migrations_dir()))
             config.attributes["connection"] = connection
             (command.downgrade if down else command.upgrade)(config, revision)
+            connection.commit()
     finally:
         engine.dispose()
