@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -79,7 +80,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.metrics_token and args.host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("/metrics is served without authentication on %s: set GOVFLOW_METRICS_TOKEN", args.host)
     server = uvicorn.Server(serving.config(create_app(settings), settings, args.host, args.port, log_level="info"))
-    server.run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn stops, then raises it again; as uvicorn.run
+        server.run()
     return 0 if server.started else 3  # 3: it did not start (a taken port, a failed start-up), as uvicorn.run exits
 
 

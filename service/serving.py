@@ -43,9 +43,21 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The service is stopping. A request whose body is still coming has done nothing yet (BodyLimit reads a
+        body whole before anything runs): it is ended as if its client had gone, instead of being waited for."""
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_started and self.conn.their_state is h11.SEND_BODY
+                and not self.transport.is_closing()):
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self.transport.close()
+            return
+        super().shutdown()
+
     def _await_head(self) -> None:
         self._disarm()
-        self._head_bytes = 0
+        self._head_bytes = len(self.conn.trailing_data[0])  # a pipelined head may have begun already
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_overdue)
 
     def _disarm(self) -> None:
@@ -55,10 +67,14 @@ class GuardedH11Protocol(H11Protocol):
 
     def _head_overdue(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
-            return  # closed meanwhile, or a head arrived: its body has BodyLimit's deadline, its answer none
+        if self.transport.is_closing():
+            return
         if self.cycle is not None and not self.cycle.response_complete:
-            return  # still answering the previous request; on_response_complete arms the deadline again
+            return  # still at a request; on_response_complete arms the deadline again
+        if self.conn.their_state is not h11.IDLE:
+            # answered, and its client still sending a body nothing reads: no reason to keep the connection
+            self.transport.close()
+            return
         if self._head_bytes:
             body = json.dumps({"type": "/problems/request-timeout", "title": "Request timeout", "status": 408,
                                "detail": f"the request's head did not arrive within {self.head_timeout:g} s"})

@@ -3,6 +3,7 @@ unexpected error into a 500 problem response (the connection stays usable)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import tempfile
@@ -22,33 +23,43 @@ PROBLEM = b"application/problem+json"
 
 
 async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str,
-                   close: bool = False) -> None:
+                   close: bool = False, retry_after: int | None = None) -> None:
     """A problem answer; with close, the connection is closed after it (a body was left unread)."""
     body = json.dumps({"type": type_, "title": title, "status": status, "detail": detail, "instance": path},
                       ensure_ascii=False).encode()
     headers = [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
-    """Read a request's whole body before anything else sees the request, within a size limit and a deadline (and
-    refuse a URL with a NUL character in it).
+    """Read a request's whole body before anything else sees the request, within a size limit, a pace and a budget
+    (and refuse a URL with a NUL character in it).
 
     A body larger than its limit is refused with 413: before it is read when Content-Length says so, else as soon
-    as the streamed body passes the limit. A body that has not arrived `timeout` seconds after its head is
-    answered 408. Read here, outside WriteLimit and Admission (service/app.py), a body that comes slowly holds
-    neither a slot for changes nor a request slot: before, a few clients that sent half a body and then waited
-    stopped every change of every other client for as long as they liked. A client that goes away before its
-    body ends has nothing of it run. A body that comes in one piece is passed on as it is; one in several pieces
-    is kept in memory up to 64 KiB and in a temporary file beyond, so slow clients cannot fill the memory."""
+    as the streamed body passes the limit. A body has to keep coming: 408 when no byte of it arrives for `timeout`
+    seconds, or when it comes slower than MIN_RATE bytes a second on average after its first `timeout` seconds (a
+    10 MiB deployment at 250 KB/s takes 40 s and is fine; one byte every few seconds is not). Read here, outside
+    WriteLimit and Admission (service/app.py), a body that comes slowly holds neither a slot for changes nor a
+    request slot: before, a few clients that sent half a body and then waited stopped every change of every other
+    client for as long as they liked. What all the bodies being read at once may hold together is `budget`
+    bytes: beyond it a request is answered 503 with Retry-After, so clients without credentials cannot fill the
+    memory or the disk. A client that goes away before its body ends has nothing of it run. A body that comes in
+    one piece is passed on as it is; one in several pieces is kept in memory up to 64 KiB and in a temporary file
+    beyond."""
 
     SPOOL_BYTES = 65_536
+    MIN_RATE = 1024  # bytes a second, on average, once the first `timeout` seconds have passed
 
-    def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0) -> None:
+    def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0,
+                 budget: int | None = None) -> None:
         self.app, self.default_limit, self.limits, self.timeout = app, default_limit, limits, timeout
+        self.budget = budget if budget is not None else 8 * max(default_limit, *limits.values())
+        self.held = 0  # bytes of bodies being read or run (changed on the event loop only)
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.limits.items():
@@ -75,7 +86,7 @@ class BodyLimit:
         if lengths and chunked:
             # both framings at once: which one a server reads is ambiguous (RFC 9112 §6.1); refuse it
             await _problem(send, 400, "/problems/bad-request", "Bad request",
-                           "send either Content-Length or Transfer-Encoding, not both", path)
+                           "send either Content-Length or Transfer-Encoding, not both", path, close=True)
             return
         declared = 0
         for value in lengths:
@@ -83,7 +94,7 @@ class BodyLimit:
                 declared = int(value)
             except ValueError:
                 await _problem(send, 400, "/problems/bad-request", "Bad request", "Content-Length is not a number",
-                               path)
+                               path, close=True)
                 return
             if declared > limit:
                 await _problem(send, 413, "/problems/too-large", "Request too large",
@@ -92,40 +103,24 @@ class BodyLimit:
         if not chunked and declared <= 0:
             await self.app(scope, receive, send)  # no body to wait for
             return
-        spool: tempfile.SpooledTemporaryFile[bytes] | None = None
-        first = b""
-        seen = 0
+        outcome, first, spool, seen = await self._read(receive, limit)
         try:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    while True:
-                        message = await receive()
-                        if message["type"] != "http.request":
-                            return  # the client went away before its body ended: nothing of it is run
-                        chunk = message.get("body", b"")
-                        seen += len(chunk)
-                        if seen > limit:
-                            break
-                        more = message.get("more_body", False)
-                        if spool is None and not more and seen == len(chunk):
-                            first = chunk  # the whole body in one piece: passed on as it came
-                            break
-                        if spool is None:
-                            spool = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115
-                        spool.write(chunk)
-                        if not more:
-                            break
-            except TimeoutError:
+            if outcome == "gone":
+                return  # the client went away before its body ended: nothing of it is run
+            if outcome == "late":
                 await _problem(send, 408, "/problems/request-timeout", "Request timeout",
-                               f"the request body did not arrive within {self.timeout:g} s of its head", path,
-                               close=True)
+                               f"the request body stopped coming (no byte for {self.timeout:g} s, or less than "
+                               f"{self.MIN_RATE} bytes a second)", path, close=True)
                 return
-            if seen > limit:
+            if outcome == "large":
                 await _problem(send, 413, "/problems/too-large", "Request too large",
                                f"the request body may have at most {limit} bytes", path, close=True)
                 return
-            if spool is not None:
-                spool.seek(0)
+            if outcome == "busy":
+                await _problem(send, 503, "/problems/busy", "Service busy",
+                               "too many request bodies are being received at once; retry shortly", path,
+                               close=True, retry_after=5)
+                return
             pending = True
 
             async def replay() -> Message:
@@ -141,8 +136,60 @@ class BodyLimit:
 
             await self.app(scope, replay, send)
         finally:
+            self.held -= seen
             if spool is not None:
                 spool.close()
+
+    async def _read(self, receive: Receive, limit: int
+                    ) -> tuple[str, bytes, tempfile.SpooledTemporaryFile[bytes] | None, int]:
+        """("ok", the body in one piece or b"", the spooled body rewound or None, its size), or why not ("gone",
+        "late", "large", "busy") with what was received. What it received is added to self.held as it arrives;
+        the caller takes it off when the request ends."""
+        loop = asyncio.get_running_loop()
+        started = last = loop.time()
+        spool: tempfile.SpooledTemporaryFile[bytes] | None = None
+        seen = 0
+        outcome = "ok"
+        try:
+            while True:
+                deadline = min(last + self.timeout, started + self.timeout + seen / self.MIN_RATE)
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    outcome = "late"
+                    break
+                if message["type"] != "http.request":
+                    outcome = "gone"
+                    break
+                chunk = message.get("body", b"")
+                if chunk:
+                    last = loop.time()
+                seen += len(chunk)
+                self.held += len(chunk)
+                if seen > limit:
+                    outcome = "large"
+                    break
+                if self.held > self.budget:
+                    outcome = "busy"
+                    break
+                more = message.get("more_body", False)
+                if spool is None and not more and seen == len(chunk):
+                    return outcome, chunk, None, seen  # the whole body in one piece: passed on as it came
+                if spool is None:
+                    spool = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115
+                spool.write(chunk)
+                if not more:
+                    spool.seek(0)
+                    body, spool = spool, None
+                    return outcome, b"", body, seen
+        except BaseException:  # cancelled (the service stops): nothing reaches the caller to take it off
+            self.held -= seen
+            raise
+        finally:
+            if spool is not None:  # refused or cancelled: nothing is passed on
+                spool.close()
+        return outcome, b"", None, seen
 
 
 class CatchAll:
@@ -171,6 +218,16 @@ class CatchAll:
             if not started:
                 await _problem(send, 500, "/problems/internal", "Internal error", "an unexpected error occurred",
                                scope.get("path", ""))
+        except asyncio.CancelledError:
+            # the service stopped before the request was done (GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS passed): its
+            # thread may still commit what it was doing, so the answer says to retry, with the same Idempotency-Key
+            if not started:
+                with contextlib.suppress(Exception):
+                    await _problem(send, 503, "/problems/shutting-down", "Service stopping",
+                                   "the service stopped before the request was done; what it changed may still be "
+                                   "stored: retry with the same Idempotency-Key", scope.get("path", ""),
+                                   close=True, retry_after=5)
+            raise
 
 
 class WriteLimit:

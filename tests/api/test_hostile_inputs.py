@@ -472,6 +472,12 @@ def _post_chunked_with_a_small_content_length(port: int, path: str, headers: byt
             sock.sendall(hex(len(data))[2:].encode() + b"\r\n" + data + b"\r\n")
 
         chunk(b'{"process_key": "review", "variables": {"x": "')
+        sock.settimeout(1)  # an answer before the body is sent: the refusal, read before the rest can reset it
+        with contextlib.suppress(TimeoutError):
+            early = sock.recv(65536)
+            if early:
+                return early + _answer_head(sock) if b"\r\n\r\n" not in early else early
+        sock.settimeout(60)
         for _ in range(size // 100_000):
             chunk(b"a" * 100_000)
         chunk(b'"}}')

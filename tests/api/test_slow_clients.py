@@ -3,15 +3,19 @@ to arrive (service/serving.py, service/api/middleware.py: BodyLimit), a body tha
 of the service's, and a stop on SIGTERM waits at most GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS for them."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -203,20 +207,118 @@ def test_a_head_that_does_not_arrive_in_time_ends_the_connection(hasty: Api) -> 
     assert b"HTTP/1.1 408" in rest and took < 5, rest[:300]
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
-def test_serve_stops_on_sigterm_while_a_client_never_finishes_its_body(tmp_path: Path) -> None:
-    """`govflow serve` on SIGTERM waited for every open request to end: one client that sent half a body kept the
-    service running for good (a container's stop then ends in SIGKILL, without the service's shutdown). Expected,
-    with GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS=1 and a read timeout of 60 s: it stops within a few seconds, its
-    application shutdown run ("Application shutdown complete")."""
+def test_a_slow_but_steady_body_is_read_and_a_trickle_is_cut_off(hasty: Api) -> None:
+    """The body's deadline is a pace, not a fixed time from the head: with 1 s here, a body that keeps coming at
+    about 3 KB/s for 2 s is read and run (a 10 MiB deployment at 250 KB/s took 40 s and was answered 408 at 30 s
+    when the whole body had 30 s); one that sends a byte every 0.3 s, never pausing a whole second but far below
+    1 KB/s, is answered 408 soon after its first second."""
+    token = hasty.token("oa", ("applicant",))
+    auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+    body = json.dumps({"process_key": "deadlines", "business_key": "STEADY", "variables": {"notes": "n" * 6000}}
+                      ).encode()
+    with _connect(hasty.server.port, START + auth + f"Content-Length: {len(body)}\r\n\r\n".encode()) as sock:
+        started = time.monotonic()
+        for i in range(0, len(body), 300):
+            sock.sendall(body[i:i + 300])
+            time.sleep(0.1)
+        took = time.monotonic() - started
+        answer, _ = _until_closed_or_answered(sock)
+    assert took > 1.5 and answer.startswith(b"HTTP/1.1 201"), (took, answer[:300])
+    with _connect(hasty.server.port, START + auth + b"Content-Length: 100\r\n\r\n") as sock:
+        started = time.monotonic()
+        answer = b""
+        for _ in range(40):
+            try:
+                sock.sendall(b"{")
+            except OSError:
+                break
+            sock.settimeout(0.3)
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(65536)
+                if answer:
+                    break
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+    assert 0.9 < took < 4, took
+
+
+def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path, database_url: str | None) -> None:
+    """What all bodies being read hold together is bounded (eight times the largest body limit): 1,000 clients
+    without credentials that each sent all but a byte of 1 MiB held 1 GB of memory and temporary files. Here the
+    limits are 64 KiB, so the budget is 512 KiB: with eight clients stopped after 60 kB each, a ninth body of
+    60 kB is answered 503 with Retry-After (a small one still passes); once they are gone the same body is read
+    and run. Refused bodies (too large, 30 of them) give their share back too."""
+    server = _server(tmp_path, database_url, FIXTURES, max_request_bytes=65_536, max_deployment_bytes=65_536)
+    server.start()
+    api = Api(server)
+    try:
+        port = server.port
+        token = api.token("oa", ("applicant",))
+        auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+        body = json.dumps({"process_key": "deadlines", "business_key": "BIG", "variables": {"notes": "n" * 59_000}}
+                          ).encode()
+        big = START + auth + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        with ExitStack() as stack:
+            for _ in range(8):
+                sock = stack.enter_context(_connect(port, START + b"Content-Length: 65000\r\n\r\n"))
+                sock.sendall(b"a" * 60_000)
+            time.sleep(0.3)
+            with _connect(port, big) as sock:
+                answer, _ = _until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in answer.lower(), answer[:300]
+            assert _problem(answer)["type"] == "/problems/busy"
+            with _connect(port, START + b"Content-Length: 2\r\n\r\n{}") as sock:
+                answer, _ = _until_closed_or_answered(sock)
+            assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+        time.sleep(0.3)  # the service notices they are gone
+        for _ in range(30):
+            with _connect(port, START + b"Transfer-Encoding: chunked\r\n\r\n") as sock:
+                with contextlib.suppress(OSError):
+                    for _ in range(3):
+                        sock.sendall(b"6000\r\n" + b"a" * 0x6000 + b"\r\n")
+                answer, _ = _until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+        with _connect(port, big) as sock:
+            answer, _ = _until_closed_or_answered(sock)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_a_connection_left_with_an_unread_body_or_half_a_pipelined_head_is_closed(hasty: Api) -> None:
+    """Two holes in the deadlines (1 s here): a request with both Content-Length and Transfer-Encoding was
+    answered 400 with its body left unread and the connection open, and a client that kept sending that body kept
+    it open for good; half a head sent right behind a whole one was closed without its 408. Expected: the first
+    closed after its answer; the second answered 200, then 408."""
+    with _connect(hasty.server.port, START + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n") as sock:
+        answer = b""
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            while time.monotonic() - started < 8:
+                sock.sendall(b"1\r\na\r\n")
+                sock.settimeout(0.2)
+                with contextlib.suppress(TimeoutError):
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    answer += data
+    assert answer.startswith(b"HTTP/1.1 400") and time.monotonic() - started < 5, answer[:300]
+    with _connect(hasty.server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\n") as sock:
+        answer, took = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in answer and took < 5, answer[:400]
+
+
+@contextlib.contextmanager
+def _serve(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """`govflow serve` on a free port with the test fixtures and these GOVFLOW_* settings, once it answers."""
     port = free_port()
     env = {**os.environ, "GOVFLOW_DATA_DIR": str(tmp_path / "data"), "GOVFLOW_JWT_SECRET": "s" * 40,
-           "GOVFLOW_BPMN_DIR": str(FIXTURES), "GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS": "60",
-           "GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS": "1"}
-    govflow = Path(sys.executable).parent / "govflow"
+           "GOVFLOW_BPMN_DIR": str(FIXTURES), **{f"GOVFLOW_{k.upper()}": v for k, v in settings.items()}}
     log = tmp_path / "serve.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([str(govflow), "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
+        process = subprocess.Popen([str(Path(sys.executable).parent / "govflow"), "serve", "--port", str(port)],
+                                   env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -227,18 +329,75 @@ def test_serve_stops_on_sigterm_while_a_client_never_finishes_its_body(tmp_path:
                 pass
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        with _connect(port, START + b"Content-Length: 1000\r\n\r\n{"):
-            time.sleep(0.3)
-            stopping = time.monotonic()
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pytest.fail("still running 15 s after SIGTERM:\n" + log.read_text())
-            took = time.monotonic() - stopping
+        yield process, port, log
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def _stopped(process: subprocess.Popen[bytes], log: Path, within: float = 15) -> float:
+    started = time.monotonic()
+    try:
+        process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {within:g} s after the signal:\n" + log.read_text())
+    return time.monotonic() - started
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_serve_stops_on_sigterm_while_a_client_never_finishes_its_body(tmp_path: Path) -> None:
+    """`govflow serve` on SIGTERM waited for every open request to end: one client that sent half a body kept the
+    service running for good (a container's stop then ends in SIGKILL, without the service's shutdown). A request
+    whose body is still coming has done nothing yet: it is dropped at once. Expected, with a read timeout of 60 s
+    and GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS=30: it stops within a few seconds, its application shutdown run
+    ("Application shutdown complete"), the half-body connection closed without an answer."""
+    with (_serve(tmp_path, request_read_timeout_seconds="60", shutdown_timeout_seconds="30") as (process, port, log),
+          _connect(port, START + b"Content-Length: 1000\r\n\r\n{") as sock):
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        took = _stopped(process, log)
+        answer, _ = _until_closed(sock)
+    assert answer == b"", answer[:300]
     assert took < 6, took
     assert "Application shutdown complete" in log.read_text(), log.read_text()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
+def test_a_request_still_at_work_when_the_shutdown_time_is_up_is_answered_503(tmp_path: Path) -> None:
+    """A start waiting for SQLite's write lock (another program holds it) when SIGTERM comes, with
+    GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS=1: uvicorn cancels it after a second while its thread goes on, and the client
+    got uvicorn's plain-text 500 although the instance could still be stored. Expected: a 503 problem that says
+    so and asks for a retry with the same Idempotency-Key; the service stops once the thread is done."""
+    with _serve(tmp_path, shutdown_timeout_seconds="1", database_busy_timeout_seconds="30") as (process, port, log):
+        from service.auth import mint_token
+
+        token = mint_token("s" * 40, "oa", ["applicant"], False, datetime.now(UTC), timedelta(hours=1))
+        holder = sqlite3.connect(tmp_path / "data" / "govflow.db", timeout=30, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        answers: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: answers.append(httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/process-instances", timeout=30,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "k-1"},
+            json={**BODY, "business_key": "AT-WORK"})))
+        client.start()
+        time.sleep(1.0)  # the start waits for the lock
+        process.send_signal(signal.SIGTERM)
+        client.join(timeout=10)
+        holder.execute("ROLLBACK")
+        holder.close()
+        _stopped(process, log, within=40)
+    assert answers and answers[0].status_code == 503, answers and answers[0].text
+    problem = answers[0].json()
+    assert problem["type"] == "/problems/shutting-down" and "Idempotency-Key" in problem["detail"], problem
+    assert answers[0].headers["retry-after"] == "5"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
+def test_serve_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) in a terminal: the service stops as on SIGTERM, exit status 0, no traceback."""
+    with _serve(tmp_path) as (process, _, log):
+        process.send_signal(signal.SIGINT)
+        _stopped(process, log)
+    assert process.returncode == 0 and "Traceback" not in log.read_text(), (process.returncode, log.read_text())
+    assert "Application shutdown complete" in log.read_text()
