@@ -42,8 +42,9 @@ class BodyLimit:
 
     A body larger than its limit is refused with 413: before it is read when Content-Length says so, else as soon
     as the streamed body passes the limit. A body has to keep coming: 408 when no byte of it arrives for `timeout`
-    seconds, or when it comes slower than MIN_RATE bytes a second on average after its first `timeout` seconds (a
-    10 MiB deployment at 250 KB/s takes 40 s and is fine; one byte every few seconds is not). Read here, outside
+    seconds, when it comes slower than MIN_RATE bytes a second on average after its first `timeout` seconds, or
+    when it takes longer than `timeout` plus its limit at LIMIT_RATE (a 10 MiB deployment at 250 KB/s takes 40 s
+    and is fine; one byte every few seconds is not, nor most of a body and then a byte now and then). Read here, outside
     WriteLimit and Admission (service/app.py), a body that comes slowly holds neither a slot for changes nor a
     request slot: before, a few clients that sent half a body and then waited stopped every change of every other
     client for as long as they liked. What all the bodies being read at once may hold together is `budget`
@@ -54,6 +55,10 @@ class BodyLimit:
 
     SPOOL_BYTES = 65_536
     MIN_RATE = 1024  # bytes a second, on average, once the first `timeout` seconds have passed
+    # and a body may take no longer than `timeout` plus its path's limit at this rate (1 MiB: 32 s more; 10 MiB:
+    # 320 s more): a client that sent most of a body at once and then a byte now and then kept its share of the
+    # budget for hours (a 10 MiB deployment: 30 s + 10 MiB at 1 KB/s, nearly 3 hours)
+    LIMIT_RATE = 32_768
 
     def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0,
                  budget: int | None = None) -> None:
@@ -109,8 +114,9 @@ class BodyLimit:
                 return  # the client went away before its body ended: nothing of it is run
             if outcome == "late":
                 await _problem(send, 408, "/problems/request-timeout", "Request timeout",
-                               f"the request body stopped coming (no byte for {self.timeout:g} s, or less than "
-                               f"{self.MIN_RATE} bytes a second)", path, close=True)
+                               f"the request body stopped coming (no byte for {self.timeout:g} s, less than "
+                               f"{self.MIN_RATE} bytes a second, or longer than {self.timeout:g} s + "
+                               f"{limit / self.LIMIT_RATE:g} s)", path, close=True)
                 return
             if outcome == "large":
                 await _problem(send, 413, "/problems/too-large", "Request too large",
@@ -147,12 +153,13 @@ class BodyLimit:
         the caller takes it off when the request ends."""
         loop = asyncio.get_running_loop()
         started = last = loop.time()
+        longest = started + self.timeout + limit / self.LIMIT_RATE
         spool: tempfile.SpooledTemporaryFile[bytes] | None = None
         seen = 0
         outcome = "ok"
         try:
             while True:
-                deadline = min(last + self.timeout, started + self.timeout + seen / self.MIN_RATE)
+                deadline = min(last + self.timeout, started + self.timeout + seen / self.MIN_RATE, longest)
                 try:
                     async with asyncio.timeout_at(deadline):
                         message = await receive()

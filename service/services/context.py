@@ -43,6 +43,9 @@ class AppContext:
     # changed under _lock: a read changes the order)
     _models: LRUCache[int, ProcessModel] = field(init=False)
     _files: LRUCache[int, dict[str, Any]] = field(init=False)
+    # what a list of instances needs of each definition (its message contracts: small), for many more versions
+    # than are kept parsed: a page of instances over more versions than _models holds would parse each again
+    _messages: LRUCache[int, dict[str, Any]] = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: threading.Lock | None = None
     _pool: EnginePool | None = None
@@ -51,6 +54,7 @@ class AppContext:
     def __post_init__(self) -> None:
         self._models = LRUCache(self.settings.model_cache_size)
         self._files = LRUCache(self.settings.model_cache_size)
+        self._messages = LRUCache(max(4096, self.settings.model_cache_size))
         if self.read_engine is None:
             self.read_engine = self.read_factory.kw.get("bind", self.engine)
         if self.sqlite:
@@ -143,6 +147,17 @@ class AppContext:
         with self._lock:
             self._models[definition_id] = model = self._models.get(definition_id, model)
             return model
+
+    def messages(self, session: Session, definition_id: int) -> dict[str, Any]:
+        """The message contracts of a definition version (ProcessModel.messages), kept apart from the parsed model."""
+        with self._lock:
+            found = self._messages.get(definition_id)
+        if found is not None:
+            return found
+        contracts = self.model(session, definition_id).messages
+        with self._lock:
+            self._messages[definition_id] = contracts
+        return contracts
 
     def model_files(self, session: Session, definition_id: int) -> dict[str, Any]:
         with self._lock:

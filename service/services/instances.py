@@ -86,7 +86,7 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
             # another start took the business key meanwhile; the whole transaction is rolled back
             raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
         # the answer from what was just written (a new instance's tasks and waits), not read back
-        out = instance_out(instance, stored.open_tasks, stored.waiting, ctx.model(session, definition_id).messages)
+        out = instance_out(instance, stored.open_tasks, stored.waiting, ctx.messages(session, definition_id))
         if idem is not None:
             idem.store(session, 201, out)
     committed(ctx, instance, result, token)
@@ -129,7 +129,7 @@ def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id
     row = load_row(session, principal, instance_id)
     tasks = open_tasks_of(session, [row.id])
     waiting = list(session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id == row.id)))
-    return instance_out(row, tasks, waiting, ctx.model(session, row.definition_id).messages)
+    return instance_out(row, tasks, waiting, ctx.messages(session, row.definition_id))
 
 
 def _instance_query(principal: Principal, process_key: str | None, status: str | None,
@@ -177,7 +177,7 @@ def standing(ctx: AppContext, session: Session, rows: list[ProcessInstance]) -> 
             open_tasks[t.instance_id].append(t)
         for w in session.scalars(select(WaitingEvent).where(WaitingEvent.instance_id.in_(ids))):
             waiting[w.instance_id].append(w)
-    models = {d: ctx.model(session, d).messages for d in {r.definition_id for r in rows}}
+    models = {d: ctx.messages(session, d) for d in {r.definition_id for r in rows}}
     return [instance_out(r, open_tasks[r.id], waiting[r.id], models[r.definition_id]) for r in rows]
 
 

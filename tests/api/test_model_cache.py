@@ -62,6 +62,33 @@ def test_the_service_keeps_the_most_recently_used_versions_and_parses_a_forgotte
     assert len(ctx._models) <= 2
 
 
+def test_a_list_of_instances_over_more_versions_than_are_kept_parses_none_again(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page of instances names each one's message contracts, from its definition version. Over five versions
+    with room for two parsed, each listing parsed every version again (repeated: 6 → 12 → 18 parses). Expected:
+    the contracts are kept apart (small), and a second listing parses nothing."""
+    api.start("review", START, business_key="L1")
+    for n in range(2, 6):
+        _deploy_version(api, n)
+        api.start("review", START, business_key=f"L{n}")
+    import service.services.context as context
+
+    parsed: list[str] = []
+    real = context.reparse
+
+    def counting(*args: object, **kwargs: object) -> object:
+        parsed.append(str(args[0]))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(context, "reparse", counting)
+    first = api.admin.get("/process-instances", params={"limit": 50})
+    assert first.status_code == 200 and len(first.json()["items"]) == 5, first.text[:300]
+    parsed.clear()
+    second = api.admin.get("/process-instances", params={"limit": 50})
+    assert second.json() == first.json()
+    assert parsed == [], parsed
+
+
 def test_an_engine_worker_keeps_the_most_recently_used_versions_and_asks_again_for_a_forgotten_one() -> None:
     """A worker with room for two parsed versions, given three: it keeps two; a command for the forgotten one
     without its files is answered need_model (the pool then sends them), and with them it runs."""

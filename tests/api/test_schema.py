@@ -110,3 +110,37 @@ def test_the_migrations_go_down_to_0003_and_up_again_over_a_running_instance(tmp
         finally:
             api.close()
             server.stop()
+
+
+def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_path: Path,
+                                                                         database_url: str | None) -> None:
+    """On SQLite the migrations run with foreign keys off (migrations/env.py) and are checked before the commit.
+    alembic commits each SQLite migration on its own, so the check came after they were stored: a row whose
+    foreign key points nowhere made the command fail, yet the database was already at the lower revision.
+    Expected: the command fails naming the table, and the database is where it was (foreign keys on again)."""
+    if database_url is not None:
+        return  # PostgreSQL enforces its foreign keys throughout: no such row can be there
+    url = f"sqlite:///{tmp_path / 'fk.db'}"
+    migrate_to(url, "head")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            connection.exec_driver_sql(
+                "INSERT INTO task_candidate (task_id, kind, value) VALUES ('t-orphan', 'group', 'g')")
+            connection.commit()
+    finally:
+        engine.dispose()
+    try:
+        migrate_to(url, "0008", down=True)
+    except RuntimeError as e:
+        assert "task_candidate" in str(e) and "nothing was changed" in str(e), e
+    else:
+        raise AssertionError("the migration went through")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert MigrationContext.configure(connection).get_current_revision() == "0010"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    finally:
+        engine.dispose()

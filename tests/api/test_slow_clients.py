@@ -286,6 +286,33 @@ def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path
         server.stop()
 
 
+def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_path: Path,
+                                                                          database_url: str | None) -> None:
+    """The pace alone let a client that sent most of a body at once and then a byte before each pause ran out keep
+    its share of the budget for `timeout + limit / 1 KB/s` (a 10 MiB deployment: nearly 3 hours). A body may take
+    no longer than the read timeout plus its limit at 32 KB/s: here 1 s + 4 KiB at 32 KB/s, 1.125 s. Sent 4,000
+    of 4,096 bytes at once and then a byte every 0.4 s (no pause of a second, 1 KB/s on average until 4 s), it
+    is answered 408 before 2.5 s."""
+    server = _server(tmp_path, database_url, FIXTURES, request_read_timeout_seconds=1.0, max_request_bytes=4096,
+                     max_deployment_bytes=4096)
+    server.start()
+    try:
+        with _connect(server.port, START + b"Content-Length: 4096\r\n\r\n" + b"a" * 4000) as sock:
+            started = time.monotonic()
+            answer = b""
+            while not answer and time.monotonic() - started < 8:
+                sock.settimeout(0.4)
+                with contextlib.suppress(TimeoutError):
+                    answer = sock.recv(65536)
+                with contextlib.suppress(OSError):
+                    sock.sendall(b"a")
+            took = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert took < 2.5, took
+    finally:
+        server.stop()
+
+
 def test_a_connection_left_with_an_unread_body_or_half_a_pipelined_head_is_closed(hasty: Api) -> None:
     """Two holes in the deadlines (1 s here): a request with both Content-Length and Transfer-Encoding was
     answered 400 with its body left unread and the connection open, and a client that kept sending that body kept
