@@ -147,16 +147,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     # innermost first: no more requests at work than the connection pool serves (the others wait, their wait
     # counted in the latency); changes beyond three quarters of those wait before they take a slot, so reads
-    # always find one; metrics see the status that is sent; the body limit reads the whole body (or refuses it)
-    # before any of these, so a client that sends slowly holds no slot; the catch-all answers whatever escaped
-    # the exception handlers
+    # always find one; the body limit reads the whole body (or refuses it) before any of these, so a client that
+    # sends slowly holds no slot; metrics see the status that is sent, the body limit's refusals included; the
+    # catch-all answers whatever escaped the exception handlers
     app.add_middleware(Admission, limit=request_threads(settings), exempt=("/healthz", "/metrics"))
     app.add_middleware(WriteLimit, limit=write_share(request_threads(settings)))
-    app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
                        limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes,
                                "/engine-rest/deployment/create": settings.max_deployment_bytes},
                        timeout=settings.request_read_timeout_seconds)
+    app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(CatchAll)
 
     @app.get("/metrics", include_in_schema=False)

@@ -16,6 +16,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from service import metrics
 from service.config import Settings
 
 
@@ -76,6 +77,7 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
             return
         if self._head_bytes:
+            metrics.HEAD_TIMEOUTS.inc()
             body = json.dumps({"type": "/problems/request-timeout", "title": "Request timeout", "status": 408,
                                "detail": f"the request's head did not arrive within {self.head_timeout:g} s"})
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"

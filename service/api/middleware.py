@@ -267,7 +267,9 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class Metrics:
-    """Request counts and latencies per route (the route template, not the raw path)."""
+    """Request counts and latencies per route (the route template, not the raw path). Installed outside BodyLimit,
+    so its refusals (408, 413, 503, a NUL's 422) are counted too, under the route "unmatched"; a request whose
+    client went away before any answer is counted as 499 (nginx's "client closed request")."""
 
     def __init__(self, app: App, api_prefix: str) -> None:
         self.app, self.api_prefix = app, api_prefix
@@ -277,7 +279,7 @@ class Metrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500}
+        status = {"code": 499}
 
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -286,10 +288,15 @@ class Metrics:
 
         try:
             await self.app(scope, receive, watched_send)
+        except BaseException as e:
+            if status["code"] == 499:  # not answered yet: CatchAll answers it, 503 when cancelled, else 500
+                status["code"] = 503 if isinstance(e, asyncio.CancelledError) else 500
+            raise
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            if scope.get("path", "").startswith(self.api_prefix + "/") and not path.startswith(self.api_prefix):
+            if (route is not None and scope.get("path", "").startswith(self.api_prefix + "/")
+                    and not path.startswith(self.api_prefix)):
                 path = self.api_prefix + path
             method = scope.get("method", "")
             method = method if method in _METHODS else "OTHER"  # made-up methods must not add series without end

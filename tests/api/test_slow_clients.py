@@ -313,6 +313,38 @@ def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_pa
         server.stop()
 
 
+def test_refusals_of_slow_and_bad_requests_are_counted_in_the_metrics(hasty: Api) -> None:
+    """BodyLimit's refusals were answered outside the metrics, and a head's 408 by the protocol: an attack by
+    slow clients did not show in /metrics. Expected (1 s here): a body that stops (408), a URL with a NUL (422)
+    and a client that goes away mid-body (499, "client closed request") are counted under the route
+    "unmatched"; a head that stops is counted in govflow_http_head_timeouts_total."""
+    from prometheus_client import REGISTRY
+
+    def count(status: str) -> float:
+        value = REGISTRY.get_sample_value("govflow_http_requests_total",
+                                          {"method": "POST", "route": "unmatched", "status": status})
+        return value or 0.0
+
+    def head_timeouts() -> float:
+        return REGISTRY.get_sample_value("govflow_http_head_timeouts_total") or 0.0
+
+    before = {status: count(status) for status in ("408", "422", "499")}
+    heads = head_timeouts()
+    port = hasty.server.port
+    with _connect(port, START + b"Content-Length: 100\r\n\r\n{") as sock:
+        assert _until_closed(sock)[0].startswith(b"HTTP/1.1 408")
+    with _connect(port, START.replace(b"process-instances", b"process-instances?business_key=%00")
+                  + b"Content-Length: 2\r\n\r\n{}") as sock:
+        assert _until_closed_or_answered(sock)[0].startswith(b"HTTP/1.1 422")
+    with _connect(port, START + b"Content-Length: 100\r\n\r\n{"):
+        time.sleep(0.2)
+    with _connect(port, b"POST /api/v1/process-instances HTTP/1.1\r\n") as sock:
+        assert _until_closed(sock)[0].startswith(b"HTTP/1.1 408")
+    time.sleep(0.3)  # the service notices the client that went away
+    assert {status: count(status) - before[status] for status in before} == {"408": 1, "422": 1, "499": 1}
+    assert head_timeouts() - heads == 1
+
+
 def test_a_connection_left_with_an_unread_body_or_half_a_pipelined_head_is_closed(hasty: Api) -> None:
     """Two holes in the deadlines (1 s here): a request with both Content-Length and Transfer-Encoding was
     answered 400 with its body left unread and the connection open, and a client that kept sending that body kept
