@@ -9,7 +9,6 @@ same time after its head (service/api/middleware.py: BodyLimit)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import h11
@@ -17,6 +16,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service import metrics
+from service.api.middleware import problem_document
 from service.config import Settings
 
 
@@ -78,11 +78,11 @@ class GuardedH11Protocol(H11Protocol):
             return
         if self._head_bytes:
             metrics.HEAD_TIMEOUTS.inc()
-            body = json.dumps({"type": "/problems/request-timeout", "title": "Request timeout", "status": 408,
-                               "detail": f"the request's head did not arrive within {self.head_timeout:g} s"})
+            body = problem_document(408, "/problems/request-timeout", "Request timeout",
+                                    f"the request's head did not arrive within {self.head_timeout:g} s")
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
                                  b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
-                                 + body.encode())
+                                 + body)
         self.transport.close()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,19 @@ def _pg_migrated() -> bool:
 def _server(tmp_path: Path, database_url: str | None, bpmn_dir: Path, **overrides: object) -> Server:
     settings = make_settings(tmp_path, database_url, bpmn_dir, **overrides)
     return Server(settings, FrozenClock(T0))
+
+
+@contextmanager
+def served(tmp_path: Path, database_url: str | None, bpmn_dir: Path = FIXTURES, **overrides: object) -> Iterator[Api]:
+    """The service with these settings, running while the block runs, and a client of it."""
+    s = _server(tmp_path, database_url, bpmn_dir, **overrides)
+    s.start()
+    api = Api(s)
+    try:
+        yield api
+    finally:
+        api.close()
+        s.stop()
 
 
 @pytest.fixture

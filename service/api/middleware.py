@@ -22,11 +22,18 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 PROBLEM = b"application/problem+json"
 
 
+def problem_document(status: int, type_: str, title: str, detail: str, path: str | None = None) -> bytes:
+    """An RFC 9457 problem as JSON, for answers sent before the application (and its handlers) sees a request."""
+    problem: dict[str, Any] = {"type": type_, "title": title, "status": status, "detail": detail}
+    if path is not None:
+        problem["instance"] = path
+    return json.dumps(problem, ensure_ascii=False).encode()
+
+
 async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str,
                    close: bool = False, retry_after: int | None = None) -> None:
     """A problem answer; with close, the connection is closed after it (a body was left unread)."""
-    body = json.dumps({"type": type_, "title": title, "status": status, "detail": detail, "instance": path},
-                      ensure_ascii=False).encode()
+    body = problem_document(status, type_, title, detail, path)
     headers = [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))

@@ -130,52 +130,53 @@ class AppContext:
             listener(due_at)
 
     # ---- definitions -------------------------------------------------------------------------------------
+    def _cached(self, cache: LRUCache[int, Any], definition_id: int, make: Callable[[], Any]) -> Any:
+        """What the cache holds for a definition, else made (outside the lock: parsing takes a while) and kept; a
+        value another thread kept meanwhile wins, so every caller gets the same object."""
+        with self._lock:
+            found = cache.get(definition_id)
+        if found is not None:
+            return found
+        made = make()
+        with self._lock:
+            cache[definition_id] = found = cache.get(definition_id, made)
+        return found
+
     def model(self, session: Session, definition_id: int) -> ProcessModel:
         """The parsed spec of a definition version (its forms, contracts, elements): parsed once per process."""
-        with self._lock:
-            model = self._models.get(definition_id)
-        if model is not None:
-            return model
-        files = self.model_files(session, definition_id)
-        try:
-            spec, subs = reparse(files["key"], files["resource_name"], files["bpmn_xml"], files["dmn_resources"])
-        except ModelError as e:
-            # a diagram this version of the service no longer accepts: run it as it was parsed when deployed
-            log.warning("definition %s: %s; using the spec stored at deployment", files["key"], e.message)
-            spec, subs = load_spec(files["spec_json"])
-        model = ProcessModel(definition_id=definition_id, key=files["key"], spec=spec, subprocess_specs=subs)
-        with self._lock:
-            self._models[definition_id] = model = self._models.get(definition_id, model)
-            return model
+        def parse() -> ProcessModel:
+            files = self.model_files(session, definition_id)
+            try:
+                spec, subs = reparse(files["key"], files["resource_name"], files["bpmn_xml"], files["dmn_resources"])
+            except ModelError as e:
+                # a diagram this version of the service no longer accepts: run it as it was parsed when deployed
+                log.warning("definition %s: %s; using the spec stored at deployment", files["key"], e.message)
+                spec, subs = load_spec(files["spec_json"])
+            return ProcessModel(definition_id=definition_id, key=files["key"], spec=spec, subprocess_specs=subs)
+
+        model: ProcessModel = self._cached(self._models, definition_id, parse)
+        return model
 
     def messages(self, session: Session, definition_id: int) -> dict[str, Any]:
         """The message contracts of a definition version (ProcessModel.messages), kept apart from the parsed model."""
-        with self._lock:
-            found = self._messages.get(definition_id)
-        if found is not None:
-            return found
-        contracts = self.model(session, definition_id).messages
-        with self._lock:
-            self._messages[definition_id] = contracts
+        contracts: dict[str, Any] = self._cached(self._messages, definition_id,
+                                                 lambda: self.model(session, definition_id).messages)
         return contracts
 
     def model_files(self, session: Session, definition_id: int) -> dict[str, Any]:
-        with self._lock:
-            files = self._files.get(definition_id)
-        if files is not None:
-            return files
-        from service.db.models import ProcessDefinition
+        def read() -> dict[str, Any]:
+            from service.db.models import ProcessDefinition
 
-        row = session.execute(select(
-            ProcessDefinition.key, ProcessDefinition.content_hash, ProcessDefinition.resource_name,
-            ProcessDefinition.bpmn_xml, ProcessDefinition.dmn_resources, ProcessDefinition.spec_json,
-        ).where(ProcessDefinition.id == definition_id)).first()
-        if row is None:
-            raise KeyError(definition_id)
-        files = {"key": row.key, "hash": row.content_hash, "resource_name": row.resource_name,
-                 "bpmn_xml": row.bpmn_xml, "dmn_resources": row.dmn_resources, "spec_json": row.spec_json}
-        with self._lock:
-            self._files[definition_id] = files
+            row = session.execute(select(
+                ProcessDefinition.key, ProcessDefinition.content_hash, ProcessDefinition.resource_name,
+                ProcessDefinition.bpmn_xml, ProcessDefinition.dmn_resources, ProcessDefinition.spec_json,
+            ).where(ProcessDefinition.id == definition_id)).first()
+            if row is None:
+                raise KeyError(definition_id)
+            return {"key": row.key, "hash": row.content_hash, "resource_name": row.resource_name,
+                    "bpmn_xml": row.bpmn_xml, "dmn_resources": row.dmn_resources, "spec_json": row.spec_json}
+
+        files: dict[str, Any] = self._cached(self._files, definition_id, read)
         return files
 
     def remember(self, model: ProcessModel) -> None:

@@ -14,7 +14,7 @@ import pytest
 from service.engine.calendar import BusinessCalendar
 from service.engine.runtime import Runtime
 from service.engine.worker import CommandClock, WorkerEngine
-from tests.conftest import _server
+from tests.conftest import served
 from tests.support import FIXTURES, Api
 
 REVIEW = (FIXTURES / "review.bpmn").read_text()
@@ -24,12 +24,8 @@ START = {"project_name": "x", "budget_wan": 10}
 
 @pytest.fixture
 def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    server = _server(tmp_path, database_url, FIXTURES, model_cache_size=2)
-    server.start()
-    a = Api(server)
-    yield a
-    a.close()
-    server.stop()
+    with served(tmp_path, database_url, model_cache_size=2) as a:
+        yield a
 
 
 def _deploy_version(api: Api, n: int) -> int:

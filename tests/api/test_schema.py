@@ -11,8 +11,8 @@ from sqlalchemy import inspect
 from service.db.models import Base
 from service.db.session import make_engine
 from tests.api.test_scale_out import new_database
-from tests.conftest import _server
-from tests.support import FIXTURES, Api, migrate_to
+from tests.conftest import served
+from tests.support import Api, migrate_to
 
 REVIEW = {"project_name": "x", "budget_wan": 10}
 
@@ -35,6 +35,11 @@ def _task_indexes(url: str) -> dict[str, list[str | None]]:
         engine.dispose()
 
 
+def _url_of(api: Api) -> str:
+    """The database URL the service runs on (the SQLite file it made, when it was given none)."""
+    return str(api.server.ctx.engine.url.render_as_string(hide_password=False))
+
+
 def _project_tasks(api: Api, business_key: str) -> list[dict[str, object]]:
     r = api.admin.get("/tasks", params={"business_key": business_key})
     assert r.status_code == 200, r.text
@@ -47,16 +52,10 @@ def test_the_project_inbox_index_goes_down_and_up_over_rows(tmp_path: Path, data
     status, created_at, id), and back; the process_key index stays; the open tasks are listed by project before
     and after."""
     with new_database(tmp_path, database_url) as url:
-        server = _server(tmp_path, url, FIXTURES)
-        server.start()
-        api = Api(server)
-        try:
-            url = server.ctx.engine.url.render_as_string(hide_password=False)
+        with served(tmp_path, url) as api:
+            url = _url_of(api)
             started = [api.start("review", REVIEW, business_key=f"IDX-{i}")["id"] for i in range(3)]
             before = _project_tasks(api, "IDX-1")
-        finally:
-            api.close()
-            server.stop()
         assert [t["process_instance_id"] for t in before] == [started[1]]
         migrate_to(url, "0009", down=True)
         old = _task_indexes(url)
@@ -67,15 +66,9 @@ def test_the_project_inbox_index_goes_down_and_up_over_rows(tmp_path: Path, data
         assert new["ix_human_task_business_key_created"] == ["business_key", "status", "created_at", "id"]
         assert "ix_human_task_business_key" not in new
         assert old["ix_human_task_process_key"] == new["ix_human_task_process_key"] == ["process_key"]
-        server = _server(tmp_path, url, FIXTURES)
-        server.start()
-        api = Api(server)
-        try:
+        with served(tmp_path, url) as api:
             after = _project_tasks(api, "IDX-1")
             assert after == before
-        finally:
-            api.close()
-            server.stop()
 
 
 def test_the_migrations_go_down_to_0003_and_up_again_over_a_running_instance(tmp_path: Path,
@@ -85,21 +78,12 @@ def test_the_migrations_go_down_to_0003_and_up_again_over_a_running_instance(tmp
     with "FOREIGN KEY constraint failed" as soon as any task or audit row referred to an instance
     (migrations/env.py now follows SQLite's procedure for it)."""
     with new_database(tmp_path, database_url) as url:
-        server = _server(tmp_path, url, FIXTURES)
-        server.start()
-        api = Api(server)
-        try:
-            url = server.ctx.engine.url.render_as_string(hide_password=False)
+        with served(tmp_path, url) as api:
+            url = _url_of(api)
             instance = api.start("review", REVIEW, business_key="DOWN-UP")
-        finally:
-            api.close()
-            server.stop()
         migrate_to(url, "0003", down=True)
         migrate_to(url, "head")
-        server = _server(tmp_path, url, FIXTURES)
-        server.start()
-        api = Api(server)
-        try:
+        with served(tmp_path, url) as api:
             listed = api.admin.get("/process-instances", params={"business_key": "DOWN-UP"}).json()["items"]
             assert [i["id"] for i in listed] == [instance["id"]]
             task = instance["open_tasks"][0]["id"]
@@ -107,9 +91,6 @@ def test_the_migrations_go_down_to_0003_and_up_again_over_a_running_instance(tmp
             assert done.status_code == 200, done.text
             history = api.admin.get(f"/process-instances/{instance['id']}/history", params={"verify": True})
             assert history.status_code == 200 and history.json()["verified"] is True, history.text[:300]
-        finally:
-            api.close()
-            server.stop()
 
 
 def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_path: Path,

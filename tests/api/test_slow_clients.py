@@ -23,32 +23,25 @@ import pytest
 
 from service.api.middleware import write_share
 from service.replicas import request_threads
-from tests.conftest import _server
+from tests.conftest import served
 from tests.support import FIXTURES, Api, free_port
 
 START = b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 BODY = {"process_key": "review", "variables": {"project_name": "x", "budget_wan": 10}}
 
 
-def _api(tmp_path: Path, database_url: str | None, timeout: float) -> Iterator[Api]:
-    server = _server(tmp_path, database_url, FIXTURES, request_read_timeout_seconds=timeout)
-    server.start()
-    api = Api(server)
-    yield api
-    api.close()
-    server.stop()
-
-
 @pytest.fixture
 def patient(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
     """The service with the default 30 s for a head and for a body."""
-    yield from _api(tmp_path, database_url, 30.0)
+    with served(tmp_path, database_url, request_read_timeout_seconds=30.0) as api:
+        yield api
 
 
 @pytest.fixture
 def hasty(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
     """The service with 1 s for a head and for a body."""
-    yield from _api(tmp_path, database_url, 1.0)
+    with served(tmp_path, database_url, request_read_timeout_seconds=1.0) as api:
+        yield api
 
 
 def _connect(port: int, data: bytes = b"") -> socket.socket:
@@ -248,11 +241,8 @@ def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path
     limits are 64 KiB, so the budget is 512 KiB: with eight clients stopped after 60 kB each, a ninth body of
     60 kB is answered 503 with Retry-After (a small one still passes); once they are gone the same body is read
     and run. Refused bodies (too large, 30 of them) give their share back too."""
-    server = _server(tmp_path, database_url, FIXTURES, max_request_bytes=65_536, max_deployment_bytes=65_536)
-    server.start()
-    api = Api(server)
-    try:
-        port = server.port
+    with served(tmp_path, database_url, max_request_bytes=65_536, max_deployment_bytes=65_536) as api:
+        port = api.server.port
         token = api.token("oa", ("applicant",))
         auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
         body = json.dumps({"process_key": "deadlines", "business_key": "BIG", "variables": {"notes": "n" * 59_000}}
@@ -281,9 +271,6 @@ def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path
         with _connect(port, big) as sock:
             answer, _ = _until_closed_or_answered(sock)
         assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
-    finally:
-        api.close()
-        server.stop()
 
 
 def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_path: Path,
@@ -293,11 +280,9 @@ def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_pa
     no longer than the read timeout plus its limit at 32 KB/s: here 1 s + 4 KiB at 32 KB/s, 1.125 s. Sent 4,000
     of 4,096 bytes at once and then a byte every 0.4 s (no pause of a second, 1 KB/s on average until 4 s), it
     is answered 408 before 2.5 s."""
-    server = _server(tmp_path, database_url, FIXTURES, request_read_timeout_seconds=1.0, max_request_bytes=4096,
-                     max_deployment_bytes=4096)
-    server.start()
-    try:
-        with _connect(server.port, START + b"Content-Length: 4096\r\n\r\n" + b"a" * 4000) as sock:
+    with served(tmp_path, database_url, request_read_timeout_seconds=1.0, max_request_bytes=4096,
+                max_deployment_bytes=4096) as api:
+        with _connect(api.server.port, START + b"Content-Length: 4096\r\n\r\n" + b"a" * 4000) as sock:
             started = time.monotonic()
             answer = b""
             while not answer and time.monotonic() - started < 8:
@@ -309,8 +294,6 @@ def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_pa
             took = time.monotonic() - started
         assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
         assert took < 2.5, took
-    finally:
-        server.stop()
 
 
 def test_refusals_of_slow_and_bad_requests_are_counted_in_the_metrics(hasty: Api) -> None:

@@ -10,19 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _server
-from tests.support import FIXTURES, Api, executed
+from tests.conftest import served
+from tests.support import Api, executed
 
 
 @pytest.fixture
 def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
     """The service as it runs, without the test suite's check of the stored state (it reads the state back)."""
-    server = _server(tmp_path, database_url, FIXTURES, verify_state_storage=False)
-    server.start()
-    a = Api(server)
-    yield a
-    a.close()
-    server.stop()
+    with served(tmp_path, database_url, verify_state_storage=False) as a:
+        yield a
 
 
 # statements per request, not counting BEGIN (SQLite's, sent by the service; PostgreSQL's is implicit)
