@@ -30,6 +30,7 @@ from service.api import (
     tasks,
 )
 from service.api.admission import Admission
+from service.api.deps import credentials_check
 from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit, write_share
 from service.auth import Principal
 from service.clock import Clock
@@ -155,7 +156,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.add_middleware(BodyLimit, default_limit=settings.max_request_bytes,
                        limits={f"{API_PREFIX}/deployments": settings.max_deployment_bytes,
                                "/engine-rest/deployment/create": settings.max_deployment_bytes},
-                       timeout=settings.request_read_timeout_seconds)
+                       timeout=settings.request_read_timeout_seconds, credentialed=credentials_check(ctx))
     app.add_middleware(Metrics, api_prefix=API_PREFIX)
     app.add_middleware(CatchAll)
 

@@ -2,18 +2,23 @@
 is sent), the application context and the calling principal."""
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from typing import Annotated, Any
 
 import anyio
+from cachetools import TTLCache
 from fastapi import Depends, Header, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
+from starlette.requests import cookie_parser
 
 from service import policy
 from service.auth import Principal, decode_token
@@ -92,6 +97,82 @@ def resolve_principal(ctx: AppContext, credentials: HTTPAuthorizationCredentials
 def _authenticate_key(ctx: AppContext, presented: str) -> Principal:
     with ctx.read() as session:
         return apikeys.authenticate(session, presented)
+
+
+CONSOLE_COOKIE = "govflow_console"  # the console's session cookie (service/console/session.py)
+log = logging.getLogger("govflow")
+
+
+def credentials_check(ctx: AppContext, remember_seconds: float = 60.0
+                      ) -> Callable[[MutableMapping[str, Any]], Awaitable[bool]]:
+    """Whether a request presents a credential the service accepts, asked before its body is read (BodyLimit: the
+    bodies of requests without one share a small budget of their own, so clients without credentials cannot hold
+    back the bodies of those with). Every way the service takes a credential counts: `Authorization: Bearer` (a
+    token or an API key), `Authorization: Basic` with either as the password (the engine REST API), `X-API-Key`, the
+    console's session cookie. A token is checked on the event loop (its check is remembered, service/auth.py); an
+    API key is looked up in a thread once and then remembered as good for `remember_seconds` (only for this
+    choice of budget: what a request may do is decided by its route, which looks the key up again)."""
+    good_keys: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=remember_seconds)
+
+    def valid_key(presented: str) -> bool:
+        try:
+            _authenticate_key(ctx, presented)
+        except Unauthorized:
+            return False
+        return True
+
+    async def accepted(secret: str) -> bool:
+        secret = secret.strip()
+        if not secret or len(secret) > 4096:
+            return False
+        if not secret.startswith(apikeys.PREFIX):
+            try:
+                decode_token(ctx.jwt_secret, secret, ctx.settings.jwt_issuer)
+            except Unauthorized:
+                return False
+            return True
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        if digest in good_keys:
+            return True
+        if not await run_in_threadpool(valid_key, secret):
+            return False
+        good_keys[digest] = True
+        return True
+
+    async def check(scope: MutableMapping[str, Any]) -> bool:
+        try:
+            for secret in _presented_secrets(scope.get("headers", [])):
+                if await accepted(secret):
+                    return True
+        except Exception:  # the database is unreachable, say: the request is taken as one without credentials
+            log.warning("could not check a request's credentials before reading its body", exc_info=True)
+        return False
+
+    return check
+
+
+def _presented_secrets(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The secrets a request's headers present, in the order the routes look at them."""
+    found: list[str] = []
+    for name, raw in headers:
+        value = raw.decode("latin-1")
+        if name == b"x-api-key":
+            found.append(value)
+        elif name == b"authorization":
+            scheme, _, rest = value.strip().partition(" ")
+            if scheme.lower() == "bearer":
+                found.append(rest)
+            elif scheme.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(rest.strip(), validate=True).decode()
+                except (binascii.Error, UnicodeDecodeError):
+                    continue
+                found.append(decoded.partition(":")[2])
+        elif name == b"cookie" and CONSOLE_COOKIE.encode() in raw:
+            cookie = cookie_parser(value).get(CONSOLE_COOKIE)  # read as the console reads it (Request.cookies)
+            if cookie:
+                found.append(cookie)
+    return found
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -54,11 +54,16 @@ class BodyLimit:
     and is fine; one byte every few seconds is not, nor most of a body and then a byte now and then). Read here, outside
     WriteLimit and Admission (service/app.py), a body that comes slowly holds neither a slot for changes nor a
     request slot: before, a few clients that sent half a body and then waited stopped every change of every other
-    client for as long as they liked. What all the bodies being read at once may hold together is `budget`
-    bytes: beyond it a request is answered 503 with Retry-After, so clients without credentials cannot fill the
-    memory or the disk. A client that goes away before its body ends has nothing of it run. A body that comes in
-    one piece is passed on as it is; one in several pieces is kept in memory up to 64 KiB and in a temporary file
-    beyond."""
+    client for as long as they liked. What all the bodies being read at once may hold together is bounded, so
+    clients cannot fill the memory or the disk: beyond its budget a request is answered 503 with Retry-After. The
+    bodies of requests that present a credential the service accepts (`credentialed`, asked before the body is
+    read: service/api/deps.py, credentials_check) share `budget` bytes; those of requests without one share
+    `anonymous_budget`, so clients without credentials cannot hold back the bodies of those with (before, one
+    that sent 80 MiB and then trickled stopped every change for minutes). A body of at most SMALL_BODY bytes by
+    its Content-Length counts against neither: it costs what a request head costs (h11 takes heads up to 16 KiB,
+    on the same deadline), and a console login, which has no credential yet, always gets through. A client that
+    goes away before its body ends has nothing of it run. A body that comes in one piece is passed on as it is;
+    one in several pieces is kept in memory up to 64 KiB and in a temporary file beyond."""
 
     SPOOL_BYTES = 65_536
     MIN_RATE = 1024  # bytes a second, on average, once the first `timeout` seconds have passed
@@ -67,11 +72,21 @@ class BodyLimit:
     # budget for hours (a 10 MiB deployment: 30 s + 10 MiB at 1 KB/s, nearly 3 hours)
     LIMIT_RATE = 32_768
 
+    SMALL_BODY = 16_384
+
     def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0,
-                 budget: int | None = None) -> None:
+                 budget: int | None = None, anonymous_budget: int | None = None,
+                 credentialed: Callable[[Scope], Awaitable[bool]] | None = None) -> None:
         self.app, self.default_limit, self.limits, self.timeout = app, default_limit, limits, timeout
-        self.budget = budget if budget is not None else 8 * max(default_limit, *limits.values())
-        self.held = 0  # bytes of bodies being read or run (changed on the event loop only)
+        # bytes of bodies being read or run, per budget (changed on the event loop only); without `credentialed`
+        # every body counts against `budget`
+        self.trusted = _Pool(budget if budget is not None else 8 * max(default_limit, *limits.values()))
+        self.anonymous = _Pool(anonymous_budget if anonymous_budget is not None else default_limit)
+        self.credentialed = credentialed
+
+    @property
+    def held(self) -> int:
+        return self.trusted.held + self.anonymous.held
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.limits.items():
@@ -115,7 +130,11 @@ class BodyLimit:
         if not chunked and declared <= 0:
             await self.app(scope, receive, send)  # no body to wait for
             return
-        outcome, first, spool, seen = await self._read(receive, limit)
+        pool: _Pool | None = None
+        if chunked or declared > self.SMALL_BODY:
+            trusted = self.credentialed is None or await self.credentialed(scope)
+            pool = self.trusted if trusted else self.anonymous
+        outcome, first, spool, seen = await self._read(receive, limit, pool)
         try:
             if outcome == "gone":
                 return  # the client went away before its body ended: nothing of it is run
@@ -130,9 +149,11 @@ class BodyLimit:
                                f"the request body may have at most {limit} bytes", path, close=True)
                 return
             if outcome == "busy":
-                await _problem(send, 503, "/problems/busy", "Service busy",
-                               "too many request bodies are being received at once; retry shortly", path,
-                               close=True, retry_after=5)
+                detail = ("too many request bodies are being received at once; retry shortly" if pool is self.trusted
+                          else "too many request bodies without valid credentials are being received at once; "
+                               "retry shortly, with a token or an API key")
+                await _problem(send, 503, "/problems/busy", "Service busy", detail, path, close=True,
+                               retry_after=5)
                 return
             pending = True
 
@@ -149,15 +170,16 @@ class BodyLimit:
 
             await self.app(scope, replay, send)
         finally:
-            self.held -= seen
+            if pool is not None:
+                pool.held -= seen
             if spool is not None:
                 spool.close()
 
-    async def _read(self, receive: Receive, limit: int
+    async def _read(self, receive: Receive, limit: int, pool: _Pool | None
                     ) -> tuple[str, bytes, tempfile.SpooledTemporaryFile[bytes] | None, int]:
         """("ok", the body in one piece or b"", the spooled body rewound or None, its size), or why not ("gone",
-        "late", "large", "busy") with what was received. What it received is added to self.held as it arrives;
-        the caller takes it off when the request ends."""
+        "late", "large", "busy") with what was received. What it received is added to the pool's `held` as it
+        arrives (none for a small body); the caller takes it off when the request ends."""
         loop = asyncio.get_running_loop()
         started = last = loop.time()
         longest = started + self.timeout + limit / self.LIMIT_RATE
@@ -180,11 +202,12 @@ class BodyLimit:
                 if chunk:
                     last = loop.time()
                 seen += len(chunk)
-                self.held += len(chunk)
+                if pool is not None:
+                    pool.held += len(chunk)
                 if seen > limit:
                     outcome = "large"
                     break
-                if self.held > self.budget:
+                if pool is not None and pool.held > pool.budget:
                     outcome = "busy"
                     break
                 more = message.get("more_body", False)
@@ -198,12 +221,22 @@ class BodyLimit:
                     body, spool = spool, None
                     return outcome, b"", body, seen
         except BaseException:  # cancelled (the service stops): nothing reaches the caller to take it off
-            self.held -= seen
+            if pool is not None:
+                pool.held -= seen
             raise
         finally:
             if spool is not None:  # refused or cancelled: nothing is passed on
                 spool.close()
         return outcome, b"", None, seen
+
+
+class _Pool:
+    """A budget of body bytes and what the bodies counted against it hold now."""
+
+    __slots__ = ("budget", "held")
+
+    def __init__(self, budget: int) -> None:
+        self.budget, self.held = budget, 0
 
 
 class CatchAll:

@@ -15,12 +15,12 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials
 
-from service.api.deps import resolve_principal
+from service.api.deps import CONSOLE_COOKIE, resolve_principal
 from service.auth import Principal
 from service.errors import Unauthorized
 from service.services.context import AppContext
 
-COOKIE = "govflow_console"
+COOKIE = CONSOLE_COOKIE
 PREFIX = "/console"
 MAX_CREDENTIAL = 4000
 

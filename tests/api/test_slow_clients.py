@@ -3,6 +3,7 @@ to arrive (service/serving.py, service/api/middleware.py: BodyLimit), a body tha
 of the service's, and a stop on SIGTERM waits at most GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS for them."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -22,9 +23,10 @@ import httpx
 import pytest
 
 from service.api.middleware import write_share
+from service.auth import mint_token
 from service.replicas import request_threads
 from tests.conftest import served
-from tests.support import FIXTURES, Api, free_port
+from tests.support import FIXTURES, SECRET, Api, free_port
 
 START = b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 BODY = {"process_key": "review", "variables": {"project_name": "x", "budget_wan": 10}}
@@ -237,32 +239,31 @@ def test_a_slow_but_steady_body_is_read_and_a_trickle_is_cut_off(hasty: Api) -> 
 
 def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path, database_url: str | None) -> None:
     """What all bodies being read hold together is bounded (eight times the largest body limit): 1,000 clients
-    without credentials that each sent all but a byte of 1 MiB held 1 GB of memory and temporary files. Here the
-    limits are 64 KiB, so the budget is 512 KiB: with eight clients stopped after 60 kB each, a ninth body of
-    60 kB is answered 503 with Retry-After (a small one still passes); once they are gone the same body is read
-    and run. Refused bodies (too large, 30 of them) give their share back too."""
+    that each sent all but a byte of 1 MiB held 1 GB of memory and temporary files. Here the limits are 64 KiB, so
+    the budget is 512 KiB: with eight clients stopped after 60 kB each, a ninth body of 60 kB is answered 503 with
+    Retry-After (a small one still passes); once they are gone the same body is read and run. Refused bodies
+    (too large, 30 of them) give their share back too."""
     with served(tmp_path, database_url, max_request_bytes=65_536, max_deployment_bytes=65_536) as api:
         port = api.server.port
-        token = api.token("oa", ("applicant",))
-        auth = b"Authorization: Bearer " + token.encode() + b"\r\n"
+        auth = b"Authorization: Bearer " + api.token("oa", ("applicant",)).encode() + b"\r\n"
         body = json.dumps({"process_key": "deadlines", "business_key": "BIG", "variables": {"notes": "n" * 59_000}}
                           ).encode()
         big = START + auth + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
         with ExitStack() as stack:
             for _ in range(8):
-                sock = stack.enter_context(_connect(port, START + b"Content-Length: 65000\r\n\r\n"))
+                sock = stack.enter_context(_connect(port, START + auth + b"Content-Length: 65000\r\n\r\n"))
                 sock.sendall(b"a" * 60_000)
             time.sleep(0.3)
             with _connect(port, big) as sock:
                 answer, _ = _until_closed(sock)
             assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 5" in answer.lower(), answer[:300]
             assert _problem(answer)["type"] == "/problems/busy"
-            with _connect(port, START + b"Content-Length: 2\r\n\r\n{}") as sock:
+            with _connect(port, START + auth + b"Content-Length: 2\r\n\r\n{}") as sock:
                 answer, _ = _until_closed_or_answered(sock)
-            assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+            assert answer.startswith(b"HTTP/1.1 422"), answer[:300]
         time.sleep(0.3)  # the service notices they are gone
         for _ in range(30):
-            with _connect(port, START + b"Transfer-Encoding: chunked\r\n\r\n") as sock:
+            with _connect(port, START + auth + b"Transfer-Encoding: chunked\r\n\r\n") as sock:
                 with contextlib.suppress(OSError):
                     for _ in range(3):
                         sock.sendall(b"6000\r\n" + b"a" * 0x6000 + b"\r\n")
@@ -271,6 +272,59 @@ def test_bodies_being_read_hold_at_most_a_budget_and_give_it_back(tmp_path: Path
         with _connect(port, big) as sock:
             answer, _ = _until_closed_or_answered(sock)
         assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+
+
+def test_clients_without_credentials_cannot_hold_back_the_bodies_of_those_with(tmp_path: Path,
+                                                                                database_url: str | None) -> None:
+    """Bodies are read before a route checks credentials, so clients without any could fill the budget every body
+    shares and have every change answered 503 (about 6 minutes per 80 MiB sent, then trickled). Bodies of requests
+    without a credential the service accepts have a budget of their own, the default body limit (64 KiB here):
+    with it held by one such client, another body without credentials (none, a wrong token, an unknown API key) is
+    answered 503, while bodies with a token, with an API key and with a token as the engine REST API's Basic
+    password are read and run. A small body (a console login: it has no credential yet) counts against neither.
+    Nine such clients held the one budget before (512 KiB here) and every body with credentials was answered 503."""
+    with served(tmp_path, database_url, max_request_bytes=65_536, max_deployment_bytes=65_536) as api:
+        port = api.server.port
+        token = api.token("oa", ("applicant",))
+        r = api.admin.post("/api-keys", json={"name": "oa-system", "groups": ["applicant"]})
+        assert r.status_code == 201, r.text
+        key = r.json()["key"]
+        body = json.dumps({"process_key": "deadlines", "variables": {"notes": "n" * 40_000}}).encode()
+
+        def start(credential: bytes) -> bytes:
+            with _connect(port, START + credential + f"Content-Length: {len(body)}\r\n\r\n".encode() + body) as s:
+                return _until_closed_or_answered(s)[0]
+
+        with ExitStack() as stack:
+            for _ in range(9):  # 558 kB: more than the budget of the bodies with credentials too (512 KiB)
+                holder = stack.enter_context(_connect(port, START + b"Content-Length: 65000\r\n\r\n"))
+                with contextlib.suppress(OSError):
+                    holder.sendall(b"a" * 62_000)
+            time.sleep(0.3)
+            for credential in (b"Authorization: Bearer " + token.encode() + b"\r\n",
+                               b"X-API-Key: " + key.encode() + b"\r\n",
+                               b"Authorization: Bearer " + key.encode() + b"\r\n"):
+                answer = start(credential)
+                assert answer.startswith(b"HTTP/1.1 201"), (credential, answer[:300])
+            for anonymous in (b"", b"Authorization: Bearer not-a-token\r\n",
+                              b"X-API-Key: gfk_aaaaaaaaaaaa_" + b"b" * 40 + b"\r\n",
+                              b"Authorization: Basic " + base64.b64encode(b"oa:wrong") + b"\r\n"):
+                answer = start(anonymous)
+                assert answer.startswith(b"HTTP/1.1 503"), (anonymous, answer[:300])
+                assert "without valid credentials" in str(_problem(answer)["detail"])
+            deployment = b"--b\r\nContent-Disposition: form-data; name=\"data\"; filename=\"x.bpmn\"\r\n\r\n" + \
+                b"<x/>" + b" " * 30_000 + b"\r\n--b--\r\n"
+            basic = b"Authorization: Basic " + base64.b64encode(b"oa:" + token.encode()) + b"\r\n"
+            with _connect(port, b"POST /engine-rest/deployment/create HTTP/1.1\r\nHost: x\r\n" + basic
+                          + b"Content-Type: multipart/form-data; boundary=b\r\n"
+                          + f"Content-Length: {len(deployment)}\r\n\r\n".encode() + deployment) as s:
+                answer = _until_closed_or_answered(s)[0]
+            assert not answer.startswith(b"HTTP/1.1 503"), answer[:300]  # read and refused by the route, not busy
+            with _connect(port, b"POST /console/login HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/x-www-form-urlencoded\r\n"
+                          + f"Content-Length: {len('credential=' + token)}\r\n\r\ncredential={token}".encode()) as s:
+                answer = _until_closed_or_answered(s)[0]
+            assert answer.startswith(b"HTTP/1.1 303"), answer[:300]
 
 
 def test_a_body_sent_almost_whole_and_then_a_byte_now_and_then_is_cut_off(tmp_path: Path,
@@ -443,3 +497,43 @@ def test_serve_stops_on_ctrl_c_without_a_traceback(tmp_path: Path) -> None:
         _stopped(process, log)
     assert process.returncode == 0 and "Traceback" not in log.read_text(), (process.returncode, log.read_text())
     assert "Application shutdown complete" in log.read_text()
+
+
+def test_every_way_the_service_takes_a_credential_counts_before_a_body_is_read(patient: Api) -> None:
+    """BodyLimit asks service/api/deps.py: credentials_check which budget a body counts against, before any route
+    has seen the request: each way a route takes a credential counts (a token or an API key as Bearer, X-API-Key,
+    Basic with either as the password, the console's cookie), and anything the routes would refuse does not."""
+    import asyncio
+
+    from service.api.deps import credentials_check
+
+    check = credentials_check(patient.server.ctx)
+    token = patient.token("oa", ("applicant",))
+    expired = mint_token(SECRET, "oa", ["applicant"], False, datetime.now(UTC) - timedelta(hours=2), timedelta(hours=1))
+    r = patient.admin.post("/api-keys", json={"name": "oa-system", "groups": ["applicant"]})
+    assert r.status_code == 201, r.text
+    key = r.json()["key"]
+
+    def presents(*headers: tuple[str, str]) -> bool:
+        scope = {"type": "http", "headers": [(n.lower().encode(), v.encode("latin-1")) for n, v in headers]}
+        return asyncio.run(check(scope))
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    assert presents(("Authorization", f"Bearer {token}"))
+    assert presents(("Authorization", f"bearer {key}"))
+    assert presents(("X-API-Key", key))
+    assert presents(("Authorization", basic("oa", token)))
+    assert presents(("Authorization", basic("oa-system", key)))
+    assert presents(("Cookie", f"theme=dark; govflow_console={token}"))
+    assert presents(("Authorization", "Bearer nonsense"), ("X-API-Key", key))  # any of them
+    assert not presents()
+    assert not presents(("Authorization", f"Bearer {token[:-2]}"))
+    assert not presents(("Authorization", "Bearer " + key[:-1] + ("A" if key[-1] != "A" else "B")))
+    assert not presents(("X-API-Key", "gfk_aaaaaaaaaaaa_" + "b" * 40))
+    assert not presents(("Authorization", basic("oa", "")))
+    assert not presents(("Authorization", "Basic %%%"))
+    assert not presents(("Authorization", f"Token {token}"))
+    assert not presents(("Cookie", f"govflow_consolex={token}"))
+    assert not presents(("Authorization", f"Bearer {expired}"))
