@@ -73,6 +73,9 @@ class AuditTrail:
         self.seq = last.seq if last else 0
         self.prev_hash = last.hash if last else GENESIS
         self.pending: list[AuditEvent] = []
+        # the seq the instance row's anchor was set to by a statement of the request's own (apply's INSERT or
+        # UPDATE of the instance): flush writes no anchor while it is the newest event's
+        self.anchored: int | None = None
         session.info.setdefault(_PENDING, []).append(self)
 
     @classmethod
@@ -99,6 +102,25 @@ class AuditTrail:
         for event_row in waiting:
             self._chain(event_row)
 
+    def head(self) -> tuple[int, str] | None:
+        """The head after the appended events, for the instance's own statement to record as its anchor; None
+        when the head is not known yet or no event waits to be written."""
+        return (self.seq, self.prev_hash) if self.known and self.pending else None
+
+    def assume_head(self, seq: int | None, digest: str | None) -> tuple[int, str] | None:
+        """Chain the appended events from the head the request read before its write transaction, for an UPDATE
+        that records the anchor only where the row still has that head (`forget_head` if it had another). The
+        head after them, or None when this trail takes its head from the row (already known, nothing appended,
+        or no anchor read)."""
+        if self.known or not self.pending or seq is None or digest is None:
+            return None
+        self.found_head(seq, digest)
+        return self.seq, self.prev_hash
+
+    def forget_head(self) -> None:
+        """The head assumed was not the row's: the events wait for the head again (found_head chains them)."""
+        self.known = False
+
     def _chain(self, event_row: AuditEvent) -> None:
         self.seq += 1
         event_row.seq = self.seq
@@ -124,14 +146,17 @@ class AuditTrail:
         """Write the appended events (one statement) and the anchor; with `ids`, the events' ids are set on them.
         The anchor goes first: it takes the instance row's lock, so a concurrent writer of the same instance
         (one that updates the row, or writes its own anchor) waits for this transaction instead of deadlocking
-        with it on the events' unique (instance_id, seq); a duplicate seq is still refused by that key."""
+        with it on the events' unique (instance_id, seq); a duplicate seq is still refused by that key. An anchor
+        the instance's INSERT or UPDATE already recorded (`anchored`) is not written again: that statement took the
+        lock."""
         if not self.pending:
             return
         if not self.known:
             last = _HEAD.execute(self.session, {"i": self.instance_id}).first()
             self.found_head(*(last if last else (0, GENESIS)))
         last_event = self.pending[-1]
-        _ANCHOR.execute(self.session, {"i": self.instance_id, "s": last_event.seq, "h": last_event.hash})
+        if self.anchored != last_event.seq:
+            _ANCHOR.execute(self.session, {"i": self.instance_id, "s": last_event.seq, "h": last_event.hash})
         rows = [{c: getattr(e, c) for c in _COLUMNS} for e in self.pending]
         if ids:
             written = self.session.execute(_INSERT_RETURNING, rows).scalars().all()

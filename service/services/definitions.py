@@ -6,14 +6,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
 from service.db.locks import DEPLOY, hold_for_transaction
 from service.db.models import Deployment, ProcessDefinition
-from service.db.prepared import Prepared
 from service.engine.catalog import Catalog, describe
 from service.engine.deployment import ModelError, parse_files
 from service.engine.forms import FormField, schema_for_api
@@ -154,21 +153,6 @@ def _store(ctx: AppContext, session: Session, principal: Principal, parsed: list
 def read_directory(directory: Path) -> dict[str, bytes]:
     files = sorted([*directory.glob("*.bpmn"), *directory.glob("*.dmn")])
     return {f.name: f.read_bytes() for f in files}
-
-
-_D: Table = ProcessDefinition.__table__  # type: ignore[assignment]
-# what a start needs of the latest version (service/db/prepared.py)
-_LATEST_FOR_START = Prepared(
-    select(_D.c.id, _D.c.version, _D.c.start_form, _D.c.candidate_starter_groups, _D.c.candidate_starter_users)
-    .where(_D.c.key == bindparam("k")).order_by(_D.c.version.desc()).limit(1))
-
-
-def latest_for_start(session: Session, key: str) -> Any:
-    """The latest version's id, version, start form and starters, as a row."""
-    row = _LATEST_FOR_START.execute(session, {"k": key}).first()
-    if row is None:
-        raise NotFound(f"no process definition with key '{key}'")
-    return row
 
 
 def latest(session: Session, key: str) -> ProcessDefinition:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessInstance, WaitingEvent
+from service.db.models import HumanTask, ProcessDefinition, ProcessInstance, WaitingEvent
 from service.db.prepared import Prepared
 from service.engine import forms
 from service.errors import Conflict, InvalidInput, NotFound
@@ -41,8 +41,15 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
           variables: dict[str, Any], idem: Any = None, version: int | None = None) -> ProcessInstanceOut:
     """Start the latest version of a process, or the given version."""
     with ctx.read() as session:
-        definition = (definitions.latest_for_start(session, process_key) if version is None
-                      else definitions.version(session, process_key, version))
+        if version is None:  # with the running instance that has the business key, if any
+            definition: Any = _LATEST_FOR_START.execute(session, {"k": process_key, "b": business_key}).first()
+            if definition is None:
+                raise NotFound(f"no process definition with key '{process_key}'")
+            running = definition.running
+        else:
+            definition = definitions.version(session, process_key, version)
+            running = None if business_key is None else _RUNNING_WITH_KEY.execute(
+                session, {"k": process_key, "b": business_key}).scalar()
         policy.require_starter(principal, process_key, definition.candidate_starter_groups,
                                definition.candidate_starter_users)
         if definition.start_form is not None:
@@ -51,8 +58,8 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
                                china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
-        if business_key is not None:
-            _refuse_running_duplicate(session, principal, process_key, business_key)
+        if running is not None:
+            _refuse_running_duplicate(session, principal, process_key, business_key, running)
         definition_id, definition_version = definition.id, definition.version
         initiator = ctx.model(session, definition_id).initiator
         if initiator:
@@ -94,18 +101,25 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
 
 
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
+_D: Table = ProcessDefinition.__table__  # type: ignore[assignment]
 _RUNNING_WITH_KEY = Prepared(select(_I.c.id).where(
     _I.c.process_key == bindparam("k"), _I.c.business_key == bindparam("b"), _I.c.status == ACTIVE))
+# what a start needs of the latest version, and the id of the running instance with the business key (NULL without
+# one, or without a key): one statement. The duplicate is refused early, before the engine runs; the unique index
+# refuses one that starts meanwhile
+_LATEST_FOR_START = Prepared(
+    select(_D.c.id, _D.c.version, _D.c.start_form, _D.c.candidate_starter_groups, _D.c.candidate_starter_users,
+           _RUNNING_WITH_KEY.statement.limit(1).scalar_subquery().label("running"))  # type: ignore[attr-defined]
+    .where(_D.c.key == bindparam("k")).order_by(_D.c.version.desc()).limit(1))
 
 
-def _refuse_running_duplicate(session: Session, principal: Principal, process_key: str, business_key: str) -> None:
-    running = _RUNNING_WITH_KEY.execute(session, {"k": process_key, "b": business_key}).scalar()
-    if running:
-        # its id only for a caller who may see it: the key's existence cannot be hidden, the instance can
-        visible = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == running,
-                                                                  policy.visible_instances(principal)))
-        raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists",
-                       process_instance_id=visible)
+def _refuse_running_duplicate(session: Session, principal: Principal, process_key: str, business_key: str | None,
+                              running: str) -> None:
+    # its id only for a caller who may see it: the key's existence cannot be hidden, the instance can
+    visible = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == running,
+                                                              policy.visible_instances(principal)))
+    raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists",
+                   process_instance_id=visible)
 
 
 def load_row(session: Session, principal: Principal, instance_id: str, *, for_update: bool = False) -> ProcessInstance:

@@ -34,6 +34,17 @@ _UPDATE_INSTANCE = Prepared(
     # the audit chain's head as committed with the row, read under the row's lock: the request's events follow it
     .returning(_INSTANCES.c.audit_seq, _INSTANCES.c.audit_head)
 )
+# the same UPDATE when the request knows every event of the change and has chained them from the head it read: the
+# anchor recorded with the state, where the row still has that head (a claim or a comment since moved it: no row,
+# and the UPDATE above follows)
+_UPDATE_INSTANCE_ANCHORED = Prepared(
+    update(_INSTANCES)
+    .where(_INSTANCES.c.id == bindparam("b_id"), _INSTANCES.c.version == bindparam("b_version"),
+           _INSTANCES.c.audit_seq == bindparam("b_audit_seq"), _INSTANCES.c.audit_head == bindparam("b_audit_head"))
+    .values({c: bindparam(c) for c in ("state_json", "state_token", "status", "variables", "end_event", "version",
+                                        "updated_at", "ended_at", "cancel_reason", "waiting_count", "audit_seq",
+                                        "audit_head")})
+)
 _INSTANCE_COLUMNS = [(a.key, a.columns[0].name) for a in inspect(ProcessInstance).column_attrs]  # attribute, column
 _INSERT_INSTANCE = Prepared(insert(_INSTANCES), keys=[column for _, column in _INSTANCE_COLUMNS])
 _OPEN_TASKS = Prepared(select(_TASKS).where(_TASKS.c.instance_id == bindparam("i"), _TASKS.c.status == "open"))
@@ -68,10 +79,12 @@ class Stored:
 
 def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: EngineResult, token: str,
           actor: str, audit: AuditTrail, *, is_new: bool, closing_status: str | None = None,
-          stored: Stored | None = None) -> Snapshot:
+          stored: Stored | None = None, open_tasks: list[Any] | None = None) -> Snapshot:
     """Store what an engine command did, in the request's write transaction: the state (under the instance's
     optimistic lock: a concurrent change makes this a 409 and nothing is written), then the projections. An
-    existing instance may be given as its columns read as a row (a completion does): what is written is set on it."""
+    existing instance may be given as its columns read as a row (a completion does): what is written is set on it.
+    `open_tasks`: the instance's open task rows as this transaction has them, if the request knows them for the
+    version it read (they are read otherwise)."""
     now = ctx.clock.now()
     snap = result.snapshot
     wanted = {(w.kind, w.spiff_task_id, w.element_id): w for w in snap.waiting}
@@ -82,6 +95,14 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
     variables = snap.variables
     ended_at = now if status in ("completed", "cancelled") else None
     end_event = snap.end_event if status == "completed" else None
+    # the open tasks before, when known (none for a new instance): the change's events are then appended before
+    # the instance is written, so its INSERT or UPDATE records the audit chain's head as well
+    before = [] if is_new else open_tasks
+    changes = None if before is None else _task_changes(snap, before)
+    if changes is not None:
+        _task_events(session, instance, changes, now, audit)
+        if status == "completed" and closing_status is None:
+            _completion_events(session, instance, now, actor, audit, end_event, variables)
     if is_new:
         instance.state_json = result.header
         instance.state_token = token
@@ -92,18 +113,32 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         instance.updated_at = now
         instance.ended_at = ended_at
         instance.waiting_count = len(wanted)
+        anchor = audit.head() if changes is not None else None
+        if anchor is not None:
+            instance.audit_seq, instance.audit_head = anchor
         # one prepared INSERT of every column (NULL for what was not set: no column but waiting_count, set above,
         # has a default), not the ORM's unit of work; the object stays as the answer's source
         _INSERT_INSTANCE.execute(session, {column: instance.__dict__.get(key) for key, column in _INSTANCE_COLUMNS})
+        if anchor is not None:
+            audit.anchored = anchor[0]
     else:
-        head = _UPDATE_INSTANCE.execute(session, {
+        values = {
             "b_id": instance.id, "b_version": instance.version, "state_json": result.header, "state_token": token,
             "status": status, "variables": variables, "end_event": end_event, "version": instance.version + 1,
             "updated_at": now, "ended_at": ended_at, "cancel_reason": instance.cancel_reason,
-            "waiting_count": len(wanted)}).first()
-        if head is None:
-            raise Conflict("the process instance was changed by another request; reload and try again")
-        audit.found_head(head.audit_seq, head.audit_head)
+            "waiting_count": len(wanted)}
+        anchor = audit.assume_head(instance.audit_seq, instance.audit_head) if changes is not None else None
+        if anchor is not None and _UPDATE_INSTANCE_ANCHORED.execute(session, {
+                **values, "b_audit_seq": instance.audit_seq, "b_audit_head": instance.audit_head,
+                "audit_seq": anchor[0], "audit_head": anchor[1]}).rowcount == 1:
+            audit.anchored = anchor[0]
+        else:
+            if anchor is not None:
+                audit.forget_head()
+            head = _UPDATE_INSTANCE.execute(session, values).first()
+            if head is None:
+                raise Conflict("the process instance was changed by another request; reload and try again")
+            audit.found_head(head.audit_seq, head.audit_head)
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
                             ("end_event", end_event), ("updated_at", now), ("ended_at", ended_at),
                             ("state_json", result.header), ("state_token", token),
@@ -115,14 +150,15 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
     state_rows.write(session, instance.id, result)
     if ctx.settings.verify_state_storage:
         _verify(ctx, session, instance, result, token)
-    open_tasks = _sync_tasks(session, instance, snap, now, audit, is_new)
+    if changes is None:  # read under the instance's lock, taken by the UPDATE
+        changes = _task_changes(snap, _OPEN_TASKS.execute(session, {"i": instance.id}).all())
+        _task_events(session, instance, changes, now, audit)
+        if status == "completed" and closing_status is None:
+            _completion_events(session, instance, now, actor, audit, end_event, variables)
+    open_now = _write_tasks(session, instance, changes, now)
     waiting = _sync_waiting(ctx, session, instance, wanted, waited > 0, is_new)
     if stored is not None:
-        stored.open_tasks, stored.waiting = open_tasks, waiting
-    if status == "completed" and closing_status is None:
-        audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
-        outbox.enqueue(session, "instance.completed", now, instance.id,
-                       {**_instance_ref(instance), "end_event": end_event, "variables": variables})
+        stored.open_tasks, stored.waiting = open_now, waiting
     return snap
 
 
@@ -152,29 +188,58 @@ def _instance_ref(instance: ProcessInstance) -> dict[str, Any]:
             "business_key": instance.business_key}
 
 
-def _sync_tasks(session: Session, instance: ProcessInstance, snap: Snapshot, now: datetime, audit: AuditTrail,
-                is_new: bool) -> list[Any]:
-    """The open human tasks as the engine now has them: new ones inserted, vanished ones cancelled (plain
-    multi-row statements: a request's cost is its statements). Returns the open task rows, oldest first."""
-    open_rows = [] if is_new else _OPEN_TASKS.execute(session, {"i": instance.id}).all()
+@dataclass
+class _TaskChanges:
+    """How the open human tasks change: the rows no longer open (as (id, element_id)), the rows still open, and
+    the engine's new tasks."""
+    gone: list[tuple[str, str]]
+    kept: list[Any]
+    new: list[Any]
+
+
+def _task_changes(snap: Snapshot, open_rows: list[Any]) -> _TaskChanges:
+    """The open human tasks as the engine now has them, against the open rows before."""
     current = {t.id: t for t in snap.open_tasks}
-    gone = [(r.id, r.element_id) for r in open_rows if r.id not in current]
-    if gone:
-        session.execute(update(_TASKS).where(_TASKS.c.id.in_([g[0] for g in gone]))
-                        .values(status="cancelled", completed_at=now))
-        for task_id, element_id in gone:
-            audit.append(now, "system", "task.cancelled", task_id=task_id, element_id=element_id)
-    kept: list[Any] = [r for r in open_rows if r.id in current]
     known = {r.id for r in open_rows}
-    new = [t for task_id, t in current.items() if task_id not in known]
-    if new:
-        kept += _insert_tasks(session, instance, new, now, audit)
+    return _TaskChanges(gone=[(r.id, r.element_id) for r in open_rows if r.id not in current],
+                        kept=[r for r in open_rows if r.id in current],
+                        new=[t for task_id, t in current.items() if task_id not in known])
+
+
+def _task_events(session: Session, instance: ProcessInstance, changes: _TaskChanges, now: datetime,
+                 audit: AuditTrail) -> None:
+    """The audit events of the tasks cancelled and created, and the outbox events of those created."""
+    for task_id, element_id in changes.gone:
+        audit.append(now, "system", "task.cancelled", task_id=task_id, element_id=element_id)
+    for t in changes.new:
+        data = {"name": t.name, "candidate_groups": t.candidate_groups, "candidate_users": t.candidate_users,
+                "assignee": t.assignee, "due_at": t.due_at.isoformat() if t.due_at else None}
+        audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
+        outbox.enqueue(session, "task.created", now, instance.id,
+                       {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
+
+
+def _completion_events(session: Session, instance: ProcessInstance, now: datetime, actor: str, audit: AuditTrail,
+                       end_event: str | None, variables: dict[str, Any]) -> None:
+    audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
+    outbox.enqueue(session, "instance.completed", now, instance.id,
+                   {**_instance_ref(instance), "end_event": end_event, "variables": variables})
+
+
+def _write_tasks(session: Session, instance: ProcessInstance, changes: _TaskChanges, now: datetime) -> list[Any]:
+    """The task rows as the engine now has them: new ones inserted, vanished ones cancelled (plain multi-row
+    statements: a request's cost is its statements). Returns the open task rows, oldest first."""
+    if changes.gone:
+        session.execute(update(_TASKS).where(_TASKS.c.id.in_([g[0] for g in changes.gone]))
+                        .values(status="cancelled", completed_at=now))
+    kept = list(changes.kept)
+    if changes.new:
+        kept += _insert_tasks(session, instance, changes.new, now)
     return sorted(kept, key=lambda r: (r.created_at, r.id))
 
 
-def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], now: datetime,
-                  audit: AuditTrail) -> list[Any]:
-    """New open tasks with their candidates, audit and outbox events; the rows written, as attribute objects."""
+def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], now: datetime) -> list[Any]:
+    """New open tasks with their candidates; the rows written, as attribute objects."""
     rows = [{
         "id": t.id, "instance_id": instance.id, "definition_id": instance.definition_id,
         "process_key": instance.process_key, "business_key": instance.business_key, "element_id": t.element_id,
@@ -187,12 +252,6 @@ def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], n
                   for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
     if candidates:
         _INSERT_CANDIDATES.execute(session, candidates)
-    for t in new:
-        data = {"name": t.name, "candidate_groups": t.candidate_groups, "candidate_users": t.candidate_users,
-                "assignee": t.assignee, "due_at": t.due_at.isoformat() if t.due_at else None}
-        audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
-        outbox.enqueue(session, "task.created", now, instance.id,
-                       {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
     return [SimpleNamespace(**row, completed_at=None, completed_by=None) for row in rows]
 
 

@@ -51,8 +51,14 @@ _DONE_ROWS = Prepared(select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.
 _INSTANCE_HEAD_LOCKED = Prepared(select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head)
                                  .where(_I.c.id == bindparam("i")).with_for_update())
 _INSTANCE_VARIABLES = Prepared(select(_I.c.variables).where(_I.c.id == bindparam("i")))
-# an instance a completion changes: every column but its engine state (the header; written, never read, here)
-_INSTANCE_FOR_CHANGE = Prepared(select(*[c for c in _I.c if c.name != "state_json"]).where(_I.c.id == bindparam("i")))
+# what a completion reads, in one statement: the task; its instance, every column but its engine state (the header;
+# written, never read, here), labelled i_<column>; and whether another task of the instance is open
+_OTHER: Any = _T.alias("other")
+_FOR_COMPLETION = Prepared(
+    select(_T, *[c.label(f"i_{c.name}") for c in _I.c if c.name != "state_json"],
+           exists(select(_OTHER.c.id).where(_OTHER.c.instance_id == _T.c.instance_id, _OTHER.c.status == "open",
+                                            _OTHER.c.id != _T.c.id)).label("others_open"))
+    .select_from(_T.outerjoin(_I, _I.c.id == _T.c.instance_id)).where(_T.c.id == bindparam("i")))
 # a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
 _COMPLETE = Prepared(
     update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
@@ -249,9 +255,10 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-def _load(session: Session, principal: Principal, task_id: str) -> Any:
-    """The task as a row (its columns as attributes, read-only), if the principal may see it."""
-    row: Any = _TASK_ROW.execute(session, {"i": task_id}).first()
+def _load(session: Session, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW) -> Any:
+    """The task as a row (its columns as attributes, read-only), if the principal may see it; `statement` may read
+    more columns beside the task's."""
+    row: Any = statement.execute(session, {"i": task_id}).first()
     if row is None:
         raise NotFound(f"no task '{task_id}'")
     if not policy.may_see_task(principal, row):
@@ -346,7 +353,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],
              comment: str | None = None, idem: Any = None) -> CompletionOut:
     with ctx.read() as session:
-        row = _load(session, principal, task_id)
+        row = _load(session, principal, task_id, _FOR_COMPLETION)
         if row.status != "open":
             raise Conflict(f"the task is already {row.status}")
         policy.require_task_worker(principal, row)
@@ -358,10 +365,10 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                                china_today(ctx.clock.now()))
         else:
             clean = check_variables(variables)
-        found = _INSTANCE_FOR_CHANGE.execute(session, {"i": row.instance_id}).first()
-        if found is None or found.status != "running":
+        if row.i_id is None or row.i_status != "running":
             raise Conflict("the process instance is not running")
-        instance: Any = _with(found)  # its state is in the engine worker, or loaded there
+        # its state is in the engine worker, or loaded there
+        instance: Any = SimpleNamespace(**{k[2:]: v for k, v in row._mapping.items() if k.startswith("i_")})
         files = ctx.model_files(session, instance.definition_id)
     result, token = ctx.run_engine("complete", instance.definition_id, files,
                                    instance=(instance.id, instance.state_token), task_id=row.id, data=clean)
@@ -386,7 +393,11 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
                         "name": row.name, "candidate_groups": row.candidate_groups, "completed_by": principal.user,
                         "variables": clean, "comment": comment})
         stored = Stored()
-        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False, stored=stored)
+        # the task was the instance's only open one when read, and the set of open tasks changes only with the
+        # instance's version, which apply's UPDATE checks: none is open now, none needs reading
+        open_now: list[Any] | None = None if row.others_open else []
+        snap = apply(ctx, session, instance, result, token, principal.user, audit, is_new=False, stored=stored,
+                     open_tasks=open_now)
         out = CompletionOut(process_instance_id=instance.id, status=instance.status, end_event=snap.end_event,
                             next_tasks=[task_summary(r) for r in stored.open_tasks])
         if idem is not None:

@@ -22,15 +22,18 @@ def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
 
 
 # statements per request, not counting BEGIN (SQLite's, sent by the service; PostgreSQL's is implicit)
-START = 9  # read: definition, running duplicate; write: instance, state row, task, candidate, anchor, audit, outbox
+# read: the definition with the running duplicate; write: instance (with the audit anchor), state row, task,
+# candidate, audit events, outbox
+START = 7
 INBOX = 1
 # task; claim, the answer (instance, read under its lock: it carries the audit head; completed tasks); anchor, audit
 # event
 CLAIM = 6
-# read: task, instance; write: the completion, instance (state header; returns the audit head), the changed state
-# rows (deleted, inserted, rewritten), open tasks, the new task and its candidate, anchor, audit events, outbox (no
-# waits are read: the instance waited on nothing)
-COMPLETE = 13
+# read: task with its instance and whether another task is open; write: the completion, instance (state header and
+# the audit anchor, chained from the head read), the changed state rows (deleted, inserted, rewritten), the new task
+# and its candidate, audit events, outbox (no open tasks are read: the completed one was the only one; no waits are
+# read: the instance waited on nothing)
+COMPLETE = 10
 
 
 def _count(api: Api, request: Callable[[], httpx.Response], expected_status: int) -> tuple[int, httpx.Response]:
