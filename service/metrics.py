@@ -7,6 +7,8 @@ REQUESTS = Counter("govflow_http_requests_total", "HTTP requests", ["method", "r
 LATENCY = Histogram("govflow_http_request_seconds", "HTTP request duration", ["method", "route"])
 HEAD_TIMEOUTS = Counter("govflow_http_head_timeouts_total",
                         "Connections answered 408 and closed because a begun request head did not arrive in time")
+WRITE_TIMEOUTS = Counter("govflow_http_write_timeouts_total",
+                         "Connections dropped because their client did not take its answers in time")
 TIMERS_FIRED = Counter("govflow_timers_fired_total", "Timers fired by the scheduler or an administrator")
 TIMER_FAILURES = Counter("govflow_timer_failures_total", "Timer firings that failed and will be retried")
 WEBHOOK_ATTEMPTS = Counter("govflow_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])

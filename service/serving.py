@@ -1,14 +1,32 @@
-"""How the service is served: uvicorn with its h11 parser and asyncio loop, and a deadline for every request head.
+"""How the service is served: uvicorn with its h11 parser and asyncio loop, a deadline for every request head and a
+pace for every answer.
 
 uvicorn puts no time limit on a request's head: a connection that sends nothing, or a head one byte at a time,
 stays open for as long as its client likes (its keep-alive timer only runs between answers, and any byte stops
 it). Many such connections take the process's file descriptors. Here a head must be complete within
 GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS of the connection opening, or of the previous answer on a kept-alive
-connection; else the connection is closed, with a 408 answer when part of a head had arrived. The body has the
-same time after its head (service/api/middleware.py: BodyLimit)."""
+connection; else the connection is closed, with a 408 answer when part of a head had arrived (logged in uvicorn's
+access log as the answers it sends are). The body has the same time after its head (service/api/middleware.py:
+BodyLimit).
+
+Nor does uvicorn put a limit on how long an answer takes to leave. What a client does not read stays in the
+connection's buffer, and a request whose answer comes while that buffer is full waits in the application's `send`
+until it empties: for good when the client reads nothing, in the slots the request holds (WriteLimit's for a
+change, its body's share of BodyLimit's budget). A few clients that pipelined a large GET and a change and read
+nothing stopped every change of every other client, each keeping its connection and megabytes of answers. So
+while that buffer is too full to write to, or the connection is closing with bytes still in it, the client must
+take some of them within GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS, and after that first time at least BodyLimit.MIN_RATE
+bytes a second on average; else the connection is dropped with what it held (logged), and the request waiting to
+write wakes up as if its client had gone and gives its slots back. A client that keeps reading, however slowly
+above that pace, gets the whole answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import socket
+import struct
+import sys
 from typing import Any
 
 import h11
@@ -16,16 +34,41 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service import metrics
-from service.api.middleware import problem_document
+from service.api.middleware import BodyLimit, problem_document
 from service.config import Settings
+
+log = logging.getLogger("govflow")
+
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    def _queued(sock: Any) -> int:
+        """Bytes in the system's send queue of a TCP socket: not yet sent, or not yet acknowledged by the client."""
+        try:
+            return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+        except OSError:
+            return 0
+else:
+    def _queued(sock: Any) -> int:
+        return 0
 
 
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head (head_timeout seconds)."""
+    """uvicorn's h11 protocol with a deadline for each request head and a pace for answers to leave (head_timeout
+    seconds)."""
 
     head_timeout: float = 30.0
+    min_rate = BodyLimit.MIN_RATE  # bytes a second an answer must leave at on average, after its first head_timeout
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0  # bytes received since the deadline was armed: a head was begun
+    # while writes are held back: since when, when bytes were last seen leaving, how many were left then, and how
+    # many have left in all (nothing more is written meanwhile, so the buffer only shrinks as the client reads)
+    _write_timer: asyncio.TimerHandle | None = None
+    _write_since = 0.0
+    _write_moved = 0.0
+    _write_left = 0
+    _write_sent = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -39,10 +82,22 @@ class GuardedH11Protocol(H11Protocol):
         # armed before uvicorn goes on to a pipelined request, which is then on this deadline too
         self._await_head()
         super().on_response_complete()
+        if self.transport.is_closing():  # an answer with `connection: close`: what is left of it must leave too
+            self._watch_writes()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unwatch_writes()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_writes()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if not self.transport.is_closing():  # closing, the rest of the buffer is watched until it has left
+            self._unwatch_writes()
 
     def shutdown(self) -> None:
         """The service is stopping. A request whose body is still coming has done nothing yet (BodyLimit reads a
@@ -55,6 +110,8 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
             return
         super().shutdown()
+        if self.transport.is_closing():
+            self._watch_writes()
 
     def _await_head(self) -> None:
         self._disarm()
@@ -69,25 +126,94 @@ class GuardedH11Protocol(H11Protocol):
     def _head_overdue(self) -> None:
         self._head_timer = None
         if self.transport.is_closing():
+            self._watch_writes()  # closed by uvicorn (its keep-alive timeout, a 400) with an answer still unread
             return
         if self.cycle is not None and not self.cycle.response_complete:
             return  # still at a request; on_response_complete arms the deadline again
         if self.conn.their_state is not h11.IDLE:
             # answered, and its client still sending a body nothing reads: no reason to keep the connection
             self.transport.close()
+            self._watch_writes()
             return
         if self._head_bytes:
             metrics.HEAD_TIMEOUTS.inc()
+            if self.access_log:  # as uvicorn logs the answers it sends; of the request, nothing is known for sure
+                self.access_logger.info('%s - "%s %s HTTP/%s" %d', self._client_address(), "-", "-", "-", 408)
             body = problem_document(408, "/problems/request-timeout", "Request timeout",
                                     f"the request's head did not arrive within {self.head_timeout:g} s")
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
-                                 b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
-                                 + body)
+            answer = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/problem+json\r\n"
+                      b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            watched = self._write_timer is not None
+            self.transport.write(answer)
+            if watched:  # behind a previous answer still unread: bytes added, not bytes gone
+                self._write_left += len(answer)
         self.transport.close()
+        self._watch_writes()
+
+    def _client_address(self) -> str:
+        """host:port, as uvicorn's access log names a client ("" when the transport does not know it)."""
+        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+
+    def _unsent(self) -> int:
+        """Bytes written that the client has not taken yet: in the transport's buffer, and in the system's send
+        queue (Linux). The system's queue takes more from the transport only once about half of it is free again,
+        and holds up to megabytes on loopback: the transport's buffer alone shows a client that reads slowly as one
+        that reads nothing until it has read that half."""
+        sock = self.transport.get_extra_info("socket")
+        return self.transport.get_write_buffer_size() + (_queued(sock) if sock is not None else 0)
+
+    def _watch_writes(self) -> None:
+        """Writes are held back (the transport's buffer is above its high-water mark), or the connection is closing
+        with bytes still in that buffer: from now on nothing more is written, and what is there must keep leaving."""
+        if self._write_timer is not None or not self.transport.get_write_buffer_size():
+            return
+        now = self.loop.time()
+        self._write_since = self._write_moved = now
+        self._write_left, self._write_sent = self._unsent(), 0
+        self._write_timer = self.loop.call_at(now + self.head_timeout / 4, self._writes_overdue)
+
+    def _unwatch_writes(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _writes_overdue(self) -> None:
+        self._write_timer = None
+        if not self.transport.get_write_buffer_size():
+            return  # closing, and the transport closes the socket itself now (the system sends the rest)
+        left, now = self._unsent(), self.loop.time()
+        if left < self._write_left:
+            self._write_sent += self._write_left - left
+            self._write_moved = now
+        self._write_left = left
+        # as BodyLimit paces a body: a byte within every `head_timeout`, and min_rate on average after the first.
+        # Looked at four times a `head_timeout`: the client's first bytes are taken right after writes are held
+        # back, and seen only at the next look; a look a whole `head_timeout` later would let a client that never
+        # reads after that keep the connection for two
+        still = self._write_moved + self.head_timeout
+        slow = self._write_since + self.head_timeout + self._write_sent / self.min_rate
+        if now < min(still, slow):
+            self._write_timer = self.loop.call_at(min(still, slow, now + self.head_timeout / 4), self._writes_overdue)
+            return
+        metrics.WRITE_TIMEOUTS.inc()
+        log.info("closed the connection of %s, whose client reads its answers too slowly (%s): %d bytes taken in "
+                 "%.1f s, %d left", self._client_address() or "a client",
+                 f"none for {self.head_timeout:g} s" if now >= still else f"under {self.min_rate} bytes a second",
+                 self._write_sent, now - self._write_since, left)
+        # close() would wait for the buffer to be sent; abort() drops it, and connection_lost marks the request at
+        # work as disconnected and wakes its send, which returns, so the request ends and its slots are released.
+        # A reset rather than a FIN: the system drops what it still holds to send too, and the client learns that
+        # its answer was cut short
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
 
 def protocol(head_timeout: float) -> type[GuardedH11Protocol]:
-    """The protocol class uvicorn builds a connection's protocol from, with this deadline for its heads."""
+    """The protocol class uvicorn builds a connection's protocol from, with this deadline for its heads (and for
+    its answers to begin leaving)."""
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout": head_timeout})
 
 
@@ -95,7 +221,8 @@ def config(app: Any, settings: Settings, host: str, port: int, **options: Any) -
     """uvicorn's configuration for the app: h11 and asyncio, named rather than left to uvicorn's "auto", which
     takes httptools and uvloop when installed (httptools puts no limit on a request's headers, so one client grows
     the process's memory without end, where h11 answers 400 past 16 KiB; uvloop logs a client that goes away
-    mid-answer as an error); a deadline for each request head; and on SIGTERM, requests still at work after
-    GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS are cancelled, so a client that never finishes cannot keep the service up."""
+    mid-answer as an error); a deadline for each request head, and a pace for each answer; and on SIGTERM,
+    requests still at work after GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS are cancelled, so a client that never finishes
+    cannot keep the service up."""
     return uvicorn.Config(app, host=host, port=port, http=protocol(settings.request_read_timeout_seconds),
                           loop="asyncio", timeout_graceful_shutdown=settings.shutdown_timeout_seconds, **options)
