@@ -103,16 +103,24 @@ CONSOLE_COOKIE = "govflow_console"  # the console's session cookie (service/cons
 log = logging.getLogger("govflow")
 
 
-def credentials_check(ctx: AppContext, remember_seconds: float = 60.0
+def credentials_check(ctx: AppContext, remember_seconds: float = 60.0, lookups: int = 2, waiting: int = 32
                       ) -> Callable[[MutableMapping[str, Any]], Awaitable[bool]]:
     """Whether a request presents a credential the service accepts, asked before its body is read (BodyLimit: the
     bodies of requests without one share a small budget of their own, so clients without credentials cannot hold
-    back the bodies of those with). Every way the service takes a credential counts: `Authorization: Bearer` (a
-    token or an API key), `Authorization: Basic` with either as the password (the engine REST API), `X-API-Key`, the
-    console's session cookie. A token is checked on the event loop (its check is remembered, service/auth.py); an
-    API key is looked up in a thread once and then remembered as good for `remember_seconds` (only for this
-    choice of budget: what a request may do is decided by its route, which looks the key up again)."""
+    back the bodies of those with). The one credential a route would take counts (`_presented_secret`): a token or
+    an API key as `Authorization: Bearer`, either as the password of `Authorization: Basic` (the engine REST API),
+    `X-API-Key`, the console's session cookie.
+
+    A token is checked on the event loop, as a route checks it (a good one is remembered, service/auth.py). An API
+    key is looked up in a thread, once, and then remembered as good for `remember_seconds` (for this choice of
+    budget only: what a request may do is decided by its route, which looks the key up again). These lookups come
+    before the service's request slots, so they are bounded apart from them: at most `lookups` at once, beside the
+    request threads' limit; and with `waiting` already waiting, a key is taken as no credential without a lookup
+    (clients sending made-up keys cannot queue work without end, or slow the routes down)."""
     good_keys: TTLCache[str, bool] = TTLCache(maxsize=4096, ttl=remember_seconds)
+    limiter = anyio.CapacityLimiter(lookups)
+    warned = [float("-inf")]
+    asked = [0]  # lookups at work or waiting for the limiter
 
     def valid_key(presented: str) -> bool:
         try:
@@ -122,9 +130,6 @@ def credentials_check(ctx: AppContext, remember_seconds: float = 60.0
         return True
 
     async def accepted(secret: str) -> bool:
-        secret = secret.strip()
-        if not secret or len(secret) > 4096:
-            return False
         if not secret.startswith(apikeys.PREFIX):
             try:
                 decode_token(ctx.jwt_secret, secret, ctx.settings.jwt_issuer)
@@ -134,45 +139,58 @@ def credentials_check(ctx: AppContext, remember_seconds: float = 60.0
         digest = hashlib.sha256(secret.encode()).hexdigest()
         if digest in good_keys:
             return True
-        if not await run_in_threadpool(valid_key, secret):
+        if asked[0] >= lookups + waiting:
             return False
+        asked[0] += 1
+        try:
+            if not await anyio.to_thread.run_sync(valid_key, secret, limiter=limiter):
+                return False
+        finally:
+            asked[0] -= 1
         good_keys[digest] = True
         return True
 
     async def check(scope: MutableMapping[str, Any]) -> bool:
+        secret = _presented_secret(scope.get("headers", []))
+        if not secret or len(secret) > 4096:
+            return False
         try:
-            for secret in _presented_secrets(scope.get("headers", [])):
-                if await accepted(secret):
-                    return True
+            return await accepted(secret)
         except Exception:  # the database is unreachable, say: the request is taken as one without credentials
-            log.warning("could not check a request's credentials before reading its body", exc_info=True)
-        return False
+            now = anyio.current_time()
+            if now - warned[0] >= 60:  # once a minute: every request with a body would log it
+                warned[0] = now
+                log.warning("could not check a request's credentials before reading its body", exc_info=True)
+            return False
 
     return check
 
 
-def _presented_secrets(headers: list[tuple[bytes, bytes]]) -> list[str]:
-    """The secrets a request's headers present, in the order the routes look at them."""
-    found: list[str] = []
+def _presented_secret(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The secret a route would take from the request's headers: the first X-API-Key, else the first
+    Authorization (Bearer, or Basic's password), else the console's cookie."""
+    found: dict[bytes, str] = {}
     for name, raw in headers:
-        value = raw.decode("latin-1")
-        if name == b"x-api-key":
-            found.append(value)
-        elif name == b"authorization":
-            scheme, _, rest = value.strip().partition(" ")
-            if scheme.lower() == "bearer":
-                found.append(rest)
-            elif scheme.lower() == "basic":
-                try:
-                    decoded = base64.b64decode(rest.strip(), validate=True).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    continue
-                found.append(decoded.partition(":")[2])
-        elif name == b"cookie" and CONSOLE_COOKIE.encode() in raw:
-            cookie = cookie_parser(value).get(CONSOLE_COOKIE)  # read as the console reads it (Request.cookies)
+        if name in (b"x-api-key", b"authorization") and name not in found:
+            found[name] = raw.decode("latin-1")
+        elif name == b"cookie" and b"cookie" not in found and CONSOLE_COOKIE.encode() in raw:
+            cookie = cookie_parser(raw.decode("latin-1")).get(CONSOLE_COOKIE)  # as Request.cookies reads it
             if cookie:
-                found.append(cookie)
-    return found
+                found[name] = cookie
+    if b"x-api-key" in found:
+        return found[b"x-api-key"].strip()
+    if b"authorization" in found:
+        scheme, _, rest = found[b"authorization"].strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return rest.strip()
+        if scheme.lower() == "basic":
+            try:  # as the engine REST API's HTTPBasic decodes it
+                decoded = base64.b64decode(rest).decode("ascii")
+            except (ValueError, UnicodeDecodeError, binascii.Error):
+                return None
+            return decoded.partition(":")[2].strip()
+        return None
+    return found.get(b"cookie", "").strip() or None
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -60,8 +60,9 @@ class BodyLimit:
     read: service/api/deps.py, credentials_check) share `budget` bytes; those of requests without one share
     `anonymous_budget`, so clients without credentials cannot hold back the bodies of those with (before, one
     that sent 80 MiB and then trickled stopped every change for minutes). A body of at most SMALL_BODY bytes by
-    its Content-Length counts against neither: it costs what a request head costs (h11 takes heads up to 16 KiB,
-    on the same deadline), and a console login, which has no credential yet, always gets through. A client that
+    its Content-Length that comes in one piece counts against neither, and its credentials are not asked for: it
+    costs what a request head costs (h11 takes heads up to 16 KiB), and a console login, which has no credential
+    yet, always gets through; one that does not come whole counts against its budget from its first piece. A client that
     goes away before its body ends has nothing of it run. A body that comes in one piece is passed on as it is;
     one in several pieces is kept in memory up to 64 KiB and in a temporary file beyond."""
 
@@ -71,7 +72,6 @@ class BodyLimit:
     # 320 s more): a client that sent most of a body at once and then a byte now and then kept its share of the
     # budget for hours (a 10 MiB deployment: 30 s + 10 MiB at 1 KB/s, nearly 3 hours)
     LIMIT_RATE = 32_768
-
     SMALL_BODY = 16_384
 
     def __init__(self, app: App, default_limit: int, limits: dict[str, int], timeout: float = 30.0,
@@ -130,11 +130,8 @@ class BodyLimit:
         if not chunked and declared <= 0:
             await self.app(scope, receive, send)  # no body to wait for
             return
-        pool: _Pool | None = None
-        if chunked or declared > self.SMALL_BODY:
-            trusted = self.credentialed is None or await self.credentialed(scope)
-            pool = self.trusted if trusted else self.anonymous
-        outcome, first, spool, seen = await self._read(receive, limit, pool)
+        small = not chunked and declared <= self.SMALL_BODY
+        outcome, first, spool, seen, pool = await self._read(scope, receive, limit, small)
         try:
             if outcome == "gone":
                 return  # the client went away before its body ended: nothing of it is run
@@ -175,18 +172,27 @@ class BodyLimit:
             if spool is not None:
                 spool.close()
 
-    async def _read(self, receive: Receive, limit: int, pool: _Pool | None
-                    ) -> tuple[str, bytes, tempfile.SpooledTemporaryFile[bytes] | None, int]:
-        """("ok", the body in one piece or b"", the spooled body rewound or None, its size), or why not ("gone",
-        "late", "large", "busy") with what was received. What it received is added to the pool's `held` as it
-        arrives (none for a small body); the caller takes it off when the request ends."""
+    async def _pool(self, scope: Scope) -> _Pool:
+        """The budget a request's body counts against: by whether it presents a credential the service accepts."""
+        trusted = self.credentialed is None or await self.credentialed(scope)
+        return self.trusted if trusted else self.anonymous
+
+    async def _read(self, scope: Scope, receive: Receive, limit: int, small: bool) -> tuple[
+            str, bytes, tempfile.SpooledTemporaryFile[bytes] | None, int, _Pool | None]:
+        """("ok", the body in one piece or b"", the spooled body rewound or None, its size, its budget), or why not
+        ("gone", "late", "large", "busy") with what was received. What it received is added to its budget's `held`
+        as it arrives; the caller takes it off when the request ends. A small body that comes in one piece counts
+        against no budget (None); one that does not is counted from its first piece on."""
         loop = asyncio.get_running_loop()
         started = last = loop.time()
         longest = started + self.timeout + limit / self.LIMIT_RATE
         spool: tempfile.SpooledTemporaryFile[bytes] | None = None
         seen = 0
         outcome = "ok"
+        pool: _Pool | None = None
         try:
+            if not small:
+                pool = await self._pool(scope)
             while True:
                 deadline = min(last + self.timeout, started + self.timeout + seen / self.MIN_RATE, longest)
                 try:
@@ -201,25 +207,28 @@ class BodyLimit:
                 chunk = message.get("body", b"")
                 if chunk:
                     last = loop.time()
+                more = message.get("more_body", False)
+                if small and pool is None and not more and not seen:
+                    return outcome, chunk, None, len(chunk), None  # small and whole: what a request head costs
+                if pool is None:
+                    pool = await self._pool(scope)  # a small body that did not come whole
                 seen += len(chunk)
-                if pool is not None:
-                    pool.held += len(chunk)
+                pool.held += len(chunk)
                 if seen > limit:
                     outcome = "large"
                     break
-                if pool is not None and pool.held > pool.budget:
+                if pool.held > pool.budget:
                     outcome = "busy"
                     break
-                more = message.get("more_body", False)
                 if spool is None and not more and seen == len(chunk):
-                    return outcome, chunk, None, seen  # the whole body in one piece: passed on as it came
+                    return outcome, chunk, None, seen, pool  # the whole body in one piece: passed on as it came
                 if spool is None:
                     spool = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_BYTES)  # noqa: SIM115
                 spool.write(chunk)
                 if not more:
                     spool.seek(0)
                     body, spool = spool, None
-                    return outcome, b"", body, seen
+                    return outcome, b"", body, seen, pool
         except BaseException:  # cancelled (the service stops): nothing reaches the caller to take it off
             if pool is not None:
                 pool.held -= seen
@@ -227,7 +236,7 @@ class BodyLimit:
         finally:
             if spool is not None:  # refused or cancelled: nothing is passed on
                 spool.close()
-        return outcome, b"", None, seen
+        return outcome, b"", None, seen, pool
 
 
 class _Pool:

@@ -527,7 +527,11 @@ def test_every_way_the_service_takes_a_credential_counts_before_a_body_is_read(p
     assert presents(("Authorization", basic("oa", token)))
     assert presents(("Authorization", basic("oa-system", key)))
     assert presents(("Cookie", f"theme=dark; govflow_console={token}"))
-    assert presents(("Authorization", "Bearer nonsense"), ("X-API-Key", key))  # any of them
+    # the one a route takes: X-API-Key before Authorization, the first of a repeated header
+    assert presents(("Authorization", "Bearer nonsense"), ("X-API-Key", key))
+    assert not presents(("Authorization", f"Bearer {token}"), ("X-API-Key", "gfk_aaaaaaaaaaaa_" + "b" * 40))
+    assert not presents(("Authorization", "Bearer nonsense"), ("Authorization", f"Bearer {token}"))
+    assert presents(("Authorization", f"Bearer {token}"), ("Authorization", "Bearer nonsense"))
     assert not presents()
     assert not presents(("Authorization", f"Bearer {token[:-2]}"))
     assert not presents(("Authorization", "Bearer " + key[:-1] + ("A" if key[-1] != "A" else "B")))
@@ -537,3 +541,70 @@ def test_every_way_the_service_takes_a_credential_counts_before_a_body_is_read(p
     assert not presents(("Authorization", f"Token {token}"))
     assert not presents(("Cookie", f"govflow_consolex={token}"))
     assert not presents(("Authorization", f"Bearer {expired}"))
+
+
+def test_credential_lookups_before_a_body_is_read_are_bounded(patient: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API key is looked up in the database before its body is read, outside the service's request slots. A
+    review sent heads with 240 made-up keys each (all were looked up, in the request threads) and a large
+    Content-Length, then closed: 1,000 such heads kept every other request seconds slow for 200 s. Now one key
+    per request is looked up, at most `lookups` at once beside the request threads, and with `waiting` lookups
+    already waiting a key is taken as no credential without one."""
+    import asyncio
+    import threading as _threading
+
+    from service.api import deps
+
+    release = _threading.Event()
+    calls: list[str] = []
+
+    def slow_lookup(ctx: object, presented: str) -> object:
+        calls.append(presented)
+        release.wait(10)
+        raise deps.Unauthorized("invalid API key")
+
+    monkeypatch.setattr(deps, "_authenticate_key", slow_lookup)
+    check = deps.credentials_check(patient.server.ctx, lookups=1, waiting=2)
+
+    def scope(n: int) -> dict[str, object]:
+        return {"type": "http", "headers": [(b"x-api-key", f"gfk_aaaaaaaaaaaa_{n:040d}".encode())] * 3}
+
+    async def flood() -> list[bool]:
+        tasks = [asyncio.ensure_future(check(scope(n))) for n in range(6)]
+        await asyncio.sleep(0.3)
+        looked_up = len(calls)
+        release.set()
+        answers = await asyncio.gather(*tasks)
+        assert looked_up == 1, calls  # one at a time, one key of the three headers
+        return answers
+
+    assert asyncio.run(flood()) == [False] * 6
+    assert len(calls) == 3, calls  # the first, and the two that waited; the other three were not looked up
+
+
+def test_a_small_body_that_does_not_come_whole_counts_against_the_budget(tmp_path: Path,
+                                                                         database_url: str | None) -> None:
+    """A body of at most 16 KiB that comes in one piece counts against no budget (a console login has no credential
+    to present); a review held 70 MiB with 3,000 clients that each sent all but a byte of 16 KiB. One that does not
+    come whole counts: here four such clients without credentials hold 64,000 bytes of their 64 KiB, and a fifth
+    is answered 503; a console login, and a change with a token, still go through."""
+    with served(tmp_path, database_url, max_request_bytes=65_536, max_deployment_bytes=65_536) as api:
+        port = api.server.port
+        token = api.token("oa", ("applicant",))
+        with ExitStack() as stack:
+            for _ in range(4):
+                holder = stack.enter_context(_connect(port, START + b"Content-Length: 16384\r\n\r\n"))
+                holder.sendall(b"a" * 16_000)
+            time.sleep(0.3)
+            with _connect(port, START + b"Content-Length: 16384\r\n\r\n" + b"a" * 2000) as sock:
+                answer, _ = _until_closed(sock)
+            assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
+            login = f"credential={token}".encode()
+            with _connect(port, b"POST /console/login HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/x-www-form-urlencoded\r\n"
+                          + f"Content-Length: {len(login)}\r\n\r\n".encode() + login) as sock:
+                assert _until_closed_or_answered(sock)[0].startswith(b"HTTP/1.1 303")
+            body = json.dumps({**BODY, "business_key": "SMALL"}).encode()
+            with _connect(port, START + b"Authorization: Bearer " + token.encode() + b"\r\n"
+                          + f"Content-Length: {len(body)}\r\n\r\n".encode() + body) as sock:
+                answer, _ = _until_closed_or_answered(sock)
+            assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
