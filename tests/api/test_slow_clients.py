@@ -608,3 +608,52 @@ def test_a_small_body_that_does_not_come_whole_counts_against_the_budget(tmp_pat
                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body) as sock:
                 answer, _ = _until_closed_or_answered(sock)
             assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+
+
+@pytest.mark.parametrize(("declared", "pieces", "credentialed", "counted"), [
+    (16_384, 1, False, None),  # small and whole: no budget, no credential asked for
+    (16_384, 2, False, "anonymous"),  # small, not whole
+    (16_385, 1, False, "anonymous"),  # above SMALL_BODY, whole
+    (16_385, 1, True, "trusted"),
+    (16_384, 2, True, "trusted"),
+])
+def test_which_budget_a_body_counts_against(declared: int, pieces: int, credentialed: bool,
+                                            counted: str | None) -> None:
+    """BodyLimit on its own, at SMALL_BODY's boundary: what a body holds of which budget while it runs, and that
+    it is given back after."""
+    import asyncio
+
+    from service.api.middleware import BodyLimit
+
+    asked: list[bool] = []
+    held: dict[str, int] = {}
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        held.update(trusted=limit.trusted.held, anonymous=limit.anonymous.held)
+
+    async def check(scope: object) -> bool:
+        asked.append(True)
+        return credentialed
+
+    limit = BodyLimit(app, default_limit=65_536, limits={"/api/v1/deployments": 65_536}, credentialed=check)
+    body = b"a" * declared
+    cut = len(body) // pieces
+    messages = [{"type": "http.request", "body": body[:cut], "more_body": pieces > 1}]
+    if pieces > 1:
+        messages.append({"type": "http.request", "body": body[cut:], "more_body": False})
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0)
+
+    async def send(message: object) -> None:
+        raise AssertionError(f"nothing is answered by the limit itself: {message}")
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/process-instances", "query_string": b"",
+             "headers": [(b"content-length", str(declared).encode())]}
+    asyncio.run(limit(scope, receive, send))
+    expected = {"trusted": 0, "anonymous": 0}
+    if counted is not None:
+        expected[counted] = declared
+    assert held == expected
+    assert bool(asked) == (counted is not None)
+    assert (limit.trusted.held, limit.anonymous.held) == (0, 0)
