@@ -15,10 +15,11 @@ until it empties: for good when the client reads nothing, in the slots the reque
 change, its body's share of BodyLimit's budget). A few clients that pipelined a large GET and a change and read
 nothing stopped every change of every other client, each keeping its connection and megabytes of answers. So
 while that buffer is too full to write to, or the connection is closing with bytes still in it, the client must
-take some of them within GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS, and after that first time at least BodyLimit.MIN_RATE
-bytes a second on average; else the connection is dropped with what it held (logged), and the request waiting to
-write wakes up as if its client had gone and gives its slots back. A client that keeps reading, however slowly
-above that pace, gets the whole answer."""
+take at least BodyLimit.MIN_RATE bytes a second on average after the first GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS, with
+no pause longer than twice that; else the connection is dropped with what it held (logged, counted), and the request
+waiting to write wakes up as if its client had gone and gives its slots back. When the service stops, an answer
+that does not move for a second is not waited for (its request is done). A client that keeps reading at that pace
+gets the whole answer."""
 from __future__ import annotations
 
 import asyncio
@@ -69,6 +70,7 @@ class GuardedH11Protocol(H11Protocol):
     _write_moved = 0.0
     _write_left = 0
     _write_sent = 0
+    _stopping = False  # shutdown() was called
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -109,8 +111,12 @@ class GuardedH11Protocol(H11Protocol):
             cycle.message_event.set()
             self.transport.close()
             return
+        self._stopping = True
         super().shutdown()
-        if self.transport.is_closing():
+        if self._write_timer is not None:  # already watched: looked at again within a second
+            self._write_timer.cancel()
+            self._write_timer = self.loop.call_later(min(1.0, self.head_timeout / 4), self._writes_overdue)
+        elif self.flow.write_paused or self.transport.is_closing():
             self._watch_writes()
 
     def _await_head(self) -> None:
@@ -170,12 +176,17 @@ class GuardedH11Protocol(H11Protocol):
         now = self.loop.time()
         self._write_since = self._write_moved = now
         self._write_left, self._write_sent = self._unsent(), 0
-        self._write_timer = self.loop.call_at(now + self.head_timeout / 4, self._writes_overdue)
+        self._write_timer = self.loop.call_at(now + self._look_every(), self._writes_overdue)
 
     def _unwatch_writes(self) -> None:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
+
+    def _look_every(self) -> float:
+        """How often a held-back answer is looked at: four times a timeout, and every second while the service
+        stops (an answer that does not move for a second then is not waited for: its request is done)."""
+        return min(1.0, self.head_timeout / 4) if self._stopping else self.head_timeout / 4
 
     def _writes_overdue(self) -> None:
         self._write_timer = None
@@ -186,20 +197,29 @@ class GuardedH11Protocol(H11Protocol):
             self._write_sent += self._write_left - left
             self._write_moved = now
         self._write_left = left
-        # as BodyLimit paces a body: a byte within every `head_timeout`, and min_rate on average after the first.
-        # Looked at four times a `head_timeout`: the client's first bytes are taken right after writes are held
-        # back, and seen only at the next look; a look a whole `head_timeout` later would let a client that never
-        # reads after that keep the connection for two
-        still = self._write_moved + self.head_timeout
+        # as BodyLimit paces a body: min_rate on average after the first `head_timeout` (a client that took nothing
+        # by then is dropped), and no pause longer than twice `head_timeout` (a client's system takes back what its
+        # program reads only once a good part of its receive buffer is free again, often tens of kilobytes, so a
+        # client reading a few kilobytes a second shows no progress here for many seconds at a time). Looked at
+        # four times a `head_timeout`: the client's first bytes are taken right after writes are held back, and
+        # seen only at the next look
+        still = self._write_moved + 2 * self.head_timeout
         slow = self._write_since + self.head_timeout + self._write_sent / self.min_rate
-        if now < min(still, slow):
-            self._write_timer = self.loop.call_at(min(still, slow, now + self.head_timeout / 4), self._writes_overdue)
+        if now < min(still, slow) and not (self._stopping and now >= self._write_moved + 1.0):
+            self._write_timer = self.loop.call_at(min(still, slow, now + self._look_every()), self._writes_overdue)
             return
+        if self._stopping and now < min(still, slow):
+            reason = "none for 1 s while the service stops"
+        elif not self._write_sent:
+            reason = f"none for {self.head_timeout:g} s"
+        elif now >= still:
+            reason = f"none for {2 * self.head_timeout:g} s"
+        else:
+            reason = f"under {self.min_rate} bytes a second"
         metrics.WRITE_TIMEOUTS.inc()
         log.info("closed the connection of %s, whose client reads its answers too slowly (%s): %d bytes taken in "
-                 "%.1f s, %d left", self._client_address() or "a client",
-                 f"none for {self.head_timeout:g} s" if now >= still else f"under {self.min_rate} bytes a second",
-                 self._write_sent, now - self._write_since, left)
+                 "%.1f s, %d left", self._client_address() or "a client", reason, self._write_sent,
+                 now - self._write_since, left)
         # close() would wait for the buffer to be sent; abort() drops it, and connection_lost marks the request at
         # work as disconnected and wakes its send, which returns, so the request ends and its slots are released.
         # A reset rather than a FIN: the system drops what it still holds to send too, and the client learns that

@@ -302,8 +302,28 @@ class WriteLimit:
             return
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limit)
-        async with self._semaphore:
-            await self.app(scope, receive, send)
+        slots = self._semaphore
+        await slots.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                slots.release()
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # the change is done (committed before the answer starts): its slot is free while the answer is
+                # sent. Held until the answer had left, a client that pipelined a large GET and a change and read
+                # nothing kept a slot for changes with each connection (as long as its answers took to leave)
+                release()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        finally:
+            release()
 
 
 def write_share(request_threads: int, share: float = 0.75) -> int:
