@@ -18,8 +18,10 @@ while that buffer is too full to write to, or the connection is closing with byt
 take at least BodyLimit.MIN_RATE bytes a second on average after the first GOVFLOW_REQUEST_READ_TIMEOUT_SECONDS, with
 no pause longer than twice that; else the connection is dropped with what it held (logged, counted), and the request
 waiting to write wakes up as if its client had gone and gives its slots back. When the service stops, an answer
-that does not move for a second is not waited for (its request is done). A client that keeps reading at that pace
-gets the whole answer."""
+still not taken a second before GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS runs out is dropped the same way (its request is
+done). What a client has taken is seen as its system acknowledges it, in bursts of up to its receive buffer: a
+client that reads more slowly than about its receive buffer in twice the timeout (128 KB in 60 s by default, some
+2 KB/s) can be cut off although its average is above the pace."""
 from __future__ import annotations
 
 import asyncio
@@ -70,7 +72,8 @@ class GuardedH11Protocol(H11Protocol):
     _write_moved = 0.0
     _write_left = 0
     _write_sent = 0
-    _stopping = False  # shutdown() was called
+    shutdown_timeout: float = 25.0
+    _stop_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -90,6 +93,9 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._unwatch_writes()
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+            self._stop_timer = None
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -111,13 +117,13 @@ class GuardedH11Protocol(H11Protocol):
             cycle.message_event.set()
             self.transport.close()
             return
-        self._stopping = True
         super().shutdown()
-        if self._write_timer is not None:  # already watched: looked at again within a second
-            self._write_timer.cancel()
-            self._write_timer = self.loop.call_later(min(1.0, self.head_timeout / 4), self._writes_overdue)
-        elif self.flow.write_paused or self.transport.is_closing():
+        if self.transport.is_closing():
             self._watch_writes()
+        # an answer still being taken gets the shutdown time, less a second: then it is dropped (its request is
+        # done), so the request waiting to write it ends as if its client had gone instead of being cancelled when
+        # the time is up (which logged a traceback for each)
+        self._stop_timer = self.loop.call_later(max(0.0, self.shutdown_timeout - 1), self._stop_overdue)
 
     def _await_head(self) -> None:
         self._disarm()
@@ -176,17 +182,18 @@ class GuardedH11Protocol(H11Protocol):
         now = self.loop.time()
         self._write_since = self._write_moved = now
         self._write_left, self._write_sent = self._unsent(), 0
-        self._write_timer = self.loop.call_at(now + self._look_every(), self._writes_overdue)
+        self._write_timer = self.loop.call_at(now + self.head_timeout / 4, self._writes_overdue)
 
     def _unwatch_writes(self) -> None:
         if self._write_timer is not None:
             self._write_timer.cancel()
             self._write_timer = None
 
-    def _look_every(self) -> float:
-        """How often a held-back answer is looked at: four times a timeout, and every second while the service
-        stops (an answer that does not move for a second then is not waited for: its request is done)."""
-        return min(1.0, self.head_timeout / 4) if self._stopping else self.head_timeout / 4
+    def _stop_overdue(self) -> None:
+        self._stop_timer = None
+        left = self.transport.get_write_buffer_size()
+        if left:  # answers not taken (uvicorn would wait for them, or for the connection to close, to the end)
+            self._drop("not taken when the service stopped", left)
 
     def _writes_overdue(self) -> None:
         self._write_timer = None
@@ -205,21 +212,22 @@ class GuardedH11Protocol(H11Protocol):
         # seen only at the next look
         still = self._write_moved + 2 * self.head_timeout
         slow = self._write_since + self.head_timeout + self._write_sent / self.min_rate
-        if now < min(still, slow) and not (self._stopping and now >= self._write_moved + 1.0):
-            self._write_timer = self.loop.call_at(min(still, slow, now + self._look_every()), self._writes_overdue)
+        if now < min(still, slow):
+            self._write_timer = self.loop.call_at(min(still, slow, now + self.head_timeout / 4), self._writes_overdue)
             return
-        if self._stopping and now < min(still, slow):
-            reason = "none for 1 s while the service stops"
-        elif not self._write_sent:
+        if not self._write_sent:
             reason = f"none for {self.head_timeout:g} s"
         elif now >= still:
             reason = f"none for {2 * self.head_timeout:g} s"
         else:
             reason = f"under {self.min_rate} bytes a second"
+        self._drop(reason, left)
+
+    def _drop(self, reason: str, left: int) -> None:
         metrics.WRITE_TIMEOUTS.inc()
+        taking = self.loop.time() - self._write_since if self._write_since else 0.0
         log.info("closed the connection of %s, whose client reads its answers too slowly (%s): %d bytes taken in "
-                 "%.1f s, %d left", self._client_address() or "a client", reason, self._write_sent,
-                 now - self._write_since, left)
+                 "%.1f s, %d left", self._client_address() or "a client", reason, self._write_sent, taking, left)
         # close() would wait for the buffer to be sent; abort() drops it, and connection_lost marks the request at
         # work as disconnected and wakes its send, which returns, so the request ends and its slots are released.
         # A reset rather than a FIN: the system drops what it still holds to send too, and the client learns that
@@ -231,10 +239,11 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.abort()
 
 
-def protocol(head_timeout: float) -> type[GuardedH11Protocol]:
+def protocol(head_timeout: float, shutdown_timeout: float = 25.0) -> type[GuardedH11Protocol]:
     """The protocol class uvicorn builds a connection's protocol from, with this deadline for its heads (and for
     its answers to begin leaving)."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout": head_timeout})
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), {"head_timeout": head_timeout,
+                                                              "shutdown_timeout": shutdown_timeout})
 
 
 def config(app: Any, settings: Settings, host: str, port: int, **options: Any) -> uvicorn.Config:
@@ -244,5 +253,6 @@ def config(app: Any, settings: Settings, host: str, port: int, **options: Any) -
     mid-answer as an error); a deadline for each request head, and a pace for each answer; and on SIGTERM,
     requests still at work after GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS are cancelled, so a client that never finishes
     cannot keep the service up."""
-    return uvicorn.Config(app, host=host, port=port, http=protocol(settings.request_read_timeout_seconds),
+    http = protocol(settings.request_read_timeout_seconds, settings.shutdown_timeout_seconds)
+    return uvicorn.Config(app, host=host, port=port, http=http,
                           loop="asyncio", timeout_graceful_shutdown=settings.shutdown_timeout_seconds, **options)
