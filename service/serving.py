@@ -110,6 +110,11 @@ class GuardedH11Protocol(H11Protocol):
     def shutdown(self) -> None:
         """The service is stopping. A request whose body is still coming has done nothing yet (BodyLimit reads a
         body whole before anything runs): it is ended as if its client had gone, instead of being waited for."""
+        # answers still not taken when the shutdown time has nearly run out are dropped (their requests are done),
+        # so a request waiting to write one ends as if its client had gone instead of being cancelled when the time
+        # is up (which logged a traceback for each); looked for until the connection is gone
+        self._stop_timer = self.loop.call_later(max(self.shutdown_timeout / 2, self.shutdown_timeout - 1),
+                                                self._stop_overdue)
         cycle = self.cycle
         if (cycle is not None and not cycle.response_started and self.conn.their_state is h11.SEND_BODY
                 and not self.transport.is_closing()):
@@ -120,10 +125,6 @@ class GuardedH11Protocol(H11Protocol):
         super().shutdown()
         if self.transport.is_closing():
             self._watch_writes()
-        # an answer still being taken gets the shutdown time, less a second: then it is dropped (its request is
-        # done), so the request waiting to write it ends as if its client had gone instead of being cancelled when
-        # the time is up (which logged a traceback for each)
-        self._stop_timer = self.loop.call_later(max(0.0, self.shutdown_timeout - 1), self._stop_overdue)
 
     def _await_head(self) -> None:
         self._disarm()
@@ -190,10 +191,12 @@ class GuardedH11Protocol(H11Protocol):
             self._write_timer = None
 
     def _stop_overdue(self) -> None:
-        self._stop_timer = None
         left = self.transport.get_write_buffer_size()
         if left:  # answers not taken (uvicorn would wait for them, or for the connection to close, to the end)
+            self._stop_timer = None
             self._drop("not taken when the service stopped", left)
+        else:  # an answer may still come (a request at work): looked for again
+            self._stop_timer = self.loop.call_later(0.2, self._stop_overdue)
 
     def _writes_overdue(self) -> None:
         self._write_timer = None
@@ -226,7 +229,7 @@ class GuardedH11Protocol(H11Protocol):
     def _drop(self, reason: str, left: int) -> None:
         metrics.WRITE_TIMEOUTS.inc()
         taking = self.loop.time() - self._write_since if self._write_since else 0.0
-        log.info("closed the connection of %s, whose client reads its answers too slowly (%s): %d bytes taken in "
+        log.info("closed the connection of %s, whose client did not take its answers in time (%s): %d bytes taken in "
                  "%.1f s, %d left", self._client_address() or "a client", reason, self._write_sent, taking, left)
         # close() would wait for the buffer to be sent; abort() drops it, and connection_lost marks the request at
         # work as disconnected and wakes its send, which returns, so the request ends and its slots are released.

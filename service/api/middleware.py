@@ -132,7 +132,6 @@ class BodyLimit:
             return
         small = not chunked and declared <= self.SMALL_BODY
         outcome, first, spool, seen, pool = await self._read(scope, receive, limit, small)
-        counted = pool  # the budget the body still counts against
         try:
             if outcome == "gone":
                 return  # the client went away before its body ended: nothing of it is run
@@ -166,19 +165,13 @@ class BodyLimit:
                 pending = spool.tell() < seen
                 return {"type": "http.request", "body": chunk, "more_body": pending}
 
-            async def release_on_answer(message: Message) -> None:
-                # the body has been read by the time the answer starts: its share is free while the answer is sent
-                # (which a client that does not read it can make last)
-                nonlocal counted
-                if message["type"] == "http.response.start" and counted is not None:
-                    counted.held -= seen
-                    counted = None
-                await send(message)
-
-            await self.app(scope, replay, release_on_answer)
+            # the body's share is held until the request ends, its answer sent: the body (in memory or its
+            # temporary file) is held as long (given back when the answer started, 150 requests whose answers their
+            # client did not read held 150 MB beyond the budget); the answer's pace bounds that (service/serving.py)
+            await self.app(scope, replay, send)
         finally:
-            if counted is not None:
-                counted.held -= seen
+            if pool is not None:
+                pool.held -= seen
             if spool is not None:
                 spool.close()
 
