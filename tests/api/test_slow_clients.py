@@ -571,7 +571,10 @@ def test_credential_lookups_before_a_body_is_read_are_bounded(patient: Api, monk
 
     async def flood() -> list[bool]:
         tasks = [asyncio.ensure_future(check(scope(n))) for n in range(6)]
-        await asyncio.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while not calls and time.monotonic() < deadline:  # the first lookup has begun in its thread
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # and no second one begins beside it
         looked_up = len(calls)
         release.set()
         answers = await asyncio.gather(*tasks)
