@@ -286,7 +286,10 @@ class CatchAll:
                                    "the service stopped before the request was done; what it changed may still be "
                                    "stored: retry with the same Idempotency-Key", scope.get("path", ""),
                                    close=True, retry_after=5)
-            raise
+            # the request ends here, answered (or its answer cut short, which uvicorn logs in a line): raised on,
+            # the cancellation made uvicorn log "Exception in ASGI application" with a traceback for each request
+            # the stop cut short
+            log.warning("%s %s was still at work when the service stopped", scope.get("method"), scope.get("path"))
 
 
 class WriteLimit:

@@ -465,7 +465,8 @@ def test_a_request_still_at_work_when_the_shutdown_time_is_up_is_answered_503(tm
     """A start waiting for SQLite's write lock (another program holds it) when SIGTERM comes, with
     GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS=1: uvicorn cancels it after a second while its thread goes on, and the client
     got uvicorn's plain-text 500 although the instance could still be stored. Expected: a 503 problem that says
-    so and asks for a retry with the same Idempotency-Key; the service stops once the thread is done."""
+    so and asks for a retry with the same Idempotency-Key; the service stops once the thread is done, logging a
+    line for the request, not a traceback."""
     with _serve(tmp_path, shutdown_timeout_seconds="1", database_busy_timeout_seconds="30") as (process, port, log):
         from service.auth import mint_token
 
@@ -488,6 +489,9 @@ def test_a_request_still_at_work_when_the_shutdown_time_is_up_is_answered_503(tm
     problem = answers[0].json()
     assert problem["type"] == "/problems/shutting-down" and "Idempotency-Key" in problem["detail"], problem
     assert answers[0].headers["retry-after"] == "5"
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]  # one line says what happened
+    assert "POST /api/v1/process-instances was still at work when the service stopped" in text, text[-3000:]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
