@@ -109,3 +109,17 @@ def lifecycle_api(request: pytest.FixtureRequest, tmp_path: Path, database_url: 
     yield a
     a.close()
     s.stop()
+
+
+@pytest.fixture
+def patient(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with the default 30 s for a head, a body and an answer to leave."""
+    with served(tmp_path, database_url, request_read_timeout_seconds=30.0) as api:
+        yield api
+
+
+@pytest.fixture
+def hasty(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
+    """The service with 1 s for a head, a body and an answer to leave."""
+    with served(tmp_path, database_url, request_read_timeout_seconds=1.0) as api:
+        yield api

@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 
-from service.api.middleware import App, Message, Receive, Scope, Send
+from service.api.middleware import App, Receive, Scope, Send, hold_until_answered
 
 
 class Admission:
@@ -28,22 +28,4 @@ class Admission:
             return
         if self._slots is None:
             self._slots = anyio.Semaphore(self.limit)
-        slots = self._slots
-        await slots.acquire()
-        held = True
-
-        def release() -> None:
-            nonlocal held
-            if held:
-                held = False
-                slots.release()
-
-        async def watched_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                release()  # the request's sessions are closed by now: the slot is free while the body is sent
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched_send)
-        finally:
-            release()
+        await hold_until_answered(self._slots, self.app, scope, receive, send)

@@ -62,9 +62,9 @@ class BodyLimit:
     that sent 80 MiB and then trickled stopped every change for minutes). A body of at most SMALL_BODY bytes by
     its Content-Length that comes in one piece counts against neither, and its credentials are not asked for: it
     costs what a request head costs (h11 takes heads up to 16 KiB), and a console login, which has no credential
-    yet, always gets through; one that does not come whole counts against its budget from its first piece. A client that
-    goes away before its body ends has nothing of it run. A body that comes in one piece is passed on as it is;
-    one in several pieces is kept in memory up to 64 KiB and in a temporary file beyond."""
+    yet, always gets through; one that does not come whole counts against its budget from its first piece. A
+    client that goes away before its body ends has nothing of it run. A body that comes in one piece is passed on
+    as it is; one in several pieces is kept in memory up to 64 KiB and in a temporary file beyond."""
 
     SPOOL_BYTES = 65_536
     MIN_RATE = 1024  # bytes a second, on average, once the first `timeout` seconds have passed
@@ -83,10 +83,6 @@ class BodyLimit:
         self.trusted = _Pool(budget if budget is not None else 8 * max(default_limit, *limits.values()))
         self.anonymous = _Pool(anonymous_budget if anonymous_budget is not None else default_limit)
         self.credentialed = credentialed
-
-    @property
-    def held(self) -> int:
-        return self.trusted.held + self.anonymous.held
 
     def _limit(self, path: str) -> int:
         for prefix, limit in self.limits.items():
@@ -308,28 +304,34 @@ class WriteLimit:
             return
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.limit)
-        slots = self._semaphore
-        await slots.acquire()
-        held = True
+        # the change is done (committed before the answer starts): its slot is free while the answer is sent. Held
+        # until the answer had left, a client that pipelined a large GET and a change and read nothing kept a slot
+        # for changes with each connection (as long as its answers took to leave)
+        await hold_until_answered(self._semaphore, self.app, scope, receive, send)
 
-        def release() -> None:
-            nonlocal held
-            if held:
-                held = False
-                slots.release()
 
-        async def watched_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # the change is done (committed before the answer starts): its slot is free while the answer is
-                # sent. Held until the answer had left, a client that pipelined a large GET and a change and read
-                # nothing kept a slot for changes with each connection (as long as its answers took to leave)
-                release()
-            await send(message)
+async def hold_until_answered(slots: Any, app: App, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run the request in one of `slots` (an asyncio or anyio semaphore), given back when its answer starts (the
+    request's sessions are closed and its changes committed by then: the answer may take as long as its client
+    likes to leave), or when it ends without one."""
+    await slots.acquire()
+    held = True
 
-        try:
-            await self.app(scope, receive, watched_send)
-        finally:
+    def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            slots.release()
+
+    async def watched_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
             release()
+        await send(message)
+
+    try:
+        await app(scope, receive, watched_send)
+    finally:
+        release()
 
 
 def write_share(request_threads: int, share: float = 0.75) -> int:

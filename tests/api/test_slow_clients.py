@@ -33,20 +33,6 @@ START = b"POST /api/v1/process-instances HTTP/1.1\r\nHost: x\r\nContent-Type: ap
 BODY = {"process_key": "review", "variables": {"project_name": "x", "budget_wan": 10}}
 
 
-@pytest.fixture
-def patient(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    """The service with the default 30 s for a head and for a body."""
-    with served(tmp_path, database_url, request_read_timeout_seconds=30.0) as api:
-        yield api
-
-
-@pytest.fixture
-def hasty(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    """The service with 1 s for a head and for a body."""
-    with served(tmp_path, database_url, request_read_timeout_seconds=1.0) as api:
-        yield api
-
-
 def _connect(port: int, data: bytes = b"") -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     if data:

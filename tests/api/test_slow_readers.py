@@ -19,29 +19,31 @@ from uvicorn.logging import AccessFormatter
 from service import serving
 from service.api.middleware import write_share
 from service.replicas import request_threads
-from tests.conftest import served
+from tests.api.test_slow_clients import BODY, _serve, _stopped
 from tests.support import FIXTURES, Api
 
 # a diagram of about 3 MB (a comment in it), answered whole by GET .../xml in one piece
 DIAGRAM = (FIXTURES / "wait_a_day.bpmn").read_bytes().replace(
     b"<bpmn:process ", b"<!-- " + b"x" * 3_000_000 + b" -->\n  <bpmn:process ", 1)
 XML = b"/api/v1/process-definitions/wait_a_day/xml"
-BODY = {"process_key": "review", "variables": {"project_name": "x", "budget_wan": 10}}
 
 
-@pytest.fixture
-def hasty(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    """The service with 1 s for a head, a body and an answer to leave."""
-    with served(tmp_path, database_url, request_read_timeout_seconds=1.0) as api:
-        yield api
+def _deploy_large(api: Api) -> Api:
+    r = api.admin.post("/deployments", files=[("files", ("wait_a_day.bpmn", DIAGRAM))])
+    assert r.status_code == 201, r.text
+    return api
 
 
 @pytest.fixture
 def large(hasty: Api) -> Api:
-    """That service with the large diagram deployed."""
-    r = hasty.admin.post("/deployments", files=[("files", ("wait_a_day.bpmn", DIAGRAM))])
-    assert r.status_code == 201, r.text
-    return hasty
+    """The service with 1 s for a head, a body and an answer (conftest.hasty), and the large diagram deployed."""
+    return _deploy_large(hasty)
+
+
+@pytest.fixture
+def large_patient(patient: Api) -> Api:
+    """The service with the default 30 s (conftest.patient), and the large diagram deployed."""
+    return _deploy_large(patient)
 
 
 def _get(api: Api, path: bytes = XML) -> bytes:
@@ -216,15 +218,6 @@ def test_a_head_that_does_not_arrive_in_time_is_in_the_access_log(hasty: Api) ->
                      f'{timely[0]}:{timely[1]} - "GET /healthz HTTP/1.1" 200 OK'], lines
 
 
-@pytest.fixture
-def large_patient(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
-    """The service with the default 30 s for a head, a body and an answer, and the large diagram deployed."""
-    with served(tmp_path, database_url, request_read_timeout_seconds=30.0) as api:
-        r = api.admin.post("/deployments", files=[("files", ("wait_a_day.bpmn", DIAGRAM))])
-        assert r.status_code == 201, r.text
-        yield api
-
-
 def test_a_change_gives_its_slot_back_as_soon_as_its_answer_starts(large_patient: Api) -> None:
     """A change held its slot (WriteLimit) until its answer had left: clients without credentials that pipelined a
     large GET and a change (answered 401 behind the GET) and read nothing took every slot for changes for as long
@@ -253,8 +246,6 @@ def test_serve_stops_in_its_time_when_clients_do_not_take_their_answers(tmp_path
     not taken a second before the shutdown time runs out is dropped, its request ending as if its client had gone
     (logged); a client that is taking its answers meanwhile gets them whole. Expected (4 s here): stopped after
     about 3 s, no traceback, each answer the reader got complete."""
-    from tests.api.test_slow_clients import _serve, _stopped
-
     get = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
     with (_serve(tmp_path, request_read_timeout_seconds="60", shutdown_timeout_seconds="4") as (process, port, log),
           ExitStack() as stack):
