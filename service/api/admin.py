@@ -10,10 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.services import apikeys, webhooks
 from service.services.targets import Allowance
 
-router = APIRouter(tags=["administration"])
+router = APIRouter(tags=["administration"], route_class=Route)
 
 
 class WebhookIn(BaseModel):

@@ -9,9 +9,7 @@ passed. Admitted requests always find a thread and a connection; a connection po
 connection held elsewhere) is answered 503 with Retry-After (service/api/problems.py)."""
 from __future__ import annotations
 
-from typing import Any
-
-import anyio
+import asyncio
 
 from service.api.middleware import App, Receive, Scope, Send, hold_until_answered
 
@@ -19,7 +17,7 @@ from service.api.middleware import App, Receive, Scope, Send, hold_until_answere
 class Admission:
     def __init__(self, app: App, limit: int, exempt: tuple[str, ...] = ()) -> None:
         self.app, self.limit, self.exempt = app, limit, exempt
-        self._slots: Any = None  # created in the event loop that serves
+        self._slots: asyncio.Semaphore | None = None  # created in the event loop that serves
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # probes that use no database (liveness, metrics) are never held back behind busy requests
@@ -27,5 +25,7 @@ class Admission:
             await self.app(scope, receive, send)
             return
         if self._slots is None:
-            self._slots = anyio.Semaphore(self.limit)
+            # asyncio's, not anyio's: a free slot is taken without a round of the event loop (anyio's semaphore
+            # yields once per acquire)
+            self._slots = asyncio.Semaphore(self.limit)
         await hold_until_answered(self._slots, self.app, scope, receive, send)

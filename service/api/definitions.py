@@ -8,11 +8,12 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.errors import InvalidInput
 from service.schemas import DeploymentOut, GroupOut, ProcessDefinitionOut
 from service.services import definitions
 
-router = APIRouter(tags=["definitions"])
+router = APIRouter(tags=["definitions"], route_class=Route)
 
 
 @router.get("/process-definitions", response_model=list[ProcessDefinitionOut], responses=responses(401))

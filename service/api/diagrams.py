@@ -5,10 +5,11 @@ from fastapi import APIRouter
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.schemas import InstanceDiagramOut
 from service.services import diagrams
 
-router = APIRouter(tags=["process instances"])
+router = APIRouter(tags=["process instances"], route_class=Route)
 
 
 @router.get("/process-instances/{instance_id}/diagram", response_model=InstanceDiagramOut,

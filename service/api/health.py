@@ -7,9 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from service.api.route import Route
 from service.db.migrate import current_revision, head_revision
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=Route)
 
 
 # the probes answer on the event loop (liveness) or on threads of their own (readiness): requests that wait for an

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.schemas import (
     CancelIn,
     HistoryOut,
@@ -19,7 +20,7 @@ from service.schemas import (
 from service.services import instances, timers
 from service.services import tasks as task_service
 
-router = APIRouter(tags=["process instances"])
+router = APIRouter(tags=["process instances"], route_class=Route)
 
 
 @router.post("/process-instances", response_model=ProcessInstanceOut, status_code=201,

@@ -6,10 +6,11 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.schemas import MessageIn, MessageOut
 from service.services import messages
 
-router = APIRouter(tags=["messages"])
+router = APIRouter(tags=["messages"], route_class=Route)
 
 
 @router.post("/messages", response_model=MessageOut, responses=responses(401, 404, 409, 422))

@@ -311,7 +311,7 @@ class WriteLimit:
 
 
 async def hold_until_answered(slots: Any, app: App, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run the request in one of `slots` (an asyncio or anyio semaphore), given back when its answer starts (the
+    """Run the request in one of `slots` (an asyncio semaphore), given back when its answer starts (the
     request's sessions are closed and its changes committed by then: the answer may take as long as its client
     likes to leave), or when it ends without one."""
     await slots.acquire()

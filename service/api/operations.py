@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.schemas import (
     IncidentOut,
     MigrationIn,
@@ -22,7 +23,7 @@ from service.schemas import (
 )
 from service.services import incidents, migrations, operations
 
-router = APIRouter()
+router = APIRouter(route_class=Route)
 
 
 @router.post("/tasks/{task_id}/send-back", response_model=ReturnOut, tags=["tasks"],

@@ -9,10 +9,11 @@ from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
+from service.api.route import Route
 from service.schemas import CommentIn, CommentOut, CompleteTaskIn, CompletionOut, TaskDetail, TaskPage
 from service.services import tasks
 
-router = APIRouter(tags=["tasks"])
+router = APIRouter(tags=["tasks"], route_class=Route)
 
 
 @router.get("/tasks", response_model=TaskPage, responses=responses(401, 422))
