@@ -30,10 +30,13 @@ import logging
 import socket
 import struct
 import sys
+from http import HTTPStatus
 from typing import Any
 
 import h11
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import AccessFormatter as UvicornAccessFormatter
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from service import metrics
@@ -249,6 +252,30 @@ def protocol(head_timeout: float, shutdown_timeout: float = 25.0) -> type[Guarde
                                                               "shutdown_timeout": shutdown_timeout})
 
 
+class AccessFormatter(UvicornAccessFormatter):
+    """uvicorn's access line, the same text, written without copying each record and looking its status up: that
+    took a twentieth of a request's time. With colours, or another format, uvicorn's own formatting is used."""
+
+    _ACCESS = LOGGING_CONFIG["formatters"]["access"]["fmt"]
+    _STATUS = {int(s): f"{int(s)} {s.phrase}" for s in HTTPStatus}
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if self.use_colors or self._fmt != self._ACCESS or not isinstance(record.args, tuple) or len(record.args) != 5:
+            return super().formatMessage(record)
+        client_addr, method, full_path, http_version, status_code = record.args
+        code = int(status_code)  # type: ignore[call-overload]
+        status = self._STATUS.get(code) or f"{code} "
+        prefix = record.levelname + ":" + " " * (8 - len(record.levelname))
+        return f'{prefix} {client_addr} - "{method} {full_path} HTTP/{http_version}" {status}'
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration, with the access line written by AccessFormatter."""
+    formatters = {**LOGGING_CONFIG["formatters"],
+                  "access": {**LOGGING_CONFIG["formatters"]["access"], "()": f"{__name__}.AccessFormatter"}}
+    return {**LOGGING_CONFIG, "formatters": formatters}
+
+
 def config(app: Any, settings: Settings, host: str, port: int, **options: Any) -> uvicorn.Config:
     """uvicorn's configuration for the app: h11 and asyncio, named rather than left to uvicorn's "auto", which
     takes httptools and uvloop when installed (httptools puts no limit on a request's headers, so one client grows
@@ -257,5 +284,6 @@ def config(app: Any, settings: Settings, host: str, port: int, **options: Any) -
     requests still at work after GOVFLOW_SHUTDOWN_TIMEOUT_SECONDS are cancelled, so a client that never finishes
     cannot keep the service up."""
     http = protocol(settings.request_read_timeout_seconds, settings.shutdown_timeout_seconds)
+    options.setdefault("log_config", log_config())
     return uvicorn.Config(app, host=host, port=port, http=http,
                           loop="asyncio", timeout_graceful_shutdown=settings.shutdown_timeout_seconds, **options)
