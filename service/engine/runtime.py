@@ -31,7 +31,7 @@ from service.clock import Clock
 from service.engine import tracking
 from service.engine.calendar import BusinessCalendar
 from service.engine.contracts import MessageContract, message_contracts
-from service.engine.forms import FormField
+from service.engine.forms import FormField, schema_for_api
 from service.engine.messages import GovflowMessageEventDefinition
 from service.engine.parser import FORM_KEY, OUTPUTS_KEY
 from service.engine.scripting import ScriptError, make_script_engine
@@ -258,6 +258,10 @@ class ProcessModel:
     key: str
     spec: Any
     subprocess_specs: dict[str, Any]
+    # an element's form and its schema for clients, made once per model (a version never changes), then shared:
+    # read, never changed
+    _forms: dict[str, tuple[list[FormField], list[dict[str, Any]]] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def start_form(self) -> list[FormField] | None:
@@ -279,6 +283,20 @@ class ProcessModel:
     @functools.cached_property
     def messages(self) -> dict[str, MessageContract]:
         return message_contracts([self.spec, *self.subprocess_specs.values()])
+
+    def form(self, element_id: str) -> tuple[list[FormField], list[dict[str, Any]]] | None:
+        """An element's form (govflow:form) and the same as clients see it (forms.schema_for_api); None when the
+        element declares none (an empty form declares that it records nothing)."""
+        try:
+            return self._forms[element_id]
+        except KeyError:
+            pass
+        spec = self.element(element_id)
+        raw = ((getattr(spec, "extensions", None) or {}).get(FORM_KEY)) if spec is not None else None
+        fields = None if raw is None else [FormField.from_dict(f) for f in raw]
+        made = None if fields is None else (fields, schema_for_api(fields))
+        self._forms[element_id] = made
+        return made
 
     def element(self, element_id: str) -> Any:
         for spec in [self.spec, *self.subprocess_specs.values()]:

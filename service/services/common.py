@@ -90,7 +90,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
 
 
 def task_summary(row: HumanTask) -> TaskSummary:
-    return TaskSummary(
+    return TaskSummary(**_summary_fields(row))
+
+
+def _summary_fields(row: HumanTask) -> dict[str, Any]:
+    return dict(
         id=row.id, name=row.name, element_id=row.element_id, process_instance_id=row.instance_id,
         process_key=row.process_key, business_key=row.business_key, candidate_groups=row.candidate_groups,
         candidate_users=row.candidate_users, assignee=row.assignee, status=row.status, created_at=row.created_at,
@@ -100,13 +104,18 @@ def task_summary(row: HumanTask) -> TaskSummary:
 
 
 def task_record(row: HumanTask) -> TaskRecord:
+    return TaskRecord(**record_fields(row))
+
+
+def record_fields(row: HumanTask) -> dict[str, Any]:
+    """A task's fields as a TaskRecord (or a model built on it) takes them: validated once, by that model."""
     reopened = row.reopened or {}
     returned = ReturnedOut(**{k: v for k, v in reopened.items() if k != "kind"}) if reopened else None
-    return TaskRecord(**task_summary(row).model_dump(), lane=row.lane, submitted=row.submitted, outputs=row.outputs,
-                      comment=row.comment,
-                      sent_back=returned if reopened.get("kind") == "sent_back" else None,
-                      withdrawn=returned if reopened.get("kind") == "withdrawn" else None,
-                      superseded=SupersededOut(**row.superseded) if row.superseded else None)
+    return dict(**_summary_fields(row), lane=row.lane, submitted=row.submitted, outputs=row.outputs,
+                comment=row.comment,
+                sent_back=returned if reopened.get("kind") == "sent_back" else None,
+                withdrawn=returned if reopened.get("kind") == "withdrawn" else None,
+                superseded=SupersededOut(**row.superseded) if row.superseded else None)
 
 
 def payload_out(fields: list[FormField] | None) -> list[FormFieldOut] | None:

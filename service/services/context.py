@@ -142,8 +142,9 @@ class AppContext:
             cache[definition_id] = found = cache.get(definition_id, made)
         return found
 
-    def model(self, session: Session, definition_id: int) -> ProcessModel:
-        """The parsed spec of a definition version (its forms, contracts, elements): parsed once per process."""
+    def model(self, session: Session | Connection, definition_id: int) -> ProcessModel:
+        """The parsed spec of a definition version (its forms, contracts, elements): parsed once per process (read
+        in a session or on a plain connection: a version's files never change)."""
         def parse() -> ProcessModel:
             files = self.model_files(session, definition_id)
             try:
@@ -163,7 +164,7 @@ class AppContext:
                                                  lambda: self.model(session, definition_id).messages)
         return contracts
 
-    def model_files(self, session: Session, definition_id: int) -> dict[str, Any]:
+    def model_files(self, session: Session | Connection, definition_id: int) -> dict[str, Any]:
         def read() -> dict[str, Any]:
             from service.db.models import ProcessDefinition
 

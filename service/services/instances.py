@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, tuple_
+from sqlalchemy import Connection, Table, bindparam, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,14 +40,15 @@ ACTIVE = "running"
 def start(ctx: AppContext, principal: Principal, process_key: str, business_key: str | None,
           variables: dict[str, Any], idem: Any = None, version: int | None = None) -> ProcessInstanceOut:
     """Start the latest version of a process, or the given version."""
-    with ctx.read() as session:
+    # the latest version is one statement (with the running duplicate): a plain connection, no ORM session
+    with ctx.read_connection() if version is None else ctx.read() as session:
         if version is None:  # with the running instance that has the business key, if any
             definition: Any = _LATEST_FOR_START.execute(session, {"k": process_key, "b": business_key}).first()
             if definition is None:
                 raise NotFound(f"no process definition with key '{process_key}'")
             running = definition.running
         else:
-            definition = definitions.version(session, process_key, version)
+            definition = definitions.version(cast(Session, session), process_key, version)  # ctx.read()'s
             running = None if business_key is None else _RUNNING_WITH_KEY.execute(
                 session, {"k": process_key, "b": business_key}).scalar()
         policy.require_starter(principal, process_key, definition.candidate_starter_groups,
@@ -113,8 +114,8 @@ _LATEST_FOR_START = Prepared(
     .where(_D.c.key == bindparam("k")).order_by(_D.c.version.desc()).limit(1))
 
 
-def _refuse_running_duplicate(session: Session, principal: Principal, process_key: str, business_key: str | None,
-                              running: str) -> None:
+def _refuse_running_duplicate(session: Session | Connection, principal: Principal, process_key: str,
+                              business_key: str | None, running: str) -> None:
     # its id only for a caller who may see it: the key's existence cannot be hidden, the instance can
     visible = session.scalar(select(ProcessInstance.id).where(ProcessInstance.id == running,
                                                               policy.visible_instances(principal)))

@@ -15,7 +15,6 @@ from service.db.models import AuditEvent, HumanTask, ProcessInstance, TaskCandid
 from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
-from service.engine.parser import FORM_KEY
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
 from service.services import outbox
@@ -27,6 +26,7 @@ from service.services.common import (
     decode_cursor,
     encode_cursor,
     is_given,
+    record_fields,
     task_record,
     task_summary,
     where_given,
@@ -255,7 +255,8 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-def _load(session: Session, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW) -> Any:
+def _load(session: Session | Connection, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW
+          ) -> Any:
     """The task as a row (its columns as attributes, read-only), if the principal may see it; `statement` may read
     more columns beside the task's."""
     row: Any = statement.execute(session, {"i": task_id}).first()
@@ -266,12 +267,10 @@ def _load(session: Session, principal: Principal, task_id: str, statement: Prepa
     return row
 
 
-def _form(ctx: AppContext, session: Session, row: Any) -> list[forms.FormField] | None:
+def _form(ctx: AppContext, session: Session | Connection, row: Any) -> list[forms.FormField] | None:
     """The task's form; None when the task declares none (an empty form declares that it records nothing)."""
-    model = ctx.model(session, row.definition_id)
-    spec = model.element(row.element_id)
-    raw = ((getattr(spec, "extensions", None) or {}).get(FORM_KEY)) if spec is not None else None
-    return None if raw is None else [forms.FormField.from_dict(f) for f in raw]
+    made = ctx.model(session, row.definition_id).form(row.element_id)
+    return None if made is None else made[0]
 
 
 COMPLETED_SHOWN = 100
@@ -288,11 +287,11 @@ def _variables(session: Session, instance_id: str) -> dict[str, Any] | None:
 
 
 def _detail(ctx: AppContext, session: Session, row: Any, variables: dict[str, Any] | None) -> TaskDetail:
-    fields = _form(ctx, session, row)
+    made = ctx.model(session, row.definition_id).form(row.element_id)
     done: list[Any] = _DONE_ROWS.execute(session, {"i": row.instance_id, "n": COMPLETED_SHOWN}).all()
     return TaskDetail(
-        **task_record(row).model_dump(), documentation=row.documentation, form_key=row.form_key,
-        form=[FormFieldOut(**f) for f in forms.schema_for_api(fields or [])],
+        **record_fields(row), documentation=row.documentation, form_key=row.form_key,
+        form=[FormFieldOut(**f) for f in made[1]] if made is not None else [],
         variables=variables if variables is not None else {},
         completed_tasks=[task_record(r) for r in reversed(done)],
     )
@@ -352,7 +351,8 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
 
 def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dict[str, Any],
              comment: str | None = None, idem: Any = None) -> CompletionOut:
-    with ctx.read() as session:
+    # one statement (the definition's files are cached, and never change): a plain connection, no ORM session
+    with ctx.read_connection() as session:
         row = _load(session, principal, task_id, _FOR_COMPLETION)
         if row.status != "open":
             raise Conflict(f"the task is already {row.status}")
