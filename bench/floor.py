@@ -154,3 +154,11 @@ def complete(task_id: str, body: CompleteIn | None = None,
 @app.get("/readyz")
 def readyz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@app.get("/api/v1/noop")
+def noop(authorization: str | None = Header(default=None)) -> dict[str, Any]:
+    """What every request does before its own work: a token checked, one hop to a thread, a JSON answer
+    (`python -m bench overhead`)."""
+    user = _user(authorization)
+    return {"user": user["sub"], "groups": sorted(user.get("groups", []))}
