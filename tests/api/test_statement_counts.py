@@ -119,3 +119,32 @@ def test_the_common_inbox_is_one_statement_without_a_transaction(api: Api) -> No
     finally:
         event.remove(factory, "after_transaction_create", listener)
         event.remove(engine, "begin", begin)
+
+
+def test_a_step_that_keeps_the_instance_running_leaves_its_indexed_status_alone(api: Api) -> None:
+    """The instance's status and ended_at are indexed: an UPDATE that SETs them rewrites those index entries on
+    SQLite even when they do not change, so a step that keeps the instance running leaves them out; the step that
+    ends it sets them (and the instance list and the ended index see it)."""
+    inst = api.start("review", {"project_name": "x", "budget_wan": 10}, business_key="IDX-1")
+
+    def instance_updates(element: str, decision: str) -> list[str]:
+        task = api.open_task(inst["id"], element)
+        reviewer = api.as_("li", "data_bureau")
+        with executed(api.server) as statements:
+            r = reviewer.post(f"/tasks/{task['id']}/complete", json={"variables": {"decision": decision}})
+        assert r.status_code == 200, r.text
+        return [s.sql.split(" WHERE ")[0] for s in statements if s.sql.startswith("UPDATE process_instance")]
+
+    [running_on] = instance_updates("review_task", "revise")
+    assert "status" not in running_on and "ended_at" not in running_on and "state_json" in running_on, running_on
+    api.complete(inst["id"], "revise_task", {"budget_wan": 10})
+    [ending] = instance_updates("review_task", "reject")
+    assert "status=" in ending and "ended_at=" in ending, ending
+    view = api.instance(inst["id"])
+    assert view["status"] == "completed" and view["end_event"] == "end_rejected" and view["ended_at"] is not None
+    listed = api.admin.get("/process-instances", params={"status": "completed", "business_key": "IDX-1"}).json()
+    assert [i["id"] for i in listed["items"]] == [inst["id"]]
+    assert api.admin.get("/process-instances", params={"status": "running", "business_key": "IDX-1"}).json()[
+        "items"] == []
+    # the business key is free again for a new running instance (the unique index of running keys saw the end)
+    assert api.start("review", {"project_name": "x", "budget_wan": 10}, business_key="IDX-1")["status"] == "running"
