@@ -32,6 +32,7 @@ from service.api import (
 from service.api.admission import Admission
 from service.api.deps import credentials_check
 from service.api.middleware import BodyLimit, CatchAll, Metrics, WriteLimit, write_share
+from service.api.route import serialised_routes_are_plain
 from service.auth import Principal
 from service.clock import Clock
 from service.config import Settings
@@ -209,5 +210,9 @@ def _api_routes() -> list[BaseRoute]:
         if not _SHARED_ROUTES:
             holder = APIRouter()  # not an app: no app's dependency overrides apply to the shared routes
             _include_routers(holder)
+            wrong = serialised_routes_are_plain(holder.routes)
+            if wrong:  # service/api/route.py: their answers would lose what the inclusion adds
+                raise RuntimeError(f"routes that serialise their answers are included with a Response dependency "
+                                   f"or another response class or model: {', '.join(wrong)}")
             _SHARED_ROUTES.extend(holder.routes)
         return _SHARED_ROUTES

@@ -1,7 +1,6 @@
 """Engine and session factory; the one place that knows SQLite from PostgreSQL."""
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -51,10 +50,16 @@ def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0
             # on the driver's connection: SQLAlchemy's exec_driver_sql (events, logging, a result) took a twelfth
             # of a completion's time for this one statement. Its errors are raised as SQLAlchemy's, as there (a
             # busy database is answered 503)
+            dbapi_connection = conn.connection.dbapi_connection
             try:
-                conn.connection.dbapi_connection.execute(begin)
-            except sqlite3.Error as e:
-                raise DBAPIError.instance(begin, (), e, sqlite3.Error, dialect=conn.dialect) from e
+                dbapi_connection.execute(begin)
+            except conn.dialect.loaded_dbapi.Error as e:
+                invalidated = conn.dialect.is_disconnect(e, dbapi_connection, None)
+                if invalidated:  # as SQLAlchemy does: the pool's older connections go too, then this one
+                    conn.engine.pool._invalidate(conn.connection, e)
+                    conn.invalidate(e)
+                raise DBAPIError.instance(begin, (), e, conn.dialect.loaded_dbapi.Error,
+                                          connection_invalidated=invalidated, dialect=conn.dialect) from e
 
         return engine
     # a statement that waits for another transaction's row lock gives up (answered 503) instead of hanging
