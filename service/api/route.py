@@ -37,7 +37,10 @@ _MODEL = "__govflow_serialised_model__"  # on a wrapped endpoint: the response m
 class Route(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], *, response_model: Any = Default(None),
                  **kwargs: Any) -> None:
-        endpoint = inspect.unwrap(endpoint, stop=lambda f: not hasattr(f, _MODEL))  # included again: wrapped once
+        # included again (a route made from a wrapped endpoint): wrapped once; only this module's wrapper is taken
+        # off (a decorator over it copies its attributes by functools.wraps, so the code tells it apart)
+        while getattr(endpoint, "__code__", None) is _ANSWER_CODE:
+            endpoint = endpoint.__wrapped__  # type: ignore[attr-defined]
         if _serialisable_in_thread(path, endpoint, response_model, kwargs):
             endpoint = _serialised(endpoint, response_model, kwargs.get("status_code"))
         super().__init__(path, endpoint, response_model=response_model, **kwargs)
@@ -92,6 +95,9 @@ def _serialised(endpoint: Callable[..., Any], model: type[BaseModel], status_cod
 
     setattr(answer, _MODEL, model)
     return answer
+
+
+_ANSWER_CODE = _serialised(lambda: None, BaseModel, None).__code__
 
 
 def serialised_routes_are_plain(routes: list[Any]) -> list[str]:

@@ -194,3 +194,27 @@ def _effective_routes(routes: list[Any]) -> list[Any]:
     from service.api.route import _effective
 
     return list(_effective(routes))
+
+
+def test_a_route_made_again_from_a_wrapped_endpoint_is_wrapped_once_and_keeps_other_decorators() -> None:
+    import functools
+
+    def model() -> Out:
+        return _out()
+
+    first = Route("/model", model, response_model=Out, methods=["GET"])
+    again = Route("/model", first.endpoint, response_model=Out, methods=["GET"])
+    assert again.endpoint.__wrapped__ is model  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def noted(function: Any) -> Any:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen.append("noted")
+            return function(*args, **kwargs)
+        return wrapper
+
+    decorated = Route("/model", noted(first.endpoint), response_model=Out, methods=["GET"])
+    answer = decorated.endpoint()
+    assert seen == ["noted"] and isinstance(answer, Response) and answer.body == _out().model_dump_json(
+        by_alias=True).encode()
