@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from bench.servers import Process, floor, fmt, govflow, median, percentile, reset_postgres, token
+from bench.servers import Process, alternate, floor, fmt, govflow, median, percentile, reset_postgres, token
 
 TYPES = ("start", "inbox", "claim", "complete")
 
@@ -102,20 +102,11 @@ def main(seconds: float, repetitions: int, client_counts: list[int]) -> int:
         else:
             gov = govflow(None, work / "data")
             flo = floor(f"sqlite:///{work / 'floor.db'}")
-        results: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-        try:
-            for rep in range(repetitions):
-                for clients in client_counts:
-                    for name, server in (("floor", flo), ("govflow", gov)):
-                        outcome = Load(server, clients, seconds, f"{db_name}-{name}-{rep}-{clients}").run()
-                        results[(name, clients)].append(outcome)
-                        if outcome["errors"]:
-                            failed = True
-                            print(f"  {name} {clients} clients: {outcome['errors']} errors, e.g. "
-                                  f"{outcome['first_error']}")
-        finally:
-            gov.stop()
-            flo.stop()
+        def measure(name: str, server: Process, clients: int, rep: int, db_name: str = db_name) -> dict[str, Any]:
+            return Load(server, clients, seconds, f"{db_name}-{name}-{rep}-{clients}").run()
+
+        results, errors = alternate({"floor": flo, "govflow": gov}, repetitions, client_counts, measure)
+        failed = failed or errors
         _report(db_name, results, client_counts)
     return 1 if failed else 0
 

@@ -10,13 +10,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.servers import SECRET, Process, floor, fmt, free_port, median, percentile, token
+from bench.servers import SECRET, Process, alternate, floor, fmt, free_port, median, percentile, token
 
 
 def overhead_app(data_dir: Path) -> Process:
@@ -54,29 +53,16 @@ def _load(server: Process, clients: int, seconds: float) -> dict[str, Any]:
     elapsed, cpu = time.monotonic() - started, server.cpu_seconds() - cpu_before
     return {"rps": len(latencies) / elapsed, "p50": percentile(latencies, 0.5) * 1000,
             "p99": percentile(latencies, 0.99) * 1000, "cpu_ms": cpu / max(1, len(latencies)) * 1000,
-            "errors": errors}
+            "errors": len(errors), "first_error": errors[0] if errors else None}
 
 
 def main(seconds: float, repetitions: int, client_counts: list[int]) -> int:
     work = Path(tempfile.mkdtemp(prefix="govflow-bench-"))
     print(f"a request that does nothing, govflow vs the floor app: {repetitions} alternating repetitions of "
           f"{seconds:g} s per measurement, clients {client_counts}, on {os.cpu_count()} cores")
-    gov, flo = overhead_app(work / "data"), floor(f"sqlite:///{work / 'floor.db'}")
-    results: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    failed = False
-    try:
-        for _rep in range(repetitions):
-            for clients in client_counts:
-                for name, server in (("floor", flo), ("govflow", gov)):
-                    outcome = _load(server, clients, seconds)
-                    results[(name, clients)].append(outcome)
-                    if outcome["errors"]:
-                        failed = True
-                        print(f"  {name} {clients} clients: {len(outcome['errors'])} errors, e.g. "
-                              f"{outcome['errors'][0]}")
-    finally:
-        gov.stop()
-        flo.stop()
+    servers = {"floor": floor(f"sqlite:///{work / 'floor.db'}"), "govflow": overhead_app(work / "data")}
+    results, failed = alternate(servers, repetitions, client_counts,
+                                lambda _name, server, clients, _rep: _load(server, clients, seconds))
     print(f"\n{'':28}{'floor':>10}{'govflow':>10}{'ratio':>9}")
     for clients in client_counts:
         f, g = results[("floor", clients)], results[("govflow", clients)]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -140,3 +142,26 @@ def median(values: list[float]) -> float:
 
 def fmt(value: Any, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def alternate(servers: dict[str, Process], repetitions: int, client_counts: list[int],
+              measure: Callable[[str, Process, int, int], dict[str, Any]]
+              ) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], bool]:
+    """Each server measured in turn, for each client count, `repetitions` times (`measure(name, server, clients,
+    repetition)` gives an outcome with `errors`, a count, and `first_error`); the servers are stopped at the end.
+    The outcomes by (server, clients), and whether any had errors (each printed)."""
+    results: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    failed = False
+    try:
+        for rep in range(repetitions):
+            for clients in client_counts:
+                for name, server in servers.items():
+                    outcome = measure(name, server, clients, rep)
+                    results[(name, clients)].append(outcome)
+                    if outcome["errors"]:
+                        failed = True
+                        print(f"  {name} {clients} clients: {outcome['errors']} errors, e.g. {outcome['first_error']}")
+    finally:
+        for server in servers.values():
+            server.stop()
+    return results, failed

@@ -310,7 +310,8 @@ class WriteLimit:
         await hold_until_answered(self._semaphore, self.app, scope, receive, send)
 
 
-async def hold_until_answered(slots: Any, app: App, scope: Scope, receive: Receive, send: Send) -> None:
+async def hold_until_answered(slots: asyncio.Semaphore, app: App, scope: Scope, receive: Receive,
+                              send: Send) -> None:
     """Run the request in one of `slots` (an asyncio semaphore), given back when its answer starts (the
     request's sessions are closed and its changes committed by then: the answer may take as long as its client
     likes to leave), or when it ends without one."""

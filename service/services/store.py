@@ -105,11 +105,10 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
     # the open tasks before, when known (none for a new instance): the change's events are then appended before
     # the instance is written, so its INSERT or UPDATE records the audit chain's head as well
     before = [] if is_new else open_tasks
+    completing = status == "completed" and closing_status is None
     changes = None if before is None else _task_changes(snap, before)
     if changes is not None:
-        _task_events(session, instance, changes, now, audit)
-        if status == "completed" and closing_status is None:
-            _completion_events(session, instance, now, actor, audit, end_event, variables)
+        _events(session, instance, changes, now, actor, audit, completing, end_event, variables)
     if is_new:
         instance.state_json = result.header
         instance.state_token = token
@@ -160,9 +159,7 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
         _verify(ctx, session, instance, result, token)
     if changes is None:  # read under the instance's lock, taken by the UPDATE
         changes = _task_changes(snap, _OPEN_TASKS.execute(session, {"i": instance.id}).all())
-        _task_events(session, instance, changes, now, audit)
-        if status == "completed" and closing_status is None:
-            _completion_events(session, instance, now, actor, audit, end_event, variables)
+        _events(session, instance, changes, now, actor, audit, completing, end_event, variables)
     open_now = _write_tasks(session, instance, changes, now)
     waiting = _sync_waiting(ctx, session, instance, wanted, waited > 0, is_new)
     if stored is not None:
@@ -214,9 +211,10 @@ def _task_changes(snap: Snapshot, open_rows: list[Any]) -> _TaskChanges:
                         new=[t for task_id, t in current.items() if task_id not in known])
 
 
-def _task_events(session: Session, instance: ProcessInstance, changes: _TaskChanges, now: datetime,
-                 audit: AuditTrail) -> None:
-    """The audit events of the tasks cancelled and created, and the outbox events of those created."""
+def _events(session: Session, instance: ProcessInstance, changes: _TaskChanges, now: datetime, actor: str,
+            audit: AuditTrail, completing: bool, end_event: str | None, variables: dict[str, Any]) -> None:
+    """The audit events of the tasks cancelled and created, the outbox events of those created, and, when the
+    instance completes, both of its completion."""
     for task_id, element_id in changes.gone:
         audit.append(now, "system", "task.cancelled", task_id=task_id, element_id=element_id)
     for t in changes.new:
@@ -225,13 +223,10 @@ def _task_events(session: Session, instance: ProcessInstance, changes: _TaskChan
         audit.append(now, "system", "task.created", task_id=t.id, element_id=t.element_id, data=data)
         outbox.enqueue(session, "task.created", now, instance.id,
                        {**_instance_ref(instance), "task_id": t.id, "element_id": t.element_id, **data})
-
-
-def _completion_events(session: Session, instance: ProcessInstance, now: datetime, actor: str, audit: AuditTrail,
-                       end_event: str | None, variables: dict[str, Any]) -> None:
-    audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
-    outbox.enqueue(session, "instance.completed", now, instance.id,
-                   {**_instance_ref(instance), "end_event": end_event, "variables": variables})
+    if completing:
+        audit.append(now, actor, "instance.completed", element_id=end_event, data={"end_event": end_event})
+        outbox.enqueue(session, "instance.completed", now, instance.id,
+                       {**_instance_ref(instance), "end_event": end_event, "variables": variables})
 
 
 def _write_tasks(session: Session, instance: ProcessInstance, changes: _TaskChanges, now: datetime) -> list[Any]:
