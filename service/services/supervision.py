@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from service import policy
 from service.auth import Principal
@@ -38,44 +38,77 @@ class Supervision:
     departments: list[DepartmentLoad] = field(default_factory=list)
     overdue: list[tuple[str, TaskSummary]] = field(default_factory=list)  # (group, task), most overdue first
     due_soon: list[tuple[str, TaskSummary]] = field(default_factory=list)  # (group, task), soonest first
+    limit: int = 500  # tasks listed at most in each of the two lists (the counts are of every task)
+    overdue_more: bool = False  # more overdue tasks than listed
+    due_soon_more: bool = False
+    overdue_tasks: int = 0  # how many tasks are overdue, and due soon (a task offered to two groups is one task)
+    due_soon_tasks: int = 0
 
 
 def supervision(session: Session, principal: Principal, now: datetime, process_key: str | None = None,
                 limit: int = 500) -> Supervision:
     """Open tasks the principal sees, per candidate group: how many, how many overdue or due within three days,
-    the nearest deadline; and the overdue tasks themselves (the basis of a 通报)."""
-    query = where_given(select(HumanTask).where(HumanTask.status == "open", policy.visible_tasks(principal)),
-                        (HumanTask.process_key, process_key))
-    rows = list(session.scalars(query.order_by(HumanTask.due_at, HumanTask.created_at, HumanTask.id).limit(limit)))
-    groups: dict[str, list[str]] = {}
-    if rows:
-        for task_id, value in session.execute(select(TaskCandidate.task_id, TaskCandidate.value).where(
-                TaskCandidate.task_id.in_([r.id for r in rows]), TaskCandidate.kind == "group")):
-            groups.setdefault(task_id, []).append(value)
+    the nearest deadline; and the overdue and soon-due tasks themselves (the basis of a 通报), the `limit` most
+    urgent of each.
+
+    The counts are the database's, over every open task, not over a page of them; the lists are read by due date
+    from (status, due_at), so tasks without a deadline neither push them out (SQLite puts NULL first in an
+    ascending order, PostgreSQL last) nor are read at all."""
+    shown = [HumanTask.status == "open", policy.visible_tasks(principal)]
+    if process_key:
+        shown.append(HumanTask.process_key == process_key)
+    overdue = and_(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
+    soon = and_(HumanTask.due_at >= now, HumanTask.due_at < now + SOON)
+    # an alias: the policy's own candidate lookups (EXISTS on task_candidate) must not be correlated to this join
+    group = aliased(TaskCandidate)
+    counted = (select(group.value, HumanTask.process_key, func.count(), func.count(case((overdue, 1))),
+                      func.count(case((soon, 1))), func.min(HumanTask.due_at),
+                      func.min(case((overdue, HumanTask.due_at))))
+               .select_from(HumanTask)
+               .outerjoin(group, and_(group.task_id == HumanTask.id, group.kind == "group"))
+               .where(*shown).group_by(group.value, HumanTask.process_key))
     loads: dict[str, DepartmentLoad] = {}
-    out = Supervision(now=now)
-    for row in rows:
-        summary = task_summary(row)
-        for group in sorted(groups.get(row.id) or [NO_GROUP]):
-            load = loads.setdefault(group, DepartmentLoad(group))
-            load.open += 1
-            load.processes.add(row.process_key)
-            if row.due_at is None:
-                continue
-            if load.earliest_due is None or row.due_at < load.earliest_due:
-                load.earliest_due = row.due_at
-            if row.due_at < now:
-                load.overdue += 1
-                if load.oldest_overdue is None or row.due_at < load.oldest_overdue:
-                    load.oldest_overdue = row.due_at
-                out.overdue.append((group, summary))
-            elif row.due_at < now + SOON:
-                load.due_soon += 1
-                out.due_soon.append((group, summary))
+    for value, key, n_open, n_overdue, n_soon, earliest, oldest_overdue in session.execute(counted):
+        load = loads.setdefault(value or NO_GROUP, DepartmentLoad(value or NO_GROUP))
+        load.open += n_open
+        load.overdue += n_overdue
+        load.due_soon += n_soon
+        load.processes.add(key)
+        load.earliest_due = _earliest(load.earliest_due, earliest)
+        load.oldest_overdue = _earliest(load.oldest_overdue, oldest_overdue)
+    out = Supervision(now=now, limit=limit)
     out.departments = sorted(loads.values(), key=lambda d: (-d.overdue, -d.open, d.group))
-    out.overdue.sort(key=lambda item: (item[1].due_at or now, item[0]))
-    out.due_soon.sort(key=lambda item: (item[1].due_at or now, item[0]))
+    # read in the order of (status, due_at) itself, so that a list is one range of it, with no sort; tasks due at
+    # the same moment are equally urgent, and are shown oldest first
+    late = list(session.scalars(select(HumanTask).where(*shown, overdue).order_by(HumanTask.due_at).limit(limit + 1)))
+    near = list(session.scalars(select(HumanTask).where(*shown, soon).order_by(HumanTask.due_at).limit(limit + 1)))
+    out.overdue_more, out.due_soon_more = len(late) > limit, len(near) > limit
+
+    def shown_order(row: HumanTask) -> tuple[datetime, datetime, str]:
+        return row.due_at or now, row.created_at, row.id
+
+    late, near = sorted(late[:limit], key=shown_order), sorted(near[:limit], key=shown_order)
+    out.overdue_tasks, out.due_soon_tasks = len(late), len(near)
+    if out.overdue_more or out.due_soon_more:
+        out.overdue_tasks, out.due_soon_tasks = session.execute(
+            select(func.count(case((overdue, 1))), func.count(case((soon, 1)))).where(*shown)).one()
+    groups: dict[str, list[str]] = {}
+    ids = [r.id for r in (*late, *near)]
+    if ids:
+        for task_id, value in session.execute(select(TaskCandidate.task_id, TaskCandidate.value).where(
+                TaskCandidate.task_id.in_(ids), TaskCandidate.kind == "group")):
+            groups.setdefault(task_id, []).append(value)
+    for rows, listed in ((late, out.overdue), (near, out.due_soon)):
+        for row in rows:
+            summary = task_summary(row)
+            listed.extend((g, summary) for g in sorted(groups.get(row.id) or [NO_GROUP]))
+        listed.sort(key=lambda item: (item[1].due_at or now, item[0]))
     return out
+
+
+def _earliest(*dates: datetime | None) -> datetime | None:
+    present = [d for d in dates if d is not None]
+    return min(present) if present else None
 
 
 def _overdue_task(now: datetime) -> object:
