@@ -188,7 +188,14 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         column = {"created": HumanTask.created_at, "due": HumanTask.due_at, "name": HumanTask.name,
                   "id": HumanTask.id, "assignee": HumanTask.assignee, "instance": HumanTask.instance_id,
                   "element": HumanTask.element_id}[sort_by]
-        order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
+        order: list[Any]
+        if column is HumanTask.due_at or column is HumanTask.assignee:
+            # no deadline, no assignee: after every value, and first in reverse, on both databases (SQLite puts
+            # NULL first in an ascending order, PostgreSQL last)
+            order = [column.desc().nulls_first(), HumanTask.id.desc()] if descending \
+                else [column.asc().nulls_last(), HumanTask.id]
+        else:
+            order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
         rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     if cursor:
