@@ -3,6 +3,7 @@ calls the same use cases as /api/v1 with the principal of the session, so it sho
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 MAX_COMMENT = 2000
 PAGE = 50
+INBOX_PAGE = 200  # tasks in each of the inbox's two lists, the most urgent first
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters.update(cn_time=view.cn_time, cn_due=view.cn_due, wan=view.wan, show=view.show,
@@ -244,20 +246,31 @@ def inbox(request: Request, process_key: str = "", overdue: str = "") -> Respons
     with ctx.read() as db:
         common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None,
                                       status="open", due_before=None, overdue=True if only_overdue else None,
-                                      now=now, limit=200, cursor=None, process_key=process_key or None)
-        mine = task_service.list_tasks(db, principal, assignee=principal.user, **common).items
-        offered = task_service.list_tasks(db, principal, assignee=None, candidate_user=principal.user,
-                                          candidate_user_groups=principal.groups, unassigned=True, **common).items
+                                      now=now, process_key=process_key or None)
+        mine_filter: dict[str, Any] = dict(assignee=principal.user)
+        offered_filter: dict[str, Any] = dict(assignee=None, candidate_user=principal.user,
+                                              candidate_user_groups=principal.groups, unassigned=True)
+        tables = {}
+        for name, only in (("mine", mine_filter), ("offered", offered_filter)):
+            # the most urgent first, read in that order (a task without a deadline after every one with), so that
+            # a list longer than a page shows its most urgent tasks, and says how many there are
+            items = task_service.list_tasks(db, principal, **common, **only, limit=INBOX_PAGE + 1, cursor=None,
+                                            sort_by="due").items
+            total = len(items) if len(items) <= INBOX_PAGE else task_service.count_tasks(db, principal, **common,
+                                                                                           **only)
+            tables[name] = (by_due(items[:INBOX_PAGE], now), total)
         names = _definition_names(db)
-        projects = _projects(db, principal, {t.process_instance_id for t in [*mine, *offered]})
+        projects = _projects(db, principal, {t.process_instance_id for items, _ in tables.values() for t in items})
         groups = _group_labels(ctx, db)
-
-    def by_due(items: list[Any]) -> list[Any]:
-        return sorted(items, key=lambda t: (t.due_at is None, t.due_at or now, t.created_at))
-
-    return _page(request, "inbox.html", principal, csrf, nav="inbox", mine=by_due(mine), offered=by_due(offered),
+    (mine, mine_total), (offered, offered_total) = tables["mine"], tables["offered"]
+    return _page(request, "inbox.html", principal, csrf, nav="inbox", mine=mine, offered=offered,
+                 mine_total=mine_total, offered_total=offered_total, page_size=INBOX_PAGE,
                  definitions=names, projects=projects, groups=groups, process_key=process_key,
                  only_overdue=only_overdue)
+
+
+def by_due(items: list[Any], now: datetime) -> list[Any]:
+    return sorted(items, key=lambda t: (t.due_at is None, t.due_at or now, t.created_at))
 
 
 # ---- a task --------------------------------------------------------------------------------------------
