@@ -142,7 +142,7 @@ class HumanTask(Base):
         Index("ix_human_task_instance", "instance_id", "status"),
         Index("ix_human_task_assignee_created", "assignee", "status", "created_at", "id"),  # an assignee's inbox
         Index("ix_human_task_business_key_created", "business_key", "status", "created_at", "id"),  # a project's
-        Index("ix_human_task_due", "status", "due_at"),
+        Index("ix_human_task_due_created", "status", "due_at", "created_at", "id"),  # overdue and due soon
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))

@@ -52,8 +52,8 @@ def supervision(session: Session, principal: Principal, now: datetime, process_k
     urgent of each.
 
     The counts are the database's, over every open task, not over a page of them; the lists are read by due date
-    from (status, due_at), so tasks without a deadline neither push them out (SQLite puts NULL first in an
-    ascending order, PostgreSQL last) nor are read at all."""
+    from (status, due_at, created_at, id), so tasks without a deadline neither push them out (SQLite puts NULL
+    first in an ascending order, PostgreSQL last) nor are read at all."""
     shown = [HumanTask.status == "open", policy.visible_tasks(principal)]
     if process_key:
         shown.append(HumanTask.process_key == process_key)
@@ -78,16 +78,13 @@ def supervision(session: Session, principal: Principal, now: datetime, process_k
         load.oldest_overdue = _earliest(load.oldest_overdue, oldest_overdue)
     out = Supervision(now=now, limit=limit)
     out.departments = sorted(loads.values(), key=lambda d: (-d.overdue, -d.open, d.group))
-    # read in the order of (status, due_at) itself, so that a list is one range of it, with no sort; tasks due at
-    # the same moment are equally urgent, and are shown oldest first
-    late = list(session.scalars(select(HumanTask).where(*shown, overdue).order_by(HumanTask.due_at).limit(limit + 1)))
-    near = list(session.scalars(select(HumanTask).where(*shown, soon).order_by(HumanTask.due_at).limit(limit + 1)))
+    # each list one range of human_task (status, due_at, created_at, id), read in its order: the most urgent first,
+    # the oldest first among tasks due at the same moment, with no sort
+    order = (HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+    late = list(session.scalars(select(HumanTask).where(*shown, overdue).order_by(*order).limit(limit + 1)))
+    near = list(session.scalars(select(HumanTask).where(*shown, soon).order_by(*order).limit(limit + 1)))
     out.overdue_more, out.due_soon_more = len(late) > limit, len(near) > limit
-
-    def shown_order(row: HumanTask) -> tuple[datetime, datetime, str]:
-        return row.due_at or now, row.created_at, row.id
-
-    late, near = sorted(late[:limit], key=shown_order), sorted(near[:limit], key=shown_order)
+    late, near = late[:limit], near[:limit]
     out.overdue_tasks, out.due_soon_tasks = len(late), len(near)
     if out.overdue_more or out.due_soon_more:
         out.overdue_tasks, out.due_soon_tasks = session.execute(

@@ -37,7 +37,7 @@ from service.services.store import Stored, apply, committed
 TASK_STATUSES = ("open", "completed", "cancelled")
 
 
-TASK_SORTS = ("created", "due", "name", "id", "assignee", "instance", "element")
+TASK_SORTS = ("created", "due", "name", "name_ci", "id", "assignee", "instance", "element")
 
 
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
@@ -186,6 +186,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         if cursor:
             raise InvalidInput("a cursor pages only in creation order", {"cursor": "not with sort_by or offset"})
         column = {"created": HumanTask.created_at, "due": HumanTask.due_at, "name": HumanTask.name,
+                  "name_ci": func.lower(HumanTask.name),
                   "id": HumanTask.id, "assignee": HumanTask.assignee, "instance": HumanTask.instance_id,
                   "element": HumanTask.element_id}[sort_by]
         order: list[Any]

@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from service.db.migrate import head_revision
 from service.db.models import Base
 from service.db.session import make_engine
 from tests.api.test_scale_out import new_database
@@ -71,6 +72,33 @@ def test_the_project_inbox_index_goes_down_and_up_over_rows(tmp_path: Path, data
             assert after == before
 
 
+def test_the_due_index_goes_down_and_up_over_rows(tmp_path: Path, database_url: str | None) -> None:
+    """Migration 0011: human_task (status, due_at) becomes (status, due_at, created_at, id), the order of the
+    supervision lists, and back; the open tasks due before a date are listed before and after."""
+    with new_database(tmp_path, database_url) as url:
+        with served(tmp_path, url) as api:
+            url = _url_of(api)
+            started = [api.start("review", REVIEW, business_key=f"DUE-{i}")["id"] for i in range(3)]
+            before = _tasks_with_deadlines(api)
+        assert sorted(t["process_instance_id"] for t in before) == sorted(started)
+        migrate_to(url, "0010", down=True)
+        old = _task_indexes(url)
+        assert old["ix_human_task_due"] == ["status", "due_at"] and "ix_human_task_due_created" not in old
+        migrate_to(url, "head")
+        new = _task_indexes(url)
+        assert new["ix_human_task_due_created"] == ["status", "due_at", "created_at", "id"]
+        assert "ix_human_task_due" not in new and len(new) == len(old)
+        with served(tmp_path, url) as api:
+            assert _tasks_with_deadlines(api) == before
+
+
+def _tasks_with_deadlines(api: Api) -> list[dict[str, object]]:
+    r = api.admin.get("/tasks", params={"status": "open", "due_before": "2099-01-01T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    items: list[dict[str, object]] = r.json()["items"]
+    return items
+
+
 def test_the_migrations_go_down_to_0003_and_up_again_over_a_running_instance(tmp_path: Path,
                                                                              database_url: str | None) -> None:
     """Every migration from 0004 on goes down and up again over a running instance, which is then worked on as
@@ -121,7 +149,7 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            assert MigrationContext.configure(connection).get_current_revision() == "0010"
+            assert MigrationContext.configure(connection).get_current_revision() == head_revision()
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()

@@ -16,18 +16,27 @@ from service.services.supervision import NO_GROUP, Supervision
 from tests.support import Api
 
 # kind "plain": data_bureau, no deadline; "joint": data_bureau and finance_bureau, due in five days; "named":
-# offered to zhao.lei by name only, due in a day
+# offered to zhao.lei by name only, due in a day; "fixed": data_bureau, due at the start's `deadline`
 DIAGRAM = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
   xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
   xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://govflow.example/bpmn">
   <bpmn:process id="sup" name="督办测试" isExecutable="true">
     <bpmn:startEvent id="start"><bpmn:extensionElements><camunda:formData>
-      <camunda:formField id="kind" label="类别" type="string" /></camunda:formData></bpmn:extensionElements>
+      <camunda:formField id="kind" label="类别" type="string" />
+      <camunda:formField id="deadline" label="期限" type="string" /></camunda:formData></bpmn:extensionElements>
       <bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
     <bpmn:exclusiveGateway id="which" default="f_plain"><bpmn:incoming>f0</bpmn:incoming>
       <bpmn:outgoing>f_plain</bpmn:outgoing><bpmn:outgoing>f_joint</bpmn:outgoing><bpmn:outgoing>f_named</bpmn:outgoing>
+      <bpmn:outgoing>f_fixed</bpmn:outgoing>
     </bpmn:exclusiveGateway>
+    <bpmn:userTask id="fixed" name="限期办理" camunda:candidateGroups="data_bureau" camunda:dueDate="${deadline}">
+      <bpmn:incoming>f_fixed</bpmn:incoming><bpmn:outgoing>e4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end4"><bpmn:incoming>e4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f_fixed" sourceRef="which" targetRef="fixed">
+      <bpmn:conditionExpression xsi:type="bpmn:tFormalExpression">kind == "fixed"</bpmn:conditionExpression>
+    </bpmn:sequenceFlow>
+    <bpmn:sequenceFlow id="e4" sourceRef="fixed" targetRef="end4" />
     <bpmn:userTask id="plain" name="审核" camunda:candidateGroups="data_bureau">
       <bpmn:incoming>f_plain</bpmn:incoming><bpmn:outgoing>e1</bpmn:outgoing></bpmn:userTask>
     <bpmn:userTask id="joint" name="联合审查" camunda:candidateGroups="data_bureau,finance_bureau" camunda:dueDate="P5D">
@@ -61,11 +70,11 @@ def sup(api: Api) -> Iterator[Api]:
     yield api
 
 
-def start(api: Api, kind: str, n: int = 1) -> list[dict[str, Any]]:
-    """n instances of the kind; each one's open task."""
+def start(api: Api, kind: str, n: int = 1, **variables: Any) -> list[dict[str, Any]]:
+    """n instances of the kind, a second apart; each one's open task."""
     tasks = []
     for _ in range(n):
-        [task] = api.start("sup", {"kind": kind})["open_tasks"]
+        [task] = api.start("sup", {"kind": kind, **variables})["open_tasks"]
         tasks.append(task)
         api.clock.advance(timedelta(seconds=1))
     return tasks
@@ -118,6 +127,20 @@ def test_the_counts_are_of_every_open_task_and_the_lists_only_of_tasks_with_dead
     assert [t.id for _, t in whole.due_soon] == [joint[0]["id"]] * 2 + [joint[1]["id"]] * 2
 
 
+def test_of_tasks_due_at_the_same_moment_the_oldest_are_listed_on_both_databases(sup: Api) -> None:
+    api = sup
+    fixed = start(api, "fixed", 6, deadline="2026-03-10T09:00:00+08:00")
+    assert len({t["due_at"] for t in fixed}) == 1
+    li = api.as_("li", "data_bureau")
+    for task in reversed(fixed[:3]):  # claimed, newest first: the rows change, the order must not
+        assert li.post(f"/tasks/{task['id']}/claim").status_code == 200
+    for now, attribute in ((due(fixed[0]) + timedelta(hours=1), "overdue"), (due(fixed[0]) - timedelta(days=1),
+                                                                              "due_soon")):
+        result = run(api, ADMIN, now, limit=3)
+        assert [t.id for _, t in getattr(result, attribute)] == [t["id"] for t in fixed[:3]], attribute
+        assert getattr(result, f"{attribute}_more") and getattr(result, f"{attribute}_tasks") == 6
+
+
 def test_overdue_and_due_soon_on_both_sides_of_their_boundaries(sup: Api) -> None:
     api = sup
     [named] = start(api, "named")
@@ -156,6 +179,7 @@ def test_a_department_counts_the_tasks_its_members_see_with_every_group_they_are
 def test_the_console_says_when_a_list_is_cut(sup: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     api = sup
     start(api, "named", 2)
+    start(api, "joint", 3)  # each listed under two departments, counted once
     api.clock.advance(timedelta(days=2))
     monkeypatch.setattr(report, "supervision", partial(report.supervision, limit=1))
     import httpx
@@ -166,13 +190,16 @@ def test_the_console_says_when_a_list_is_cut(sup: Api, monkeypatch: pytest.Monke
         assert r.status_code == 303, r.text
         page = client.get("/console/supervision").text
     assert 'id="overdue-more"' in page and "逾期任务共 2 项，此处仅列出逾期最久的 1 项" in page
-    assert 'id="due-soon-more"' not in page
+    assert '逾期任务 <span class="count">2</span>' in page  # tasks, as the note says
     assert page.count('class="is-overdue" data-task-id=') == 1
+    assert "3 日内到期的任务共 3 项，此处仅列出期限最近的 1 项" in page
+    assert '3 日内到期 <span class="count">3</span>' in page
 
 
 def test_the_lists_are_read_by_due_date_through_its_index(sup: Api) -> None:
-    """Each list is one range of human_task (status, due_at), read in its order with no sort: tasks without a
-    deadline, or with one outside the list's, are not read, and a cut list reads only the rows it shows."""
+    """Each list is one range of human_task (status, due_at, created_at, id), read in its order with no sort: tasks
+    without a deadline, or with one outside the list's, are not read, and a cut list reads only the rows it
+    shows."""
     from tests.api.test_query_plans import explain, problems
     from tests.support import executed
 
@@ -184,9 +211,9 @@ def test_the_lists_are_read_by_due_date_through_its_index(sup: Api) -> None:
     for principal in (ADMIN, Principal("li", frozenset({"data_bureau"}))):
         with executed(api.server) as seen:
             run(api, principal, now)
-        lists = [s for s in seen if "ORDER BY human_task.due_at" in s.sql]
+        lists = [s for s in seen if "ORDER BY human_task.due_at, human_task.created_at, human_task.id" in s.sql]
         assert len(lists) == 2, [s.sql for s in seen]
         for statement in lists:
             plan = explain(api, statement)
-            wrong = problems(plan, "human_task", indexes=("ix_human_task_due",))
+            wrong = problems(plan, "human_task", indexes=("ix_human_task_due_created",))
             assert not wrong, f"{wrong}\n\nplan:\n{plan}\n\nstatement:\n{statement.sql}"

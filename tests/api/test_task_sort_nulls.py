@@ -40,3 +40,48 @@ def test_tasks_without_a_deadline_or_an_assignee_sort_last_and_first_in_reverse(
         by_assignee = [undated[1]["id"], *unassigned]
         assert _ids(client, sortBy="assignee", sortOrder="asc") == by_assignee
         assert _ids(client, sortBy="assignee", sortOrder="desc") == list(reversed(by_assignee))
+
+
+NAMED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://govflow.example/bpmn">
+  <bpmn:process id="named_tasks" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:parallelGateway id="fork"><bpmn:incoming>f0</bpmn:incoming>
+      <bpmn:outgoing>f1</bpmn:outgoing><bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>
+    </bpmn:parallelGateway>
+    <bpmn:userTask id="t1" name="beta" camunda:candidateGroups="data_bureau"><bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>e1</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="t2" name="Alpha" camunda:candidateGroups="data_bureau"><bpmn:incoming>f2</bpmn:incoming>
+      <bpmn:outgoing>e2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="t3" name="Gamma" camunda:candidateGroups="data_bureau"><bpmn:incoming>f3</bpmn:incoming>
+      <bpmn:outgoing>e3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:parallelGateway id="join"><bpmn:incoming>e1</bpmn:incoming><bpmn:incoming>e2</bpmn:incoming>
+      <bpmn:incoming>e3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:parallelGateway>
+    <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="fork" />
+    <bpmn:sequenceFlow id="f1" sourceRef="fork" targetRef="t1" />
+    <bpmn:sequenceFlow id="f2" sourceRef="fork" targetRef="t2" />
+    <bpmn:sequenceFlow id="f3" sourceRef="fork" targetRef="t3" />
+    <bpmn:sequenceFlow id="e1" sourceRef="t1" targetRef="join" />
+    <bpmn:sequenceFlow id="e2" sourceRef="t2" targetRef="join" />
+    <bpmn:sequenceFlow id="e3" sourceRef="t3" targetRef="join" />
+    <bpmn:sequenceFlow id="f4" sourceRef="join" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_name_case_insensitive_sorts_without_regard_to_case(api: Api) -> None:
+    """Camunda's sortBy=nameCaseInsensitive: Alpha, beta, Gamma (sortBy=name sorts by the characters' codes)."""
+    r = api.admin.post("/deployments", files=[("files", ("named_tasks.bpmn", NAMED.encode()))])
+    assert r.status_code == 201, r.text
+    api.start("named_tasks", {})
+    with _engine_rest(api) as client:
+        def names(**params: Any) -> list[str]:
+            found = client.get("/task", params=params)
+            assert found.status_code == 200, found.text
+            return [t["name"] for t in found.json()]
+
+        assert names(sortBy="nameCaseInsensitive", sortOrder="asc") == ["Alpha", "beta", "Gamma"]
+        assert names(sortBy="nameCaseInsensitive", sortOrder="desc") == ["Gamma", "beta", "Alpha"]
+        assert names(sortBy="name", sortOrder="asc") == ["Alpha", "Gamma", "beta"]

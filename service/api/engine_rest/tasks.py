@@ -29,7 +29,7 @@ from service.services.context import AppContext
 router = APIRouter(route_class=CamundaRoute)
 LIST_CAP = 1000
 
-_SORTS = {"created": "created", "dueDate": "due", "name": "name", "nameCaseInsensitive": "name", "id": "id",
+_SORTS = {"created": "created", "dueDate": "due", "name": "name", "nameCaseInsensitive": "name_ci", "id": "id",
           "assignee": "assignee", "instanceId": "instance", "executionId": "instance", "priority": "created",
           "taskDefinitionKey": "element"}
 
