@@ -363,13 +363,21 @@ async def _claim_or_release(request: Request, task_id: str, use_case: Callable[.
     return RedirectResponse(console_session.safe_next(back), status_code=303)
 
 
+def _number(text: str) -> int | None:
+    """A positive whole number of at most five ASCII digits from a query parameter, else None ("²" is a digit to
+    str.isdigit, and int() refuses it)."""
+    if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) > 0:
+        return int(text)
+    return None
+
+
 # ---- projects ------------------------------------------------------------------------------------------
 @router.get("/projects")
 def projects(request: Request, process_key: str = "", status: str = "", business_key: str = "", overdue: str = "",
              page: str = "1") -> Response:
     principal, csrf = current(request)
     ctx = _ctx(request)
-    number = int(page) if page.isdigit() and 0 < int(page) < 100000 else 1
+    number = _number(page) or 1
     status = status if status in ("running", "completed", "cancelled") else ""
     with ctx.read() as db:
         items, more = supervision.list_projects(
@@ -438,8 +446,9 @@ def _definition_view(request: Request, principal: Principal, csrf: str, key: str
         latest = definitions.get_latest(ctx, db, key)
         versions = definitions.versions(db, key)
         shown: ProcessDefinitionOut = latest
-        if version.isdigit() and int(version) != latest.version:
-            row = definitions.version(db, key, int(version))
+        asked = _number(version)
+        if asked is not None and asked != latest.version:
+            row = definitions.version(db, key, asked)
             shown = definitions.by_id(db, row.id, with_form=True)
         xml = definitions.xml(db, key, shown.version)
         may_start = policy.may_start(principal, key, latest.candidate_starter_groups,

@@ -123,7 +123,8 @@ def parse_cycle(text: str, start: _dt.datetime) -> tuple[int, _dt.datetime, _dt.
     parts = text.strip().upper().split("/")
     if len(parts) not in (2, 3) or not parts[0].startswith("R"):
         raise TimingError(f"{text!r} is not an ISO 8601 repeating interval (e.g. R3/P1D)")
-    cycles = int(parts[0][1:]) if parts[0][1:].isdigit() else None
+    digits = parts[0][1:]
+    cycles = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 9 else None
     if cycles is None or cycles > MAX_CYCLES:
         raise TimingError(f"{text!r}: give the number of repetitions, at most {MAX_CYCLES} (e.g. R12/P1M)")
     try:

@@ -65,7 +65,8 @@ def test_cycles(text: str, cycles: int, first: dt.datetime) -> None:
 
 
 @pytest.mark.parametrize("text", ["R3/PT1S", "R99999/P1D", "R3/P200Y", "P1D", "R3/2200-01-01T00:00:00Z/P1D", "R/P1Y",
-                                  "R/PT1M", "R2/9999-12-31T23:00:00-12:00/P1D"])
+                                  "R/PT1M", "R2/9999-12-31T23:00:00-12:00/P1D",
+                                  "R²/P1D", "R٣/P1D", "R" + "9" * 5000 + "/P1D"])  # digits to str.isdigit, not to int()
 def test_cycles_refused(text: str) -> None:
     with pytest.raises(TimingError):
         parse_cycle(text, START)

@@ -344,11 +344,16 @@ def definition_id(key: str, version: int, deployment_id: int | str) -> str:
     return f"{key}:{version}:{deployment_id}"
 
 
+def _number(text: str) -> bool:
+    """ASCII digits a database integer holds ("²" is a digit to str.isdigit, and int() refuses it)."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
+
+
 def parse_definition_id(text: str) -> DefinitionRef:
-    if text.isdigit():
+    if _number(text):
         return DefinitionRef(number=int(text))
     parts = text.split(":")
-    if len(parts) == 3 and parts[0] and parts[1].isdigit():
+    if len(parts) == 3 and parts[0] and _number(parts[1]):
         return DefinitionRef(key=parts[0], version=int(parts[1]), deployment_id=parts[2])
     raise not_found(f"No matching definition with id {text}")
 
