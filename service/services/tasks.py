@@ -86,7 +86,7 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
                 status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
                 candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
-                due_after: datetime | None = None) -> Select[Any]:
+                due_after: datetime | None = None, task_id: str | None = None) -> Select[Any]:
     status = _status(status)
     candidate_groups = None if candidate_groups is None else sorted(set(candidate_groups))
     candidate_user_groups = sorted(set(candidate_user_groups))
@@ -107,7 +107,7 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
                 (TaskCandidate.kind == "group") & TaskCandidate.value.in_(candidate_user_groups)))))
     query = where_given(query, (HumanTask.assignee, assignee), (HumanTask.process_key, process_key),
                         (HumanTask.business_key, business_key), (HumanTask.instance_id, process_instance_id),
-                        (HumanTask.element_id, element_id))
+                        (HumanTask.element_id, element_id), (HumanTask.id, task_id))
     if unassigned:
         query = query.where(HumanTask.assignee.is_(None))
     if due_before:
@@ -128,10 +128,12 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
 def _is_common_inbox(principal: Principal, *, candidate_group: str | None, assignee: str | None,
                      due_before: datetime | None, overdue: bool | None, candidate_groups: Iterable[str] | None = None,
                      candidate_user: str | None = None, unassigned: bool = False, due_after: datetime | None = None,
-                     sort_by: str = "created", descending: bool = False, offset: int = 0) -> bool:
+                     sort_by: str = "created", descending: bool = False, offset: int = 0,
+                     task_id: str | None = None) -> bool:
     """Whether a task list is the common inbox (_inbox_page): the caller's own group or tasks, equality filters
     only, creation order, paged by cursor."""
     return (candidate_groups is None and not candidate_user and not unassigned and due_before is None
+            and task_id is None
             and due_after is None and overdue is None and sort_by == "created" and not descending and not offset
             and policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group, assignee=assignee))
 
@@ -166,12 +168,13 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                limit: int, cursor: str | None, candidate_groups: Iterable[str] | None = None,
                candidate_user: str | None = None, candidate_user_groups: Iterable[str] = (),
                unassigned: bool = False, element_id: str | None = None, due_after: datetime | None = None,
-               sort_by: str = "created", descending: bool = False, offset: int = 0) -> TaskPage:
+               sort_by: str = "created", descending: bool = False, offset: int = 0,
+               task_id: str | None = None) -> TaskPage:
     """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`."""
     if _is_common_inbox(principal, candidate_group=candidate_group, assignee=assignee, due_before=due_before,
                         overdue=overdue, candidate_groups=candidate_groups, candidate_user=candidate_user,
                         unassigned=unassigned, due_after=due_after, sort_by=sort_by, descending=descending,
-                        offset=offset):
+                        offset=offset, task_id=task_id):
         return _inbox_page(session, status, candidate_group,
                            _equals(assignee, process_key, business_key, process_instance_id, element_id), limit,
                            cursor)
@@ -179,7 +182,7 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
                         candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
-                        unassigned=unassigned, element_id=element_id, due_after=due_after)
+                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id)
     if sort_by != "created" or descending or offset:
         if sort_by not in TASK_SORTS:
             raise InvalidInput("unknown sort order", {"sort_by": f"must be one of {', '.join(TASK_SORTS)}"})
@@ -253,13 +256,13 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
                 due_before: datetime | None = None, overdue: bool | None = None,
                 candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
-                due_after: datetime | None = None) -> int:
+                due_after: datetime | None = None, task_id: str | None = None) -> int:
     """How many tasks the same filters as list_tasks find."""
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
                         candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
-                        unassigned=unassigned, element_id=element_id, due_after=due_after)
+                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 

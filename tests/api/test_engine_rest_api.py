@@ -338,3 +338,21 @@ def test_instance_and_history_paging(engine: Engine) -> None:
     unfinished = admin.get("/history/process-instance", params={"unfinished": "true"}).json()
     assert [h["id"] for h in unfinished] == newest_first[:2] and {h["state"] for h in unfinished} == {"ACTIVE"}
     assert admin.get("/history/process-instance", params={"completed": "true"}).json() == []
+
+
+def test_the_task_id_filter_is_part_of_the_query_not_of_its_page(engine: Engine) -> None:
+    """taskId narrows the query before paging: the third task, asked for with maxResults=1, is found, and a page
+    after it is empty (it was filtered out of the first page of every task, and counted among the first 1000)."""
+    for i in range(3):
+        engine.start(f"T-{i}")
+        engine.api.clock.advance(timedelta(minutes=1))
+    li = engine.as_("li", "data_bureau")
+    third = engine.tasks(li, candidateGroup="data_bureau")[2]["id"]
+    assert [t["id"] for t in engine.tasks(li, taskId=third, maxResults=1)] == [third]
+    assert engine.tasks(li, taskId=third, firstResult=1) == []
+    assert [t["id"] for t in li.post("/task", params={"maxResults": 1}, json={"taskId": third}).json()] == [third]
+    assert li.get("/task/count", params={"taskId": third}).json() == {"count": 1}
+    assert li.post("/task/count", json={"taskId": third}).json() == {"count": 1}
+    # another department does not see it by its id either
+    assert engine.tasks(engine.as_("zhao", "finance_bureau"), taskId=third) == []
+    assert engine.as_("zhao", "finance_bureau").get("/task/count", params={"taskId": third}).json() == {"count": 0}

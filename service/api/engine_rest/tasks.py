@@ -90,7 +90,7 @@ def _filters(q: TaskQuery, principal: Principal) -> dict[str, Any]:
         candidate_user_groups=principal.groups if q.candidate_user == principal.user else (),
         # Camunda leaves assigned tasks out of a candidate query unless includeAssignedTasks is set
         unassigned=q.unassigned or (by_candidate and not q.include_assigned),
-        element_id=q.element_id, due_after=query_date("dueAfter", q.due_after),
+        element_id=q.element_id, due_after=query_date("dueAfter", q.due_after), task_id=q.task_id,
     )
 
 
@@ -116,20 +116,14 @@ def _list(request: Request, ctx: AppContext, session: Any, principal: Principal,
     page = task_service.list_tasks(session, principal, now=ctx.clock.now(), limit=size, cursor=None,
                                    sort_by=column, descending=descending, offset=first, **_filters(q, principal))
     refs = Definitions(session)
-    return [shapes.task(t, refs.ref_of(t.definition_id)) for t in page.items
-            if q.task_id is None or t.id == q.task_id]
+    return [shapes.task(t, refs.ref_of(t.definition_id)) for t in page.items]
 
 
 def _count(ctx: AppContext, session: Any, principal: Principal, raw: dict[str, Any]) -> dict[str, int]:
     q = _parse(raw)
     if q.suspended:
         return {"count": 0}
-    filters = _filters(q, principal)
-    if q.task_id is not None:
-        found = task_service.list_tasks(session, principal, now=ctx.clock.now(), limit=LIST_CAP, cursor=None,
-                                        **filters)
-        return {"count": sum(1 for t in found.items if t.id == q.task_id)}
-    return {"count": task_service.count_tasks(session, principal, now=ctx.clock.now(), **filters)}
+    return {"count": task_service.count_tasks(session, principal, now=ctx.clock.now(), **_filters(q, principal))}
 
 
 def _query_params(request: Request) -> dict[str, Any]:
