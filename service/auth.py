@@ -9,6 +9,7 @@ from functools import lru_cache
 import jwt
 
 from service.errors import Unauthorized
+from service.text import NAME_LENGTH, NotStorable, check_storable
 
 ALGORITHM = "HS256"
 
@@ -67,5 +68,11 @@ def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, int]:
         expires = int(claims["exp"])  # as the token library reads it (a fraction of a second does not count)
     except (OverflowError, TypeError, ValueError):
         raise Unauthorized("invalid token: exp must be a number of seconds") from None
-    principal = Principal(user=str(claims["sub"]), groups=frozenset(groups), is_admin=claims.get("admin") is True)
+    user = str(claims["sub"])
+    try:  # what every request stores (who did it) or looks up (the groups' tasks): the database must take it
+        for name in (user, *groups):
+            check_storable(name, NAME_LENGTH)
+    except NotStorable as e:
+        raise Unauthorized(f"invalid token: a user or group name is not storable: {e}") from None
+    principal = Principal(user=user, groups=frozenset(groups), is_admin=claims.get("admin") is True)
     return principal, expires

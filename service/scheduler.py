@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from service import metrics
 from service.background import LoopThread
@@ -29,11 +29,20 @@ from service.db.models import SchedulerLock, WaitingEvent
 from service.errors import Conflict, DomainError
 from service.services import timers
 from service.services.context import AppContext
+from service.text import storable_text
 from service.timer_wakeup import TimerListener
 
 log = logging.getLogger("govflow.scheduler")
 LOCK_NAME = "timer-scheduler"
 
+
+
+def error_text(error: Exception) -> str:
+    """What a timer's failure says, as its waiting row keeps it: the error, without the SQL and the parameters that
+    SQLAlchemy adds to a database error's text (they may hold the instance's data)."""
+    if isinstance(error, StatementError) and error.orig is not None:
+        return f"{type(error.orig).__name__}: {error.orig}"
+    return str(error)
 
 class Scheduler(LoopThread):
     thread_name = "govflow-scheduler"
@@ -154,7 +163,7 @@ class Scheduler(LoopThread):
                                                                 WaitingEvent.kind == "timer",
                                                                 WaitingEvent.due_at < now)):
                 w.attempts += 1
-                w.last_error = str(error)[:2000]
+                w.last_error = storable_text(error_text(error), 2000)
                 w.lease_until = now + timedelta(seconds=min(3600, 30 * 2 ** min(w.attempts, 7)))
 
     # ---- SQLite: one scheduler at a time ----------------------------------------------------------

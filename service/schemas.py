@@ -221,6 +221,8 @@ class StartInstanceIn(BaseModel):
     business_key: str | None = Field(default=None, max_length=200)
     variables: dict[str, Any] = Field(default_factory=dict)
 
+    _keys = field_validator("process_key", "business_key")(lambda v: _no_nul(v))
+
 
 def _no_nul(value: str | None) -> str | None:
     if value is not None and "\x00" in value:

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import DomainError
 from service.schemas import Problem
+from service.text import NotStorable
 
 log = logging.getLogger("govflow")
 MEDIA_TYPE = "application/problem+json"
@@ -81,6 +82,8 @@ def install(app: FastAPI) -> None:
     async def _statement(request: Request, exc: StatementError) -> JSONResponse:
         if isinstance(exc, DBAPIError):
             return await _database(request, exc)
+        if isinstance(exc.orig, NotStorable):
+            return problem(422, "/problems/invalid-input", "Invalid input", str(exc.orig), request)
         if isinstance(exc.orig, (OverflowError, ValueError)):
             # a value the database cannot take (a date-time that falls off the calendar in UTC)
             return problem(422, "/problems/invalid-input", "Invalid input",

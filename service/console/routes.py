@@ -26,6 +26,7 @@ from service.schemas import FormFieldOut, ProcessDefinitionOut
 from service.services import definitions, diagrams, instances, supervision
 from service.services import tasks as task_service
 from service.services.context import AppContext
+from service.text import NotStorable, check_storable
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -326,6 +327,9 @@ def _complete(request: Request, principal: Principal, csrf: str, task_id: str, f
     if len(comment) > MAX_COMMENT:
         return _task_view(request, principal, csrf, task_id, status=422, raw=raw, comment=comment,
                           errors={"_comment": f"至多 {MAX_COMMENT} 个字"}, message="审批意见过长。")
+    if not _storable(comment):
+        return _task_view(request, principal, csrf, task_id, status=422, raw=raw, comment="",
+                          errors={"_comment": "含有无法保存的字符"}, message="审批意见含有无法保存的字符。")
     try:
         task_service.complete(ctx, principal, task_id, variables, comment or None)
     except InvalidInput as e:
@@ -361,6 +365,15 @@ async def _claim_or_release(request: Request, task_id: str, use_case: Callable[.
     await run_in_threadpool(act)
     back = str(form.get("next") or f"{console_session.PREFIX}/tasks/{task_id}")
     return RedirectResponse(console_session.safe_next(back), status_code=303)
+
+
+def _storable(text: str) -> bool:
+    """A text the database can keep (no NUL character, valid UTF-8: service/text.py)."""
+    try:
+        check_storable(text, None)
+    except NotStorable:
+        return False
+    return True
 
 
 def _number(text: str) -> int | None:
@@ -487,6 +500,9 @@ def _start(request: Request, principal: Principal, csrf: str, key: str, form: An
     if len(business_key) > 200:
         return _definition_view(request, principal, csrf, key, status=422, raw=raw, business_key=business_key,
                                 errors={"_business_key": "至多 200 个字"}, message="业务编号过长。")
+    if not _storable(business_key):
+        return _definition_view(request, principal, csrf, key, status=422, raw=raw,
+                                errors={"_business_key": "含有无法保存的字符"}, message="业务编号含有无法保存的字符。")
     try:
         out = instances.start(ctx, principal, key, business_key or None, variables)
     except InvalidInput as e:

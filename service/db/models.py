@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from service.text import check_storable
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both SQLite (which keeps no zone) and PostgreSQL."""
@@ -46,6 +48,30 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class Str(TypeDecorator[str]):
+    """VARCHAR(n) whose limits hold on SQLite too (NotStorable)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is not None:
+            check_storable(value, getattr(self.impl_instance, "length", None))
+        return value
+
+
+class LongText(TypeDecorator[str]):
+    """TEXT for what people and diagrams write (a comment, a reason, documentation): no NUL, valid UTF-8."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if value is not None:
+            check_storable(value, None)
+        return value
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -53,8 +79,8 @@ class Base(DeclarativeBase):
 class Deployment(Base):
     __tablename__ = "deployment"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source: Mapped[str] = mapped_column(String(200))
-    deployed_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Str(200))
+    deployed_by: Mapped[str] = mapped_column(Str(200))
     deployed_at: Mapped[datetime]
 
 
@@ -65,18 +91,18 @@ class ProcessDefinition(Base):
         UniqueConstraint("key", "content_hash", name="uq_process_definition_key_hash"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), index=True)
+    key: Mapped[str] = mapped_column(Str(200), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    name: Mapped[str | None] = mapped_column(String(500))
-    content_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(Str(500))
+    content_hash: Mapped[str] = mapped_column(Str(64))
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id"))
-    resource_name: Mapped[str] = mapped_column(String(500))
+    resource_name: Mapped[str] = mapped_column(Str(500))
     # large, and read only to run or show the diagram (AppContext.model_files selects them itself): loaded when used
     bpmn_xml: Mapped[str] = mapped_column(Text, deferred=True)
     dmn_resources: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     spec_json: Mapped[str] = mapped_column(Text, deferred=True)
     start_form: Mapped[list[Any] | None] = mapped_column(JSON)
-    documentation: Mapped[str | None] = mapped_column(Text)
+    documentation: Mapped[str | None] = mapped_column(LongText)
     candidate_starter_groups: Mapped[list[Any]] = mapped_column(JSON)
     candidate_starter_users: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[datetime]
@@ -98,26 +124,26 @@ class ProcessInstance(Base):
         Index("ix_process_instance_started", "started_at", "id"),  # the list: newest first
         Index("ix_process_instance_key_started", "process_key", "started_at", "id"),
     )
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(Str(36), primary_key=True)
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
-    process_key: Mapped[str] = mapped_column(String(200))
+    process_key: Mapped[str] = mapped_column(Str(200))
     definition_version: Mapped[int] = mapped_column(Integer)
-    business_key: Mapped[str | None] = mapped_column(String(200), index=True)
-    status: Mapped[str] = mapped_column(String(20))
-    end_event: Mapped[str | None] = mapped_column(String(200))
+    business_key: Mapped[str | None] = mapped_column(Str(200), index=True)
+    status: Mapped[str] = mapped_column(Str(20))
+    end_event: Mapped[str | None] = mapped_column(Str(200))
     state_json: Mapped[str] = mapped_column(Text)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer)
-    started_by: Mapped[str] = mapped_column(String(200))
+    started_by: Mapped[str] = mapped_column(Str(200))
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
-    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(LongText)
     # a new value with every stored change: restored workflows are cached under it
-    state_token: Mapped[str | None] = mapped_column(String(36))
+    state_token: Mapped[str | None] = mapped_column(Str(36))
     # the newest event of the audit chain: a chain that ends earlier has lost events
     audit_seq: Mapped[int | None] = mapped_column(Integer)
-    audit_head: Mapped[str | None] = mapped_column(String(64))
+    audit_head: Mapped[str | None] = mapped_column(Str(64))
     # how many waiting_event rows the instance has, written in the same statement as its state: a change of an
     # instance that waited on nothing need not read them
     waiting_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -129,8 +155,8 @@ class InstanceTask(Base):
 
     __tablename__ = "instance_task"
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), primary_key=True)
-    task_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    workflow_id: Mapped[str] = mapped_column(String(36))  # "" for the process, else the sub-process task's id
+    task_id: Mapped[str] = mapped_column(Str(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(Str(36))  # "" for the process, else the sub-process task's id
     seq: Mapped[int] = mapped_column(Integer)  # creation order: a task is restored after its parent
     body: Mapped[str] = mapped_column(Text)
 
@@ -144,29 +170,29 @@ class HumanTask(Base):
         Index("ix_human_task_business_key_created", "business_key", "status", "created_at", "id"),  # a project's
         Index("ix_human_task_due_created", "status", "due_at", "created_at", "id"),  # overdue and due soon
     )
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    id: Mapped[str] = mapped_column(Str(36), primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
     definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))
-    process_key: Mapped[str] = mapped_column(String(200), index=True)
-    business_key: Mapped[str | None] = mapped_column(String(200))
-    element_id: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(500))
-    documentation: Mapped[str | None] = mapped_column(Text)
-    lane: Mapped[str | None] = mapped_column(String(200))
+    process_key: Mapped[str] = mapped_column(Str(200), index=True)
+    business_key: Mapped[str | None] = mapped_column(Str(200))
+    element_id: Mapped[str] = mapped_column(Str(200))
+    name: Mapped[str] = mapped_column(Str(500))
+    documentation: Mapped[str | None] = mapped_column(LongText)
+    lane: Mapped[str | None] = mapped_column(Str(200))
     candidate_groups: Mapped[list[Any]] = mapped_column(JSON)
     candidate_users: Mapped[list[Any]] = mapped_column(JSON)
-    assignee: Mapped[str | None] = mapped_column(String(200))
-    form_key: Mapped[str | None] = mapped_column(String(500))
-    status: Mapped[str] = mapped_column(String(20))  # open | completed | cancelled
+    assignee: Mapped[str | None] = mapped_column(Str(200))
+    form_key: Mapped[str | None] = mapped_column(Str(500))
+    status: Mapped[str] = mapped_column(Str(20))  # open | completed | cancelled
     created_at: Mapped[datetime]
     due_at: Mapped[datetime | None]
     due_provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     completed_at: Mapped[datetime | None]
-    completed_by: Mapped[str | None] = mapped_column(String(200))
+    completed_by: Mapped[str | None] = mapped_column(Str(200))
     # the task's own record: what was submitted on it, the reviewer's opinion, and what it wrote to the process
     submitted: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     outputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(LongText)
     # why the task was opened again (sent back to its step, withdrawn by its completer), and on the task that was
     # sent back or taken back, what replaced it: {kind, by, at, comment, task_id, element_id}
     reopened: Mapped[dict[str, Any] | None] = mapped_column(JSON)
@@ -179,8 +205,8 @@ class TaskCandidate(Base):
     __tablename__ = "task_candidate"
     __table_args__ = (Index("ix_task_candidate_lookup", "kind", "value", "task_id"),)
     task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # group | user
-    value: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(Str(10), primary_key=True)  # group | user
+    value: Mapped[str] = mapped_column(Str(200), primary_key=True)
 
 
 class WaitingEvent(Base):
@@ -194,18 +220,18 @@ class WaitingEvent(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))
-    process_key: Mapped[str] = mapped_column(String(200))
-    business_key: Mapped[str | None] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(10))  # timer | message
-    name: Mapped[str] = mapped_column(String(500))
-    element_id: Mapped[str] = mapped_column(String(200))
-    spiff_task_id: Mapped[str] = mapped_column(String(36))
+    process_key: Mapped[str] = mapped_column(Str(200))
+    business_key: Mapped[str | None] = mapped_column(Str(200))
+    kind: Mapped[str] = mapped_column(Str(10))  # timer | message
+    name: Mapped[str] = mapped_column(Str(500))
+    element_id: Mapped[str] = mapped_column(Str(200))
+    spiff_task_id: Mapped[str] = mapped_column(Str(36))
     due_at: Mapped[datetime | None]
-    calendar: Mapped[str | None] = mapped_column(String(50))
+    calendar: Mapped[str | None] = mapped_column(Str(50))
     provisional: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText)
 
 
 class AuditEvent(Base):
@@ -214,16 +240,16 @@ class AuditEvent(Base):
     __tablename__ = "audit_event"
     __table_args__ = (UniqueConstraint("instance_id", "seq", name="uq_audit_event_instance_seq"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    instance_id: Mapped[str] = mapped_column(Str(36), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(50))
-    task_id: Mapped[str | None] = mapped_column(String(36))
-    element_id: Mapped[str | None] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(Str(200))
+    action: Mapped[str] = mapped_column(Str(50))
+    task_id: Mapped[str | None] = mapped_column(Str(36))
+    element_id: Mapped[str | None] = mapped_column(Str(200))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(Str(64))
+    hash: Mapped[str] = mapped_column(Str(64))
 
 
 class OutboxEvent(Base):
@@ -232,9 +258,9 @@ class OutboxEvent(Base):
     __tablename__ = "outbox_event"
     __table_args__ = (Index("ix_outbox_event_dispatch", "dispatched", "id"),)
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(36), unique=True)
-    type: Mapped[str] = mapped_column(String(50))
-    instance_id: Mapped[str | None] = mapped_column(String(36))
+    event_id: Mapped[str] = mapped_column(Str(36), unique=True)
+    type: Mapped[str] = mapped_column(Str(50))
+    instance_id: Mapped[str | None] = mapped_column(Str(36))
     occurred_at: Mapped[datetime]
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -242,18 +268,18 @@ class OutboxEvent(Base):
 
 class SchedulerLock(Base):
     __tablename__ = "scheduler_lock"
-    name: Mapped[str] = mapped_column(String(50), primary_key=True)
-    owner: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(Str(50), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(Str(100))
     lease_until: Mapped[datetime | None]
 
 
 class WebhookSubscription(Base):
     __tablename__ = "webhook_subscription"
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    url: Mapped[str] = mapped_column(String(2000))
+    id: Mapped[str] = mapped_column(Str(36), primary_key=True)
+    url: Mapped[str] = mapped_column(Str(2000))
     events: Mapped[list[Any]] = mapped_column(JSON)
-    secret: Mapped[str] = mapped_column(String(500))
-    created_by: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str] = mapped_column(Str(500))
+    created_by: Mapped[str] = mapped_column(Str(200))
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
 
@@ -268,14 +294,14 @@ class WebhookDelivery(Base):
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscription.id"))
-    event_id: Mapped[str] = mapped_column(String(36))
-    event_type: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[str] = mapped_column(Str(36))
+    event_type: Mapped[str] = mapped_column(Str(50))
     body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20))  # pending | delivered | failed
+    status: Mapped[str] = mapped_column(Str(20))  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(LongText)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
@@ -288,16 +314,16 @@ class IdempotencyRecord(Base):
     __table_args__ = (UniqueConstraint("principal", "key", name="uq_idempotency_principal_key"),
                       Index("ix_idempotency_expires", "expires_at"))
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    principal: Mapped[str] = mapped_column(String(200))
-    key: Mapped[str] = mapped_column(String(200))
-    method: Mapped[str] = mapped_column(String(10))
-    path: Mapped[str] = mapped_column(String(2000))
-    request_hash: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(Str(200))
+    key: Mapped[str] = mapped_column(Str(200))
+    method: Mapped[str] = mapped_column(Str(10))
+    path: Mapped[str] = mapped_column(Str(2000))
+    request_hash: Mapped[str] = mapped_column(Str(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response_body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
-    state: Mapped[str] = mapped_column(String(20), default="done", server_default="done")  # reserved | done
+    state: Mapped[str] = mapped_column(Str(20), default="done", server_default="done")  # reserved | done
     lease_until: Mapped[datetime | None]
 
 
@@ -305,12 +331,12 @@ class ApiKey(Base):
     """A system client's key: only its hash is stored; the key acts as a named principal with groups."""
 
     __tablename__ = "api_key"
-    id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
+    id: Mapped[str] = mapped_column(Str(16), primary_key=True)
+    name: Mapped[str] = mapped_column(Str(200), unique=True)
     groups: Mapped[list[Any]] = mapped_column(JSON)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    secret_hash: Mapped[str] = mapped_column(String(200))
-    created_by: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(Str(200))
+    created_by: Mapped[str] = mapped_column(Str(200))
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]

@@ -23,7 +23,7 @@ from service.engine.operations import send_back_problems
 from service.engine.parser import FORM_KEY, OUTPUTS_KEY, GovflowParser
 from service.engine.scripting import compile_expression
 from service.engine.serializer import dump_spec
-from service.engine.timers import TimingError, due_at, parse_cycle
+from service.engine.timers import CALENDAR_PROPERTY, TimingError, due_at, parse_cycle
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
 CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
@@ -119,6 +119,7 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
         if not (name.endswith(".bpmn") or name.endswith(".dmn")):
             raise ModelError("only .bpmn and .dmn files can be deployed", name)
         trees[name] = _xml(name, content)
+        _check_lengths(name, trees[name])
 
     decision_files: dict[str, str] = {}
     for name, tree in trees.items():
@@ -257,6 +258,45 @@ def _parser_for(name: str, trees: dict[str, Any], defined: dict[str, str]) -> Go
             if target is not None and target not in added:
                 wanted.append(target)
     return parser
+
+
+# what the tables keep of a diagram, at most (service/db/models.py): an element's id, a process's, task's or message's
+# name, a lane's name, a candidate group or user or an assignee named in the diagram, a form key, a calendar
+_ID_LENGTH, _NAME_LENGTH, _LANE_LENGTH, _PERSON_LENGTH, _FORM_KEY_LENGTH, _CALENDAR_LENGTH = 200, 500, 200, 200, 500, 50
+
+
+def _check_lengths(name: str, tree: Any) -> None:
+    """A diagram whose ids or names the database cannot keep is refused when it is deployed, naming the element;
+    PostgreSQL would refuse its rows only when an instance reaches them, and SQLite would store them."""
+    if len(name) > _NAME_LENGTH:
+        raise ModelError(f"the file name is longer than {_NAME_LENGTH} characters", name[:100] + "…")
+
+    def check(value: str | None, limit: int, what: str, element: Any) -> None:
+        if value is not None and len(value) > limit:
+            owner = element
+            while owner is not None and not owner.get("id"):
+                owner = owner.getparent()
+            raise ModelError(f"{what} is longer than {limit} characters", name,
+                             owner.get("id")[:100] if owner is not None else None, element.sourceline)
+
+    for element in tree.iter():
+        if not isinstance(element.tag, str):
+            continue
+        check(element.get("id"), _ID_LENGTH, "the id", element)
+        lane = element.tag == f"{{{BPMN_NS}}}lane"
+        check(element.get("name"), _LANE_LENGTH if lane else _NAME_LENGTH, "the lane's name" if lane else "the name",
+              element)
+        for attribute in ("candidateGroups", "candidateUsers", "candidateStarterGroups", "candidateStarterUsers"):
+            value = element.get(f"{{{CAMUNDA_NS}}}{attribute}")
+            if value and not value.strip().startswith("${"):
+                for one in _split(value):
+                    check(one, _PERSON_LENGTH, f"camunda:{attribute} {one[:40]!r}…", element)
+        assignee = element.get(f"{{{CAMUNDA_NS}}}assignee")
+        if assignee and not assignee.strip().startswith("${"):
+            check(assignee.strip(), _PERSON_LENGTH, "camunda:assignee", element)
+        check(element.get(f"{{{CAMUNDA_NS}}}formKey"), _FORM_KEY_LENGTH, "camunda:formKey", element)
+        if element.tag == f"{{{CAMUNDA_NS}}}property" and element.get("name") == CALENDAR_PROPERTY:
+            check(element.get("value"), _CALENDAR_LENGTH, "the calendar property", element)
 
 
 def _check_unsupported_xml(name: str, tree: Any) -> None:

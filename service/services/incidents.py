@@ -14,6 +14,7 @@ from service.errors import DomainError, NotFound
 from service.schemas import IncidentOut, ProcessInstanceOut
 from service.services import timers
 from service.services.context import AppContext
+from service.text import storable_text
 
 
 def _out(row: WaitingEvent) -> IncidentOut:
@@ -68,4 +69,4 @@ def _record_failure(ctx: AppContext, instance_id: str, element_id: str, error: s
                                                             WaitingEvent.kind == "timer",
                                                             WaitingEvent.element_id == element_id)):
             w.attempts = (w.attempts or 0) + 1
-            w.last_error = error[:2000]
+            w.last_error = storable_text(error, 2000)

@@ -1,0 +1,31 @@
+"""Texts the database must take: PostgreSQL refuses a text longer than its VARCHAR, or holding a NUL character or
+a lone surrogate (not UTF-8), where SQLite would store it. Checked where a text enters (a token's names, a form
+field) and, for whatever comes another way, when a value is bound to a column (service/db/models.py: Str,
+LongText), so that a request answers the same on either database."""
+from __future__ import annotations
+
+NAME_LENGTH = 200  # user, group, process and business keys (the columns that hold them)
+
+
+class NotStorable(ValueError):
+    """A text that PostgreSQL refuses and SQLite would store: longer than its column, or holding a NUL character or
+    a lone surrogate (not UTF-8). Refused on both databases, so a request answers the same on either (422)."""
+
+
+def check_storable(value: str, length: int | None) -> None:
+    if length is not None and len(value) > length:
+        raise NotStorable(f"a text is longer than the {length} characters it may have")
+    if "\x00" in value:
+        raise NotStorable("a text holds a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise NotStorable("a text holds a lone surrogate, which UTF-8 cannot encode") from None
+
+
+def storable_text(value: str, length: int) -> str:
+    """A text of our own making (an error message that may quote what a client sent) made storable: NUL and lone
+    surrogates escaped, cut to the column's length."""
+    cleaned = value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return cleaned[:length]
