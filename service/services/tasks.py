@@ -195,9 +195,9 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         order: list[Any]
         if column is HumanTask.due_at or column is HumanTask.assignee:
             # no deadline, no assignee: after every value, and first in reverse, on both databases (SQLite puts
-            # NULL first in an ascending order, PostgreSQL last)
-            order = [column.desc().nulls_first(), HumanTask.id.desc()] if descending \
-                else [column.asc().nulls_last(), HumanTask.id]
+            # NULL first in an ascending order, PostgreSQL last); among equals, the oldest first
+            order = [column.desc().nulls_first(), HumanTask.created_at.desc(), HumanTask.id.desc()] if descending \
+                else [column.asc().nulls_last(), HumanTask.created_at, HumanTask.id]
         else:
             order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
         rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))

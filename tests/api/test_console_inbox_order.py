@@ -39,3 +39,15 @@ def test_a_long_inbox_shows_its_most_urgent_tasks_and_how_many_there_are(api: Ap
         assert _listed(page, "offered") == [t["id"] for t in (*joint, *undated)]
         assert "此处列出" not in page
         assert _listed(page, "mine") == []
+
+
+def test_of_tasks_equally_urgent_the_oldest_are_shown(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = api.admin.post("/deployments", files=[("files", ("sup.bpmn", DIAGRAM.encode()))])
+    assert r.status_code == 201, r.text
+    undated = start(api, "plain", 6)  # no deadline: equally urgent, ids in no order
+    monkeypatch.setattr(routes, "INBOX_PAGE", 3)
+    with httpx.Client(base_url=api.server.url, timeout=30) as client:
+        login = client.post("/console/login", data={"credential": api.token("li", ("data_bureau",)),
+                                                    "next": "/console/inbox"})
+        assert login.status_code == 303, login.text
+        assert _listed(client.get("/console/inbox").text, "offered") == [t["id"] for t in undated[:3]]
