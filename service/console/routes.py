@@ -33,6 +33,7 @@ STATIC = HERE / "static"
 MAX_COMMENT = 2000
 PAGE = 50
 INBOX_PAGE = 200  # tasks in each of the inbox's two lists, the most urgent first
+PROJECT_RECORDS = 1000  # completed tasks on a project's page, the latest first
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.filters.update(cn_time=view.cn_time, cn_due=view.cn_due, wan=view.wan, show=view.show,
@@ -410,7 +411,7 @@ def project(request: Request, instance_id: str) -> Response:
     with ctx.read() as db:
         instance = instances.read_in(ctx, db, principal, instance_id)
         diagram = diagrams.instance_diagram(ctx, db, principal, instance_id)
-        records = task_service.list_for_instance(db, principal, instance_id, 1000, None).items
+        records, records_total = task_service.completed_for_instance(db, principal, instance_id, PROJECT_RECORDS)
         history = instances.history(db, principal, instance_id, verify=False).events
         index = diagrams.diagram_index(diagram.definition_id, diagram.bpmn_xml)
         labels = _field_labels(ctx, db, diagram.definition_id)
@@ -420,7 +421,8 @@ def project(request: Request, instance_id: str) -> Response:
               if e.state != "completed"]
     data = {"xml": diagram.bpmn_xml, "elements": {k: v.model_dump(mode="json") for k, v in diagram.elements.items()}}
     return _page(request, "project.html", principal, csrf, nav="projects", instance=instance, diagram=data,
-                 records=list(reversed(records)), history=list(reversed(history)), element_names=index.names,
+                 records=records, records_total=records_total, history=list(reversed(history)),
+                 element_names=index.names,
                  marked=marked, labels=labels, definitions=names, groups=groups,
                  project_name=(instance.variables or {}).get("project_name"))
 

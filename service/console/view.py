@@ -15,7 +15,8 @@ ACTIONS = {
     "instance.started": "发起流程", "instance.completed": "流程结束", "instance.cancelled": "流程取消",
     "task.created": "生成待办", "task.claimed": "认领", "task.unclaimed": "释放", "task.completed": "办结",
     "task.commented": "添加意见", "task.cancelled": "待办撤销", "timer.fired": "期限到达",
-    "message.correlated": "收到通知",
+    "message.correlated": "收到通知", "task.sent_back": "退回", "task.withdrawn": "撤回办结",
+    "instance.migrated": "迁移到新版本", "instance.modified": "调整办理环节", "instance.variables_set": "修改项目数据",
 }
 DECISIONS = {"pass": "通过", "revise": "退回修改", "reject": "不予通过"}
 WAITING_KIND = {"timer": "期限", "message": "外部通知", "gateway": "汇聚"}

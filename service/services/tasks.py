@@ -16,7 +16,7 @@ from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.errors import Conflict, InvalidInput, NotFound
-from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecordPage
+from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecord, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import (
@@ -430,6 +430,19 @@ def list_for_instance(session: Session, principal: Principal, instance_id: str, 
     rows: list[Any] = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskRecordPage(items=[task_record(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+def completed_for_instance(session: Session, principal: Principal, instance_id: str,
+                           limit: int) -> tuple[list[TaskRecord], int]:
+    """An instance's completed tasks, the latest completion first, at most `limit`; and how many there are."""
+    from service.services.instances import load_row
+
+    instance = load_row(session, principal, instance_id)
+    done = (HumanTask.instance_id == instance.id, HumanTask.status == "completed")
+    rows: list[Any] = list(session.execute(select(_T).where(*done).order_by(
+        HumanTask.completed_at.desc(), HumanTask.created_at.desc(), HumanTask.id.desc()).limit(limit)))
+    total = len(rows) if len(rows) < limit else int(session.scalar(select(func.count()).where(*done)) or 0)
+    return [task_record(r) for r in rows], total
 
 
 COMMENT_ACTIONS = ("task.completed", "task.commented")
