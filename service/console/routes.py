@@ -392,7 +392,7 @@ def projects(request: Request, process_key: str = "", status: str = "", business
     principal, csrf = current(request)
     ctx = _ctx(request)
     number = _number(page) or 1
-    status = status if status in ("running", "completed", "cancelled") else ""
+    status = status if status in instances.INSTANCE_STATUSES else ""
     with ctx.read() as db:
         items, more = supervision.list_projects(
             ctx, db, principal, now=ctx.clock.now(), process_key=process_key or None, status=status or None,

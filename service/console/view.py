@@ -1,7 +1,8 @@
 """How the console shows things: China time, amounts in 万元, Chinese labels, and HTML forms from form schemas."""
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+import re
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -66,19 +67,24 @@ def iso(value: datetime | None) -> str:
     return value.isoformat() if value else ""
 
 
+def due_day(value: datetime) -> date:
+    """The China calendar day a deadline falls on, as cn_due shows it (a deadline at 24:00 is that day's)."""
+    at = to_china(value)
+    assert at is not None
+    return (at - timedelta(microseconds=1)).date() if at.time() == time(0) else at.date()
+
+
 def due_state(due: datetime | None, now: datetime) -> dict[str, Any] | None:
-    """How a deadline stands: overdue by so many days, due today, or days left."""
+    """How a deadline stands, in China calendar days: overdue by so many days, due today, or days left."""
     if due is None:
         return None
+    today = to_china(now).date()  # type: ignore[union-attr]
+    days = (due_day(due) - today).days
     if due < now:
-        days = (now - due).days
-        return {"overdue": True, "text": f"已逾期 {days} 天" if days >= 1 else "已逾期", "cls": "overdue"}
-    left = due - now
-    if left < timedelta(days=1):
+        return {"overdue": True, "text": f"已逾期 {-days} 天" if days <= -1 else "已逾期", "cls": "overdue"}
+    if days <= 0:
         return {"overdue": False, "text": "今日到期", "cls": "soon"}
-    if left < timedelta(days=3):
-        return {"overdue": False, "text": f"剩 {left.days} 天", "cls": "soon"}
-    return {"overdue": False, "text": f"剩 {left.days} 天", "cls": "ok"}
+    return {"overdue": False, "text": f"剩 {days} 天", "cls": "soon" if days < 3 else "ok"}
 
 
 def wan(value: Any) -> str:
@@ -117,7 +123,15 @@ def show(value: Any, name: str = "", field: FormFieldOut | dict[str, Any] | None
         import json
 
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, datetime) or (isinstance(value, str) and _MOMENT.match(value)):
+        # a moment (a date-time with its offset, as Camunda's Date variables come): in China time, as every time
+        # on the console is; a date is shown as written
+        at = to_china(value)
+        return at.strftime("%Y-%m-%d %H:%M") if at else str(value)
     return str(value)
+
+
+_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$")
 
 
 def error_text(message: str) -> str:

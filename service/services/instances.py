@@ -147,8 +147,13 @@ def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id
     return instance_out(row, tasks, waiting, ctx.messages(session, row.definition_id))
 
 
+INSTANCE_STATUSES = ("running", "completed", "cancelled")
+
+
 def _instance_query(principal: Principal, process_key: str | None, status: str | None,
                     business_key: str | None) -> Any:
+    if status and status not in INSTANCE_STATUSES:  # a misspelt status is an error, not an empty list
+        raise InvalidInput("unknown instance status", {"status": f"must be one of {', '.join(INSTANCE_STATUSES)}"})
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     query = query.where(policy.visible_instances(principal))

@@ -97,6 +97,11 @@ def test_list_filters_and_keyset_pagination(api: Api) -> None:
     completed = api.admin.get("/process-instances", params={"status": "completed"}).json()["items"]
     assert [i["id"] for i in completed] == [ids[0]]
     assert api.admin.get("/process-instances", params={"cursor": "garbage!"}).status_code == 422
+    # a status that no instance can have is a mistake, answered as one (it listed nothing)
+    for status in ("finished", "Running", "open"):
+        r = api.admin.get("/process-instances", params={"status": status})
+        assert r.status_code == 422 and "running, completed, cancelled" in r.text, r.text
+    assert api.admin.get("/process-instances", params={"status": ""}).json()["items"]  # not given
 
 
 def test_others_cannot_see_an_instance(api: Api) -> None:
