@@ -137,22 +137,36 @@ def _join(lanes: list[str]) -> str:
 def _field_labels(ctx: AppContext, db: Session, definition_id: int | None) -> dict[str, FormFieldOut]:
     """Every form field of a definition version by id (the start form's and each user task's), to label the
     variables they wrote; the first declaration of a field wins."""
-    from service.engine import forms
-    from service.engine.parser import FORM_KEY
-
     fields: dict[str, FormFieldOut] = {}
     if definition_id is None:
         return fields
     start = definitions.by_id(db, definition_id, with_form=True).start_form or []
     fields.update({f.id: f for f in start})
+    for form in _element_forms(ctx, db, definition_id).values():
+        for field_id, f in form.items():
+            fields.setdefault(field_id, f)
+    return fields
+
+
+def _element_forms(ctx: AppContext, db: Session, definition_id: int | None) -> dict[str, dict[str, FormFieldOut]]:
+    """Each user task's form fields by id, by element: what a task submitted reads with its own options (a
+    decision of 复查 is 恢复建设 or 终止项目, not the common 通过 and 不予通过)."""
+    from service.engine import forms
+    from service.engine.parser import FORM_KEY
+
+    found: dict[str, dict[str, FormFieldOut]] = {}
+    if definition_id is None:
+        return found
     model = ctx.model(db, definition_id)
     for spec in [model.spec, *model.subprocess_specs.values()]:
         for task_spec in spec.task_specs.values():
             raw = (getattr(task_spec, "extensions", None) or {}).get(FORM_KEY) or []
+            element = getattr(task_spec, "bpmn_id", None)
+            if not raw or not element:
+                continue
             parsed = [forms.FormField.from_dict(f) for f in raw]
-            for f in forms.schema_for_api(parsed):
-                fields.setdefault(f["id"], FormFieldOut(**f))
-    return fields
+            found.setdefault(element, {f["id"]: FormFieldOut(**f) for f in forms.schema_for_api(parsed)})
+    return found
 
 
 def _projects(db: Session, principal: Principal, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -287,6 +301,7 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
         may_work = policy.may_work_on_task(principal, row)
         may_release = policy.may_release_task(principal, row)
         labels = {**_field_labels(ctx, db, detail.definition_id), **{f.id: f for f in detail.form}}
+        element_forms = _element_forms(ctx, db, detail.definition_id)
         groups = _group_labels(ctx, db)
         names = _definition_names(db)
         next_tasks = []
@@ -302,6 +317,7 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
                  claimed_by_other=detail.assignee not in (None, principal.user),
                  errors=errors or {}, other_errors=other_errors, values=values, comment=comment, labels=labels,
                  groups=groups, definitions=names, message=message, notice=notice, next_tasks=next_tasks,
+                 element_forms=element_forms,
                  project_name=(detail.variables or {}).get("project_name"))
 
 
@@ -415,6 +431,7 @@ def project(request: Request, instance_id: str) -> Response:
         history = instances.history(db, principal, instance_id, verify=False).events
         index = diagrams.diagram_index(diagram.definition_id, diagram.bpmn_xml)
         labels = _field_labels(ctx, db, diagram.definition_id)
+        element_forms = _element_forms(ctx, db, diagram.definition_id)
         names = _definition_names(db)
         groups = _group_labels(ctx, db)
     marked = [(element_id, index.names.get(element_id, element_id), e) for element_id, e in diagram.elements.items()
@@ -422,6 +439,7 @@ def project(request: Request, instance_id: str) -> Response:
     data = {"xml": diagram.bpmn_xml, "elements": {k: v.model_dump(mode="json") for k, v in diagram.elements.items()}}
     return _page(request, "project.html", principal, csrf, nav="projects", instance=instance, diagram=data,
                  records=records, records_total=records_total, history=list(reversed(history)),
+                 element_forms=element_forms,
                  element_names=index.names,
                  marked=marked, labels=labels, definitions=names, groups=groups,
                  project_name=(instance.variables or {}).get("project_name"))
