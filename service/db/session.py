@@ -16,6 +16,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0, pool_size: int = 10,
                 max_overflow: int = 5, pool_timeout: float = 10.0) -> Engine:
     """The engine for a database URL. On SQLite, a write engine starts its transactions with BEGIN IMMEDIATE
@@ -42,6 +46,9 @@ def make_engine(url: str, *, read_only: bool = False, busy_timeout: float = 30.0
             if read_only:
                 cursor.execute("PRAGMA query_only=ON")  # a read transaction that tries to write fails loudly
             cursor.close()
+            # lower() of every letter, as PostgreSQL's under a UTF-8 locale (SQLite's own lowers only A-Z), so a
+            # case-insensitive order is the same on both
+            dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
 
         begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 

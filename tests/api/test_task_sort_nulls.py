@@ -50,6 +50,7 @@ NAMED = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
     <bpmn:parallelGateway id="fork"><bpmn:incoming>f0</bpmn:incoming>
       <bpmn:outgoing>f1</bpmn:outgoing><bpmn:outgoing>f2</bpmn:outgoing><bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:outgoing>f5</bpmn:outgoing><bpmn:outgoing>f6</bpmn:outgoing>
     </bpmn:parallelGateway>
     <bpmn:userTask id="t1" name="beta" camunda:candidateGroups="data_bureau"><bpmn:incoming>f1</bpmn:incoming>
       <bpmn:outgoing>e1</bpmn:outgoing></bpmn:userTask>
@@ -57,8 +58,13 @@ NAMED = """<?xml version="1.0" encoding="UTF-8"?>
       <bpmn:outgoing>e2</bpmn:outgoing></bpmn:userTask>
     <bpmn:userTask id="t3" name="Gamma" camunda:candidateGroups="data_bureau"><bpmn:incoming>f3</bpmn:incoming>
       <bpmn:outgoing>e3</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="t4" name="Élan" camunda:candidateGroups="data_bureau"><bpmn:incoming>f5</bpmn:incoming>
+      <bpmn:outgoing>e4</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="t5" name="éclair" camunda:candidateGroups="data_bureau"><bpmn:incoming>f6</bpmn:incoming>
+      <bpmn:outgoing>e5</bpmn:outgoing></bpmn:userTask>
     <bpmn:parallelGateway id="join"><bpmn:incoming>e1</bpmn:incoming><bpmn:incoming>e2</bpmn:incoming>
-      <bpmn:incoming>e3</bpmn:incoming><bpmn:outgoing>f4</bpmn:outgoing></bpmn:parallelGateway>
+      <bpmn:incoming>e3</bpmn:incoming><bpmn:incoming>e4</bpmn:incoming><bpmn:incoming>e5</bpmn:incoming>
+      <bpmn:outgoing>f4</bpmn:outgoing></bpmn:parallelGateway>
     <bpmn:endEvent id="end"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
     <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="fork" />
     <bpmn:sequenceFlow id="f1" sourceRef="fork" targetRef="t1" />
@@ -68,12 +74,17 @@ NAMED = """<?xml version="1.0" encoding="UTF-8"?>
     <bpmn:sequenceFlow id="e2" sourceRef="t2" targetRef="join" />
     <bpmn:sequenceFlow id="e3" sourceRef="t3" targetRef="join" />
     <bpmn:sequenceFlow id="f4" sourceRef="join" targetRef="end" />
+    <bpmn:sequenceFlow id="f5" sourceRef="fork" targetRef="t4" />
+    <bpmn:sequenceFlow id="f6" sourceRef="fork" targetRef="t5" />
+    <bpmn:sequenceFlow id="e4" sourceRef="t4" targetRef="join" />
+    <bpmn:sequenceFlow id="e5" sourceRef="t5" targetRef="join" />
   </bpmn:process>
 </bpmn:definitions>"""
 
 
 def test_name_case_insensitive_sorts_without_regard_to_case(api: Api) -> None:
-    """Camunda's sortBy=nameCaseInsensitive: Alpha, beta, Gamma (sortBy=name sorts by the characters' codes)."""
+    """Camunda's sortBy=nameCaseInsensitive: Alpha, beta, Gamma, then éclair, Élan (every letter lowered, on SQLite
+    too, whose own lower() lowers only A-Z); sortBy=name sorts by the characters' codes."""
     r = api.admin.post("/deployments", files=[("files", ("named_tasks.bpmn", NAMED.encode()))])
     assert r.status_code == 201, r.text
     api.start("named_tasks", {})
@@ -83,6 +94,6 @@ def test_name_case_insensitive_sorts_without_regard_to_case(api: Api) -> None:
             assert found.status_code == 200, found.text
             return [t["name"] for t in found.json()]
 
-        assert names(sortBy="nameCaseInsensitive", sortOrder="asc") == ["Alpha", "beta", "Gamma"]
-        assert names(sortBy="nameCaseInsensitive", sortOrder="desc") == ["Gamma", "beta", "Alpha"]
-        assert names(sortBy="name", sortOrder="asc") == ["Alpha", "Gamma", "beta"]
+        assert names(sortBy="nameCaseInsensitive", sortOrder="asc") == ["Alpha", "beta", "Gamma", "éclair", "Élan"]
+        assert names(sortBy="nameCaseInsensitive", sortOrder="desc") == ["Élan", "éclair", "Gamma", "beta", "Alpha"]
+        assert names(sortBy="name", sortOrder="asc") == ["Alpha", "Gamma", "beta", "Élan", "éclair"]
