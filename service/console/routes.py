@@ -317,7 +317,7 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
                  claimed_by_other=detail.assignee not in (None, principal.user),
                  errors=errors or {}, other_errors=other_errors, values=values, comment=comment, labels=labels,
                  groups=groups, definitions=names, message=message, notice=notice, next_tasks=next_tasks,
-                 element_forms=element_forms,
+                 element_forms=element_forms, completed_shown=task_service.COMPLETED_SHOWN,
                  project_name=(detail.variables or {}).get("project_name"))
 
 

@@ -84,3 +84,15 @@ def test_a_long_projects_records_show_the_latest_and_say_how_many(api: Api, monk
     assert "共办结 3 个环节，此处列出最近的 2 个" in records
     rows = records.split("<tr>")[2:]
     assert len(rows) == 2 and "资金" in rows[0] and "预审" in rows[1], records  # the latest first
+
+
+def test_a_tasks_list_of_completed_steps_says_when_it_is_cut(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.services import tasks
+
+    iid = declared(api, "C-CUT")
+    pre = api.open_task(iid, "prereview")
+    with _console(api, "wang.fang", "third_party") as console:
+        assert 'id="completed-more"' not in console.get(f"/console/tasks/{pre['id']}").text
+        monkeypatch.setattr(tasks, "COMPLETED_SHOWN", 1)
+        page = console.get(f"/console/tasks/{pre['id']}").text
+    assert 'id="completed-more"' in page and "最近办结的 1 个环节" in page
