@@ -69,9 +69,10 @@ def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, int]:
     except (OverflowError, TypeError, ValueError):
         raise Unauthorized("invalid token: exp must be a number of seconds") from None
     user = str(claims["sub"])
-    try:  # what every request stores (who did it) or looks up (the groups' tasks): the database must take it
-        for name in (user, *groups):
-            check_storable(name, NAME_LENGTH)
+    try:  # who did it is stored with every change; the groups are looked up (a longer one matches nothing)
+        check_storable(user, NAME_LENGTH)
+        for group in groups:
+            check_storable(group, None)
     except NotStorable as e:
         raise Unauthorized(f"invalid token: a user or group name is not storable: {e}") from None
     principal = Principal(user=user, groups=frozenset(groups), is_admin=claims.get("admin") is True)

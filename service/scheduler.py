@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import DBAPIError, StatementError
+from sqlalchemy.exc import StatementError
 
 from service import metrics
 from service.background import LoopThread
@@ -148,13 +148,13 @@ class Scheduler(LoopThread):
         try:
             return timers.fire_due(self.ctx, instance_id, fired_by=self.owner, leased=True) is not None
         except Exception as e:  # noqa: BLE001 - one instance's failure must not stop the other timers
-            if not isinstance(e, (DomainError, DBAPIError)):
+            if not isinstance(e, (DomainError, StatementError)):  # a database's refusal included
                 log.exception("timer of instance %s failed unexpectedly", instance_id)
             self._record_failure(instance_id, now, e)
             return False
 
     def _record_failure(self, instance_id: str, now: datetime, error: Exception) -> None:
-        log.warning("timer of instance %s failed: %s", instance_id, error)
+        log.warning("timer of instance %s failed: %s", instance_id, error_text(error))
         metrics.TIMER_FAILURES.inc()
         if isinstance(error, Conflict):
             return  # another request advanced the instance; its timers are re-read next round

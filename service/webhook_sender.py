@@ -15,6 +15,7 @@ from service.db.models import WebhookDelivery, WebhookSubscription
 from service.services import webhooks
 from service.services.context import AppContext
 from service.services.targets import Allowance, TargetRefused, pinned
+from service.text import storable_text
 
 log = logging.getLogger("govflow.webhooks")
 
@@ -131,7 +132,8 @@ class WebhookSender(LoopThread):
             row = session.get(WebhookDelivery, item.id)
             if row is None:
                 return
-            row.last_status_code, row.last_error, row.lease_until = status, error, None
+            row.last_status_code, row.lease_until = status, None
+            row.last_error = None if error is None else storable_text(error, 2000)
             metrics.WEBHOOK_ATTEMPTS.labels("delivered" if error is None else "failed").inc()
             if error is None:
                 row.status, row.delivered_at, row.next_attempt_at = "delivered", now, None

@@ -6,14 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
 from service.api.problems import responses
 from service.api.route import Route
 from service.services import apikeys, webhooks
 from service.services.targets import Allowance
-from service.text import NAME_LENGTH, check_storable
 
 router = APIRouter(tags=["administration"], route_class=Route)
 
@@ -56,14 +55,6 @@ class ApiKeyIn(BaseModel):
     processes: list[str] = Field(default_factory=list, description="process keys granted: the key reads every "
                                  "instance and task of these, starts them and sends them messages")
     admin: bool = False
-
-    @field_validator("name", "groups", "processes")
-    @classmethod
-    def _storable(cls, value: str | list[str]) -> str | list[str]:
-        """Names every request of the key stores or looks up: the database must take them (service/text.py)."""
-        for name in [value] if isinstance(value, str) else value:
-            check_storable(name, NAME_LENGTH)
-        return value
 
 
 class ApiKeyOut(BaseModel):

@@ -44,7 +44,10 @@ def to_china(value: datetime | str | None) -> datetime | None:
             return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(CHINA)
+    try:
+        return value.astimezone(CHINA)
+    except OverflowError:  # at the calendar's edge (9999-12-31T23:00:00Z, a common "no end date")
+        return None
 
 
 def cn_time(value: datetime | str | None) -> str:

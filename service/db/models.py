@@ -49,7 +49,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Str(TypeDecorator[str]):
-    """VARCHAR(n) whose limits hold on SQLite too (NotStorable)."""
+    """VARCHAR(n) whose limits hold on SQLite too (NotStorable). A value it is compared with (a filter, a lookup
+    written as an expression) is checked only for what no database takes in a statement, NUL and lone
+    surrogates: a longer one matches nothing, as before, rather than being refused."""
 
     impl = String
     cache_ok = True
@@ -58,6 +60,23 @@ class Str(TypeDecorator[str]):
         if value is not None:
             check_storable(value, getattr(self.impl_instance, "length", None))
         return value
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return _COMPARED
+
+
+class _Compared(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        if isinstance(value, str):
+            check_storable(value, None)
+        return value
+
+
+_COMPARED = _Compared()
+LOOKUP = _COMPARED  # the type of a bound parameter a text column is compared with: bindparam("x", type_=LOOKUP)
 
 
 class LongText(TypeDecorator[str]):

@@ -282,10 +282,13 @@ def _check_lengths(name: str, tree: Any) -> None:
     for element in tree.iter():
         if not isinstance(element.tag, str):
             continue
-        check(element.get("id"), _ID_LENGTH, "the id", element)
-        lane = element.tag == f"{{{BPMN_NS}}}lane"
-        check(element.get("name"), _LANE_LENGTH if lane else _NAME_LENGTH, "the lane's name" if lane else "the name",
-              element)
+        if element.tag.startswith(f"{{{BPMN_NS}}}"):  # the model's elements, not their layout (bpmndi)
+            kind = element.tag[len(BPMN_NS) + 2:]
+            check(element.get("id"), _ID_LENGTH, "the id", element)
+            if kind == "lane":
+                check(element.get("name"), _LANE_LENGTH, "the lane's name", element)
+            elif kind in ("process", "message") or kind.endswith(("Task", "Event")):  # names the tables keep
+                check(element.get("name"), _NAME_LENGTH, "the name", element)
         for attribute in ("candidateGroups", "candidateUsers", "candidateStarterGroups", "candidateStarterUsers"):
             value = element.get(f"{{{CAMUNDA_NS}}}{attribute}")
             if value and not value.strip().startswith("${"):
@@ -293,7 +296,7 @@ def _check_lengths(name: str, tree: Any) -> None:
                     check(one, _PERSON_LENGTH, f"camunda:{attribute} {one[:40]!r}…", element)
         assignee = element.get(f"{{{CAMUNDA_NS}}}assignee")
         if assignee and not assignee.strip().startswith("${"):
-            check(assignee.strip(), _PERSON_LENGTH, "camunda:assignee", element)
+            check(assignee, _PERSON_LENGTH, "camunda:assignee", element)
         check(element.get(f"{{{CAMUNDA_NS}}}formKey"), _FORM_KEY_LENGTH, "camunda:formKey", element)
         if element.tag == f"{{{CAMUNDA_NS}}}property" and element.get("name") == CALENDAR_PROPERTY:
             check(element.get("value"), _CALENDAR_LENGTH, "the calendar property", element)

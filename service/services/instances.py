@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
-from service.db.models import HumanTask, ProcessDefinition, ProcessInstance, WaitingEvent
+from service.db.models import LOOKUP, HumanTask, ProcessDefinition, ProcessInstance, WaitingEvent
 from service.db.prepared import Prepared
 from service.engine import forms
 from service.errors import Conflict, InvalidInput, NotFound
@@ -104,14 +104,15 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _D: Table = ProcessDefinition.__table__  # type: ignore[assignment]
 _RUNNING_WITH_KEY = Prepared(select(_I.c.id).where(
-    _I.c.process_key == bindparam("k"), _I.c.business_key == bindparam("b"), _I.c.status == ACTIVE))
+    _I.c.process_key == bindparam("k", type_=LOOKUP), _I.c.business_key == bindparam("b", type_=LOOKUP),
+    _I.c.status == ACTIVE))
 # what a start needs of the latest version, and the id of the running instance with the business key (NULL without
 # one, or without a key): one statement. The duplicate is refused early, before the engine runs; the unique index
 # refuses one that starts meanwhile
 _LATEST_FOR_START = Prepared(
     select(_D.c.id, _D.c.version, _D.c.start_form, _D.c.candidate_starter_groups, _D.c.candidate_starter_users,
            _RUNNING_WITH_KEY.statement.limit(1).scalar_subquery().label("running"))  # type: ignore[attr-defined]
-    .where(_D.c.key == bindparam("k")).order_by(_D.c.version.desc()).limit(1))
+    .where(_D.c.key == bindparam("k", type_=LOOKUP)).order_by(_D.c.version.desc()).limit(1))
 
 
 def _refuse_running_duplicate(session: Session | Connection, principal: Principal, process_key: str,

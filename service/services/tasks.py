@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
-from service.db.models import AuditEvent, HumanTask, ProcessInstance, TaskCandidate
+from service.db.models import LOOKUP, AuditEvent, HumanTask, ProcessInstance, TaskCandidate
 from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
@@ -45,7 +45,7 @@ _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _C: Table = TaskCandidate.__table__  # type: ignore[assignment]
 # the reads and writes of claim, complete and a task's detail, prepared (service/db/prepared.py) on the tables: rows,
 # not ORM objects (an ORM load costs about twice the statement, and SQLAlchemy's execution of a Core one as much)
-_TASK_ROW = Prepared(select(_T).where(_T.c.id == bindparam("i")))
+_TASK_ROW = Prepared(select(_T).where(_T.c.id == bindparam("i", type_=LOOKUP)))
 _DONE_ROWS = Prepared(select(_T).where(_T.c.instance_id == bindparam("i"), _T.c.status == "completed")
                       .order_by(_T.c.completed_at.desc(), _T.c.id.desc()).limit(bindparam("n")))
 _INSTANCE_HEAD_LOCKED = Prepared(select(_I.c.variables, _I.c.audit_seq, _I.c.audit_head)
@@ -58,18 +58,19 @@ _FOR_COMPLETION = Prepared(
     select(_T, *[c.label(f"i_{c.name}") for c in _I.c if c.name != "state_json"],
            exists(select(_OTHER.c.id).where(_OTHER.c.instance_id == _T.c.instance_id, _OTHER.c.status == "open",
                                             _OTHER.c.id != _T.c.id)).label("others_open"))
-    .select_from(_T.outerjoin(_I, _I.c.id == _T.c.instance_id)).where(_T.c.id == bindparam("i")))
+    .select_from(_T.outerjoin(_I, _I.c.id == _T.c.instance_id)).where(_T.c.id == bindparam("i", type_=LOOKUP)))
 # a completion takes the task (open, and unclaimed or claimed by the completer) and records what was submitted
 _COMPLETE = Prepared(
-    update(_T).where(_T.c.id == bindparam("b_id"), _T.c.status == "open",
+    update(_T).where(_T.c.id == bindparam("b_id", type_=LOOKUP), _T.c.status == "open",
                      or_(_T.c.assignee.is_(None), _T.c.assignee == bindparam("b_user")))
     .values({c: bindparam(c) for c in ("status", "completed_at", "completed_by", "assignee", "submitted", "outputs",
                                         "comment")})
 )
 # claim and release: the task changes hands only from the holder the request saw
-_CLAIM = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee.is_(None), _T.c.status == "open")
+_CLAIM = Prepared(update(_T).where(_T.c.id == bindparam("b_id", type_=LOOKUP), _T.c.assignee.is_(None),
+                                   _T.c.status == "open")
                   .values(assignee=bindparam("user")))
-_RELEASE = Prepared(update(_T).where(_T.c.id == bindparam("b_id"), _T.c.assignee == bindparam("previous"),
+_RELEASE = Prepared(update(_T).where(_T.c.id == bindparam("b_id", type_=LOOKUP), _T.c.assignee == bindparam("previous"),
                                      _T.c.status == "open").values(assignee=None))
 
 
@@ -219,13 +220,13 @@ def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepar
     query = select(_T).where(_T.c.status == bindparam("status"))
     if group:
         query = query.where(exists(select(_C.c.task_id).where(
-            _C.c.task_id == _T.c.id, _C.c.kind == "group", _C.c.value == bindparam("group"))))
+            _C.c.task_id == _T.c.id, _C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP))))
     for name in given:
-        query = query.where(_T.c[name] == bindparam(name))
+        query = query.where(_T.c[name] == bindparam(name, type_=LOOKUP))
     if after:
         query = query.where(tuple_(_T.c.created_at, _T.c.id)
                             > tuple_(bindparam("at", type_=_T.c.created_at.type),
-                                     bindparam("after_id", type_=_T.c.id.type)))
+                                     bindparam("after_id", type_=LOOKUP)))
     return Prepared(query.order_by(_T.c.created_at, _T.c.id).limit(bindparam("n")))
 
 

@@ -41,18 +41,20 @@ def _token(user: str, groups: list[str]) -> str:
     return mint_token(SECRET, user, groups, False, datetime.now(UTC), timedelta(hours=1))
 
 
-@pytest.mark.parametrize("user,groups", [(LONG, []), ("li", [LONG]), ("li\x00", []), ("li", ["g\x00"]),
-                                         ("li\ud800", []), ("li", ["\udfff"])])
+@pytest.mark.parametrize("user,groups", [(LONG, []), ("li\x00", []), ("li", ["g\x00"]), ("li\ud800", []),
+                                         ("li", ["\udfff"])])
 def test_a_token_naming_a_user_or_group_the_database_cannot_keep_is_refused(api: Api, user: str,
                                                                             groups: list[str]) -> None:
     with httpx.Client(base_url=api.server.url + "/api/v1", timeout=30,
                       headers={"Authorization": f"Bearer {_token(user, groups)}"}) as client:
         for r in (client.get("/tasks"), client.post("/process-instances", json={"process_key": "review"})):
             assert r.status_code == 401 and "not storable" in r.json()["detail"], r.text
-    # the longest that fits is a principal like any other
+    # the longest name that fits is a principal like any other; a group is only looked up, never stored, so a
+    # longer one (a directory's distinguished name) is let through and matches no task
     with httpx.Client(base_url=api.server.url + "/api/v1", timeout=30,
-                      headers={"Authorization": f"Bearer {_token('y' * 200, ['g' * 200])}"}) as client:
+                      headers={"Authorization": f"Bearer {_token('y' * 200, ['g' * 200, 'CN=' + LONG])}"}) as client:
         assert client.get("/tasks").status_code == 200
+        assert client.get("/tasks", params={"candidate_group": "CN=" + LONG}).json()["items"] == []
 
 
 @pytest.mark.parametrize("field,value", [("name", LONG), ("groups", [LONG]), ("groups", ["g\x00"]),
@@ -60,6 +62,18 @@ def test_a_token_naming_a_user_or_group_the_database_cannot_keep_is_refused(api:
 def test_an_api_key_with_names_the_database_cannot_keep_is_refused(api: Api, field: str, value: Any) -> None:
     r = api.admin.post("/api-keys", json={"name": "oa", field: value})
     assert r.status_code == 422, r.text
+    assert api.admin.get("/api-keys").json() == []
+
+
+def test_the_command_lines_api_keys_are_checked_the_same_way(api: Api) -> None:
+    """`govflow apikey create` goes through the same use case as the API."""
+    from service.auth import Principal
+    from service.errors import InvalidInput
+    from service.services import apikeys
+
+    ctx = api.server.ctx
+    with pytest.raises(InvalidInput, match="groups"), ctx.write() as session:
+        apikeys.create(session, Principal("cli", is_admin=True), ctx.clock.now(), "oa", ["g" * 201], False)
     assert api.admin.get("/api-keys").json() == []
 
 
@@ -96,6 +110,22 @@ def test_an_assignee_computed_too_long_stops_the_step_on_both_databases(api: Api
     error = timer["last_error"]
     assert "longer than the 200 characters" in error and "SQL" not in error and LONG not in error, error
     assert api.open_elements(instance["id"]) == []
+
+
+def test_layout_entries_and_flow_names_are_not_held_to_what_the_tables_keep(api: Api) -> None:
+    """bpmndi ids (an element's id with "_di") and sequence-flow names reach no table: a diagram with them deploys."""
+    long_id = "t" * 198
+    xml = ASSIGNED.replace('id="first"', f'id="{long_id}"').replace('targetRef="first"', f'targetRef="{long_id}"')
+    xml = xml.replace('sourceRef="first"', f'sourceRef="{long_id}"')
+    xml = xml.replace('<bpmn:sequenceFlow id="f4"', f'<bpmn:sequenceFlow name="{"流" * 600}" id="f4"')
+    xml = xml.replace("</bpmn:process>", f"""</bpmn:process>
+  <bpmndi:BPMNDiagram id="diagram"><bpmndi:BPMNPlane id="plane" bpmnElement="assigned">
+    <bpmndi:BPMNShape id="{long_id}_di" bpmnElement="{long_id}"><dc:Bounds x="0" y="0" width="100" height="80" />
+    </bpmndi:BPMNShape></bpmndi:BPMNPlane></bpmndi:BPMNDiagram>""")
+    xml = xml.replace('xmlns:camunda=', 'xmlns:bpmndi="http://www.omg.org/spec/BPMN/20100524/DI" '
+                      'xmlns:dc="http://www.omg.org/spec/DD/20100524/DC" xmlns:camunda=')
+    r = api.admin.post("/deployments", files=[("files", ("assigned.bpmn", xml.encode()))])
+    assert r.status_code == 201, r.text
 
 
 @pytest.mark.parametrize("attributes,what", [
@@ -141,13 +171,28 @@ def test_an_element_naming_what_the_database_cannot_keep_is_refused_at_deploy(ap
 
 
 @pytest.mark.parametrize("body", [{"name": "contract_signed", "business_key": "BK\x00"},
-                                  {"name": "contract\x00signed", "business_key": "BK"},
-                                  {"name": "contract_signed", "business_key": "B" * 201}])
-def test_a_message_naming_what_the_database_cannot_keep_is_refused(api: Api, body: dict[str, Any]) -> None:
-    """Nothing checks these before they are looked up: the column type refuses them, on both databases alike
-    (SQLite answered 404, PostgreSQL 422)."""
+                                  {"name": "contract\x00signed", "business_key": "BK"}])
+def test_a_message_naming_what_no_database_can_look_up_is_refused(api: Api, body: dict[str, Any]) -> None:
+    """Nothing checks these before they are looked up: a NUL is refused when the value is bound, on both databases
+    alike (SQLite answered 404, PostgreSQL 422)."""
     r = api.admin.post("/messages", json=body)
     assert r.status_code == 422 and "a text" in r.json()["detail"], r.text
+
+
+def test_a_lookup_longer_than_its_column_finds_nothing_on_both_databases(api: Api) -> None:
+    """A value longer than any stored one is no error in a filter: it matches nothing (it is refused only where
+    it would be written)."""
+    api.start("review", {"project_name": "x", "budget_wan": 1}, business_key="BK-1")
+    long_key = "B" * 201
+    assert api.admin.get("/process-instances", params={"business_key": long_key}).json()["items"] == []
+    assert api.admin.get("/tasks", params={"business_key": long_key}).json()["items"] == []
+    assert api.admin.get("/tasks", params={"candidate_group": long_key}).json()["items"] == []
+    r = api.admin.post("/messages", json={"name": "contract_signed", "business_key": long_key})
+    assert r.status_code == 404, r.text
+    task_id = "t" * 37  # longer than a task id
+    assert api.admin.get(f"/tasks/{task_id}").status_code == 404
+    assert api.admin.post(f"/tasks/{task_id}/claim").status_code == 404
+    assert api.admin.post(f"/tasks/{task_id}/complete", json={"variables": {}}).status_code == 404
 
 
 def test_the_console_refuses_an_opinion_or_business_key_it_cannot_keep_on_its_own_page(api: Api) -> None:

@@ -52,3 +52,10 @@ def test_a_moment_in_the_projects_data_is_shown_in_china_time(value: str, shown:
     from service.console.view import show
 
     assert show(value, "signed_at") == shown
+
+
+def test_a_moment_at_the_calendars_edge_is_shown_as_written() -> None:
+    from service.console.view import show
+
+    for edge in ("9999-12-31T23:00:00Z", "0001-01-01T00:00:00+09:00"):  # "no end date", "no start date"
+        assert show(edge, "valid_until") == edge
