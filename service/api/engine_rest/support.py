@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -23,6 +23,7 @@ from service.errors import DomainError, NotFound, Unauthorized
 from service.schemas import ProcessDefinitionOut
 from service.services import apikeys, definitions
 from service.services.context import AppContext
+from service.text import NotStorable
 
 log = logging.getLogger("govflow")
 PREFIX = "/engine-rest"
@@ -65,6 +66,10 @@ class CamundaRoute(APIRoute):
                 return error_response(CamundaError(409, "OptimisticLockingException",
                                                    "a concurrent change got there first; reload and try again",
                                                    code=1))
+            except StatementError as e:
+                if not isinstance(e.orig, NotStorable):
+                    raise
+                return error_response(CamundaError(400, "InvalidRequestException", str(e.orig)))
 
         return route
 
