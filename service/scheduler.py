@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from service import metrics
 from service.background import LoopThread
@@ -29,7 +29,7 @@ from service.db.models import SchedulerLock, WaitingEvent
 from service.errors import Conflict, DomainError
 from service.services import timers
 from service.services.context import AppContext
-from service.text import storable_text
+from service.text import NotStorable, storable_text
 from service.timer_wakeup import TimerListener
 
 log = logging.getLogger("govflow.scheduler")
@@ -148,7 +148,8 @@ class Scheduler(LoopThread):
         try:
             return timers.fire_due(self.ctx, instance_id, fired_by=self.owner, leased=True) is not None
         except Exception as e:  # noqa: BLE001 - one instance's failure must not stop the other timers
-            if not isinstance(e, (DomainError, StatementError)):  # a database's refusal included
+            refused = isinstance(e, StatementError) and isinstance(e.orig, NotStorable)  # a text it cannot keep
+            if not isinstance(e, (DomainError, DBAPIError)) and not refused:
                 log.exception("timer of instance %s failed unexpectedly", instance_id)
             self._record_failure(instance_id, now, e)
             return False

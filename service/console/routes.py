@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -302,6 +302,10 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
         may_release = policy.may_release_task(principal, row)
         labels = {**_field_labels(ctx, db, detail.definition_id), **{f.id: f for f in detail.form}}
         element_forms = _element_forms(ctx, db, detail.definition_id)
+        completed_more = len(detail.completed_tasks) >= task_service.COMPLETED_SHOWN and (db.scalar(
+            select(func.count()).select_from(HumanTask).where(HumanTask.instance_id == detail.process_instance_id,
+                                                              HumanTask.status == "completed")) or 0) > len(
+            detail.completed_tasks)
         groups = _group_labels(ctx, db)
         names = _definition_names(db)
         next_tasks = []
@@ -317,7 +321,7 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
                  claimed_by_other=detail.assignee not in (None, principal.user),
                  errors=errors or {}, other_errors=other_errors, values=values, comment=comment, labels=labels,
                  groups=groups, definitions=names, message=message, notice=notice, next_tasks=next_tasks,
-                 element_forms=element_forms, completed_shown=task_service.COMPLETED_SHOWN,
+                 element_forms=element_forms, completed_more=completed_more,
                  project_name=(detail.variables or {}).get("project_name"))
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql import operators
 from sqlalchemy.types import TypeDecorator
 
 from service.text import check_storable
@@ -62,7 +63,7 @@ class Str(TypeDecorator[str]):
         return value
 
     def coerce_compared_value(self, op: Any, value: Any) -> Any:
-        return _COMPARED
+        return _COMPARED if operators.is_comparison(op) else self  # a concatenation may be written: checked
 
 
 class _Compared(TypeDecorator[str]):

@@ -93,6 +93,10 @@ def test_a_tasks_list_of_completed_steps_says_when_it_is_cut(api: Api, monkeypat
     pre = api.open_task(iid, "prereview")
     with _console(api, "wang.fang", "third_party") as console:
         assert 'id="completed-more"' not in console.get(f"/console/tasks/{pre['id']}").text
-        monkeypatch.setattr(tasks, "COMPLETED_SHOWN", 1)
-        page = console.get(f"/console/tasks/{pre['id']}").text
+        monkeypatch.setattr(tasks, "COMPLETED_SHOWN", 1)  # one completed step, one shown: nothing is cut
+        assert 'id="completed-more"' not in console.get(f"/console/tasks/{pre['id']}").text
+        api.complete(iid, "prereview", {}, user="wang.fang", group="third_party")
+    funding = api.open_task(iid, "funding_review")
+    with _console(api, "sun.li", "finance_bureau") as console:  # two completed steps, one shown
+        page = console.get(f"/console/tasks/{funding['id']}").text
     assert 'id="completed-more"' in page and "最近办结的 1 个环节" in page

@@ -208,3 +208,25 @@ def test_the_console_refuses_an_opinion_or_business_key_it_cannot_keep_on_its_ow
                          data={"_csrf": csrf, "decision": "pass", "_comment": "同意\x00"})
         assert r.status_code == 422 and "text/html" in r.headers["content-type"] and "无法保存" in r.text
     assert api.open_elements(instance["id"]) == ["review_task"]
+
+
+def test_engine_rest_answers_what_it_cannot_take_the_camunda_way(api: Api) -> None:
+    """A date-time off the calendar in a filter, or a variable whose name is not UTF-8: Camunda's 400, not a
+    govflow problem document, and never a 500 (the message quoting the name could not be encoded)."""
+    headers = {"Authorization": f"Bearer {api.token('oa', ('applicant',))}"}
+    with httpx.Client(base_url=api.server.url + "/engine-rest", headers=headers, timeout=30) as client:
+        r = client.get("/task", params={"dueAfter": "0001-01-01T00:00:00.000+0100"})
+        assert r.status_code == 400 and r.json()["type"] == "InvalidRequestException", r.text
+        body = '{"variables": {"\\ud800": {"value": 1}}}'
+        r = client.post("/process-definition/key/review/start", content=body,
+                        headers={"Content-Type": "application/json"})
+        assert 400 <= r.status_code < 500 and "type" in r.json(), r.text
+
+
+def test_only_comparisons_skip_the_length_check() -> None:
+    """A value compared with a text column is looked up, not stored; one concatenated to it may be written."""
+    from service.db.models import HumanTask, Str
+
+    assert not isinstance((HumanTask.id == "x").right.type, Str)
+    assert not isinstance(HumanTask.business_key.in_(["x"]).right.type, Str)
+    assert isinstance((HumanTask.name + "x").right.type, Str)

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import policy
 from service.api.engine_rest.mapping import CamundaError, from_domain, not_found, parse_definition_id
 from service.api.engine_rest.shapes import definition_ref
-from service.api.problems import _is_conflict
+from service.api.problems import _is_conflict, _printable
 from service.auth import Principal, decode_token
 from service.errors import DomainError, NotFound, Unauthorized
 from service.schemas import ProcessDefinitionOut
@@ -31,7 +31,8 @@ PREFIX = "/engine-rest"
 
 def error_response(err: CamundaError) -> JSONResponse:
     headers = {"WWW-Authenticate": 'Basic realm="govflow"'} if err.status == 401 else None
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+    # a message may quote a client's name or value that is not UTF-8 (a lone surrogate): escaped, as problems are
+    return JSONResponse(_printable(err.body()), status_code=err.status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -67,9 +68,11 @@ class CamundaRoute(APIRoute):
                                                    "a concurrent change got there first; reload and try again",
                                                    code=1))
             except StatementError as e:
-                if not isinstance(e.orig, NotStorable):
+                # a value its column cannot take (too long, NUL; a date-time off the calendar): the request's fault
+                if not isinstance(e.orig, (NotStorable, OverflowError, ValueError)):
                     raise
-                return error_response(CamundaError(400, "InvalidRequestException", str(e.orig)))
+                message = str(e.orig) if isinstance(e.orig, NotStorable) else "a value in the request is out of range"
+                return error_response(CamundaError(400, "InvalidRequestException", message))
 
         return route
 
