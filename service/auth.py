@@ -9,7 +9,7 @@ from functools import lru_cache
 import jwt
 
 from service.errors import Unauthorized
-from service.text import NAME_LENGTH, NotStorable, check_storable
+from service.text import NAME_LENGTH, storable_problem
 
 ALGORITHM = "HS256"
 
@@ -69,11 +69,10 @@ def _checked(secret: str, token: str, issuer: str) -> tuple[Principal, int]:
     except (OverflowError, TypeError, ValueError):
         raise Unauthorized("invalid token: exp must be a number of seconds") from None
     user = str(claims["sub"])
-    try:  # who did it is stored with every change; the groups are looked up (a longer one matches nothing)
-        check_storable(user, NAME_LENGTH)
-        for group in groups:
-            check_storable(group, None)
-    except NotStorable as e:
-        raise Unauthorized(f"invalid token: a user or group name is not storable: {e}") from None
+    # who did it is stored with every change; the groups are looked up (a longer one matches nothing)
+    problem = storable_problem(user, NAME_LENGTH) or next(filter(None, (storable_problem(g, None) for g in groups)),
+                                                          None)
+    if problem:
+        raise Unauthorized(f"invalid token: a user or group name is not storable: {problem}")
     principal = Principal(user=user, groups=frozenset(groups), is_admin=claims.get("admin") is True)
     return principal, expires

@@ -36,13 +36,13 @@ log = logging.getLogger("govflow.scheduler")
 LOCK_NAME = "timer-scheduler"
 
 
-
 def error_text(error: Exception) -> str:
     """What a timer's failure says, as its waiting row keeps it: the error, without the SQL and the parameters that
     SQLAlchemy adds to a database error's text (they may hold the instance's data)."""
     if isinstance(error, StatementError) and error.orig is not None:
         return f"{type(error.orig).__name__}: {error.orig}"
     return str(error)
+
 
 class Scheduler(LoopThread):
     thread_name = "govflow-scheduler"

@@ -12,16 +12,30 @@ class NotStorable(ValueError):
     a lone surrogate (not UTF-8). Refused on both databases, so a request answers the same on either (422)."""
 
 
-def check_storable(value: str, length: int | None) -> None:
+def storable_problem(value: str, length: int | None) -> str | None:
+    """Why the database cannot keep the text (None: it can)."""
     if length is not None and len(value) > length:
-        raise NotStorable(f"a text is longer than the {length} characters it may have")
+        return f"a text is longer than the {length} characters it may have"
     if "\x00" in value:
-        raise NotStorable("a text holds a NUL character")
+        return "a text holds a NUL character"
     if not value.isascii():
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise NotStorable("a text holds a lone surrogate, which UTF-8 cannot encode") from None
+            return "a text holds a lone surrogate, which UTF-8 cannot encode"
+    return None
+
+
+def check_storable(value: str, length: int | None) -> None:
+    problem = storable_problem(value, length)
+    if problem is not None:
+        raise NotStorable(problem)
+
+
+def ascii_number(text: str, digits: int) -> int | None:
+    """A whole number of at most `digits` ASCII digits, else None ("²" is a digit to str.isdigit, and int() refuses
+    it; int() also refuses thousands of digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None
 
 
 def storable_text(value: str, length: int) -> str:

@@ -3,7 +3,6 @@ calls the same use cases as /api/v1 with the principal of the session, so it sho
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -26,7 +25,7 @@ from service.schemas import FormFieldOut, ProcessDefinitionOut
 from service.services import definitions, diagrams, instances, supervision
 from service.services import tasks as task_service
 from service.services.context import AppContext
-from service.text import NotStorable, check_storable
+from service.text import ascii_number, storable_problem
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -134,29 +133,29 @@ def _join(lanes: list[str]) -> str:
     return "、".join(lanes[:2]) + ("等" if len(lanes) > 2 else "")
 
 
-def _field_labels(ctx: AppContext, db: Session, definition_id: int | None) -> dict[str, FormFieldOut]:
-    """Every form field of a definition version by id (the start form's and each user task's), to label the
-    variables they wrote; the first declaration of a field wins."""
+def _forms(ctx: AppContext, db: Session, definition_id: int | None
+           ) -> tuple[dict[str, FormFieldOut], dict[str, dict[str, FormFieldOut]]]:
+    """A definition version's form fields: by id (the start form's and each user task's, the first declaration
+    winning), to label the variables they wrote; and each task's by element (_element_forms)."""
     fields: dict[str, FormFieldOut] = {}
     if definition_id is None:
-        return fields
+        return fields, {}
     start = definitions.by_id(db, definition_id, with_form=True).start_form or []
     fields.update({f.id: f for f in start})
-    for form in _element_forms(ctx, db, definition_id).values():
+    by_element = _element_forms(ctx, db, definition_id)
+    for form in by_element.values():
         for field_id, f in form.items():
             fields.setdefault(field_id, f)
-    return fields
+    return fields, by_element
 
 
-def _element_forms(ctx: AppContext, db: Session, definition_id: int | None) -> dict[str, dict[str, FormFieldOut]]:
+def _element_forms(ctx: AppContext, db: Session, definition_id: int) -> dict[str, dict[str, FormFieldOut]]:
     """Each user task's form fields by id, by element: what a task submitted reads with its own options (a
     decision of 复查 is 恢复建设 or 终止项目, not the common 通过 and 不予通过)."""
     from service.engine import forms
     from service.engine.parser import FORM_KEY
 
     found: dict[str, dict[str, FormFieldOut]] = {}
-    if definition_id is None:
-        return found
     model = ctx.model(db, definition_id)
     for spec in [model.spec, *model.subprocess_specs.values()]:
         for task_spec in spec.task_specs.values():
@@ -263,30 +262,26 @@ def inbox(request: Request, process_key: str = "", overdue: str = "") -> Respons
         common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None,
                                       status="open", due_before=None, overdue=True if only_overdue else None,
                                       now=now, process_key=process_key or None)
-        mine_filter: dict[str, Any] = dict(assignee=principal.user)
-        offered_filter: dict[str, Any] = dict(assignee=None, candidate_user=principal.user,
-                                              candidate_user_groups=principal.groups, unassigned=True)
-        tables = {}
-        for name, only in (("mine", mine_filter), ("offered", offered_filter)):
-            # the most urgent first, read in that order (a task without a deadline after every one with), so that
-            # a list longer than a page shows its most urgent tasks, and says how many there are
+
+        def most_urgent(**only: Any) -> tuple[list[Any], int]:
+            """A list read most urgent first (due date; a task without one after every one with; then the oldest),
+            so that one longer than a page shows its most urgent tasks; and how many there are."""
             items = task_service.list_tasks(db, principal, **common, **only, limit=INBOX_PAGE + 1, cursor=None,
                                             sort_by="due").items
-            total = len(items) if len(items) <= INBOX_PAGE else task_service.count_tasks(db, principal, **common,
-                                                                                           **only)
-            tables[name] = (by_due(items[:INBOX_PAGE], now), total)
+            if len(items) <= INBOX_PAGE:
+                return items, len(items)
+            return items[:INBOX_PAGE], task_service.count_tasks(db, principal, **common, **only)
+
+        mine, mine_total = most_urgent(assignee=principal.user)
+        offered, offered_total = most_urgent(assignee=None, candidate_user=principal.user,
+                                             candidate_user_groups=principal.groups, unassigned=True)
         names = _definition_names(db)
-        projects = _projects(db, principal, {t.process_instance_id for items, _ in tables.values() for t in items})
+        projects = _projects(db, principal, {t.process_instance_id for t in [*mine, *offered]})
         groups = _group_labels(ctx, db)
-    (mine, mine_total), (offered, offered_total) = tables["mine"], tables["offered"]
     return _page(request, "inbox.html", principal, csrf, nav="inbox", mine=mine, offered=offered,
-                 mine_total=mine_total, offered_total=offered_total, page_size=INBOX_PAGE,
+                 mine_total=mine_total, offered_total=offered_total,
                  definitions=names, projects=projects, groups=groups, process_key=process_key,
                  only_overdue=only_overdue)
-
-
-def by_due(items: list[Any], now: datetime) -> list[Any]:
-    return sorted(items, key=lambda t: (t.due_at is None, t.due_at or now, t.created_at))
 
 
 # ---- a task --------------------------------------------------------------------------------------------
@@ -300,12 +295,11 @@ def _task_view(request: Request, principal: Principal, csrf: str, task_id: str, 
         assert row is not None  # get() has found it
         may_work = policy.may_work_on_task(principal, row)
         may_release = policy.may_release_task(principal, row)
-        labels = {**_field_labels(ctx, db, detail.definition_id), **{f.id: f for f in detail.form}}
-        element_forms = _element_forms(ctx, db, detail.definition_id)
-        completed_more = len(detail.completed_tasks) >= task_service.COMPLETED_SHOWN and (db.scalar(
-            select(func.count()).select_from(HumanTask).where(HumanTask.instance_id == detail.process_instance_id,
-                                                              HumanTask.status == "completed")) or 0) > len(
-            detail.completed_tasks)
+        fields, element_forms = _forms(ctx, db, detail.definition_id)
+        labels = {**fields, **{f.id: f for f in detail.form}}
+        shown = len(detail.completed_tasks)
+        completed_more = shown >= task_service.COMPLETED_SHOWN and \
+            task_service.count_completed(db, detail.process_instance_id) > shown
         groups = _group_labels(ctx, db)
         names = _definition_names(db)
         next_tasks = []
@@ -390,19 +384,12 @@ async def _claim_or_release(request: Request, task_id: str, use_case: Callable[.
 
 def _storable(text: str) -> bool:
     """A text the database can keep (no NUL character, valid UTF-8: service/text.py)."""
-    try:
-        check_storable(text, None)
-    except NotStorable:
-        return False
-    return True
+    return storable_problem(text, None) is None
 
 
 def _number(text: str) -> int | None:
-    """A positive whole number of at most five ASCII digits from a query parameter, else None ("²" is a digit to
-    str.isdigit, and int() refuses it)."""
-    if text.isascii() and text.isdigit() and len(text) <= 5 and int(text) > 0:
-        return int(text)
-    return None
+    """A page or version from a query parameter: a positive whole number of at most five ASCII digits, else None."""
+    return ascii_number(text, 5) or None
 
 
 # ---- projects ------------------------------------------------------------------------------------------
@@ -434,8 +421,7 @@ def project(request: Request, instance_id: str) -> Response:
         records, records_total = task_service.completed_for_instance(db, principal, instance_id, PROJECT_RECORDS)
         history = instances.history(db, principal, instance_id, verify=False).events
         index = diagrams.diagram_index(diagram.definition_id, diagram.bpmn_xml)
-        labels = _field_labels(ctx, db, diagram.definition_id)
-        element_forms = _element_forms(ctx, db, diagram.definition_id)
+        labels, element_forms = _forms(ctx, db, diagram.definition_id)
         names = _definition_names(db)
         groups = _group_labels(ctx, db)
     marked = [(element_id, index.names.get(element_id, element_id), e) for element_id, e in diagram.elements.items()
@@ -443,8 +429,7 @@ def project(request: Request, instance_id: str) -> Response:
     data = {"xml": diagram.bpmn_xml, "elements": {k: v.model_dump(mode="json") for k, v in diagram.elements.items()}}
     return _page(request, "project.html", principal, csrf, nav="projects", instance=instance, diagram=data,
                  records=records, records_total=records_total, history=list(reversed(history)),
-                 element_forms=element_forms,
-                 element_names=index.names,
+                 element_forms=element_forms, element_names=index.names,
                  marked=marked, labels=labels, definitions=names, groups=groups,
                  project_name=(instance.variables or {}).get("project_name"))
 

@@ -49,47 +49,44 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class Str(TypeDecorator[str]):
-    """VARCHAR(n) whose limits hold on SQLite too (NotStorable). A value it is compared with (a filter, a lookup
-    written as an expression) is checked only for what no database takes in a statement, NUL and lone
-    surrogates: a longer one matches nothing, as before, rather than being refused."""
+class _Checked(TypeDecorator[str]):
+    """A text bound only if the database can keep it: no NUL, valid UTF-8 (NotStorable, service/text.py). As it
+    is, the type of a value a text column is compared with: LOOKUP."""
 
     impl = String
     cache_ok = True
 
-    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
-        if value is not None:
-            check_storable(value, getattr(self.impl_instance, "length", None))
-        return value
-
-    def coerce_compared_value(self, op: Any, value: Any) -> Any:
-        return _COMPARED if operators.is_comparison(op) else self  # a concatenation may be written: checked
-
-
-class _Compared(TypeDecorator[str]):
-    impl = String
-    cache_ok = True
+    def _length(self) -> int | None:
+        return None
 
     def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
         if isinstance(value, str):
-            check_storable(value, None)
+            check_storable(value, self._length())
         return value
 
 
-_COMPARED = _Compared()
-LOOKUP = _COMPARED  # the type of a bound parameter a text column is compared with: bindparam("x", type_=LOOKUP)
+LOOKUP = _Checked()  # for a bound parameter a text column is compared with: bindparam("x", type_=LOOKUP)
 
 
-class LongText(TypeDecorator[str]):
+class Str(_Checked):
+    """VARCHAR(n) whose limits hold on SQLite too. A value it is compared with (a filter, a lookup written as an
+    expression) is checked only for what no database takes in a statement, NUL and lone surrogates: a longer one
+    matches nothing, as before, rather than being refused."""
+
+    cache_ok = True  # SQLAlchemy reads it from each class itself: without it, no statement is cached
+
+    def _length(self) -> int | None:
+        return getattr(self.impl_instance, "length", None)
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        return LOOKUP if operators.is_comparison(op) else self  # a concatenation may be written: checked
+
+
+class LongText(_Checked):
     """TEXT for what people and diagrams write (a comment, a reason, documentation): no NUL, valid UTF-8."""
 
     impl = Text
     cache_ok = True
-
-    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
-        if value is not None:
-            check_storable(value, None)
-        return value
 
 
 class Base(DeclarativeBase):

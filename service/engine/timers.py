@@ -24,6 +24,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 
 from service.engine.calendar import CHINA
 from service.engine.timeline import current_now
+from service.text import ascii_number
 
 MAX_YEARS = 100
 _MAX_SPAN = _dt.timedelta(days=366 * MAX_YEARS)
@@ -123,8 +124,7 @@ def parse_cycle(text: str, start: _dt.datetime) -> tuple[int, _dt.datetime, _dt.
     parts = text.strip().upper().split("/")
     if len(parts) not in (2, 3) or not parts[0].startswith("R"):
         raise TimingError(f"{text!r} is not an ISO 8601 repeating interval (e.g. R3/P1D)")
-    digits = parts[0][1:]
-    cycles = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 9 else None
+    cycles = ascii_number(parts[0][1:], 9)
     if cycles is None or cycles > MAX_CYCLES:
         raise TimingError(f"{text!r}: give the number of repetitions, at most {MAX_CYCLES} (e.g. R12/P1M)")
     try:

@@ -16,7 +16,7 @@ from service import policy
 from service.auth import Principal
 from service.db.models import ApiKey, ProcessDefinition
 from service.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from service.text import NAME_LENGTH, NotStorable, check_storable
+from service.text import NAME_LENGTH, storable_problem
 
 PREFIX = "gfk_"
 _FORMAT = re.compile(r"^gfk_([a-z0-9]{12})_([A-Za-z0-9_-]{32,})$")
@@ -40,11 +40,10 @@ def create(session: Session, actor: Principal, now: datetime, name: str, groups:
     if not _NAME.match(name):
         raise InvalidInput("the key name is not valid", {"name": "letters, digits, '.', '_' or '-'"})
     for field, names in (("groups", groups), ("processes", processes or [])):
-        for one in names:  # every request of the key looks them up: the database must take them (service/text.py)
-            try:
-                check_storable(one, NAME_LENGTH)
-            except NotStorable as e:
-                raise InvalidInput(f"the key's {field} are not valid: {e}", {field: str(e)}) from None
+        # every request of the key looks them up: the database must take them (service/text.py)
+        problem = next((p for p in (storable_problem(one, NAME_LENGTH) for one in names) if p), None)
+        if problem:
+            raise InvalidInput(f"the key's {field} are not valid: {problem}", {field: problem})
     processes = sorted(set(processes or []))
     if processes:
         deployed = set(session.scalars(select(ProcessDefinition.key).distinct()))

@@ -439,11 +439,16 @@ def completed_for_instance(session: Session, principal: Principal, instance_id: 
     from service.services.instances import load_row
 
     instance = load_row(session, principal, instance_id)
-    done = (HumanTask.instance_id == instance.id, HumanTask.status == "completed")
-    rows: list[Any] = list(session.execute(select(_T).where(*done).order_by(
+    rows: list[Any] = list(session.execute(select(_T).where(
+        HumanTask.instance_id == instance.id, HumanTask.status == "completed").order_by(
         HumanTask.completed_at.desc(), HumanTask.created_at.desc(), HumanTask.id.desc()).limit(limit)))
-    total = len(rows) if len(rows) < limit else int(session.scalar(select(func.count()).where(*done)) or 0)
-    return [task_record(r) for r in rows], total
+    return [task_record(r) for r in rows], len(rows) if len(rows) < limit else count_completed(session, instance.id)
+
+
+def count_completed(session: Session, instance_id: str) -> int:
+    """How many of an instance's tasks are completed (of a list of them cut at a limit)."""
+    return int(session.scalar(select(func.count()).where(HumanTask.instance_id == instance_id,
+                                                        HumanTask.status == "completed")) or 0)
 
 
 COMMENT_ACTIONS = ("task.completed", "task.commented")

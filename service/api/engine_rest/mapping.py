@@ -13,6 +13,7 @@ from typing import Any
 from service.engine.calendar import CHINA
 from service.engine.values import problems
 from service.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidModel, NotFound, Unauthorized
+from service.text import ascii_number
 
 ENGINE_VERSION = "7.24.0"
 PARSE_ERROR_PREFIX = "ENGINE-09005 Could not parse BPMN process."
@@ -344,17 +345,14 @@ def definition_id(key: str, version: int, deployment_id: int | str) -> str:
     return f"{key}:{version}:{deployment_id}"
 
 
-def _number(text: str) -> bool:
-    """ASCII digits a database integer holds ("²" is a digit to str.isdigit, and int() refuses it)."""
-    return text.isascii() and text.isdigit() and len(text) <= 9
-
-
 def parse_definition_id(text: str) -> DefinitionRef:
-    if _number(text):
-        return DefinitionRef(number=int(text))
+    number = ascii_number(text, 9)  # what a database integer holds
+    if number is not None:
+        return DefinitionRef(number=number)
     parts = text.split(":")
-    if len(parts) == 3 and parts[0] and _number(parts[1]):
-        return DefinitionRef(key=parts[0], version=int(parts[1]), deployment_id=parts[2])
+    version = ascii_number(parts[1], 9) if len(parts) == 3 else None
+    if version is not None and parts[0]:
+        return DefinitionRef(key=parts[0], version=version, deployment_id=parts[2])
     raise not_found(f"No matching definition with id {text}")
 
 
