@@ -4,11 +4,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
+from service.api.paging import CURSOR, link_next
 from service.api.problems import responses
 from service.api.route import Route
 from service.services import apikeys, webhooks
@@ -87,10 +88,15 @@ def delete_webhook(subscription_id: str, ctx: ContextDep, session: WriteSessionD
     return Response(status_code=204)
 
 
-@router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403))
-def list_deliveries(session: SessionDep, principal: PrincipalDep, status: str | None = None,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Any:
-    return webhooks.list_deliveries(session, principal, status, limit)
+@router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403, 422))
+def list_deliveries(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
+                    status: Annotated[str | None, Query(description="pending, delivered or failed")] = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                    cursor: Annotated[str | None, Query(description=CURSOR)] = None) -> Any:
+    """Deliveries, the newest first. When there are more, the `Link` header's `rel="next"` is the next page."""
+    items, next_cursor = webhooks.list_deliveries(session, principal, status, limit, cursor)
+    link_next(request, response, next_cursor)
+    return items
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry", response_model=DeliveryOut,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
+from service.api.paging import CURSOR, link_next
 from service.api.problems import responses
 from service.api.route import Route
 from service.schemas import (
@@ -85,12 +86,16 @@ def set_variables(instance_id: str, body: SetVariablesIn, ctx: ContextDep, princ
 
 @router.get("/incidents", response_model=list[IncidentOut], tags=["administration"],
             responses=responses(401, 403, 422))
-def list_incidents(session: SessionDep, principal: PrincipalDep, process_key: str | None = None,
-                   process_instance_id: str | None = None,
-                   limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[IncidentOut]:
-    """What failed and can be retried: timers whose firing failed, with the error each one hit."""
-    return incidents.list_incidents(session, principal, process_key=process_key,
-                                    process_instance_id=process_instance_id, limit=limit)
+def list_incidents(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
+                   process_key: str | None = None, process_instance_id: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                   cursor: Annotated[str | None, Query(description=CURSOR)] = None) -> list[IncidentOut]:
+    """What failed and can be retried: timers whose firing failed, with the error each one hit, the most overdue
+    first. When there are more, the `Link` header's `rel="next"` is the next page."""
+    items, next_cursor = incidents.list_incidents(session, principal, process_key=process_key,
+                                                  process_instance_id=process_instance_id, limit=limit, cursor=cursor)
+    link_next(request, response, next_cursor)
+    return items
 
 
 @router.post("/incidents/{incident_id}/retry", response_model=ProcessInstanceOut, tags=["administration"],

@@ -308,6 +308,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("subscription_id", "event_id", name="uq_webhook_delivery_subscription_event"),
         Index("ix_webhook_delivery_due", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_status_id", "status", "id"),  # the list of one status, newest first
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     subscription_id: Mapped[str] = mapped_column(ForeignKey("webhook_subscription.id"))

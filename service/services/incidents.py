@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from service import policy
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
-from service.errors import DomainError, NotFound
+from service.errors import DomainError, InvalidInput, NotFound
 from service.schemas import IncidentOut, ProcessInstanceOut
 from service.services import timers
+from service.services.common import decode_cursor, encode_cursor
 from service.services.context import AppContext
 from service.text import storable_text
 
@@ -24,7 +25,10 @@ def _out(row: WaitingEvent) -> IncidentOut:
 
 
 def list_incidents(session: Session, principal: Principal, *, process_key: str | None,
-                   process_instance_id: str | None, limit: int) -> list[IncidentOut]:
+                   process_instance_id: str | None, limit: int,
+                   cursor: str | None = None) -> tuple[list[IncidentOut], str | None]:
+    """The incidents the most overdue first (due date, then id), at most `limit`, after the cursor's; and the
+    cursor of the next page, None on the last. A failed timer always has a due date (one without is never fired)."""
     policy.require_admin(principal, "list incidents")
     query = (select(WaitingEvent).join(ProcessInstance, ProcessInstance.id == WaitingEvent.instance_id)
              .where(WaitingEvent.kind == "timer", WaitingEvent.attempts > 0, ProcessInstance.status == "running"))
@@ -32,8 +36,15 @@ def list_incidents(session: Session, principal: Principal, *, process_key: str |
         query = query.where(WaitingEvent.process_key == process_key)
     if process_instance_id:
         query = query.where(WaitingEvent.instance_id == process_instance_id)
-    rows = session.scalars(query.order_by(WaitingEvent.due_at, WaitingEvent.id).limit(limit))
-    return [_out(r) for r in rows]
+    if cursor:
+        at, ident = decode_cursor(cursor)
+        if not isinstance(ident, int):
+            raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"})
+        query = query.where(tuple_(WaitingEvent.due_at, WaitingEvent.id) > tuple_(at, ident))
+    rows = list(session.scalars(query.order_by(WaitingEvent.due_at, WaitingEvent.id).limit(limit + 1)))
+    last = rows[limit - 1] if len(rows) > limit else None
+    next_cursor = encode_cursor(last.due_at, last.id) if last is not None and last.due_at is not None else None
+    return [_out(r) for r in rows[:limit]], next_cursor
 
 
 def _incident(session: Session, incident_id: int) -> WaitingEvent:

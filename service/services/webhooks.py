@@ -17,6 +17,7 @@ from service import policy
 from service.auth import Principal
 from service.db.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from service.errors import Conflict, InvalidInput, NotFound
+from service.services.common import decode_cursor, encode_cursor
 from service.services.outbox import EVENT_TYPES
 from service.services.targets import Allowance, TargetRefused, check_url
 
@@ -78,12 +79,27 @@ def delivery_out(row: WebhookDelivery) -> dict[str, Any]:
             "delivered_at": row.delivered_at}
 
 
-def list_deliveries(session: Session, principal: Principal, status: str | None, limit: int) -> list[dict[str, Any]]:
+DELIVERY_STATUSES = ("pending", "delivered", "failed")
+
+
+def list_deliveries(session: Session, principal: Principal, status: str | None, limit: int,
+                    cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Deliveries, the newest first, at most `limit`, after the cursor's; and the cursor of the next page, None on
+    the last. With a status, one range of (status, id)."""
     _require_admin(principal)
-    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit)
+    if status and status not in DELIVERY_STATUSES:  # a misspelt status is an error, not an empty list
+        raise InvalidInput("unknown delivery status", {"status": f"must be one of {', '.join(DELIVERY_STATUSES)}"})
+    query = select(WebhookDelivery).order_by(WebhookDelivery.id.desc()).limit(limit + 1)
     if status:
         query = query.where(WebhookDelivery.status == status)
-    return [delivery_out(r) for r in session.scalars(query)]
+    if cursor:
+        ident = decode_cursor(cursor)[1]
+        if not isinstance(ident, int):
+            raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"})
+        query = query.where(WebhookDelivery.id < ident)
+    rows = list(session.scalars(query))
+    last = rows[limit - 1] if len(rows) > limit else None
+    return [delivery_out(r) for r in rows[:limit]], encode_cursor(last.created_at, last.id) if last else None
 
 
 def retry(session: Session, principal: Principal, now: datetime, delivery_id: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from sqlalchemy import inspect
 from service.db.migrate import head_revision
 from service.db.models import Base
 from service.db.session import make_engine
+from service.webhook_sender import WebhookSender
 from tests.api.test_scale_out import new_database
 from tests.conftest import served
 from tests.support import Api, migrate_to
@@ -90,6 +91,35 @@ def test_the_due_index_goes_down_and_up_over_rows(tmp_path: Path, database_url: 
         assert "ix_human_task_due" not in new and len(new) == len(old)
         with served(tmp_path, url) as api:
             assert _tasks_with_deadlines(api) == before
+
+
+def test_the_delivery_status_index_goes_down_and_up(tmp_path: Path, database_url: str | None) -> None:
+    """Migration 0012: webhook_delivery (status, id), the order of a status's deliveries, newest first; and back.
+    The list answers the same before and after."""
+    def indexes(url: str) -> dict[str, list[str | None]]:
+        engine = make_engine(url)
+        try:
+            return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("webhook_delivery")
+                    if ix["name"] is not None}
+        finally:
+            engine.dispose()
+
+    with new_database(tmp_path, database_url) as url:
+        with served(tmp_path, url) as api:
+            url = _url_of(api)
+            r = api.admin.post("/webhooks", json={"url": "http://127.0.0.1:9/h", "events": ["instance.started"],
+                                                  "secret": "a-receivers-shared-secret"})
+            assert r.status_code == 201, r.text
+            api.start("review", REVIEW, business_key="DLV-1")
+            WebhookSender(api.server.ctx).run_until_idle()  # refused: pending, to be tried again later
+            before = api.admin.get("/webhooks/deliveries", params={"status": "pending"}).json()
+        assert len(before) == 1
+        migrate_to(url, "0011", down=True)
+        assert "ix_webhook_delivery_status_id" not in indexes(url)
+        migrate_to(url, "head")
+        assert indexes(url)["ix_webhook_delivery_status_id"] == ["status", "id"]
+        with served(tmp_path, url) as api:
+            assert api.admin.get("/webhooks/deliveries", params={"status": "pending"}).json() == before
 
 
 def _tasks_with_deadlines(api: Api) -> list[dict[str, object]]:
