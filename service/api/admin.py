@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep, PrincipalDep, SessionDep, WriteSessionDep
-from service.api.paging import CURSOR, link_next
+from service.api.paging import CURSOR, PAGED, link_next
 from service.api.problems import responses
 from service.api.route import Route
 from service.services import apikeys, webhooks
@@ -88,7 +88,7 @@ def delete_webhook(subscription_id: str, ctx: ContextDep, session: WriteSessionD
     return Response(status_code=204)
 
 
-@router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403, 422))
+@router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403, 422) | PAGED)
 def list_deliveries(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
                     status: Annotated[str | None, Query(description="pending, delivered or failed")] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from service.api.deps import ContextDep, IdempotencyDep, PrincipalDep, SessionDep
-from service.api.paging import CURSOR, link_next
+from service.api.paging import CURSOR, PAGED, link_next
 from service.api.problems import responses
 from service.api.route import Route
 from service.schemas import (
@@ -85,7 +85,7 @@ def set_variables(instance_id: str, body: SetVariablesIn, ctx: ContextDep, princ
 
 
 @router.get("/incidents", response_model=list[IncidentOut], tags=["administration"],
-            responses=responses(401, 403, 422))
+            responses=responses(401, 403, 422) | PAGED)
 def list_incidents(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
                    process_key: str | None = None, process_instance_id: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 100,
