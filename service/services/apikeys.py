@@ -70,7 +70,8 @@ def list_keys(session: Session, actor: Principal) -> list[dict[str, Any]]:
 
 def revoke(session: Session, actor: Principal, now: datetime, key_id: str) -> dict[str, Any]:
     policy.require_admin(actor, "manage API keys")
-    row = session.get(ApiKey, key_id)
+    # compared, not looked up by primary key: an id longer than the column is no key's (404), not a text to refuse
+    row = session.scalar(select(ApiKey).where(ApiKey.id == key_id))
     if row is None:
         raise NotFound(f"no API key '{key_id}'")
     if row.revoked_at is None:

@@ -62,7 +62,8 @@ def list_subscriptions(session: Session, principal: Principal) -> list[dict[str,
 
 def delete(session: Session, principal: Principal, now: datetime, subscription_id: str) -> None:
     _require_admin(principal)
-    row = session.get(WebhookSubscription, subscription_id)
+    # compared, not looked up by primary key: an id longer than the column is no subscription's (404)
+    row = session.scalar(select(WebhookSubscription).where(WebhookSubscription.id == subscription_id))
     if row is None or row.deleted_at is not None:
         raise NotFound(f"no webhook subscription '{subscription_id}'")
     row.deleted_at = now

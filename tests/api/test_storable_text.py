@@ -193,6 +193,11 @@ def test_a_lookup_longer_than_its_column_finds_nothing_on_both_databases(api: Ap
     assert api.admin.get(f"/tasks/{task_id}").status_code == 404
     assert api.admin.post(f"/tasks/{task_id}/claim").status_code == 404
     assert api.admin.post(f"/tasks/{task_id}/complete", json={"variables": {}}).status_code == 404
+    # ids in the path of every other resource too: no such API key or webhook subscription (it was a 422)
+    for path in (f"/api-keys/{'k' * 300}", f"/webhooks/{'w' * 300}", f"/process-instances/{'i' * 300}/cancel"):
+        method = "POST" if path.endswith("/cancel") else "DELETE"
+        r = api.admin.request(method, path, json={"reason": "x"} if method == "POST" else None)
+        assert r.status_code == 404, (path, r.text)
 
 
 def test_the_console_refuses_an_opinion_or_business_key_it_cannot_keep_on_its_own_page(api: Api) -> None:
