@@ -21,7 +21,7 @@ from service.console import view
 from service.console.session import CsrfRejected, LoginRequired, check_csrf, current
 from service.db.models import HumanTask, ProcessInstance
 from service.errors import Conflict, DomainError, InvalidInput, Unauthorized
-from service.schemas import FormFieldOut, ProcessDefinitionOut
+from service.schemas import FormFieldOut, ProcessDefinitionOut, ProcessInstanceOut
 from service.services import definitions, diagrams, instances, supervision
 from service.services import tasks as task_service
 from service.services.context import AppContext
@@ -395,20 +395,35 @@ def _number(text: str) -> int | None:
 # ---- projects ------------------------------------------------------------------------------------------
 @router.get("/projects")
 def projects(request: Request, process_key: str = "", status: str = "", business_key: str = "", overdue: str = "",
-             page: str = "1") -> Response:
+             cursor: str = "", page: str = "") -> Response:
+    """Newest first, paged as the API's list is: `cursor` is where the page before ended. A cursor the list cannot
+    use shows the first page and says so, as an odd page number or status is shown as the first page or all; a
+    page number (offset paging, before cursors) from an old link shows the first page."""
     principal, csrf = current(request)
     ctx = _ctx(request)
-    number = _number(page) or 1
     status = status if status in instances.INSTANCE_STATUSES else ""
+    notice = None
+    if not cursor and (_number(page) or 1) > 1:
+        notice = "项目列表已改为按发起时间翻页，旧链接中的页码不再使用，现显示最新发起的项目。"
     with ctx.read() as db:
-        items, more = supervision.list_projects(
-            ctx, db, principal, now=ctx.clock.now(), process_key=process_key or None, status=status or None,
-            business_key=business_key.strip() or None, overdue=_flag(overdue), limit=PAGE, offset=(number - 1) * PAGE)
+        def listed(after: str | None) -> tuple[list[ProcessInstanceOut], str | None]:
+            return supervision.list_projects(
+                ctx, db, principal, now=ctx.clock.now(), process_key=process_key or None, status=status or None,
+                business_key=business_key.strip() or None, overdue=_flag(overdue), limit=PAGE, cursor=after)
+
+        try:
+            items, next_cursor = listed(cursor or None)
+        except InvalidInput as e:
+            if "cursor" not in e.extra.get("errors", {}):
+                raise
+            cursor, notice = "", "翻页链接无效（可能被截断或改动），现显示最新发起的项目。"
+            items, next_cursor = listed(None)
         names = _definition_names(db)
     query = {"process_key": process_key, "status": status, "business_key": business_key,
              "overdue": "1" if _flag(overdue) else ""}
-    return _page(request, "projects.html", principal, csrf, nav="projects", items=items, more=more, page=number,
-                 definitions=names, query=query)
+    kept = {name: value for name, value in query.items() if value}  # the filters the page's links carry
+    return _page(request, "projects.html", principal, csrf, nav="projects", items=items, query=query, kept=kept,
+                 later=bool(cursor), next_cursor=next_cursor, notice=notice, definitions=names)
 
 
 @router.get("/projects/{instance_id}")

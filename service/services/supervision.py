@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import and_, case, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from service import policy
@@ -13,9 +13,10 @@ from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.errors import InvalidInput
 from service.schemas import ProcessInstanceOut, TaskSummary
-from service.services.common import task_summary, where_given
+from service.services.common import decode_cursor, encode_cursor, task_summary, where_given
 from service.services.context import AppContext
 from service.services.instances import standing
+from service.text import storable_problem
 
 NO_GROUP = ""  # tasks offered to named people only
 SOON = timedelta(days=3)
@@ -115,17 +116,27 @@ def _overdue_task(now: datetime) -> object:
 
 def list_projects(ctx: AppContext, session: Session, principal: Principal, *, now: datetime,
                   process_key: str | None = None, status: str | None = None, business_key: str | None = None,
-                  overdue: bool = False, limit: int = 50, offset: int = 0) -> tuple[list[ProcessInstanceOut], bool]:
+                  overdue: bool = False, limit: int = 50, cursor: str | None = None
+                  ) -> tuple[list[ProcessInstanceOut], str | None]:
     """Instances the principal sees, newest first, filtered as the API's list is, and by having an overdue open
-    task. Returns the page and whether there are more."""
-    if offset < 0 or not 1 <= limit <= 200:
-        raise InvalidInput("the page is out of range", {"offset": "must be 0 or more", "limit": "1 to 200"})
+    task. Paged as the API's list is, by the cursor of the last row of the page before (a project started between
+    two pages neither shows twice nor pushes one off), read backwards on the same indexes. Returns the page and
+    the next page's cursor (None: no more)."""
+    if not 1 <= limit <= 200:
+        raise InvalidInput("the page is out of range", {"limit": "1 to 200"})
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
                         (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
     query = query.where(policy.visible_instances(principal))
     if overdue:
         query = query.where(_overdue_task(now))  # type: ignore[arg-type]
+    if cursor:
+        at, ident = decode_cursor(cursor)
+        # instance ids are texts: a number is another list's cursor; a text no statement takes (NUL, a lone
+        # surrogate) would be refused only when bound, past the caller's handling of a bad cursor
+        if not isinstance(ident, str) or storable_problem(ident, None) is not None:
+            raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor of the projects list"})
+        query = query.where(tuple_(ProcessInstance.started_at, ProcessInstance.id) < tuple_(at, ident))
     rows = list(session.scalars(query.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id.desc())
-                                .offset(offset).limit(limit + 1)))
-    more = len(rows) > limit
-    return standing(ctx, session, rows[:limit]), more
+                                .limit(limit + 1)))
+    next_cursor = encode_cursor(rows[limit - 1].started_at, rows[limit - 1].id) if len(rows) > limit else None
+    return standing(ctx, session, rows[:limit]), next_cursor

@@ -2,6 +2,8 @@
 as the API for the same principal."""
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +12,7 @@ import httpx
 import pytest
 
 from service.auth import mint_token
-from tests.support import SECRET, Api
+from tests.support import SECRET, Api, executed
 
 PROCESS_KEY = "hangzhou"
 START = {"project_name": "城市大脑数据中台", "department": "市数据资源局", "budget_wan": 80, "is_build_dev": True}
@@ -176,3 +178,247 @@ def test_an_api_key_logs_in_and_a_granted_system_sees_its_processes(lifecycle_ap
     assert 'data-group="third_party"' in browser_like.get("/console/supervision").text  # its open pre-review
     api.admin.delete(f"/api-keys/{r.json()['id']}")
     assert browser_like.get("/console/projects").status_code == 303  # a revoked key logs out
+
+
+# ---- the projects list pages by cursor, as the API's list does ------------------------------------------
+REVIEW = {"project_name": "一网通办", "budget_wan": 30}
+INSTANCE_LINK = re.compile(r'<a href="/console/projects/([0-9a-f-]{36})">')
+
+
+@pytest.fixture
+def admin_console(api: Api) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api.server.url, follow_redirects=False, timeout=30) as client:
+        login(client, api.token("admin", admin=True))
+        yield client
+
+
+def listed(page: httpx.Response) -> list[str]:
+    """The instance ids of a projects page, in its order."""
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"], page.text[:300]
+    return INSTANCE_LINK.findall(page.text)
+
+
+def link(page: httpx.Response, ident: str) -> str | None:
+    """The href of the page's link with this id (&amp; undone), or None."""
+    match = re.search(rf'<a href="([^"]*)" id="{ident}"', page.text)
+    return match.group(1).replace("&amp;", "&") if match else None
+
+
+def every_page(client: httpx.Client, url: str) -> list[list[str]]:
+    """The pages reached from `url` by following each page's next link."""
+    pages = []
+    next_url: str | None = url
+    while next_url is not None:
+        page = client.get(next_url if next_url.startswith("/") else "/console/projects" + next_url)
+        pages.append(listed(page))
+        next_url = link(page, "next-page")
+        assert len(pages) < 20, "the next links go round in circles"
+    return pages
+
+
+def test_a_project_started_between_two_pages_neither_shows_twice_nor_pushes_one_off(
+        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    started = []
+    for i in range(5):
+        if i != 3:  # the third and the fourth start at the same moment, on both sides of the first page's end
+            api.clock.advance(timedelta(minutes=1))
+        started.append(api.start("review", REVIEW, business_key=f"C-{i}")["id"])
+    # newest first, and of the two started together the greater id first, as the API lists them
+    order = [i["id"] for i in api.admin.get("/process-instances").json()["items"]]
+    assert sorted(order) == sorted(started) and order[4] == started[0]
+    page = admin_console.get("/console/projects")
+    first = listed(page)
+    assert first == order[:2] and {started[2], started[3]} & set(first)
+    assert link(page, "first-page") is None and 'id="paging-notice"' not in page.text
+    next_url = link(page, "next-page")
+    assert next_url is not None and "page=" not in next_url
+    api.clock.advance(timedelta(minutes=1))
+    newer = api.start("review", REVIEW, business_key="C-NEW")["id"]  # started while page 1 was being read
+    later = every_page(admin_console, next_url)
+    assert later == [order[2:4], order[4:]]  # the rest, each once, none skipped, none repeated
+    second = admin_console.get("/console/projects" + next_url)
+    assert link(second, "first-page") == "/console/projects"
+    assert listed(admin_console.get(link(second, "first-page") or "")) == [newer, order[0]]
+
+
+def test_the_filters_and_the_overdue_filter_hold_on_every_page(api: Api, admin_console: httpx.Client,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    overdue, others = [], []
+    for i in range(8):  # reviews (due in 10 days) and other processes' projects in turn
+        api.clock.advance(timedelta(minutes=1))
+        review = api.start("review", REVIEW, business_key=f"F-{i}")["id"]
+        if i % 3 == 1:  # passed: its approval has no deadline, so it is not overdue
+            api.complete(review, "review_task", {"decision": "pass"})
+            others.append(review)
+        else:
+            overdue.append(review)
+        others.append(api.start("parallel_review", {"project_name": "城市大脑"}, business_key=f"G-{i}")["id"])
+    api.clock.advance(timedelta(days=11))
+    api.start("review", REVIEW, business_key="F-NEW")  # running, not overdue yet
+    params = {"process_key": "review", "status": "running", "overdue": "1"}
+    page = admin_console.get("/console/projects", params=params)
+    next_url = link(page, "next-page")
+    assert next_url is not None
+    assert all(f"{name}={value}" in next_url for name, value in params.items()) and "cursor=" in next_url
+    pages = every_page(admin_console, "/console/projects?" + str(httpx.QueryParams(params)))
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert sum(pages, []) == overdue[::-1]
+    second = admin_console.get("/console/projects" + next_url)
+    back = link(second, "first-page")
+    assert back is not None and "cursor=" not in back
+    assert all(f"{name}={value}" in back for name, value in params.items())
+    # the form keeps the filters too
+    assert 'value="review" selected' in second.text and 'value="running" selected' in second.text
+    assert re.search(r'id="overdue" name="overdue" value="1" checked', second.text)
+
+
+def _encoded(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _cursor(at: object, ident: object) -> str:
+    return _encoded(json.dumps([at, ident]))
+
+
+BAD_CURSORS = {
+    "not base64": "%%%not-a-cursor",
+    "base64, not JSON": _encoded("not json"),
+    "cut short": _cursor("2026-03-02T01:00:00+00:00", "0" * 36)[:-6],
+    "a time without offset": _cursor("2026-03-02T01:00:00", "x"),
+    "off the calendar in UTC": _cursor("0001-01-01T00:00:00+01:00", "x"),
+    "not a time": _cursor("yesterday", "x"),
+    "a number as id (another list's)": _cursor("2026-03-02T01:00:00+00:00", 7),
+    "true as id": _cursor("2026-03-02T01:00:00+00:00", True),
+    "a NUL in its id": _cursor("2026-03-02T01:00:00+00:00", "a\x00b"),
+    "a lone surrogate in its id": _cursor("2026-03-02T01:00:00+00:00", "\ud800"),
+    "three items": _encoded('["2026-03-02T01:00:00+00:00", "x", 1]'),
+    "an object": _encoded('{"at": "2026-03-02T01:00:00+00:00"}'),
+}
+
+
+@pytest.mark.parametrize("cursor", BAD_CURSORS.values(), ids=BAD_CURSORS.keys())
+def test_a_bad_cursor_shows_the_first_page_and_says_so(api: Api, admin_console: httpx.Client, cursor: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    started = []
+    for i in range(3):
+        api.clock.advance(timedelta(minutes=1))
+        started.append(api.start("review", REVIEW, business_key=f"B-{i}")["id"])
+    page = admin_console.get("/console/projects", params={"process_key": "review", "cursor": cursor})
+    assert listed(page) == started[:0:-1]  # the first page, with its next link
+    assert 'id="paging-notice"' in page.text and "翻页链接无效" in page.text
+    assert link(page, "first-page") is None and "process_key=review" in (link(page, "next-page") or "")
+    assert 'value="review" selected' in page.text
+
+
+def test_the_apis_cursors_page_the_console_alike_and_anothers_list_is_no_500(
+        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    for i in range(5):
+        api.clock.advance(timedelta(minutes=1))
+        api.start("review", REVIEW, business_key=f"A-{i}")
+    api_page = api.admin.get("/process-instances", params={"limit": 2}).json()
+    following = api.admin.get("/process-instances", params={"limit": 2, "cursor": api_page["next_cursor"]}).json()
+    page = admin_console.get("/console/projects", params={"cursor": api_page["next_cursor"]})
+    assert listed(page) == [i["id"] for i in following["items"]] and 'id="paging-notice"' not in page.text
+    # a cursor of the task list has the same shape (a time and a text id): a place in time, not an error
+    tasks = api.admin.get("/tasks", params={"limit": 2}).json()
+    page = admin_console.get("/console/projects", params={"cursor": tasks["next_cursor"]})
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+
+
+def test_a_cursor_past_the_last_project_says_so_and_links_back_with_the_filters(
+        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    started = []
+    for i in range(3):
+        api.clock.advance(timedelta(minutes=1))
+        started.append(api.start("review", REVIEW, business_key=f"E-{i}")["id"])
+    params = {"process_key": "review", "status": "running"}
+    page = admin_console.get("/console/projects", params=params)
+    next_url = link(page, "next-page")
+    assert next_url is not None and 'id="past-the-end"' not in page.text
+    # the only project of the next page is cancelled before it is asked for: the page finds nothing
+    r = api.admin.post(f"/process-instances/{started[0]}/cancel", json={"reason": "撤回申请"})
+    assert r.status_code == 200, r.text
+    empty = admin_console.get("/console/projects" + next_url)
+    assert listed(empty) == [] and 'id="past-the-end"' in empty.text
+    back = re.search(r'id="past-the-end">[^<]*<a href="([^"]*)"', empty.text)
+    assert back is not None and "cursor=" not in back.group(1)
+    assert "process_key=review" in back.group(1) and "status=running" in back.group(1)
+    assert listed(admin_console.get(back.group(1).replace("&amp;", "&"))) == started[:0:-1]
+    # with no filter, nothing started before: the same
+    oldest = _cursor(datetime(2000, 1, 1, tzinfo=UTC).isoformat(), "0")
+    assert 'id="past-the-end"' in admin_console.get("/console/projects", params={"cursor": oldest}).text
+
+
+def test_a_page_number_from_an_old_link_shows_the_first_page(api: Api, admin_console: httpx.Client,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    started = []
+    for i in range(3):
+        api.clock.advance(timedelta(minutes=1))
+        started.append(api.start("review", REVIEW, business_key=f"O-{i}")["id"])
+    for number in ("1", "2", "7", "99999", "0", "x"):
+        page = admin_console.get("/console/projects", params={"process_key": "review", "page": number})
+        assert listed(page) == started[:0:-1], number
+        assert ('id="paging-notice"' in page.text) == (number in ("2", "7", "99999")), number
+        assert "process_key=review" in (link(page, "next-page") or "") and "page=" not in (link(page, "next-page") or "")
+
+
+@pytest.mark.parametrize("who", ["department", "admin"])
+def test_the_projects_pages_are_read_as_the_apis_list_is(api: Api, who: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same index ranges as GET /process-instances (tests/api/test_query_plans.py): newest first without a sort,
+    a later page bounded by its cursor in the index, with the process filter on its own index. With the overdue
+    filter SQLite reads the same ranges; PostgreSQL may start from the overdue open tasks instead (their index on
+    the due time) and sort the projects they belong to, a plan that costs the overdue tasks rather than the page,
+    which it prices lower while they are few: either, never a scan of a table."""
+    from service.console import routes
+    from tests.api.test_query_plans import INSTANCE_ORDER, INSTANCES, INSTANCES_OF_A_PROCESS, explain, problems
+
+    OVERDUE_TASKS = "ix_human_task_due_created"  # status, due_at, created_at, id
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    for i in range(12):  # as many as the API's plans are checked on: the planner's choice depends on it
+        api.start("parallel_review", {"project_name": "城市大脑"}, business_key=f"S-{i}")
+        api.clock.advance(timedelta(minutes=7))
+        api.start("review", REVIEW, business_key=f"Q-{i}")
+        api.clock.advance(timedelta(minutes=5))
+    api.clock.advance(timedelta(days=11))  # the reviews are overdue
+    with httpx.Client(base_url=api.server.url, follow_redirects=False, timeout=30) as console:
+        login(console, api.token("li", ("data_bureau",)) if who == "department" else api.token("admin", admin=True))
+        for label, params, index in [("all", {}, INSTANCES), ("a process", {"process_key": "review"},
+                                                               INSTANCES_OF_A_PROCESS),
+                                     ("overdue", {"overdue": "1"}, INSTANCES),
+                                     ("a process, overdue", {"process_key": "review", "overdue": "1"},
+                                      INSTANCES_OF_A_PROCESS)]:
+            url: str | None = "/console/projects?" + str(httpx.QueryParams(params))
+            for number in range(3):
+                assert url is not None, (label, number)
+                with executed(api.server) as seen:
+                    page = console.get(url if url.startswith("/") else "/console/projects" + url)
+                assert len(listed(page)) == 2, (label, number)
+                [statement] = [s for s in seen if INSTANCE_ORDER in s.sql and "LIMIT" in s.sql]
+                name = f"projects of {label} ({who}), page {number + 1}"
+                plan = explain(api, statement)
+                wrong = problems(plan, "process_instance", indexes=(index,), cursor=number > 0)
+                if wrong and "overdue" in params and plan.tree is not None:
+                    wrong = [w for w in problems(plan, "human_task", indexes=(OVERDUE_TASKS,)) if "sorted" not in w]
+                    wrong += [f"{table} is scanned" for table in ("process_instance", "human_task")
+                              if f"Seq Scan on {table}" in str(plan)]
+                assert not wrong, f"{name}: {'; '.join(wrong)}\n\nplan:\n{plan}\n\nstatement:\n{statement.sql}"
+                url = link(page, "next-page")

@@ -1,6 +1,6 @@
 """Numbers in query parameters and ids are ASCII digits a database integer holds. "²" and "٣" are digits to
-str.isdigit, and int() refuses them; a number of thousands of digits is refused by int() too: each was a 500. A page
-number past the last page shows the way back."""
+str.isdigit, and int() refuses them; a number of thousands of digits is refused by int() too: each was a 500. The
+projects list pages by cursor now: a page number from an old link shows the first page (tests/api/test_console.py)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -43,11 +43,3 @@ def test_an_odd_definition_id_is_not_found(api: Api, odd: str) -> None:
             r = client.get(path)
             assert r.status_code == 404 and r.json()["type"] == "InvalidRequestException", (path[:80], r.text[:200])
 
-
-def test_a_page_past_the_end_links_back_to_the_first(api: Api, console: httpx.Client) -> None:
-    api.start("review", {"project_name": "x", "budget_wan": 1}, business_key="P-1")
-    page = console.get("/console/projects", params={"page": "7", "process_key": "review"})
-    assert page.status_code == 200 and 'id="past-the-end"' in page.text
-    assert "process_key=review" in page.text.split('id="past-the-end"', 1)[1] and "page=1" in page.text
-    first = console.get("/console/projects", params={"page": "1"}).text
-    assert 'id="past-the-end"' not in first and "P-1" in first

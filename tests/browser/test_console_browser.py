@@ -111,3 +111,30 @@ def test_the_supervision_view_shows_an_overdue_filing(hangzhou: Api, browser: An
     assert overdue.count() == 1 and "已逾期" in overdue.inner_text() and "城市大脑数据中台" in overdue.inner_text()
     assert "已逾期" in page.locator('#departments tr[data-group="applicant"]').inner_text() or \
         page.locator('#departments tr[data-group="applicant"] .badge.overdue').inner_text() == "1"
+
+
+def test_the_projects_list_pages_on_with_its_filters_and_back_to_the_first_page(
+        hangzhou: Api, browser: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+    api = hangzhou
+    for i in range(4):
+        api.clock.advance(timedelta(minutes=10))
+        iid = api.start("hangzhou", {**START, "project_name": f"项目{i}"}, business_key=f"HZ-PAGE-{i}")["id"]
+        if i == 2:
+            api.admin.post(f"/process-instances/{iid}/cancel", json={"reason": "撤回申请"})
+    page = login(browser, api, api.token("zhou.min", ("supervision_office",)))
+    page.click("nav >> text=项目")
+    page.select_option("#status", "running")
+    page.click("text=筛选")
+    page.wait_for_url("**/console/projects?*status=running*")
+    assert page.locator("table.cards tbody tr").all_inner_texts()[0].startswith("项目3")
+    page.click("#next-page")
+    page.wait_for_url("**cursor=*")
+    rows = page.locator("table.cards tbody tr")
+    assert rows.count() == 1 and "项目0" in rows.inner_text()  # 项目2 is cancelled, 项目1 was on the first page
+    assert page.input_value("#status") == "running" and page.locator("#next-page").count() == 0
+    page.click("#first-page")
+    page.wait_for_url("**/console/projects?status=running")
+    assert page.locator("table.cards tbody tr").count() == 2 and page.locator("#first-page").count() == 0
