@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
@@ -90,7 +90,7 @@ def delete_webhook(subscription_id: str, ctx: ContextDep, session: WriteSessionD
 
 @router.get("/webhooks/deliveries", response_model=list[DeliveryOut], responses=responses(401, 403, 422) | PAGED)
 def list_deliveries(request: Request, response: Response, session: SessionDep, principal: PrincipalDep,
-                    status: Annotated[str | None, Query(description="pending, delivered or failed")] = None,
+                    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 100,
                     cursor: Annotated[str | None, Query(description=CURSOR)] = None) -> Any:
     """Deliveries, the newest first. When there are more, the `Link` header's `rel="next"` is the next page."""

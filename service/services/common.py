@@ -70,8 +70,10 @@ def is_given(value: Any) -> bool:
     return value is not None and value != ""
 
 
-def encode_cursor(at: datetime, ident: str | int) -> str:
-    raw = json.dumps([at.isoformat(), ident]).encode()
+def encode_cursor(at: datetime, ident: str | int, of: str | None = None) -> str:
+    """A list's cursor: the last row's time and id; a list whose ids are numbers names itself (`of`), so its
+    cursor is not taken by another such list."""
+    raw = json.dumps([at.isoformat(), ident] if of is None else [at.isoformat(), ident, of]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -81,12 +83,41 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None or not isinstance(ident, (str, int)) or isinstance(ident, bool):
-            raise ValueError("not a cursor of this API")
-        return moment.astimezone(UTC), ident  # one that falls off the calendar in UTC is not one this API made
+        return _cursor_time(at), _cursor_id(ident)
     except Exception:
-        raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"}) from None
+        raise _bad_cursor() from None
+
+
+def decode_numbered_cursor(cursor: str, of: str) -> tuple[datetime, int]:
+    """The time and id of a cursor that `encode_cursor(…, of=of)` made: refused if another list made it."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        at, ident, made_by = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        number = _cursor_id(ident)
+        if made_by != of or not isinstance(number, int):
+            raise ValueError("a cursor of another list")
+        return _cursor_time(at), number
+    except Exception:
+        raise _bad_cursor() from None
+
+
+def _cursor_time(at: Any) -> datetime:
+    moment = datetime.fromisoformat(at)
+    if moment.tzinfo is None:
+        raise ValueError("not a cursor of this API")
+    return moment.astimezone(UTC)  # one that falls off the calendar in UTC is not one this API made
+
+
+def _cursor_id(ident: Any) -> str | int:
+    # a number fits a 64-bit id column (a larger one failed in the database, differently on each)
+    if isinstance(ident, bool) or not isinstance(ident, (str, int)) or \
+            isinstance(ident, int) and not -2**63 <= ident < 2**63:
+        raise ValueError("not a cursor of this API")
+    return ident
+
+
+def _bad_cursor() -> InvalidInput:
+    return InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"})
 
 
 def task_summary(row: HumanTask) -> TaskSummary:

@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 from service import policy
 from service.auth import Principal
 from service.db.models import ProcessInstance, WaitingEvent
-from service.errors import DomainError, InvalidInput, NotFound
+from service.errors import DomainError, NotFound
 from service.schemas import IncidentOut, ProcessInstanceOut
 from service.services import timers
-from service.services.common import decode_cursor, encode_cursor
+from service.services.common import decode_numbered_cursor, encode_cursor
 from service.services.context import AppContext
 from service.text import storable_text
 
@@ -37,13 +37,13 @@ def list_incidents(session: Session, principal: Principal, *, process_key: str |
     if process_instance_id:
         query = query.where(WaitingEvent.instance_id == process_instance_id)
     if cursor:
-        at, ident = decode_cursor(cursor)
-        if not isinstance(ident, int):
-            raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"})
+        at, ident = decode_numbered_cursor(cursor, "incidents")
         query = query.where(tuple_(WaitingEvent.due_at, WaitingEvent.id) > tuple_(at, ident))
     rows = list(session.scalars(query.order_by(WaitingEvent.due_at, WaitingEvent.id).limit(limit + 1)))
     last = rows[limit - 1] if len(rows) > limit else None
-    next_cursor = encode_cursor(last.due_at, last.id) if last is not None and last.due_at is not None else None
+    next_cursor = None
+    if last is not None and last.due_at is not None:
+        next_cursor = encode_cursor(last.due_at, last.id, of="incidents")
     return [_out(r) for r in rows[:limit]], next_cursor
 
 

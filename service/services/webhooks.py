@@ -17,7 +17,7 @@ from service import policy
 from service.auth import Principal
 from service.db.models import OutboxEvent, WebhookDelivery, WebhookSubscription
 from service.errors import Conflict, InvalidInput, NotFound
-from service.services.common import decode_cursor, encode_cursor
+from service.services.common import decode_numbered_cursor, encode_cursor
 from service.services.outbox import EVENT_TYPES
 from service.services.targets import Allowance, TargetRefused, check_url
 
@@ -94,13 +94,12 @@ def list_deliveries(session: Session, principal: Principal, status: str | None, 
     if status:
         query = query.where(WebhookDelivery.status == status)
     if cursor:
-        ident = decode_cursor(cursor)[1]
-        if not isinstance(ident, int):
-            raise InvalidInput("the cursor is not valid", {"cursor": "not a cursor returned by this API"})
+        ident = decode_numbered_cursor(cursor, "deliveries")[1]
         query = query.where(WebhookDelivery.id < ident)
     rows = list(session.scalars(query))
     last = rows[limit - 1] if len(rows) > limit else None
-    return [delivery_out(r) for r in rows[:limit]], encode_cursor(last.created_at, last.id) if last else None
+    next_cursor = encode_cursor(last.created_at, last.id, of="deliveries") if last is not None else None
+    return [delivery_out(r) for r in rows[:limit]], next_cursor
 
 
 def retry(session: Session, principal: Principal, now: datetime, delivery_id: int) -> dict[str, Any]:

@@ -4,6 +4,8 @@ it lists every row once, in the list's order, also when rows are added between t
 cursor the API did not make is a 422."""
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -91,15 +93,28 @@ def test_an_incident_added_between_pages_is_listed_once(ops: Api) -> None:
     assert len(seen) == len(set(seen)) == 4 and seen[-1] == late
 
 
+def _cursor(parts: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
+
+
 def test_a_bad_incident_cursor_is_a_422(ops: Api) -> None:
     api = ops
     _incidents(api, 3)
     link = str(_next(api.admin.get("/incidents", params={"limit": 1})))
     cursor = link.split("cursor=")[1]
-    for bad in ("nope", cursor[:-3], "W1siMjAyNi0wMS0wMVQwMDowMDowMCswMDowMCIsICJ4Il1d",  # an id that is text
-                "eyJhIjogMX0"):
+    at = "2026-01-01T00:00:00+00:00"
+    for bad in ("nope", cursor[:-3], "eyJhIjogMX0", _cursor([at, "x", "incidents"]), _cursor([at, 1]),
+                _cursor([at, 1, "deliveries"]), _cursor([at, 2**63, "incidents"]), _cursor([at, True, "incidents"]),
+                _cursor(["2026-01-01T00:00:00", 1, "incidents"])):
         r = api.admin.get("/incidents", params={"cursor": bad})
         assert r.status_code == 422 and "cursor" in r.json()["errors"], (bad, r.text)
+    # the largest id a cursor can name is a 64-bit one: no error (all three are due after 2026-01-01)
+    assert len(api.admin.get("/incidents", params={"cursor": _cursor([at, 2**63 - 1, "incidents"])}).json()) == 3
+    end = "2999-01-01T00:00:00+00:00"
+    assert api.admin.get("/incidents", params={"cursor": _cursor([end, 2**63 - 1, "incidents"])}).json() == []
+    # nor do the task and instance lists take it
+    for path in ("/tasks", "/process-instances"):
+        assert api.admin.get(path, params={"cursor": cursor}).status_code == 422, path
 
 
 # ---- webhook deliveries ---------------------------------------------------------------------------------
@@ -135,8 +150,10 @@ def test_deliveries_page_by_cursor_newest_first(api: Api) -> None:
 def test_a_misspelt_status_or_a_bad_cursor_is_a_422(api: Api) -> None:
     r = api.admin.get("/webhooks/deliveries", params={"status": "faild"})
     assert r.status_code == 422 and "status" in r.json()["errors"], r.text
-    incident_cursor = "W1siMjAyNi0wMS0wMVQwMDowMDowMCswMDowMCIsICJ4Il1d"  # [time, "x"]: an id that is text
-    for bad in ("nope", incident_cursor):
+    at = "2026-01-01T00:00:00+00:00"
+    task_cursor = api.admin.get("/tasks", params={"limit": 1}).json()["next_cursor"] or _cursor([at, "t"])
+    for bad in ("nope", task_cursor, _cursor([at, 5, "incidents"]), _cursor([at, -2**63 - 1, "deliveries"]),
+                _cursor([at, 10**30, "deliveries"]), _cursor([at, 1.0, "deliveries"])):
         r = api.admin.get("/webhooks/deliveries", params={"cursor": bad})
         assert r.status_code == 422 and "cursor" in r.json()["errors"], (bad, r.text)
     assert api.as_("x", "data_bureau").get("/webhooks/deliveries").status_code == 403

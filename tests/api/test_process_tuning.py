@@ -46,3 +46,21 @@ def test_the_switch_interval_is_short_while_the_service_runs_and_restored_after(
     finally:
         server.stop()
     assert sys.getswitchinterval() == before
+
+
+def test_two_services_that_stop_in_the_order_they_started_leave_the_interval_as_it_was(
+        tmp_path: Path, database_url: str | None) -> None:
+    before = sys.getswitchinterval()
+    first = _server(tmp_path / "a", database_url, FIXTURES)
+    second = _server(tmp_path / "b", database_url, FIXTURES)
+    first.start()
+    try:
+        second.start()
+        try:
+            first.stop()
+            assert sys.getswitchinterval() == 0.0005  # the second still runs
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    assert sys.getswitchinterval() == before
