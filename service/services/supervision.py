@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select, tuple_
+from sqlalchemy import CTE, ColumnElement, FromClause, Select, and_, case, exists, func, select, tuple_, union
 from sqlalchemy.orm import Session, aliased
 
 from service import policy
@@ -60,14 +61,16 @@ def supervision(session: Session, principal: Principal, now: datetime, process_k
         shown.append(HumanTask.process_key == process_key)
     overdue = and_(HumanTask.due_at.is_not(None), HumanTask.due_at < now)
     soon = and_(HumanTask.due_at >= now, HumanTask.due_at < now + SOON)
-    # an alias: the policy's own candidate lookups (EXISTS on task_candidate) must not be correlated to this join
+    # the counts read the open tasks the principal sees: an administrator's are every open task; anyone else's are
+    # read from what it is offered, claims and is granted (_seen_open_tasks), not by testing every open task
+    counted_rows, counted_where = _counted_tasks(principal, process_key)
     group = aliased(TaskCandidate)
     counted = (select(group.value, HumanTask.process_key, func.count(), func.count(case((overdue, 1))),
                       func.count(case((soon, 1))), func.min(HumanTask.due_at),
                       func.min(case((overdue, HumanTask.due_at))))
-               .select_from(HumanTask)
+               .select_from(counted_rows)
                .outerjoin(group, and_(group.task_id == HumanTask.id, group.kind == "group"))
-               .where(*shown).group_by(group.value, HumanTask.process_key))
+               .where(*counted_where).group_by(group.value, HumanTask.process_key))
     loads: dict[str, DepartmentLoad] = {}
     for value, key, n_open, n_overdue, n_soon, earliest, oldest_overdue in session.execute(counted):
         load = loads.setdefault(value or NO_GROUP, DepartmentLoad(value or NO_GROUP))
@@ -89,7 +92,8 @@ def supervision(session: Session, principal: Principal, now: datetime, process_k
     out.overdue_tasks, out.due_soon_tasks = len(late), len(near)
     if out.overdue_more or out.due_soon_more:
         out.overdue_tasks, out.due_soon_tasks = session.execute(
-            select(func.count(case((overdue, 1))), func.count(case((soon, 1)))).where(*shown)).one()
+            select(func.count(case((overdue, 1))), func.count(case((soon, 1)))).select_from(counted_rows)
+            .where(*counted_where)).one()
     groups: dict[str, list[str]] = {}
     ids = [r.id for r in (*late, *near)]
     if ids:
@@ -102,6 +106,47 @@ def supervision(session: Session, principal: Principal, now: datetime, process_k
             listed.extend((g, summary) for g in sorted(groups.get(row.id) or [NO_GROUP]))
         listed.sort(key=lambda item: (item[1].due_at or now, item[0]))
     return out
+
+
+def _counted_tasks(principal: Principal, process_key: str | None) -> tuple[FromClause, list[ColumnElement[bool]]]:
+    """What the counts read: the open human_task rows the principal sees (of the process, when given), as a FROM
+    clause and its conditions."""
+    where = [HumanTask.status == "open"]
+    if process_key:
+        where.append(HumanTask.process_key == process_key)
+    if principal.is_admin:
+        return HumanTask.__table__, where
+    seen = _seen_open_tasks(principal, process_key)
+    return seen.join(HumanTask, HumanTask.id == seen.c.id), where
+
+
+def _seen_open_tasks(principal: Principal, process_key: str | None) -> CTE:
+    """The ids of the open tasks a principal other than an administrator sees (policy.visible_tasks), each once,
+    read from where they are named: the task_candidate rows of its groups and of its name (ix_task_candidate_lookup
+    (kind, value, task_id)), its claims (ix_human_task_assignee_created) and the tasks of the processes granted to
+    it. So a department member's counts cost the tasks offered to it, not every open task with the policy's
+    EXISTS lookups on each (tests/api/test_supervision_scope.py checks these are the policy's tasks).
+
+    The policy's one other way to see a task, having completed it, adds no open task: completed_by is written
+    only with status 'completed' (tasks.py's _COMPLETE); a task sent back or withdrawn is opened again as a new
+    row, without it."""
+    def open_of(*condition: ColumnElement[bool]) -> Select[Any]:
+        return select(HumanTask.id).where(*condition, HumanTask.status == "open",
+                                          *([HumanTask.process_key == process_key] if process_key else []))
+
+    def offered(kind: str, values: ColumnElement[bool]) -> Select[Any]:
+        # open or not: the join to human_task in _counted_tasks keeps the open ones
+        return select(TaskCandidate.task_id.label("id")).where(TaskCandidate.kind == kind, values)
+
+    if process_key and process_key in principal.processes:
+        return open_of().cte("seen")  # the whole process is granted
+    ways = [offered("user", TaskCandidate.value == principal.user), open_of(HumanTask.assignee == principal.user)]
+    if principal.groups:
+        ways.insert(0, offered("group", TaskCandidate.value.in_(sorted(principal.groups))))
+    if principal.processes:
+        ways.append(open_of(HumanTask.process_key.in_(sorted(principal.processes))))
+    # UNION, not UNION ALL: a task offered to two of the principal's groups, or offered and claimed, is one task
+    return union(*ways).cte("seen")
 
 
 def _earliest(*dates: datetime | None) -> datetime | None:
