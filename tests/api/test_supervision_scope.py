@@ -27,7 +27,7 @@ from tests.support import Api, Statement, executed
 
 NOW = datetime.fromisoformat("2026-03-10T08:00:00+00:00")
 GROUPS = ("a", "b", "c", "d")
-USERS = ("u1", "u2", "u3")
+USERS = ("u1", "u2", "a", "b")  # two named like groups: a user candidate row is not a group one, nor back
 PROCESSES = ("p1", "p2", "p3")
 # deadlines on both sides of "overdue" (before now) and of "due soon" (before now + three days), and ties
 DUE = (None, -timedelta(days=3), -timedelta(seconds=1), timedelta(0), timedelta(seconds=1), timedelta(days=1),
@@ -162,6 +162,11 @@ TWICE = [Task("open", "p1", frozenset({"a", "b"}), frozenset({"u1"}), "u1", None
          Task("open", "p2", frozenset(), frozenset({"u1"}), "u1", None, timedelta(days=1))]
 
 
+# a task offered to group "a" is not offered to a user named "a"; one offered to user "b" not to group "b"
+NAMESAKES = [Task("open", "p1", frozenset({"a"}), frozenset(), None, None, -timedelta(days=1)),
+             Task("open", "p1", frozenset(), frozenset({"b"}), None, None, timedelta(days=1))]
+
+
 def test_the_report_counts_exactly_the_tasks_the_policy_shows(scope: Api) -> None:
     @SCOPE
     @given(generated=st.lists(tasks, max_size=12), principal=principals,
@@ -170,6 +175,8 @@ def test_the_report_counts_exactly_the_tasks_the_policy_shows(scope: Api) -> Non
     @example(generated=TWICE, principal=Principal("u1", frozenset({"a", "b"})), process_key=None, limit=1)
     @example(generated=TWICE, principal=Principal("u2", frozenset({"d"}), processes=frozenset({"p2"})),
              process_key="p2", limit=1)
+    @example(generated=NAMESAKES, principal=Principal("a"), process_key=None, limit=500)
+    @example(generated=NAMESAKES, principal=Principal("x", frozenset({"b"})), process_key=None, limit=500)
     def run(generated: list[Task], principal: Principal, process_key: str | None, limit: int) -> None:
         check_against_the_policy(scope, generated, principal, process_key, limit)
 
