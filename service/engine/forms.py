@@ -11,6 +11,10 @@ CAMUNDA_NS = "http://camunda.org/schema/1.0/bpmn"
 FIELD_TYPES = ("string", "long", "boolean", "date", "enum", "decimal", "documents")
 IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TODAY = "today"
+# the texts a number or date field takes: ASCII digits (str.isdigit() and Decimal also take other scripts' digits)
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_DECIMAL_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
 RESERVED_NAMES = frozenset({"typename", "decision_options"})
 
@@ -157,7 +161,7 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+        if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
             return int(value)
         raise ValueError("must be an integer")
     if t == "decimal":
@@ -169,11 +173,9 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
             # the shortest repr is what the client wrote: 49.99 stays exactly 49.99
             return _bounded(Decimal(repr(value)))
         if isinstance(value, str):
-            try:
-                d = Decimal(value.strip())
-            except InvalidOperation:
-                raise ValueError("must be a number") from None
-            return _bounded(d)
+            if not _DECIMAL.fullmatch(value.strip()):  # ASCII digits, as written in JSON: not ５, 1_000 or NaN
+                raise ValueError("must be a number")
+            return _bounded(Decimal(value.strip()))
         raise ValueError("must be a number")
     if t == "documents":
         return _documents(value)
@@ -182,6 +184,8 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
             return value
         if isinstance(value, str):
             try:
+                if not _DATE.fullmatch(value):  # the declared format only: not 20260101 or the week date 2026-W09-1
+                    raise ValueError
                 return _dt.date.fromisoformat(value)
             except ValueError:
                 raise ValueError("must be a date (YYYY-MM-DD)") from None

@@ -26,7 +26,9 @@ AMOUNT = form('<camunda:formField id="budget_wan" type="decimal"><camunda:valida
 
 
 @pytest.mark.parametrize("value, expected", [(49.99, Decimal("49.99")), (50, Decimal("50")),
-                                             ("50.01", Decimal("50.01")), (0, Decimal("0"))])
+                                             ("50.01", Decimal("50.01")), (0, Decimal("0")), (" 7 ", Decimal("7")),
+                                             (".5", Decimal("0.5")), ("5.", Decimal("5")), ("1e2", Decimal("100")),
+                                             ("+3", Decimal("3"))])
 def test_decimal_amounts_are_exact(value: object, expected: Decimal) -> None:
     clean, errors = validate(AMOUNT, {"budget_wan": value})
     assert errors == {} and clean["budget_wan"] == expected
@@ -34,8 +36,10 @@ def test_decimal_amounts_are_exact(value: object, expected: Decimal) -> None:
 
 
 @pytest.mark.parametrize("value, problem", [(-0.01, "must be at least 0"), (100000.01, "must be at most 100000"),
-                                            ("NaN", "must be a finite number"), (True, "must be a number"),
-                                            ("1e", "must be a number"), (None, "is required")])
+                                            (float("nan"), "must be a finite number"), ("NaN", "must be a number"),
+                                            (True, "must be a number"), ("1e", "must be a number"),
+                                            (None, "is required"), ("５", "must be a number"), ("٣", "must be a number"),
+                                            ("1_000", "must be a number"), ("Infinity", "must be a number")])
 def test_decimal_problems(value: object, problem: str) -> None:
     assert validate(AMOUNT, {"budget_wan": value})[1] == {"budget_wan": problem}
 
@@ -75,3 +79,20 @@ def test_unusable_forms_are_refused(bad: str) -> None:
 def test_form_survives_storage() -> None:
     for f in AMOUNT:
         assert FormField.from_dict(f.to_dict()) == f
+
+
+NUMBERED = form('<camunda:formField id="n" type="long"/><camunda:formField id="on" type="date"/>')
+
+
+@pytest.mark.parametrize("field, value", [("n", "５"), ("n", "٣"), ("n", "1_000"), ("n", "²"),
+                                          ("on", "20260101"), ("on", "2026-W09-1"), ("on", "２０２６-０１-０１"),
+                                          ("on", "2026-1-1"), ("on", "2026-01-01T00:00")])
+def test_numbers_and_dates_are_written_in_ascii_digits_and_the_declared_format(field: str, value: str) -> None:
+    """What str.isdigit(), int(), Decimal() and date.fromisoformat() also take (other scripts' digits, digit
+    groups, the compact and week forms of a date) is refused: a form's value is what its type says."""
+    problem = validate(NUMBERED, {field: value})[1]
+    assert problem == {field: "must be an integer" if field == "n" else "must be a date (YYYY-MM-DD)"}
+
+
+def test_the_declared_forms_are_taken() -> None:
+    assert validate(NUMBERED, {"n": "-12", "on": "2026-02-28"}) == ({"n": -12, "on": dt.date(2026, 2, 28)}, {})
