@@ -130,6 +130,7 @@ def test_filing_lifecycle_from_start_to_end_with_pycamunda(camunda: Camunda) -> 
     camunda.api.clock.set(datetime(2027, 1, 16, 2, 0, tzinfo=UTC))
     camunda.message("construction_completed", "YL-PC-1", {"completed_on": ("2027-01-15" + DAY, "Date")})
     camunda.complete(iid, "upload_source_code", {"source_code_ref": ("YM-2", "String")})
+    camunda.api.clock.set(datetime(2027, 2, 1, 2, 0, tzinfo=UTC))  # the acceptance is recorded on its day
     camunda.complete(iid, "self_acceptance", {"decision": ("pass", "String"),
                                               "acceptance_date": ("2027-02-01" + DAY, "Date")})
     camunda.complete(iid, "upload_acceptance_materials", {"acceptance_materials_ref": ("YS-1", "String")})

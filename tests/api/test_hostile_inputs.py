@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from service.clock import FrozenClock
-from tests.support import FIXTURES, T0, Api, Server, make_settings
+from tests.support import FIXTURES, REPO, T0, Api, Server, make_settings
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -769,6 +769,45 @@ def test_the_supervised_department_cannot_push_its_own_deadline_a_century_away(l
     r = oa.post("/messages", json={"name": "contract_signed", "business_key": bk,
                                    "variables": {"signed_on": "2125-12-01"}})
     assert r.status_code == 422 and "signed_on" in r.json()["errors"], r.text  # a date that has not happened
+    assert snapshot(api, iid) == before
+
+
+# the form fields whose reported date a deadline or a later step runs from (docs/lifecycles/*.md)
+REPORTED_DATES = [("hangzhou", "arrange_funds", "budget_issued_date"), ("hangzhou", "ndrc_approval", "approval_date"),
+                  ("hangzhou", "acceptance", "acceptance_date"), ("qufu", "sign_contract", "contract_signed_date"),
+                  ("wuhan", "book_assets", "operation_start_date"),
+                  ("wuxing", "preliminary_acceptance", "preliminary_acceptance_date"),
+                  ("yulin", "organise_acceptance", "acceptance_date"), ("yulin", "self_acceptance", "acceptance_date")]
+
+
+@pytest.mark.parametrize("process, element, field", REPORTED_DATES)
+def test_a_date_a_deadline_runs_from_cannot_be_reported_ahead_of_today(process: str, element: str,
+                                                                          field: str) -> None:
+    """As a message's reported date (above), a form's: a department that reports the date its own deadline runs
+    from cannot move the deadline by reporting a day that has not come (Qufu 第二十八条: the contract is filed
+    within 10 working days of its signing; signed "2099-12-31" put the filing deadline in 2100)."""
+    from lxml import etree
+
+    from service.engine.forms import TODAY, parse_form, validate
+
+    [task] = etree.parse(str(REPO / "bpmn" / f"{process}.bpmn")).xpath("//*[@id=$id]", id=element)
+    fields = {f.id: f for f in parse_form(task) or []}
+    assert fields[field].max == TODAY
+    assert validate([fields[field]], {field: "2026-03-03"}, apply_defaults=False,
+                    today=date(2026, 3, 2))[1] == {field: "must not be after today (2026-03-02)"}
+    assert validate([fields[field]], {field: "2026-03-02"}, apply_defaults=False, today=date(2026, 3, 2))[1] == {}
+
+
+def test_a_contract_signed_in_the_future_is_refused_and_changes_nothing(lifecycle_api: Api) -> None:
+    from tests.scenarios.test_qufu import CONTRACT, to_contract
+
+    api = lifecycle_api
+    iid = to_contract(api, "QF-FUTURE")
+    before = snapshot(api, iid)
+    task = api.open_task(iid, "sign_contract")
+    r = api.admin.post(f"/tasks/{task['id']}/complete",
+                       json={"variables": {**CONTRACT, "contract_signed_date": "2099-12-31"}})
+    assert r.status_code == 422 and "contract_signed_date" in r.json()["errors"], r.text
     assert snapshot(api, iid) == before
 
 

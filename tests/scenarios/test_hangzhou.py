@@ -116,7 +116,7 @@ def test_full_lifecycle_to_completion(lifecycle_api: Api) -> None:
     api.complete(iid, "catalog_compilation", {"catalog_ref": "ML-1"})
     api.complete(iid, "acceptance_testing", {"decision": "pass", "testing_report_ref": "CP-1"})
     api.complete(iid, "invite_recipients", {"recipient_opinion": "满意"})
-    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-06-01"})
+    api.complete(iid, "acceptance", {"decision": "pass", "acceptance_date": "2026-04-01"})  # a reported date: past
     api.complete(iid, "upload_acceptance", {"acceptance_materials_ref": "YS-1"})
     api.complete(iid, "publish_result", {"announcement_ref": "https://example.gov.cn/gg/1"})
     api.complete(iid, "conformity_check", {"decision": "pass", "conformity_mode": "commissioned"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -232,17 +232,17 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
     api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
     api.complete(iid, "file_acceptance", {"acceptance_filing_ref": "BA-1"})
-    api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-1", "operation_start_date": "2027-06-01"})
+    api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-1", "operation_start_date": "2026-03-01"})
     # 第二十二条: self-evaluation from 12 to 24 months after going live
     assert api.open_elements(iid) == []
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    # operation started on 2027-06-01 (reported on book_assets): 12 months end on 2028-06-01 at 24:00 China time
-    assert due["wait_self_evaluation"] == "2028-06-01T16:00:00Z"
+    # operation started on 2026-03-01 (reported on book_assets): 12 months end on 2027-03-01 at 24:00 China time
+    assert due["wait_self_evaluation"] == "2027-03-01T16:00:00Z"
     api.fire_timer(iid, "wait_self_evaluation")
     assert api.open_elements(iid) == ["self_evaluation"]
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
-    assert due["self_evaluation_deadline"] == "2029-06-01T16:00:00Z"
-    assert api.open_task(iid, "self_evaluation")["due_at"] == "2029-06-01T16:00:00Z"
+    assert due["self_evaluation_deadline"] == "2028-03-01T16:00:00Z"
+    assert api.open_task(iid, "self_evaluation")["due_at"] == "2028-03-01T16:00:00Z"
     api.complete(iid, "self_evaluation", {"self_evaluation_ref": "ZP-1", "self_evaluation_filed": True})
     api.complete(
         iid, "decide_post_evaluation", {"commission_post_evaluation": True, "post_evaluation_agency": "某咨询"}
@@ -1138,12 +1138,16 @@ def test_supervision_and_adjustment_messages_carry_what_the_forms_no_longer_ask(
 # ---- 第二十二条: self-evaluation and post-evaluation ------------------------------------------------
 
 
-def to_operation(api: Api, bk: str, operation_start: str) -> str:
+def to_operation(api: Api, bk: str, operation_start: str, reported_at: datetime | None = None) -> str:
+    """To the operation started on `operation_start`, reported on book_assets (at `reported_at`, when given: a
+    reported date cannot lie ahead of the day it is reported)."""
     iid = to_acceptance(api, bk)
     api.complete(iid, "pre_acceptance_work", PRE_ACCEPTANCE)
     api.complete(iid, "confirm_acceptance_readiness", {"decision": "pass"})
     api.complete(iid, "organise_acceptance", {"decision": "pass", **ACCEPTANCE})
     api.complete(iid, "file_acceptance", {"acceptance_filing_ref": "BA-9"})
+    if reported_at is not None:
+        api.clock.set(reported_at)
     api.complete(iid, "book_assets", {"asset_booking_ref": "ZC-9", "operation_start_date": operation_start})
     return iid
 
@@ -1167,7 +1171,7 @@ def test_self_evaluation_not_before_twelve_months(lifecycle_api: Api) -> None:
 
 def test_self_evaluation_window_from_a_leap_day(lifecycle_api: Api) -> None:
     api = lifecycle_api
-    iid = to_operation(api, "WH-LEAP", "2028-02-29")
+    iid = to_operation(api, "WH-LEAP", "2028-02-29", reported_at=datetime(2028, 2, 29, 2, tzinfo=UTC))
     due = {w["element_id"]: w["due_at"] for w in api.waiting(iid)}
     # 29 February + 12 months is the last day of February
     assert due["wait_self_evaluation"] == "2029-02-28T16:00:00Z"

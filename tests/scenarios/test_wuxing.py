@@ -146,7 +146,7 @@ def test_full_lifecycle_to_completed(lifecycle_api: Api) -> None:
                                           "warranty_years": 3, "contract_amount_wan": 2400})
     api.message("construction_completed", bk, {"completed_on": "2026-03-02"})
     api.complete(iid, "register_irs", {"irs_catalog_ref": "IRS-9"})
-    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-09-01"})
+    api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-03-02"})
     through_trial_run(api, iid)
     api.complete(iid, "apply_final_acceptance", {"application_date": "2026-10-15"})
     assert api.instance(iid)["variables"]["acceptance_organizer"] == "data_bureau"
@@ -604,6 +604,7 @@ def test_preliminary_acceptance_fails_rectify_and_reaccept(lifecycle_api: Api) -
     api.complete(iid, "rectify_preliminary_overdue", {})
     api.complete(iid, "rectify_preliminary", {"rectification_report": "已整改"})
     assert api.open_elements(iid) == ["preliminary_acceptance"]
+    api.clock.advance(timedelta(days=30))  # a reported date cannot lie ahead: it is recorded on 2026-04-01
     api.complete(iid, "preliminary_acceptance", {"decision": "pass", "preliminary_acceptance_date": "2026-04-01"})
     assert api.open_elements(iid) == ["security_assessment"]
 

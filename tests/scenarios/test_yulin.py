@@ -932,6 +932,7 @@ def test_failed_self_acceptance_rectify_and_reaccept(lifecycle_api: Api) -> None
     )
     assert api.open_elements(iid) == ["rectify_self_acceptance"]
     api.complete(iid, "rectify_self_acceptance", {"rectification_report": "档案已整理"})
+    api.clock.advance(timedelta(days=3))  # a reported date cannot lie ahead: it is recorded on 2026-03-05
     api.complete(iid, "self_acceptance", {"decision": "pass", "acceptance_date": "2026-03-05"})
     assert api.open_elements(iid) == ["upload_acceptance_materials"]
 
