@@ -54,12 +54,24 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             await run_in_threadpool(reading.__exit__, None, None, None)
 
 
+ANSWERED_AN_ERROR = "govflow.answered_an_error"
+
+
+def answered_an_error(request: Request) -> None:
+    """For a route class that answers an error itself (engine-rest's Camunda bodies): the request failed. Its write
+    transaction is ended after the route class has answered, with no exception to see, so it reads this instead."""
+    request.scope[ANSWERED_AN_ERROR] = True
+
+
 def get_write_session(request: Request) -> Iterator[Session]:
     """A short write transaction for a request that changes rows without running the engine; committed
-    before the response is sent."""
+    before the response is sent, unless the request failed: rolled back when its exception comes through, or when
+    its route class answered the error itself (answered_an_error)."""
     ctx: AppContext = request.app.state.ctx
     with ctx.write() as session:
         yield session
+        if request.scope.get(ANSWERED_AN_ERROR):
+            session.rollback()
 
 
 async def get_principal(

@@ -274,6 +274,11 @@ def test_comments_native_and_camunda(engine: Engine) -> None:
     error(engine_li.get(f"/task/{task_id}/comment/999999"), 404, "InvalidRequestException")
     error(engine_li.post(f"/task/{task_id}/comment/create", json={"message": "x" * 2001}), 400,
           "InvalidRequestException")
+    # a comment named with another instance is refused, and not kept
+    other = engine.start("C-2")
+    error(engine_li.post(f"/task/{task_id}/comment/create", json={"message": "WRONG", "processInstanceId": other["id"]}),
+          400, "InvalidRequestException")
+    assert "WRONG" not in [c["message"] for c in engine_li.get(f"/task/{task_id}/comment").json()]
     events = api.admin.get(f"/process-instances/{inst['id']}/history", params={"verify": "true"}).json()
     assert events["verified"] is True
     assert [e["actor"] for e in events["events"] if e["action"] == "task.commented"] == ["li", "li"]

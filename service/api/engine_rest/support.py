@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import policy
+from service.api.deps import answered_an_error
 from service.api.engine_rest.mapping import CamundaError, from_domain, not_found, parse_definition_id
 from service.api.engine_rest.shapes import definition_ref
 from service.api.problems import _is_conflict, _printable
@@ -52,29 +53,39 @@ class CamundaRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
-            except CamundaError as e:
-                return error_response(e)
-            except DomainError as e:
-                return error_response(from_domain(e))
-            except RequestValidationError as e:
-                return error_response(CamundaError(400, "InvalidRequestException", _validation_message(e)))
-            except StarletteHTTPException as e:
-                kind = "AuthenticationException" if e.status_code == 401 else "RestException"
-                return error_response(CamundaError(e.status_code, kind, str(e.detail)))
-            except DBAPIError as e:
-                if not _is_conflict(e):
+            except Exception as e:
+                answered_an_error(request)  # its write transaction, ended after this, is rolled back
+                response = _answer(e)
+                if response is None:
                     raise
-                return error_response(CamundaError(409, "OptimisticLockingException",
-                                                   "a concurrent change got there first; reload and try again",
-                                                   code=1))
-            except StatementError as e:
-                # a value its column cannot take (too long, NUL; a date-time off the calendar): the request's fault
-                if not isinstance(e.orig, (NotStorable, OverflowError, ValueError)):
-                    raise
-                message = str(e.orig) if isinstance(e.orig, NotStorable) else "a value in the request is out of range"
-                return error_response(CamundaError(400, "InvalidRequestException", message))
+                return response
 
         return route
+
+
+def _answer(e: Exception) -> Response | None:
+    """A route's error as Camunda answers it; None for an error of another kind."""
+    if isinstance(e, CamundaError):
+        return error_response(e)
+    if isinstance(e, DomainError):
+        return error_response(from_domain(e))
+    if isinstance(e, RequestValidationError):
+        return error_response(CamundaError(400, "InvalidRequestException", _validation_message(e)))
+    if isinstance(e, StarletteHTTPException):
+        kind = "AuthenticationException" if e.status_code == 401 else "RestException"
+        return error_response(CamundaError(e.status_code, kind, str(e.detail)))
+    if isinstance(e, DBAPIError):
+        if not _is_conflict(e):
+            return None
+        return error_response(CamundaError(409, "OptimisticLockingException",
+                                           "a concurrent change got there first; reload and try again", code=1))
+    if isinstance(e, StatementError):
+        # a value its column cannot take (too long, NUL; a date-time off the calendar): the request's fault
+        if not isinstance(e.orig, (NotStorable, OverflowError, ValueError)):
+            return None
+        message = str(e.orig) if isinstance(e.orig, NotStorable) else "a value in the request is out of range"
+        return error_response(CamundaError(400, "InvalidRequestException", message))
+    return None
 
 
 # ---- who is calling ----------------------------------------------------------------------------------
