@@ -120,6 +120,10 @@ def parse_files(files: dict[str, bytes]) -> list[ParsedProcess]:
             raise ModelError("only .bpmn and .dmn files can be deployed", name)
         trees[name] = _xml(name, content)
         _check_lengths(name, trees[name])
+        try:  # kept as text: Camunda Modeler saves UTF-8; another encoding would be read back wrong
+            content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelError("the file is not UTF-8: save it as UTF-8 (Camunda Modeler does)", name) from None
 
     decision_files: dict[str, str] = {}
     for name, tree in trees.items():

@@ -123,6 +123,18 @@ def test_only_admins_deploy(api: Api) -> None:
     assert api.anonymous().post("/deployments", files=[("files", ("review.bpmn", REVIEW))]).status_code == 401
 
 
+def test_a_diagram_not_in_utf8_is_refused_naming_the_file(api: Api) -> None:
+    """lxml reads a GBK diagram (its declaration says so), but the service keeps a diagram's text as UTF-8:
+    refused (422), not a 500; the same for its decision tables."""
+    gbk = REVIEW.decode().replace('encoding="UTF-8"', 'encoding="GBK"').encode("gbk")
+    assert gbk != REVIEW
+    r = deploy(api, {"review.bpmn": gbk, "review.dmn": REVIEW_DMN})
+    assert r.status_code == 422 and "UTF-8" in r.json()["detail"] and "review.bpmn" in r.json()["detail"], r.text
+    utf16 = REVIEW_DMN.decode().replace('encoding="UTF-8"', 'encoding="UTF-16"').encode("utf-16")
+    r = deploy(api, {"review.bpmn": REVIEW, "review.dmn": utf16})
+    assert r.status_code == 422 and "review.dmn" in r.json()["detail"], r.text
+
+
 def test_unknown_definition_is_404(api: Api) -> None:
     for path in ("/process-definitions/nope", "/process-definitions/nope/versions", "/process-definitions/nope/xml"):
         r = api.admin.get(path)
