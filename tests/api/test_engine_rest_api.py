@@ -67,6 +67,11 @@ def test_process_definitions_by_key_and_by_either_id(engine: Engine) -> None:
                                                        "sortOrder": "desc"}).json()
     assert [d["key"] for d in listed] == sorted((d["key"] for d in listed), reverse=True) and review in listed
     assert client.get("/process-definition/count", params={"key": "review"}).json() == {"count": 1}
+    # a count takes the filters of its list (each was ignored: the count of every definition)
+    for params in ({"processDefinitionId": camunda_id}, {"processDefinitionId": "nope:1:1"}, {"version": 99},
+                   {"version": 1, "key": "review"}, {"name": review["name"]}, {"deploymentId": "0"}):
+        listed = client.get("/process-definition", params=params).json()
+        assert client.get("/process-definition/count", params=params).json() == {"count": len(listed)}, params
     form = client.get("/process-definition/key/review/form-variables").json()
     assert form["urgent"] == {"type": "Boolean", "value": False, "valueInfo": {}}
     assert form["budget_wan"]["type"] == "Double" and form["project_name"]["type"] == "String"
@@ -182,6 +187,20 @@ def test_task_detail_forms_identity_links_claim_and_complete(engine: Engine) -> 
     assert record["completed_by"] == "wang" and record["submitted"]["review_date"] == "2026-03-05"
     error(wang.get(f"/task/{task['id']}"), 404, "InvalidRequestException")
     error(li.get("/task/00000000-0000-0000-0000-000000000000"), 404, "InvalidRequestException")
+
+
+def test_an_instance_count_takes_the_filters_of_its_list(engine: Engine) -> None:
+    """The ids and the definition id were ignored by the count: every running instance was counted."""
+    inst, other = engine.start("P-1"), engine.start("P-2")
+    oa = engine.as_("oa", "applicant")
+    for params in ({"processInstanceIds": inst["id"]}, {"processInstanceIds": f"{inst['id']},{other['id']}"},
+                   {"processDefinitionId": inst["definitionId"]},
+                   {"processDefinitionId": inst["definitionId"], "businessKey": "P-2"}):
+        listed = oa.get("/process-instance", params=params).json()
+        assert oa.get("/process-instance/count", params=params).json() == {"count": len(listed)}, params
+    assert oa.get("/process-instance/count", params={"processInstanceIds": inst["id"]}).json() == {"count": 1}
+    r = oa.get("/process-instance/count", params={"processDefinitionId": "nope:1:1"})
+    assert r.status_code == oa.get("/process-instance", params={"processDefinitionId": "nope:1:1"}).status_code
 
 
 def test_process_instances_variables_where_they_stand_and_delete(engine: Engine) -> None:

@@ -69,9 +69,13 @@ def list_process_definitions(
 def count_process_definitions(
     session: SessionDep, principal: EnginePrincipal, key: str | None = None,
     keys_in: Annotated[str | None, Query(alias="keysIn")] = None,
+    definition_id: Annotated[str | None, Query(alias="processDefinitionId")] = None, name: str | None = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId")] = None, version: int | None = None,
     latest_version: Annotated[str | None, Query(alias="latestVersion")] = None,
 ) -> dict[str, int]:
-    return {"count": len(_query(session, key, keys_in, None, None, None, None, latest_version, None, None))}
+    """How many definitions the list with the same filters holds."""
+    return {"count": len(_query(session, key, keys_in, definition_id, name, deployment_id, version, latest_version,
+                                None, None))}
 
 
 def _by_key(session: Any, key: str) -> ProcessDefinitionOut:

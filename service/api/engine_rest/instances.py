@@ -69,11 +69,18 @@ def count_process_instances(
     ctx: ContextDep, session: SessionDep, principal: EnginePrincipal,
     business_key: Annotated[str | None, Query(alias="businessKey")] = None,
     definition_key: Annotated[str | None, Query(alias="processDefinitionKey")] = None,
+    definition_id: Annotated[str | None, Query(alias="processDefinitionId")] = None,
+    ids: Annotated[str | None, Query(alias="processInstanceIds")] = None,
     active: str | None = None, suspended: str | None = None,
 ) -> dict[str, int]:
+    """How many instances the list with the same filters holds (a version or a list of ids: among the newest
+    LIST_CAP running instances, as the list picks them)."""
     flag("active", active)
     if flag("suspended", suspended):
         return {"count": 0}
+    if definition_id or ids:
+        return {"count": len(_list(ctx, session, principal, business_key, definition_key, definition_id, ids,
+                                   suspended, 0, LIST_CAP))}
     return {"count": instances.count_instances(session, principal, process_key=definition_key, status="running",
                                                business_key=business_key)}
 
