@@ -30,11 +30,33 @@ def problem_document(status: int, type_: str, title: str, detail: str, path: str
     return json.dumps(problem, ensure_ascii=False).encode()
 
 
+ENGINE_REST = "/engine-rest"
+
+
+def is_engine_rest(path: str) -> bool:
+    return path == ENGINE_REST or path.startswith(ENGINE_REST + "/")
+
+
+def camunda_error(status: int, detail: str) -> tuple[int, dict[str, Any]]:
+    """An error under /engine-rest as Camunda 7 answers it, {"type", "message"}, which Camunda clients (Modeler's
+    log among them) read: a request's fault is a 400 InvalidRequestException, as Camunda has no 422."""
+    if status in (400, 422):
+        return 400, {"type": "InvalidRequestException", "message": detail}
+    if status == 401:
+        return 401, {"type": "AuthenticationException", "message": detail}
+    return status, {"type": "RestException", "message": detail}
+
+
 async def _problem(send: Send, status: int, type_: str, title: str, detail: str, path: str,
                    close: bool = False, retry_after: int | None = None) -> None:
-    """A problem answer; with close, the connection is closed after it (a body was left unread)."""
-    body = problem_document(status, type_, title, detail, path)
-    headers = [(b"content-type", PROBLEM), (b"content-length", str(len(body)).encode())]
+    """A problem answer (Camunda's error body under /engine-rest); with close, the connection is closed after it
+    (a body was left unread)."""
+    if is_engine_rest(path):
+        status, camunda = camunda_error(status, detail)
+        body, content_type = json.dumps(camunda, ensure_ascii=False).encode(), b"application/json"
+    else:
+        body, content_type = problem_document(status, type_, title, detail, path), PROBLEM
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     if close:
         headers.append((b"connection", b"close"))
     if retry_after is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.middleware import camunda_error, is_engine_rest
 from service.errors import DomainError
 from service.schemas import Problem
 from service.text import NotStorable
@@ -31,6 +32,10 @@ def _printable(value: Any) -> Any:
 
 
 def problem(status: int, type_: str, title: str, detail: str, request: Request, **extra: Any) -> JSONResponse:
+    if is_engine_rest(request.url.path):  # an error that came past engine-rest's own answers: Camunda's body too
+        status, camunda = camunda_error(status, detail)
+        return JSONResponse(_printable(camunda), status_code=status,
+                            headers={"Retry-After": "1"} if status == 503 else None)
     body = {"type": type_, "title": title, "status": status, "detail": detail, "instance": request.url.path}
     body.update({k: v for k, v in extra.items() if v is not None})
     body = _printable(body)

@@ -368,8 +368,8 @@ def flag(name: str, value: Any) -> bool:
 
 
 def paging(first_result: int | None, max_results: int | None, cap: int) -> tuple[int, int]:
-    if first_result is not None and first_result < 0:
-        raise invalid_request("firstResult must not be negative")
+    if first_result is not None and not 0 <= first_result < 2**63:  # an offset the databases take
+        raise invalid_request("firstResult must be from 0 to 9223372036854775807")
     if max_results is not None and max_results < 0:
         raise invalid_request("maxResults must not be negative")
     size = cap if max_results is None else min(max_results, cap)
