@@ -160,6 +160,19 @@ def test_task_query_filters_sorting_paging_and_count(engine: Engine) -> None:
     assert "dueBefore" in error(li.get("/task", params={"dueBefore": "tomorrow"}), 400, "InvalidRequestException")
     error(li.get("/task", params={"sortBy": "created", "sortOrder": "sideways"}), 400, "InvalidRequestException")
     error(li.get("/task", params={"maxResults": "-1"}), 400, "InvalidRequestException")
+    # the candidate and tenant filters a client sends with a value are refused too (they were ignored), with their
+    # neutral value they pass (pycamunda sends them so)
+    for name, value in (("withoutCandidateGroups", "true"), ("withCandidateUsers", "true"), ("tenantIdIn", "t1")):
+        assert name in error(li.get("/task", params={name: value}), 400, "InvalidRequestException")
+        assert li.get("/task", params={name: "false" if value == "true" else ""}).status_code == 200
+    assert "tenantIdIn" in error(li.post("/task", json={"tenantIdIn": ["t1"]}), 400, "InvalidRequestException")
+    assert li.get("/task", params={"withoutTenantId": "true"}).status_code == 200  # no task has a tenant
+    # candidateGroups once per group, as pycamunda sends a list, is the list; another filter twice is refused
+    both = li.get("/task", params=[("candidateGroups", "data_bureau"), ("candidateGroups", "finance_bureau"),
+                                   ("includeAssignedTasks", "true")]).json()
+    assert len(both) == 3
+    assert "taskId" in error(li.get("/task", params=[("taskId", task["id"]), ("taskId", "x")]), 400,
+                             "InvalidRequestException")
 
 
 def test_task_detail_forms_identity_links_claim_and_complete(engine: Engine) -> None:

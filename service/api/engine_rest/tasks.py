@@ -60,8 +60,10 @@ class TaskQuery(BaseModel):
 
 # parameters a client may send with their neutral value (pycamunda sends its defaults)
 _NEUTRAL: tuple[Any, ...] = (None, "", False, "false", [], {})
-_IGNORED = {"firstResult", "maxResults", "withoutTenantId", "withCandidateGroups", "withoutCandidateGroups",
-            "withCandidateUsers", "withoutCandidateUsers", "assigned", "tenantIdIn"}
+# withoutTenantId: no task has a tenant, so it holds whatever its value. The candidate and tenant filters pycamunda
+# sends (withCandidateGroups, tenantIdIn, …) pass with their neutral values and are refused with any other: ignored,
+# they would change the answer without a word
+_IGNORED = {"firstResult", "maxResults", "withoutTenantId", "assigned"}
 
 
 def _parse(raw: dict[str, Any]) -> TaskQuery:
@@ -127,7 +129,20 @@ def _count(ctx: AppContext, session: Any, principal: Principal, raw: dict[str, A
 
 
 def _query_params(request: Request) -> dict[str, Any]:
-    return {k: v for k, v in request.query_params.items() if k not in ("firstResult", "maxResults")}
+    """The query's filters. candidateGroups may come once per group (pycamunda sends a list so); any other filter
+    given twice with different values is refused, not read as the last one."""
+    params: dict[str, Any] = {}
+    for k in request.query_params:
+        if k in ("firstResult", "maxResults"):
+            continue
+        values = request.query_params.getlist(k)
+        if k == "candidateGroups":
+            params[k] = ",".join(values)
+        elif len(set(values)) > 1:
+            raise invalid_request(f"{k} is given more than once with different values")
+        else:
+            params[k] = values[0]
+    return params
 
 
 @router.get("/task")
