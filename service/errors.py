@@ -31,6 +31,11 @@ class Conflict(DomainError):
     status, type, title = 409, "/problems/conflict", "Conflict"
 
 
+class ConcurrentChange(Conflict):
+    """Another request changed the same instance first: nothing was written; the same request may be retried
+    (Camunda's OptimisticLockingException)."""
+
+
 class Unavailable(DomainError):
     """The service cannot take the request now (the database is busy); the client should retry."""
 

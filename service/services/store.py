@@ -15,7 +15,7 @@ from service.db.models import HumanTask, ProcessInstance, TaskCandidate, Waiting
 from service.db.prepared import Prepared
 from service.engine.runtime import Snapshot
 from service.engine.sandbox import EngineFailure, EngineResult
-from service.errors import Conflict
+from service.errors import ConcurrentChange
 from service.services import outbox
 from service.services import state as state_rows
 from service.services.audit import AuditTrail
@@ -144,7 +144,7 @@ def apply(ctx: AppContext, session: Session, instance: ProcessInstance, result: 
                 audit.forget_head()
             head = _UPDATE_INSTANCE[moving, False].execute(session, values).first()
             if head is None:
-                raise Conflict("the process instance was changed by another request; reload and try again")
+                raise ConcurrentChange("the process instance was changed by another request; reload and try again")
             audit.found_head(head.audit_seq, head.audit_head)
         for name, value in (("version", instance.version + 1), ("status", status), ("variables", variables),
                             ("end_event", end_event), ("updated_at", now), ("ended_at", ended_at),

@@ -329,7 +329,9 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
     if row.assignee is not None:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     if _CLAIM.execute(session, {"b_id": row.id, "user": principal.user}).rowcount != 1:
-        raise Conflict("the task was claimed by someone else")
+        # claimed (or ended) by another request since it was read: who has it now, as when it is read claimed
+        holder = session.scalar(select(HumanTask.assignee).where(HumanTask.id == row.id))
+        raise Conflict(f"the task was claimed by {holder or 'someone else'}", assignee=holder)
     row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
     variables, trail = _instance_and_trail(session, row.instance_id)

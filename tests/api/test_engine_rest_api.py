@@ -119,6 +119,54 @@ def test_errors_before_the_route_and_offsets_past_64_bits_have_camundas_body(eng
         assert admin.get(path, params={"firstResult": 2**63 - 1}).json() == []
 
 
+def test_a_lost_race_is_answered_the_same_on_both_databases(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which check stops the later of two requests depends on the database: on SQLite it waits for the writer and
+    reads the winner's change, on PostgreSQL its conditional UPDATE finds the row changed. A claim lost either way
+    is Camunda's TaskAlreadyClaimedException naming the holder (PostgreSQL's was a ProcessEngineException); a step
+    whose instance another request changed meanwhile is an OptimisticLockingException, code 1: retry."""
+    from service.services import tasks as task_service
+    from service.services.context import AppContext
+
+    api = engine.api
+    iid = api.start("parallel_review", {"project_name": "城市大脑"}, business_key="RACE-1")["id"]
+    technical = api.open_task(iid, "technical_review")["id"]
+    funding = api.open_task(iid, "funding_review")["id"]
+
+    # the claim read the task unclaimed; wang claimed it before its UPDATE
+    load = task_service._load
+
+    def stale(session: Any, principal: Any, task_id: str, *rest: Any) -> Any:
+        row = load(session, principal, task_id, *rest)
+        return task_service._with(row, assignee=None)
+
+    assert api.as_("wang", "data_bureau").post(f"/tasks/{technical}/claim").status_code == 200
+    monkeypatch.setattr(task_service, "_load", stale)
+    message = error(engine.as_("li", "data_bureau").post(f"/task/{technical}/claim", json={"userId": "li"}), 409,
+                    "TaskAlreadyClaimedException")
+    assert "wang" in message
+    monkeypatch.undo()
+
+    # while the engine works on one review, the other is completed and changes the instance first
+    run_engine = AppContext.run_engine
+    interleaved: list[int] = []
+
+    def meanwhile(self: AppContext, op: str, *args: Any, **kwargs: Any) -> Any:
+        if op == "complete" and kwargs.get("task_id") == technical and not interleaved:
+            interleaved.append(api.as_("zhao", "finance_bureau").post(
+                f"/tasks/{funding}/complete", json={"variables": {"decision": "pass"}}).status_code)
+        return run_engine(self, op, *args, **kwargs)
+
+    monkeypatch.setattr(AppContext, "run_engine", meanwhile)
+    r = engine.as_("wang", "data_bureau").post(f"/task/{technical}/complete",
+                                              json={"variables": {"decision": {"value": "pass"}}})
+    assert interleaved == [200]
+    assert error(r, 409, "OptimisticLockingException") and r.json()["code"] == 1
+    monkeypatch.undo()
+    # nothing of it was written: the same request again goes through
+    assert engine.as_("wang", "data_bureau").post(f"/task/{technical}/complete",
+                                                 json={"variables": {"decision": {"value": "pass"}}}).status_code == 204
+
+
 def test_task_query_filters_sorting_paging_and_count(engine: Engine) -> None:
     first = engine.start("Q-1")
     engine.api.clock.advance(timedelta(minutes=5))

@@ -12,7 +12,16 @@ from typing import Any
 
 from service.engine.calendar import CHINA
 from service.engine.values import problems
-from service.errors import Conflict, DomainError, Forbidden, InvalidInput, InvalidModel, NotFound, Unauthorized
+from service.errors import (
+    ConcurrentChange,
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    InvalidModel,
+    NotFound,
+    Unauthorized,
+)
 from service.text import ascii_number
 
 ENGINE_VERSION = "7.24.0"
@@ -60,6 +69,8 @@ def from_domain(exc: DomainError, *, not_found_status: int = 404, not_found_type
         return CamundaError(403, "AuthorizationException", exc.detail, userId=None, missingAuthorizations=[])
     if isinstance(exc, NotFound):
         return CamundaError(not_found_status, not_found_type, exc.detail)
+    if isinstance(exc, ConcurrentChange):
+        return CamundaError(409, "OptimisticLockingException", exc.detail, code=1)
     if isinstance(exc, Conflict):
         kind = "TaskAlreadyClaimedException" if "assignee" in exc.extra else conflict_type
         return CamundaError(409, kind, exc.detail, code=0)

@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ContextDep
-from service.api.engine_rest.mapping import CamundaError, invalid_request, typed_variables, variables_in
+from service.api.engine_rest.mapping import CamundaError, from_domain, invalid_request, typed_variables, variables_in
 from service.api.engine_rest.support import CamundaRoute, EnginePrincipal
-from service.errors import Conflict, NotFound
+from service.errors import ConcurrentChange, Conflict, NotFound
 from service.services import instances, messages
 
 router = APIRouter(route_class=CamundaRoute)
@@ -62,6 +62,8 @@ def correlate_message(body: CorrelationIn, ctx: ContextDep, principal: EnginePri
         out = messages.correlate(ctx, principal, name=body.message_name, business_key=body.business_key,
                                  process_key=None, process_instance_id=body.process_instance_id,
                                  variables=variables)
+    except ConcurrentChange as e:
+        raise from_domain(e) from None  # a retry may correlate it
     except (NotFound, Conflict) as e:
         raise CamundaError(400, "RestException",
                            f"Cannot correlate message '{body.message_name}': {e.detail}") from None
