@@ -13,9 +13,9 @@ IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 TODAY = "today"
 # the texts a number or date field takes: ASCII digits (str.isdigit() and Decimal also take other scripts' digits)
 _INTEGER = re.compile(r"-?[0-9]+")
-_DECIMAL = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+DECIMAL_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-MAX_DECIMAL_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
+MAXDECIMAL_TEXT_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
 RESERVED_NAMES = frozenset({"typename", "decision_options"})
 
 
@@ -129,8 +129,8 @@ def _parse_bound(f: FormField, config: str) -> Any:
 def _bounded(d: Decimal) -> Decimal:
     if not d.is_finite():
         raise ValueError("must be a finite number")
-    if d and abs(d.adjusted()) > MAX_DECIMAL_EXPONENT:
-        raise ValueError(f"must lie between 10^-{MAX_DECIMAL_EXPONENT} and 10^{MAX_DECIMAL_EXPONENT}")
+    if d and abs(d.adjusted()) > MAXDECIMAL_TEXT_EXPONENT:
+        raise ValueError(f"must lie between 10^-{MAXDECIMAL_TEXT_EXPONENT} and 10^{MAXDECIMAL_TEXT_EXPONENT}")
     return d
 
 
@@ -173,7 +173,7 @@ def coerce(f: FormField, value: Any, from_text: bool = False) -> Any:
             # the shortest repr is what the client wrote: 49.99 stays exactly 49.99
             return _bounded(Decimal(repr(value)))
         if isinstance(value, str):
-            if not _DECIMAL.fullmatch(value.strip()):  # ASCII digits, as written in JSON: not ５, 1_000 or NaN
+            if not DECIMAL_TEXT.fullmatch(value.strip()):  # ASCII digits, as written in JSON: not ５, 1_000 or NaN
                 raise ValueError("must be a number")
             return _bounded(Decimal(value.strip()))
         raise ValueError("must be a number")

@@ -33,6 +33,7 @@ from service.services.common import (
 )
 from service.services.context import AppContext
 from service.services.store import Stored, apply, committed
+from service.text import storable_problem
 
 TASK_STATUSES = ("open", "completed", "cancelled")
 
@@ -470,6 +471,9 @@ def add_comment(ctx: AppContext, session: Session, principal: Principal, task_id
     text = message.strip() if isinstance(message, str) else ""
     if not text:
         raise InvalidInput("a comment needs a message", {"message": "must not be empty"})
+    problem = storable_problem(text, None)  # kept in the audit trail: what a completion's opinion may hold
+    if problem is not None:
+        raise InvalidInput("the comment cannot be kept", {"message": problem})
     trail = AuditTrail.for_instance(session, row.instance_id)
     event = trail.append(ctx.clock.now(), principal.user, "task.commented", task_id=row.id,
                          element_id=row.element_id, data={"message": text})

@@ -59,7 +59,10 @@ def test_typed_values_in(dto: dict[str, Any], expected: Any) -> None:
     ({"value": 2**31, "type": "Integer"}, "out of the range of a Integer"),
     ({"value": 40000, "type": "Short"}, "out of the range"),
     ({"value": "lots", "type": "Double"}, "not a number"),
-    ({"value": "NaN", "type": "Double"}, "not a finite number"),
+    ({"value": "NaN", "type": "Double"}, "not a number"),
+    ({"value": "١٢٣", "type": "Double"}, "not a number"),
+    ({"value": "1_000", "type": "Double"}, "not a number"),
+    ({"value": float("inf"), "type": "Double"}, "not a finite number"),
     ({"value": "yes", "type": "Boolean"}, "not true or false"),
     ({"value": "03/05/2026", "type": "Date"}, "a Date is a text"),
     ({"value": 20260305, "type": "Date"}, "a Date is a text"),
@@ -121,7 +124,7 @@ def test_dates_use_camundas_format_in_china_time() -> None:
 def test_definition_ids_round_trip() -> None:
     assert parse_definition_id("12") == DefinitionRef(number=12)
     assert parse_definition_id("hangzhou:3:7") == DefinitionRef(key="hangzhou", version=3, deployment_id="7")
-    for bad in ("hangzhou", "hangzhou:x:1", ":1:1"):
+    for bad in ("hangzhou", "hangzhou:x:1", ":1:1", "hangzhou:1:"):
         with pytest.raises(CamundaError) as e:
             parse_definition_id(bad)
         assert e.value.status == 404

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from service.engine.calendar import CHINA
+from service.engine.forms import DECIMAL_TEXT
 from service.engine.values import problems
 from service.errors import (
     ConcurrentChange,
@@ -177,6 +178,8 @@ def _decimal(name: str, value: Any) -> Decimal:
         raise _type_error(name, "Double", value, "not a number")
     try:
         # a float's shortest repr is what the client wrote: 49.99 stays exactly 49.99
+        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value.strip()):  # ASCII digits, not ١٢٣
+            raise InvalidOperation
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
     except InvalidOperation:
         raise _type_error(name, "Double", value, "not a number") from None
@@ -362,7 +365,7 @@ def parse_definition_id(text: str) -> DefinitionRef:
         return DefinitionRef(number=number)
     parts = text.split(":")
     version = ascii_number(parts[1], 9) if len(parts) == 3 else None
-    if version is not None and parts[0]:
+    if version is not None and parts[0] and parts[2]:
         return DefinitionRef(key=parts[0], version=version, deployment_id=parts[2])
     raise not_found(f"No matching definition with id {text}")
 
