@@ -7,6 +7,7 @@ a step that runs longer than the limit is stopped, and powers, repetition and ra
 from __future__ import annotations
 
 import ast
+import contextvars
 import copy
 import datetime as _dt
 import functools
@@ -237,6 +238,12 @@ _GLOBALS: dict[str, Any] = {
 }
 
 
+# the working-day counts an expression made while a timer was armed (service/engine/timers.py): a timer at
+# workdays_after(…) is counted again from them when the calendar learns a new year's holidays
+WORKDAY_COUNTS: contextvars.ContextVar[list[tuple[_dt.datetime, int]] | None] = contextvars.ContextVar(
+    "workday_counts", default=None)
+
+
 def _calendar_functions(calendar: Any) -> dict[str, Any]:
     def workdays_after(day: Any, days: int) -> _dt.date:
         """The date of the Nth working day after `day` (the start day not counted; 调休 workdays count)."""
@@ -247,6 +254,9 @@ def _calendar_functions(calendar: Any) -> dict[str, Any]:
         def compute() -> _dt.date:
             moment = _dt.datetime.combine(start, _dt.time(12), CHINA)
             end = calendar.add_working_days(moment, n)  # 24:00 at the end of that day
+            counts = WORKDAY_COUNTS.get()
+            if counts is not None:
+                counts.append((moment, n))
             return (end.astimezone(CHINA) - _dt.timedelta(seconds=1)).date()
 
         return _date_arithmetic("workdays_after", compute)

@@ -23,6 +23,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 
 from service.engine.calendar import CHINA
+from service.engine.scripting import WORKDAY_COUNTS
 from service.engine.timeline import current_now
 from service.text import ascii_number
 
@@ -161,7 +162,12 @@ def _arm(definition: Any, my_task: Any) -> str:
     ext = getattr(my_task.task_spec, "extensions", None) or {}
     workdays = ext.get(CALENDAR_PROPERTY) == WORKDAY_CALENDAR
     engine = my_task.workflow.script_engine
-    value = engine.evaluate(my_task, definition.expression)
+    counts: list[tuple[_dt.datetime, int]] = []
+    token = WORKDAY_COUNTS.set(counts)
+    try:
+        value = engine.evaluate(my_task, definition.expression)
+    finally:
+        WORKDAY_COUNTS.reset(token)
     calendar = getattr(engine.environment, "calendar", None)
     try:
         due = due_at(value, start, workdays=workdays, calendar=calendar)
@@ -170,6 +176,13 @@ def _arm(definition: Any, my_task: Any) -> str:
     if workdays and isinstance(value, str) and value.strip().upper().startswith("P"):
         my_task.internal_data["govflow_start"] = start.isoformat()
         my_task.internal_data["govflow_workdays"] = whole_days(value)
+    elif calendar is not None:
+        # a date the expression counted in working days (workdays_after(signed_on, 10)): kept as that count, so
+        # the timer moves with its task's due date when a new year's holidays are added (Runtime.recompute_…)
+        counted = [(moment, n) for moment, n in counts if calendar.add_working_days(moment, n) == due]
+        if counted:
+            my_task.internal_data["govflow_start"] = counted[-1][0].isoformat()
+            my_task.internal_data["govflow_workdays"] = counted[-1][1]
     # when it was armed: a migration to a version whose timer differs computes the new due time from here
     my_task.internal_data["govflow_armed_at"] = start.isoformat()
     my_task._set_internal_data(event_value=due.isoformat())

@@ -186,3 +186,85 @@ def test_configured_arrangement_recomputes_provisional_deadlines(tmp_path: Path,
     finally:
         api.close()
         server.stop()
+
+
+COUNTED = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" xmlns:camunda="http://camunda.org/schema/1.0/bpmn"
+    xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" id="d" targetNamespace="http://govflow.example/bpmn">
+  <bpmn:process id="counted" name="合同备案" isExecutable="true">
+    <bpmn:startEvent id="start">
+      <bpmn:extensionElements><camunda:formData>
+        <camunda:formField id="signed_on" label="合同签订日期" type="date"><camunda:validation>
+          <camunda:constraint name="required" /></camunda:validation></camunda:formField>
+      </camunda:formData></bpmn:extensionElements>
+      <bpmn:outgoing>f1</bpmn:outgoing>
+    </bpmn:startEvent>
+    <bpmn:userTask id="file_contract" name="合同备案" camunda:candidateGroups="applicant"
+        camunda:dueDate="${workdays_after(signed_on, 10)}">
+      <bpmn:extensionElements>
+        <camunda:properties><camunda:property name="calendar" value="cn_workdays" /></camunda:properties>
+      </bpmn:extensionElements>
+      <bpmn:incoming>f1</bpmn:incoming>
+      <bpmn:outgoing>f2</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:boundaryEvent id="filing_deadline" cancelActivity="false" attachedToRef="file_contract">
+      <bpmn:extensionElements>
+        <camunda:properties><camunda:property name="calendar" value="cn_workdays" /></camunda:properties>
+      </bpmn:extensionElements>
+      <bpmn:outgoing>f3</bpmn:outgoing>
+      <bpmn:timerEventDefinition><bpmn:timeDate xsi:type="bpmn:tFormalExpression">workdays_after(signed_on, 10)</bpmn:timeDate></bpmn:timerEventDefinition>
+    </bpmn:boundaryEvent>
+    <bpmn:userTask id="filing_overdue" name="逾期督办" camunda:candidateGroups="data_bureau">
+      <bpmn:incoming>f3</bpmn:incoming>
+      <bpmn:outgoing>f4</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:endEvent id="end_notice"><bpmn:incoming>f4</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f1" sourceRef="start" targetRef="file_contract" />
+    <bpmn:sequenceFlow id="f2" sourceRef="file_contract" targetRef="end" />
+    <bpmn:sequenceFlow id="f3" sourceRef="filing_deadline" targetRef="filing_overdue" />
+    <bpmn:sequenceFlow id="f4" sourceRef="filing_overdue" targetRef="end_notice" />
+  </bpmn:process>
+</bpmn:definitions>
+"""
+
+
+def test_a_timer_at_a_counted_working_day_moves_with_its_task_when_the_arrangement_comes(
+        tmp_path: Path, database_url: str | None) -> None:
+    """A boundary timer at `workdays_after(signed_on, 10)` (a date, not a duration) was computed once: when the
+    next year's 调休 arrangement was configured, its task's due date moved and the timer stayed (and stopped
+    being marked provisional), so the overdue notice came five working days before the task's own deadline
+    (Qufu's contract_signing_deadline, contract_filing_deadline; Wuxing's, Yulin's alike)."""
+    from datetime import UTC, datetime
+    bpmn = tmp_path / "bpmn"
+    bpmn.mkdir()
+    (bpmn / "counted.bpmn").write_text(COUNTED, encoding="utf-8")
+    settings = make_settings(tmp_path, database_url, bpmn)
+    server = Server(settings, FrozenClock(datetime(2026, 12, 28, 2, 0, tzinfo=UTC)))
+    server.start()
+    api = Api(server)
+    try:
+        iid = api.start("counted", {"signed_on": "2026-12-28"}, business_key="CAL-2")["id"]
+        # rule-based 2027 (1 January off): the 10th working day after Monday 28 December is Tuesday 12 January
+        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
+        task = api.open_task(iid, "file_contract")
+        assert (timer["due_at"], timer["provisional"]) == ("2027-01-12T16:00:00Z", True)
+        assert (task["due_at"], task["due_provisional"]) == ("2027-01-12T16:00:00Z", True)
+        server.stop()
+        calendar = tmp_path / "calendar.json"
+        calendar.write_text('{"2027": {"holidays": ["2027-01-01", "2027-01-04", "2027-01-05", "2027-01-06", '
+                            '"2027-01-07", "2027-01-08"], "workdays": []}}')
+        settings.calendar_file = calendar
+        server.start()
+        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
+        task = api.open_task(iid, "file_contract")
+        assert (task["due_at"], task["due_provisional"]) == ("2027-01-19T16:00:00Z", False)
+        assert (timer["due_at"], timer["provisional"]) == ("2027-01-19T16:00:00Z", False)
+        server.clock.set(datetime(2027, 1, 12, 16, 0, 1, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 0  # not at the old time
+        server.clock.set(datetime(2027, 1, 19, 16, 0, 1, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 1
+        assert "filing_overdue" in api.open_elements(iid)
+    finally:
+        api.close()
+        server.stop()
