@@ -39,7 +39,8 @@ templates.env.filters.update(cn_time=view.cn_time, cn_due=view.cn_due, wan=view.
                              iso=view.iso, error_text=view.error_text, input_value=view.input_value)
 templates.env.globals.update(STATUS=view.STATUS, ACTIONS=view.ACTIONS, ELEMENT_STATE=view.ELEMENT_STATE,
                              WAITING_KIND=view.WAITING_KIND, widget=view.widget, input_type=view.input_type,
-                             is_amount=view.is_amount, due_state=view.due_state)
+                             is_amount=view.is_amount, due_state=view.due_state,
+                             china_day=view.china_day)
 _SECURITY_HEADERS = {
     # nothing is loaded from anywhere but this service; no inline script runs; no other site frames the console
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "

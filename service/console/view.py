@@ -77,6 +77,11 @@ def due_day(value: datetime) -> date:
     return (at - timedelta(microseconds=1)).date() if at.time() == time(0) else at.date()
 
 
+def china_day(now: datetime) -> str:
+    """The day of `now` in China, as a date input's bound (YYYY-MM-DD)."""
+    return to_china(now).date().isoformat()  # type: ignore[union-attr]
+
+
 def due_state(due: datetime | None, now: datetime) -> dict[str, Any] | None:
     """How a deadline stands, in China calendar days: overdue by so many days, due today, or days left."""
     if due is None:

@@ -15,7 +15,7 @@ TODAY = "today"
 _INTEGER = re.compile(r"-?[0-9]+")
 DECIMAL_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-MAXDECIMAL_TEXT_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
+MAX_DECIMAL_EXPONENT = 30  # amounts in 万元, percentages, scores: nothing near 10^30
 RESERVED_NAMES = frozenset({"typename", "decision_options"})
 
 
@@ -129,8 +129,8 @@ def _parse_bound(f: FormField, config: str) -> Any:
 def _bounded(d: Decimal) -> Decimal:
     if not d.is_finite():
         raise ValueError("must be a finite number")
-    if d and abs(d.adjusted()) > MAXDECIMAL_TEXT_EXPONENT:
-        raise ValueError(f"must lie between 10^-{MAXDECIMAL_TEXT_EXPONENT} and 10^{MAXDECIMAL_TEXT_EXPONENT}")
+    if d and abs(d.adjusted()) > MAX_DECIMAL_EXPONENT:
+        raise ValueError(f"must lie between 10^-{MAX_DECIMAL_EXPONENT} and 10^{MAX_DECIMAL_EXPONENT}")
     return d
 
 

@@ -10,6 +10,7 @@ one instant, computed without loops whose length the expression controls.
 """
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import re
 from typing import Any
@@ -176,17 +177,26 @@ def _arm(definition: Any, my_task: Any) -> str:
     if workdays and isinstance(value, str) and value.strip().upper().startswith("P"):
         my_task.internal_data["govflow_start"] = start.isoformat()
         my_task.internal_data["govflow_workdays"] = whole_days(value)
-    elif calendar is not None:
-        # a date the expression counted in working days (workdays_after(signed_on, 10)): kept as that count, so
-        # the timer moves with its task's due date when a new year's holidays are added (Runtime.recompute_…)
-        counted = [(moment, n) for moment, n in counts if calendar.add_working_days(moment, n) == due]
-        if counted:
-            my_task.internal_data["govflow_start"] = counted[-1][0].isoformat()
-            my_task.internal_data["govflow_workdays"] = counted[-1][1]
+    elif calendar is not None and len(counts) == 1 and _one_count(definition.expression) \
+            and calendar.add_working_days(*counts[0]) == due:
+        # a date the expression is a count of working days (workdays_after(signed_on, 10)): kept as that count, so
+        # the timer moves with its task's due date when a new year's holidays are added (Runtime.recompute_…);
+        # an expression that does more with the count (min(workdays_after(…), …)) keeps the date it gave
+        my_task.internal_data["govflow_start"] = counts[0][0].isoformat()
+        my_task.internal_data["govflow_workdays"] = counts[0][1]
     # when it was armed: a migration to a version whose timer differs computes the new due time from here
     my_task.internal_data["govflow_armed_at"] = start.isoformat()
     my_task._set_internal_data(event_value=due.isoformat())
     return due.isoformat()
+
+
+def _one_count(expression: str) -> bool:
+    """The expression is one call of workdays_after and nothing more."""
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return False
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "workdays_after"
 
 
 class _Fires:

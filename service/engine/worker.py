@@ -24,7 +24,7 @@ from cachetools import LRUCache
 from SpiffWorkflow.util.deep_merge import DeepMerge
 from SpiffWorkflow.util.task import TaskState
 
-from service.clock import Clock
+from service.clock import Clock, FrozenClock
 from service.engine import operations, tracking
 from service.engine.calendar import BusinessCalendar
 from service.engine.forms import to_json_value
@@ -267,7 +267,9 @@ class WorkerEngine:
         for task_id, created_at in command["tasks"]:
             task = workflow.get_task_from_id(UUID(task_id))
             if task is not None:
-                due, provisional = self.runtime.task_due(task, created_at)
+                # counted again as when the task was created: today() in the expression is that day, not this one
+                with using_clock(FrozenClock(created_at)):
+                    due, provisional = self.runtime.task_due(task, created_at)
                 dues[task_id] = [due.isoformat() if due else None, provisional]
         return {"timers_changed": changed, "task_dues": dues}
 

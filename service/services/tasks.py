@@ -15,7 +15,7 @@ from service.db.models import LOOKUP, AuditEvent, HumanTask, ProcessInstance, Ta
 from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
 from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecord, TaskRecordPage
 from service.services import outbox
 from service.services.audit import AuditTrail
@@ -330,9 +330,14 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
     if row.assignee is not None:
         raise Conflict(f"the task is claimed by {row.assignee}", assignee=row.assignee)
     if _CLAIM.execute(session, {"b_id": row.id, "user": principal.user}).rowcount != 1:
-        # claimed (or ended) by another request since it was read: who has it now, as when it is read claimed
-        holder = session.scalar(select(HumanTask.assignee).where(HumanTask.id == row.id))
-        raise Conflict(f"the task was claimed by {holder or 'someone else'}", assignee=holder)
+        # claimed or ended by another request since it was read: answered as if read after it
+        status, holder = session.execute(select(HumanTask.status, HumanTask.assignee)
+                                         .where(HumanTask.id == row.id)).one()
+        if status != "open":
+            raise Conflict(f"the task is {status}")
+        if holder is None:  # claimed and released again meanwhile
+            raise ConcurrentChange("the task was claimed and released meanwhile; try again")
+        raise Conflict(f"the task is claimed by {holder}", assignee=holder)
     row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
     variables, trail = _instance_and_trail(session, row.instance_id)

@@ -140,6 +140,24 @@ def test_a_form_error_is_shown_by_its_field_and_a_valid_form_completes_the_task(
     assert api.open_elements(iid) == ["expert_review"]
 
 
+def test_a_reported_date_field_is_bounded_by_todays_date_on_the_page() -> None:
+    """max=today is the service's day: the date input's max is that date (a browser ignores max="today", and the
+    hint read "不大于 today")."""
+    from datetime import UTC, datetime
+
+    from service.console.routes import templates
+    from service.schemas import FormFieldOut
+
+    macro = templates.env.get_template("macros.html").module.field  # type: ignore[attr-defined]
+    signed = FormFieldOut(id="contract_signed_date", label="合同签订日期", type="date", required=True, readonly=False,
+                          max="today")
+    html = str(macro(signed, {}, {}, datetime(2026, 3, 1, 17, 0, tzinfo=UTC)))  # 2 March, 01:00 China time
+    assert 'max="2026-03-02"' in html and "不晚于今天（2026-03-02）" in html and "today" not in html
+    dated = FormFieldOut(id="d", label="日期", type="date", required=False, readonly=False, min="2026-01-01")
+    html = str(macro(dated, {}, {}, datetime(2026, 3, 1, 17, 0, tzinfo=UTC)))
+    assert 'min="2026-01-01"' in html and "不小于 2026-01-01" in html and "max=" not in html
+
+
 def test_the_console_shows_a_principal_only_what_the_api_shows_it(lifecycle_api: Api,
                                                                   browser_like: httpx.Client) -> None:
     api = lifecycle_api

@@ -138,14 +138,25 @@ def test_a_lost_race_is_answered_the_same_on_both_databases(engine: Engine, monk
 
     def stale(session: Any, principal: Any, task_id: str, *rest: Any) -> Any:
         row = load(session, principal, task_id, *rest)
-        return task_service._with(row, assignee=None)
+        return task_service._with(row, assignee=None, status="open")
 
     assert api.as_("wang", "data_bureau").post(f"/tasks/{technical}/claim").status_code == 200
     monkeypatch.setattr(task_service, "_load", stale)
     message = error(engine.as_("li", "data_bureau").post(f"/task/{technical}/claim", json={"userId": "li"}), 409,
                     "TaskAlreadyClaimedException")
     assert "wang" in message
+    # the same read, and the task completed meanwhile: as a claim of a completed task is answered
     monkeypatch.undo()
+    assert api.as_("wang", "data_bureau").post(f"/tasks/{technical}/complete",
+                                               json={"variables": {"decision": "revise"}}).status_code == 200
+    monkeypatch.setattr(task_service, "_load", stale)
+    message = error(engine.as_("li", "data_bureau").post(f"/task/{technical}/claim", json={"userId": "li"}), 409,
+                    "ProcessEngineException")
+    assert "completed" in message
+    monkeypatch.undo()
+    iid = api.start("parallel_review", {"project_name": "城市大脑"}, business_key="RACE-2")["id"]
+    technical = api.open_task(iid, "technical_review")["id"]
+    funding = api.open_task(iid, "funding_review")["id"]
 
     # while the engine works on one review, the other is completed and changes the instance first
     run_engine = AppContext.run_engine

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from service.clock import FrozenClock
 from tests.support import FIXTURES, T0, Api, Server, make_settings
@@ -265,6 +266,71 @@ def test_a_timer_at_a_counted_working_day_moves_with_its_task_when_the_arrangeme
         server.clock.set(datetime(2027, 1, 19, 16, 0, 1, tzinfo=UTC))
         assert server.scheduler.run_until_idle() == 1
         assert "filing_overdue" in api.open_elements(iid)
+    finally:
+        api.close()
+        server.stop()
+
+
+def _counted(tmp_path: Path, database_url: str | None, expression: str, started_on: datetime,
+             variables: dict[str, Any]) -> tuple[Server, Api, str]:
+    """COUNTED with `expression` as the task's due date and its timer's date, started at `started_on`."""
+    bpmn = tmp_path / "bpmn"
+    bpmn.mkdir()
+    text = COUNTED.replace("workdays_after(signed_on, 10)", expression).replace(
+        '<camunda:formField id="signed_on"', '<camunda:formField id="contract_end" type="date"/>\n'
+        '        <camunda:formField id="signed_on"')
+    (bpmn / "counted.bpmn").write_text(text, encoding="utf-8")
+    server = Server(make_settings(tmp_path, database_url, bpmn), FrozenClock(started_on))
+    server.start()
+    api = Api(server)
+    return server, api, str(api.start("counted", variables, business_key="CAL-3")["id"])
+
+
+def _restart_with_the_arrangement(tmp_path: Path, server: Server, at: datetime | None = None) -> None:
+    server.stop()
+    calendar = tmp_path / "calendar.json"
+    calendar.write_text('{"2027": {"holidays": ["2027-01-01", "2027-01-04", "2027-01-05", "2027-01-06", '
+                        '"2027-01-07", "2027-01-08"], "workdays": []}}')
+    server.settings.calendar_file = calendar
+    if at is not None:
+        server.clock.set(at)
+    server.start()
+
+
+def _dues(api: Api, iid: str) -> tuple[str, str]:
+    timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
+    return timer["due_at"], api.open_task(iid, "file_contract")["due_at"]
+
+
+def test_a_timer_that_does_more_than_count_working_days_never_falls_after_its_task(
+        tmp_path: Path, database_url: str | None) -> None:
+    """min(workdays_after(…), a contractual date): the count alone is not the date, so it is not counted again
+    (it once moved the timer to the count's new date, four days after the task's own deadline)."""
+    from datetime import UTC, datetime
+    expression = "min(workdays_after(signed_on, 10), days_after(contract_end, 0))"
+    server, api, iid = _counted(tmp_path, database_url, expression, datetime(2026, 12, 28, 2, 0, tzinfo=UTC),
+                                {"signed_on": "2026-12-28", "contract_end": "2027-01-15"})
+    try:
+        assert _dues(api, iid) == ("2027-01-12T16:00:00Z", "2027-01-12T16:00:00Z")
+        _restart_with_the_arrangement(tmp_path, server)
+        timer, task = _dues(api, iid)
+        assert task == "2027-01-15T16:00:00Z" and timer <= task
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_a_deadline_counted_from_today_is_counted_again_from_the_day_it_was_set(
+        tmp_path: Path, database_url: str | None) -> None:
+    """workdays_after(today(), 10): counted again two days later, the task's due date ran from that day
+    (21 January) while its timer ran from the day it was armed (19 January)."""
+    from datetime import UTC, datetime
+    server, api, iid = _counted(tmp_path, database_url, "workdays_after(today(), 10)",
+                                datetime(2026, 12, 28, 2, 0, tzinfo=UTC), {"signed_on": "2026-12-28"})
+    try:
+        assert _dues(api, iid) == ("2027-01-12T16:00:00Z", "2027-01-12T16:00:00Z")
+        _restart_with_the_arrangement(tmp_path, server, at=datetime(2026, 12, 30, 2, 0, tzinfo=UTC))
+        assert _dues(api, iid) == ("2027-01-19T16:00:00Z", "2027-01-19T16:00:00Z")
     finally:
         api.close()
         server.stop()
