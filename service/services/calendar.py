@@ -29,6 +29,8 @@ def recompute_provisional(ctx: AppContext) -> int:
             changed += _recompute(ctx, instance_id)
         except (Conflict, ProcessError) as e:
             log.warning("could not recompute the deadlines of instance %s: %s", instance_id, e.detail)
+        except Exception:  # one instance that cannot be recomputed does not keep the others (or the start) back
+            log.exception("could not recompute the deadlines of instance %s", instance_id)
     if changed:
         log.info("recomputed working-day deadlines of %d instances", changed)
     return changed

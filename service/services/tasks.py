@@ -337,6 +337,9 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
             raise Conflict(f"the task is {status}")
         if holder is None:  # claimed and released again meanwhile
             raise ConcurrentChange("the task was claimed and released meanwhile; try again")
+        if holder == principal.user:  # the caller's own claim got there first (a double click, a retry)
+            row = _with(row, assignee=holder)
+            return _detail(ctx, session, row, _variables(session, row.instance_id))
         raise Conflict(f"the task is claimed by {holder}", assignee=holder)
     row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
@@ -347,7 +350,8 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
 
 def _with(row: Any, **changes: Any) -> SimpleNamespace:
     """A row's columns as attributes that can be set, with the changes a statement made to them."""
-    return SimpleNamespace(**{**row._mapping, **changes})
+    fields = row._mapping if hasattr(row, "_mapping") else vars(row)  # a row, or one already changed so
+    return SimpleNamespace(**{**fields, **changes})
 
 
 def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from service.clock import FrozenClock
 from tests.support import FIXTURES, T0, Api, Server, make_settings
 
@@ -331,6 +333,38 @@ def test_a_deadline_counted_from_today_is_counted_again_from_the_day_it_was_set(
         assert _dues(api, iid) == ("2027-01-12T16:00:00Z", "2027-01-12T16:00:00Z")
         _restart_with_the_arrangement(tmp_path, server, at=datetime(2026, 12, 30, 2, 0, tzinfo=UTC))
         assert _dues(api, iid) == ("2027-01-19T16:00:00Z", "2027-01-19T16:00:00Z")
+    finally:
+        api.close()
+        server.stop()
+
+
+def test_an_instance_that_cannot_be_counted_again_keeps_neither_the_others_nor_the_start_back(
+        tmp_path: Path, database_url: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC
+
+    from service.services import calendar as recompute
+
+    settings = make_settings(tmp_path, database_url, FIXTURES)
+    server = Server(settings, FrozenClock(datetime(2026, 12, 24, 2, 0, tzinfo=UTC)))
+    server.start()
+    api = Api(server)
+    try:
+        first, second = (str(api.start("deadlines", {}, business_key=f"CAL-{i}")["id"]) for i in (5, 6))
+        server.stop()
+        calendar = tmp_path / "calendar.json"
+        calendar.write_text('{"2027": {"holidays": ["2027-01-01", "2027-01-04"], "workdays": ["2027-01-09"]}}')
+        settings.calendar_file = calendar
+        one = recompute._recompute
+
+        def failing(ctx: Any, instance_id: str) -> int:
+            if instance_id == first:
+                raise RuntimeError("the engine worker failed")
+            return one(ctx, instance_id)
+
+        monkeypatch.setattr(recompute, "_recompute", failing)
+        server.start()
+        assert api.instance(second)["open_tasks"][0]["due_at"] == "2027-01-09T16:00:00Z"
+        assert api.instance(first)["open_tasks"][0]["due_provisional"] is True  # left for the next start
     finally:
         api.close()
         server.stop()
