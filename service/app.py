@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
-import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,28 +104,6 @@ def _metrics_allowed(settings: Settings, request: Request) -> bool:
                                                                settings.metrics_token.encode())
 
 
-_SWITCH = {"running": 0, "saved": 0.0}
-_SWITCH_LOCK = threading.Lock()
-
-
-def _short_switch_interval(starting: bool) -> None:
-    """The thread holding SQLite's one writer gives up the GIL in every statement; under load the other request
-    threads kept it up to the switch interval (5 ms) each time, which stretched every write transaction and the
-    queue behind it. 0.5 ms while a service runs (bench compare at 8 clients: 8-10 % more requests per second and a
-    shorter tail; no change at one client); the process's own interval again once the last one has stopped, in
-    whatever order services of one process (the tests') start and stop."""
-    with _SWITCH_LOCK:
-        if starting:
-            if _SWITCH["running"] == 0:
-                _SWITCH["saved"] = sys.getswitchinterval()
-                sys.setswitchinterval(min(_SWITCH["saved"], 0.0005))
-            _SWITCH["running"] += 1
-        else:
-            _SWITCH["running"] -= 1
-            if _SWITCH["running"] == 0:
-                sys.setswitchinterval(_SWITCH["saved"])
-
-
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or Settings()
     ctx = build_context(settings, clock)
@@ -152,11 +129,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         # (a few hundred objects), and a collection here would cost a test process, which starts a service per
         # test, a full walk of its heap each time
         gc.freeze()
-        _short_switch_interval(True)
         try:
             yield
         finally:
-            _short_switch_interval(False)
             gc.unfreeze()  # a process that goes on (the tests) collects what this service left behind
             for w in workers:
                 w.stop()
