@@ -81,8 +81,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
     """A cursor's time, in UTC whatever offset it was made with (SQLite compares stored times as UTC text), and its
     id."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, ident = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        at, ident = _cursor_parts(cursor)
         return _cursor_time(at), _cursor_id(ident)
     except Exception:
         raise _bad_cursor() from None
@@ -91,14 +90,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, Any]:
 def decode_numbered_cursor(cursor: str, of: str) -> tuple[datetime, int]:
     """The time and id of a cursor that `encode_cursor(…, of=of)` made: refused if another list made it."""
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        at, ident, made_by = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        at, ident, made_by = _cursor_parts(cursor)
         number = _cursor_id(ident)
         if made_by != of or not isinstance(number, int):
             raise ValueError("a cursor of another list")
         return _cursor_time(at), number
     except Exception:
         raise _bad_cursor() from None
+
+
+def _cursor_parts(cursor: str) -> Any:
+    """What encode_cursor wrote (its padding left off): a JSON list, unchecked."""
+    return json.loads(base64.urlsafe_b64decode((cursor + "=" * (-len(cursor) % 4)).encode()))
 
 
 def _cursor_time(at: Any) -> datetime:

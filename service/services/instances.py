@@ -151,8 +151,9 @@ def read_in(ctx: AppContext, session: Session, principal: Principal, instance_id
 INSTANCE_STATUSES = ("running", "completed", "cancelled")
 
 
-def _instance_query(principal: Principal, process_key: str | None, status: str | None,
-                    business_key: str | None) -> Any:
+def instance_query(principal: Principal, process_key: str | None, status: str | None,
+                   business_key: str | None) -> Any:
+    """The instances the principal sees, with the lists' equality filters (the API's list, the console's)."""
     if status and status not in INSTANCE_STATUSES:  # a misspelt status is an error, not an empty list
         raise InvalidInput("unknown instance status", {"status": f"must be one of {', '.join(INSTANCE_STATUSES)}"})
     query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
@@ -164,7 +165,7 @@ def _instance_query(principal: Principal, process_key: str | None, status: str |
 def count_instances(session: Session, principal: Principal, *, process_key: str | None = None,
                     status: str | None = None, business_key: str | None = None) -> int:
     """How many instances list_instances finds with the same filters."""
-    query = _instance_query(principal, process_key, status, business_key)
+    query = instance_query(principal, process_key, status, business_key)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
@@ -172,7 +173,7 @@ def list_instances(ctx: AppContext, session: Session, principal: Principal, *, p
                    status: str | None, business_key: str | None, limit: int,
                    cursor: str | None, offset: int = 0) -> ProcessInstancePage:
     """Newest first; pages by cursor, or by offset (then without a next cursor)."""
-    query = _instance_query(principal, process_key, status, business_key)
+    query = instance_query(principal, process_key, status, business_key)
     if offset:
         if cursor:
             raise InvalidInput("give a cursor or an offset, not both", {"cursor": "not with offset"})

@@ -14,9 +14,9 @@ from service.auth import Principal
 from service.db.models import HumanTask, ProcessInstance, TaskCandidate
 from service.errors import InvalidInput
 from service.schemas import ProcessInstanceOut, TaskSummary
-from service.services.common import decode_cursor, encode_cursor, task_summary, where_given
+from service.services.common import decode_cursor, encode_cursor, task_summary
 from service.services.context import AppContext
-from service.services.instances import standing
+from service.services.instances import instance_query, standing
 from service.text import storable_problem
 
 NO_GROUP = ""  # tasks offered to named people only
@@ -169,9 +169,7 @@ def list_projects(ctx: AppContext, session: Session, principal: Principal, *, no
     the next page's cursor (None: no more)."""
     if not 1 <= limit <= 200:
         raise InvalidInput("the page is out of range", {"limit": "1 to 200"})
-    query = where_given(select(ProcessInstance), (ProcessInstance.process_key, process_key),
-                        (ProcessInstance.status, status), (ProcessInstance.business_key, business_key))
-    query = query.where(policy.visible_instances(principal))
+    query = instance_query(principal, process_key, status, business_key)
     if overdue:
         query = query.where(_overdue_task(now))  # type: ignore[arg-type]
     if cursor:

@@ -350,8 +350,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
 
 def _with(row: Any, **changes: Any) -> SimpleNamespace:
     """A row's columns as attributes that can be set, with the changes a statement made to them."""
-    fields = row._mapping if hasattr(row, "_mapping") else vars(row)  # a row, or one already changed so
-    return SimpleNamespace(**{**fields, **changes})
+    return SimpleNamespace(**{**row._mapping, **changes})
 
 
 def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: str) -> TaskDetail:

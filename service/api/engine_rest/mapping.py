@@ -176,10 +176,10 @@ def _integer(name: str, type_: str, value: Any) -> int:
 def _decimal(name: str, value: Any) -> Decimal:
     if isinstance(value, bool) or value is None:
         raise _type_error(name, "Double", value, "not a number")
+    if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value.strip()):  # ASCII digits, not ١٢٣
+        raise _type_error(name, "Double", value, "not a number")
     try:
         # a float's shortest repr is what the client wrote: 49.99 stays exactly 49.99
-        if isinstance(value, str) and not DECIMAL_TEXT.fullmatch(value.strip()):  # ASCII digits, not ١٢٣
-            raise InvalidOperation
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
     except InvalidOperation:
         raise _type_error(name, "Double", value, "not a number") from None
