@@ -222,6 +222,23 @@ def link(page: httpx.Response, ident: str) -> str | None:
     return match.group(1).replace("&amp;", "&") if match else None
 
 
+@pytest.fixture
+def pages_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's projects list two to a page: a few projects make several pages."""
+    from service.console import routes
+
+    monkeypatch.setattr(routes, "PAGE", 2)
+
+
+def reviews_a_minute_apart(api: Api, prefix: str, count: int) -> list[str]:
+    """`count` review projects started a minute apart, oldest first: their ids."""
+    started = []
+    for i in range(count):
+        api.clock.advance(timedelta(minutes=1))
+        started.append(str(api.start("review", REVIEW, business_key=f"{prefix}-{i}")["id"]))
+    return started
+
+
 def every_page(client: httpx.Client, url: str) -> list[list[str]]:
     """The pages reached from `url` by following each page's next link."""
     pages = []
@@ -235,10 +252,7 @@ def every_page(client: httpx.Client, url: str) -> list[list[str]]:
 
 
 def test_a_project_started_between_two_pages_neither_shows_twice_nor_pushes_one_off(
-        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
+        api: Api, admin_console: httpx.Client, pages_of_two: None) -> None:
     started = []
     for i in range(5):
         if i != 3:  # the third and the fourth start at the same moment, on both sides of the first page's end
@@ -263,10 +277,7 @@ def test_a_project_started_between_two_pages_neither_shows_twice_nor_pushes_one_
 
 
 def test_the_filters_and_the_overdue_filter_hold_on_every_page(api: Api, admin_console: httpx.Client,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
+                                                               pages_of_two: None) -> None:
     overdue, others = [], []
     for i in range(8):  # reviews (due in 10 days) and other processes' projects in turn
         api.clock.advance(timedelta(minutes=1))
@@ -322,14 +333,8 @@ BAD_CURSORS = {
 
 @pytest.mark.parametrize("cursor", BAD_CURSORS.values(), ids=BAD_CURSORS.keys())
 def test_a_bad_cursor_shows_the_first_page_and_says_so(api: Api, admin_console: httpx.Client, cursor: str,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
-    started = []
-    for i in range(3):
-        api.clock.advance(timedelta(minutes=1))
-        started.append(api.start("review", REVIEW, business_key=f"B-{i}")["id"])
+                                                       pages_of_two: None) -> None:
+    started = reviews_a_minute_apart(api, "B", 3)
     page = admin_console.get("/console/projects", params={"process_key": "review", "cursor": cursor})
     assert listed(page) == started[:0:-1]  # the first page, with its next link
     assert 'id="paging-notice"' in page.text and "翻页链接无效" in page.text
@@ -338,10 +343,7 @@ def test_a_bad_cursor_shows_the_first_page_and_says_so(api: Api, admin_console: 
 
 
 def test_the_apis_cursors_page_the_console_alike_and_anothers_list_is_no_500(
-        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
+        api: Api, admin_console: httpx.Client, pages_of_two: None) -> None:
     for i in range(5):
         api.clock.advance(timedelta(minutes=1))
         api.start("review", REVIEW, business_key=f"A-{i}")
@@ -356,14 +358,8 @@ def test_the_apis_cursors_page_the_console_alike_and_anothers_list_is_no_500(
 
 
 def test_a_cursor_past_the_last_project_says_so_and_links_back_with_the_filters(
-        api: Api, admin_console: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
-    started = []
-    for i in range(3):
-        api.clock.advance(timedelta(minutes=1))
-        started.append(api.start("review", REVIEW, business_key=f"E-{i}")["id"])
+        api: Api, admin_console: httpx.Client, pages_of_two: None) -> None:
+    started = reviews_a_minute_apart(api, "E", 3)
     params = {"process_key": "review", "status": "running"}
     page = admin_console.get("/console/projects", params=params)
     next_url = link(page, "next-page")
@@ -383,14 +379,8 @@ def test_a_cursor_past_the_last_project_says_so_and_links_back_with_the_filters(
 
 
 def test_a_page_number_from_an_old_link_shows_the_first_page(api: Api, admin_console: httpx.Client,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.console import routes
-
-    monkeypatch.setattr(routes, "PAGE", 2)
-    started = []
-    for i in range(3):
-        api.clock.advance(timedelta(minutes=1))
-        started.append(api.start("review", REVIEW, business_key=f"O-{i}")["id"])
+                                                             pages_of_two: None) -> None:
+    started = reviews_a_minute_apart(api, "O", 3)
     for number in ("1", "2", "7", "99999", "0", "x"):
         page = admin_console.get("/console/projects", params={"process_key": "review", "page": number})
         assert listed(page) == started[:0:-1], number
@@ -399,18 +389,16 @@ def test_a_page_number_from_an_old_link_shows_the_first_page(api: Api, admin_con
 
 
 @pytest.mark.parametrize("who", ["department", "admin"])
-def test_the_projects_pages_are_read_as_the_apis_list_is(api: Api, who: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_projects_pages_are_read_as_the_apis_list_is(api: Api, who: str, pages_of_two: None) -> None:
     """The same index ranges as GET /process-instances (tests/api/test_query_plans.py): newest first without a sort,
     a later page bounded by its cursor in the index, with the process filter on its own index. With the overdue
     filter SQLite reads the same ranges; PostgreSQL may start from the overdue open tasks instead (their index on
     the due time) and sort the projects they belong to, a plan that costs the overdue tasks rather than the page,
     which it prices lower while they are few: either, never a scan of a table."""
-    from service.console import routes
     from tests.api.test_query_plans import INSTANCE_ORDER, INSTANCES, INSTANCES_OF_A_PROCESS, explain, problems
 
     OVERDUE_TASKS = "ix_human_task_due_created"  # status, due_at, created_at, id
 
-    monkeypatch.setattr(routes, "PAGE", 2)
     for i in range(12):  # as many as the API's plans are checked on: the planner's choice depends on it
         api.start("parallel_review", {"project_name": "城市大脑"}, business_key=f"S-{i}")
         api.clock.advance(timedelta(minutes=7))
