@@ -232,47 +232,6 @@ COUNTED = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def test_a_timer_at_a_counted_working_day_moves_with_its_task_when_the_arrangement_comes(
-        tmp_path: Path, database_url: str | None) -> None:
-    """A boundary timer at `workdays_after(signed_on, 10)` (a date, not a duration) was computed once: when the
-    next year's 调休 arrangement was configured, its task's due date moved and the timer stayed (and stopped
-    being marked provisional), so the overdue notice came five working days before the task's own deadline
-    (Qufu's contract_signing_deadline, contract_filing_deadline; Wuxing's, Yulin's alike)."""
-    from datetime import UTC, datetime
-    bpmn = tmp_path / "bpmn"
-    bpmn.mkdir()
-    (bpmn / "counted.bpmn").write_text(COUNTED, encoding="utf-8")
-    settings = make_settings(tmp_path, database_url, bpmn)
-    server = Server(settings, FrozenClock(datetime(2026, 12, 28, 2, 0, tzinfo=UTC)))
-    server.start()
-    api = Api(server)
-    try:
-        iid = api.start("counted", {"signed_on": "2026-12-28"}, business_key="CAL-2")["id"]
-        # rule-based 2027 (1 January off): the 10th working day after Monday 28 December is Tuesday 12 January
-        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
-        task = api.open_task(iid, "file_contract")
-        assert (timer["due_at"], timer["provisional"]) == ("2027-01-12T16:00:00Z", True)
-        assert (task["due_at"], task["due_provisional"]) == ("2027-01-12T16:00:00Z", True)
-        server.stop()
-        calendar = tmp_path / "calendar.json"
-        calendar.write_text('{"2027": {"holidays": ["2027-01-01", "2027-01-04", "2027-01-05", "2027-01-06", '
-                            '"2027-01-07", "2027-01-08"], "workdays": []}}')
-        settings.calendar_file = calendar
-        server.start()
-        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
-        task = api.open_task(iid, "file_contract")
-        assert (task["due_at"], task["due_provisional"]) == ("2027-01-19T16:00:00Z", False)
-        assert (timer["due_at"], timer["provisional"]) == ("2027-01-19T16:00:00Z", False)
-        server.clock.set(datetime(2027, 1, 12, 16, 0, 1, tzinfo=UTC))
-        assert server.scheduler.run_until_idle() == 0  # not at the old time
-        server.clock.set(datetime(2027, 1, 19, 16, 0, 1, tzinfo=UTC))
-        assert server.scheduler.run_until_idle() == 1
-        assert "filing_overdue" in api.open_elements(iid)
-    finally:
-        api.close()
-        server.stop()
-
-
 def _counted(tmp_path: Path, database_url: str | None, expression: str, started_on: datetime,
              variables: dict[str, Any]) -> tuple[Server, Api, str]:
     """COUNTED with `expression` as the task's due date and its timer's date, started at `started_on`."""
@@ -302,6 +261,36 @@ def _restart_with_the_arrangement(tmp_path: Path, server: Server, at: datetime |
 def _dues(api: Api, iid: str) -> tuple[str, str]:
     timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
     return timer["due_at"], api.open_task(iid, "file_contract")["due_at"]
+
+
+def test_a_timer_at_a_counted_working_day_moves_with_its_task_when_the_arrangement_comes(
+        tmp_path: Path, database_url: str | None) -> None:
+    """A boundary timer at `workdays_after(signed_on, 10)` (a date, not a duration) was computed once: when the
+    next year's 调休 arrangement was configured, its task's due date moved and the timer stayed (and stopped
+    being marked provisional), so the overdue notice came five working days before the task's own deadline
+    (Qufu's contract_signing_deadline, contract_filing_deadline; Wuxing's, Yulin's alike)."""
+    from datetime import UTC
+    server, api, iid = _counted(tmp_path, database_url, "workdays_after(signed_on, 10)",
+                                datetime(2026, 12, 28, 2, 0, tzinfo=UTC), {"signed_on": "2026-12-28"})
+    try:
+        # rule-based 2027 (1 January off): the 10th working day after Monday 28 December is Tuesday 12 January
+        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
+        task = api.open_task(iid, "file_contract")
+        assert (timer["due_at"], timer["provisional"]) == ("2027-01-12T16:00:00Z", True)
+        assert (task["due_at"], task["due_provisional"]) == ("2027-01-12T16:00:00Z", True)
+        _restart_with_the_arrangement(tmp_path, server)
+        timer = next(w for w in api.waiting(iid) if w["element_id"] == "filing_deadline")
+        task = api.open_task(iid, "file_contract")
+        assert (task["due_at"], task["due_provisional"]) == ("2027-01-19T16:00:00Z", False)
+        assert (timer["due_at"], timer["provisional"]) == ("2027-01-19T16:00:00Z", False)
+        server.clock.set(datetime(2027, 1, 12, 16, 0, 1, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 0  # not at the old time
+        server.clock.set(datetime(2027, 1, 19, 16, 0, 1, tzinfo=UTC))
+        assert server.scheduler.run_until_idle() == 1
+        assert "filing_overdue" in api.open_elements(iid)
+    finally:
+        api.close()
+        server.stop()
 
 
 def test_a_timer_that_does_more_than_count_working_days_never_falls_after_its_task(
