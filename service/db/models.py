@@ -217,13 +217,17 @@ class HumanTask(Base):
 
 
 class TaskCandidate(Base):
-    """One row per (task, group or user) so the inbox query is an indexed join."""
+    """One row per (task, group or user) the task is offered to, with the task's status and creation time kept on
+    it: a group's inbox is one range of ix_task_candidate_inbox, in the inbox's order, whatever other groups have
+    open and however many tasks the group closed before (every change of a task's status changes its rows too)."""
 
     __tablename__ = "task_candidate"
-    __table_args__ = (Index("ix_task_candidate_lookup", "kind", "value", "task_id"),)
+    __table_args__ = (Index("ix_task_candidate_inbox", "kind", "value", "status", "created_at", "task_id"),)
     task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(Str(10), primary_key=True)  # group | user
     value: Mapped[str] = mapped_column(Str(200), primary_key=True)
+    status: Mapped[str] = mapped_column(Str(20))  # the task's
+    created_at: Mapped[datetime]  # the task's
 
 
 class WaitingEvent(Base):

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cachetools import LRUCache
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, event, or_, select
 from sqlalchemy.orm import Session
 
 from service.clock import Clock
@@ -97,6 +97,8 @@ class AppContext:
             try:
                 with session.begin():
                     yield session
+                    if self.settings.verify_state_storage and session.in_transaction():  # not rolled back
+                        _check_candidates(session)
             finally:
                 session.close()
         finally:
@@ -249,3 +251,16 @@ def engine_error(e: EngineFailure) -> Exception:
     if e.kind in ("engine", "timeout", "memory", "crashed"):
         return ProcessError(e.message, element_id=e.element_id)
     return RuntimeError(f"engine: {e.kind}: {e.message}")
+
+
+def _check_candidates(session: Session) -> None:
+    """Every task_candidate row has its task's status and creation time (a test-suite setting: a statement that
+    closes a task without services.store.tasks_closed would leave the task in its groups' inboxes)."""
+    from service.db.models import HumanTask, TaskCandidate
+
+    stale = session.execute(select(TaskCandidate.task_id, TaskCandidate.status, HumanTask.status)
+                            .join(HumanTask, HumanTask.id == TaskCandidate.task_id)
+                            .where(or_(TaskCandidate.status != HumanTask.status,
+                                       TaskCandidate.created_at != HumanTask.created_at)).limit(5)).all()
+    if stale:
+        raise AssertionError(f"task_candidate rows out of step with their tasks (task, kept, actual): {stale}")

@@ -201,7 +201,7 @@ def _follow_open_tasks(session: Any, row: ProcessInstance, target: ProcessDefini
             task.candidate_groups, task.candidate_users = t.candidate_groups, t.candidate_users
             session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
             session.flush()
-            for g in t.candidate_groups:
-                session.add(TaskCandidate(task_id=task.id, kind="group", value=g))
-            for u in t.candidate_users:
-                session.add(TaskCandidate(task_id=task.id, kind="user", value=u))
+            for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)):
+                for value in values:
+                    session.add(TaskCandidate(task_id=task.id, kind=kind, value=value, status=task.status,
+                                              created_at=task.created_at))

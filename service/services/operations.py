@@ -19,7 +19,7 @@ from service.services import instances, outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary
 from service.services.context import AppContext
-from service.services.store import apply, committed, open_tasks_of
+from service.services.store import apply, committed, open_tasks_of, tasks_closed
 from service.services.tasks import _load as load_task
 
 
@@ -95,6 +95,7 @@ def send_back(ctx: AppContext, principal: Principal, task_id: str, to_element_id
             .values(status="cancelled", completed_at=now).execution_options(synchronize_session=False))
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             raise Conflict("the task was completed or claimed by someone else")
+        tasks_closed(session, [row.id], "cancelled")
         audit = AuditTrail.for_instance(session, instance.id)
         audit.append(now, principal.user, "task.sent_back", task_id=row.id, element_id=row.element_id,
                      data={"to_element_id": to_element_id, "comment": comment})
@@ -161,6 +162,7 @@ def withdraw(ctx: AppContext, principal: Principal, task_id: str, comment: str |
                 .values(status="cancelled", completed_at=now).execution_options(synchronize_session=False))
             if done.rowcount != len(ids):  # type: ignore[attr-defined]
                 raise Conflict("the next step was claimed meanwhile")
+            tasks_closed(session, ids, "cancelled")
         audit = AuditTrail.for_instance(session, instance.id)
         for r in next_rows:
             audit.append(now, principal.user, "task.cancelled", task_id=r.id, element_id=r.element_id,

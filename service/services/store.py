@@ -59,13 +59,24 @@ _TASK_COLUMNS = ("id", "instance_id", "definition_id", "process_key", "business_
                  "documentation", "lane", "candidate_groups", "candidate_users", "assignee", "form_key", "status",
                  "created_at", "due_at", "due_provisional")
 _INSERT_TASKS = Prepared(insert(_TASKS), keys=_TASK_COLUMNS)
-_INSERT_CANDIDATES = Prepared(insert(TaskCandidate.__table__), keys=("task_id", "kind", "value"))  # type: ignore[arg-type]
+_CANDIDATES: Table = TaskCandidate.__table__  # type: ignore[assignment]
+_INSERT_CANDIDATES = Prepared(insert(_CANDIDATES), keys=("task_id", "kind", "value", "status", "created_at"))
+# a task's candidate rows keep its status (the inbox reads it there): every statement that closes a task is followed
+# by this one for the same tasks
+_CANDIDATES_STATUS = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
+                              .values(status=bindparam("status")))
 _WAITING_COLUMNS = ("instance_id", "process_key", "business_key", "kind", "name", "element_id", "spiff_task_id",
                     "due_at", "calendar", "provisional", "attempts")
 _INSERT_WAITING = Prepared(insert(_WAITING_T), keys=_WAITING_COLUMNS)
 _WAITING = Prepared(select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spiff_task_id, _WAITING_T.c.element_id,
                            _WAITING_T.c.due_at, _WAITING_T.c.provisional)
                     .where(_WAITING_T.c.instance_id == bindparam("i")))
+
+
+def tasks_closed(session: Session, task_ids: list[str], status: str) -> None:
+    """The candidate rows of tasks just closed (completed or cancelled) take their task's new status."""
+    if task_ids:
+        _CANDIDATES_STATUS.execute(session, [{"b_task": task_id, "status": status} for task_id in task_ids])
 
 
 def open_tasks_of(session: Session, instance_ids: list[str]) -> list[HumanTask]:
@@ -233,8 +244,9 @@ def _write_tasks(session: Session, instance: ProcessInstance, changes: _TaskChan
     """The task rows as the engine now has them: new ones inserted, vanished ones cancelled (plain multi-row
     statements: a request's cost is its statements). Returns the open task rows, oldest first."""
     if changes.gone:
-        session.execute(update(_TASKS).where(_TASKS.c.id.in_([g[0] for g in changes.gone]))
-                        .values(status="cancelled", completed_at=now))
+        gone = [g[0] for g in changes.gone]
+        session.execute(update(_TASKS).where(_TASKS.c.id.in_(gone)).values(status="cancelled", completed_at=now))
+        tasks_closed(session, gone, "cancelled")
     kept = list(changes.kept)
     if changes.new:
         kept += _insert_tasks(session, instance, changes.new, now)
@@ -251,7 +263,7 @@ def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], n
         "created_at": now, "due_at": t.due_at, "due_provisional": t.due_provisional,
     } for t in new]
     _INSERT_TASKS.execute(session, rows)
-    candidates = [{"task_id": t.id, "kind": kind, "value": value} for t in new
+    candidates = [{"task_id": t.id, "kind": kind, "value": value, "status": "open", "created_at": now} for t in new
                   for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
     if candidates:
         _INSERT_CANDIDATES.execute(session, candidates)

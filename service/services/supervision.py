@@ -122,10 +122,11 @@ def _counted_tasks(principal: Principal, process_key: str | None) -> tuple[FromC
 
 def _seen_open_tasks(principal: Principal, process_key: str | None) -> CTE:
     """The ids of the open tasks a principal other than an administrator sees (policy.visible_tasks), each once,
-    read from where they are named: the task_candidate rows of its groups and of its name (ix_task_candidate_lookup
-    (kind, value, task_id)), its claims (ix_human_task_assignee_created) and the tasks of the processes granted to
-    it. So a department member's counts cost the tasks offered to it, not every open task with the policy's
-    EXISTS lookups on each (tests/api/test_supervision_scope.py checks these are the policy's tasks).
+    read from where they are named: the open task_candidate rows of its groups and of its name
+    (ix_task_candidate_inbox (kind, value, status, created_at, task_id)), its claims (ix_human_task_assignee_created)
+    and the tasks of the processes granted to it. So a department member's counts cost the open tasks offered to
+    it, not every open task with the policy's EXISTS lookups on each, nor the tasks its groups closed before
+    (tests/api/test_supervision_scope.py checks these are the policy's tasks).
 
     The policy's one other way to see a task, having completed it, adds no open task: completed_by is written
     only with status 'completed' (tasks.py's _COMPLETE); a task sent back or withdrawn is opened again as a new
@@ -135,8 +136,9 @@ def _seen_open_tasks(principal: Principal, process_key: str | None) -> CTE:
                                           *([HumanTask.process_key == process_key] if process_key else []))
 
     def offered(kind: str, values: ColumnElement[bool]) -> Select[Any]:
-        # open or not: the join to human_task in _counted_tasks keeps the open ones
-        return select(TaskCandidate.task_id.label("id")).where(TaskCandidate.kind == kind, values)
+        # the open ones only: the candidate rows keep their task's status
+        return select(TaskCandidate.task_id.label("id")).where(TaskCandidate.kind == kind, values,
+                                                               TaskCandidate.status == "open")
 
     if process_key and process_key in principal.processes:
         return open_of().cte("seen")  # the whole process is granted

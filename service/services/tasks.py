@@ -32,7 +32,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import Stored, apply, committed
+from service.services.store import Stored, apply, committed, tasks_closed
 from service.text import storable_problem
 
 TASK_STATUSES = ("open", "completed", "cancelled")
@@ -215,9 +215,29 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
 _INBOX_PAGES: dict[tuple[bool, tuple[str, ...], bool], Prepared] = {}
 
 
+# columns with an index of their own in the inbox's order (an assignee's, a project's) or of a few rows (an
+# instance's): a group's inbox filtered by one of them reads that index, not the group's range
+_NARROW = frozenset({"assignee", "business_key", "instance_id"})
+
+
 def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepared:
     """An inbox page's statement for the filters given (a candidate group, column equalities, a cursor), with the
-    values bound: the statement _task_query and list_tasks build for them, prepared once per combination."""
+    values bound: the statement _task_query and list_tasks build for them, prepared once per combination.
+
+    A group's inbox is read from the group's candidate rows, which keep the task's status and creation time: one
+    range of ix_task_candidate_inbox (kind, value, status, created_at, task_id) in the inbox's order, each task then
+    by its primary key. So a page costs its own rows, whatever the other groups have open."""
+    if group and not _NARROW.intersection(given):
+        query = (select(_T).select_from(_C.join(_T, _T.c.id == _C.c.task_id))
+                 .where(_C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP),
+                        _C.c.status == bindparam("status")))
+        for name in given:
+            query = query.where(_T.c[name] == bindparam(name, type_=LOOKUP))
+        if after:
+            query = query.where(tuple_(_C.c.created_at, _C.c.task_id)
+                                > tuple_(bindparam("at", type_=_C.c.created_at.type),
+                                         bindparam("after_id", type_=LOOKUP)))
+        return Prepared(query.order_by(_C.c.created_at, _C.c.task_id).limit(bindparam("n")))
     query = select(_T).where(_T.c.status == bindparam("status"))
     if group:
         query = query.where(exists(select(_C.c.task_id).where(
@@ -405,6 +425,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
             "submitted": to_json_value(clean), "outputs": written, "comment": comment})
         if claimed.rowcount != 1:
             raise Conflict("the task was completed or claimed by someone else")
+        tasks_closed(session, [row.id], "completed")
         audit = AuditTrail.for_instance(session, instance.id)
         data: dict[str, Any] = {"variables": clean}
         if comment is not None:

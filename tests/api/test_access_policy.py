@@ -66,13 +66,14 @@ def test_a_candidate_group_sees_its_tasks_and_their_instances(api: Api) -> None:
 def test_a_task_offered_to_a_user_by_name_is_theirs(api: Api) -> None:
     inst = api.start("review", START, business_key="CU-1")
     task_id = inst["open_tasks"][0]["id"]
-    from sqlalchemy import update
+    from sqlalchemy import select, update
 
     from service.db.models import HumanTask, TaskCandidate
 
     with api.server.ctx.session_factory() as session, session.begin():
         session.execute(update(HumanTask).where(HumanTask.id == task_id).values(candidate_users=["sun"]))
-        session.add(TaskCandidate(task_id=task_id, kind="user", value="sun"))
+        created_at = session.scalar(select(HumanTask.created_at).where(HumanTask.id == task_id))
+        session.add(TaskCandidate(task_id=task_id, kind="user", value="sun", status="open", created_at=created_at))
     sun = api.as_("sun")
     assert task_id in _ids(sun.get("/tasks").json())
     assert sun.post(f"/tasks/{task_id}/claim").status_code == 200

@@ -166,7 +166,8 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
         with engine.connect() as connection:
             connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
             connection.exec_driver_sql(
-                "INSERT INTO task_candidate (task_id, kind, value) VALUES ('t-orphan', 'group', 'g')")
+                "INSERT INTO task_candidate (task_id, kind, value, status, created_at) "
+                "VALUES ('t-orphan', 'group', 'g', 'open', '2026-01-01 00:00:00.000000')")
             connection.commit()
     finally:
         engine.dispose()

@@ -29,11 +29,11 @@ INBOX = 1
 # task; claim, the answer (instance, read under its lock: it carries the audit head; completed tasks); anchor, audit
 # event
 CLAIM = 6
-# read: task with its instance and whether another task is open; write: the completion, instance (state header and
-# the audit anchor, chained from the head read), the changed state rows (deleted, inserted, rewritten), the new task
-# and its candidate, audit events, outbox (no open tasks are read: the completed one was the only one; no waits are
-# read: the instance waited on nothing)
-COMPLETE = 10
+# read: task with its instance and whether another task is open; write: the completion and its candidate rows' status
+# (a group's inbox reads it there), instance (state header and the audit anchor, chained from the head read), the
+# changed state rows (deleted, inserted, rewritten), the new task and its candidate, audit events, outbox (no open
+# tasks are read: the completed one was the only one; no waits are read: the instance waited on nothing)
+COMPLETE = 11
 
 
 def _count(api: Api, request: Callable[[], httpx.Response], expected_status: int) -> tuple[int, httpx.Response]:
