@@ -260,22 +260,14 @@ def inbox(request: Request, process_key: str = "", overdue: str = "") -> Respons
     now = ctx.clock.now()
     only_overdue = _flag(overdue)
     with ctx.read() as db:
-        common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None,
-                                      status="open", due_before=None, overdue=True if only_overdue else None,
-                                      now=now, process_key=process_key or None)
+        def most_urgent(offered: bool) -> tuple[list[Any], int]:
+            """A list most urgent first (due date; a task without one after every one with; then the oldest), so
+            that one longer than a page shows its most urgent tasks; and how many there are."""
+            return task_service.most_urgent(db, principal, offered=offered, process_key=process_key or None,
+                                            only_overdue=only_overdue, now=now, limit=INBOX_PAGE)
 
-        def most_urgent(**only: Any) -> tuple[list[Any], int]:
-            """A list read most urgent first (due date; a task without one after every one with; then the oldest),
-            so that one longer than a page shows its most urgent tasks; and how many there are."""
-            items = task_service.list_tasks(db, principal, **common, **only, limit=INBOX_PAGE + 1, cursor=None,
-                                            sort_by="due").items
-            if len(items) <= INBOX_PAGE:
-                return items, len(items)
-            return items[:INBOX_PAGE], task_service.count_tasks(db, principal, **common, **only)
-
-        mine, mine_total = most_urgent(assignee=principal.user)
-        offered, offered_total = most_urgent(assignee=None, candidate_user=principal.user,
-                                             candidate_user_groups=principal.groups, unassigned=True)
+        mine, mine_total = most_urgent(offered=False)
+        offered, offered_total = most_urgent(offered=True)
         names = _definition_names(db)
         projects = _projects(db, principal, {t.process_instance_id for t in [*mine, *offered]})
         groups = _group_labels(ctx, db)

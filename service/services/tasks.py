@@ -6,7 +6,7 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, bindparam, exists, func, or_, select, tuple_, update
+from sqlalchemy import Connection, Select, Table, bindparam, exists, func, or_, select, tuple_, union, update
 from sqlalchemy.orm import Session
 
 from service import policy
@@ -16,7 +16,16 @@ from service.db.prepared import Prepared
 from service.engine import forms
 from service.engine.forms import to_json_value
 from service.errors import ConcurrentChange, Conflict, InvalidInput, NotFound
-from service.schemas import CommentOut, CompletionOut, FormFieldOut, TaskDetail, TaskPage, TaskRecord, TaskRecordPage
+from service.schemas import (
+    CommentOut,
+    CompletionOut,
+    FormFieldOut,
+    TaskDetail,
+    TaskPage,
+    TaskRecord,
+    TaskRecordPage,
+    TaskSummary,
+)
 from service.services import outbox
 from service.services.audit import AuditTrail
 from service.services.common import (
@@ -286,6 +295,40 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
                         candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
                         unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id)
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def most_urgent(session: Session, principal: Principal, *, offered: bool, process_key: str | None,
+                only_overdue: bool, now: datetime, limit: int) -> tuple[list[TaskSummary], int]:
+    """The open tasks claimed by the principal (offered=False), or offered to it by name or to one of its groups and
+    claimed by no one (offered=True), the most urgent first (by due date, those without one after the rest, then
+    the oldest first), at most `limit`; and how many there are (the console's inbox).
+
+    Read from where they are named: the principal's range of ix_human_task_assignee_created, or the open candidate
+    rows of its groups and its name (ix_task_candidate_inbox), each task then by its id; and put in order here.
+    Asked in that order, the database reads every open task by due date until it has found a page of the
+    principal's (SQLite prefers an index in the order asked for to any other), then all of them again to count
+    them: at 100,000 open tasks, a quarter of a second for a department's inbox. The same tasks, in the same order,
+    as list_tasks with sort_by="due" and count_tasks (tests/api/test_console_inbox_order.py)."""
+    if offered:
+        named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open")]
+        if principal.groups:
+            named.append(select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
+                                                    _C.c.status == "open"))
+        # the candidate rows are the only condition the database is given: with another one (assignee IS NULL,
+        # the process) SQLite reads that index instead, every unclaimed open task
+        found = select(_T.c.id, _T.c.due_at, _T.c.created_at, _T.c.assignee, _T.c.process_key, _T.c.status).where(
+            _T.c.id.in_(union(*named)))
+    else:
+        found = select(_T.c.id, _T.c.due_at, _T.c.created_at, _T.c.assignee, _T.c.process_key, _T.c.status).where(
+            _T.c.assignee == principal.user, _T.c.status == "open")
+    keys = [r for r in session.execute(found)
+            if r.status == "open" and (r.assignee is None if offered else r.assignee == principal.user)
+            and (process_key is None or r.process_key == process_key)
+            and (not only_overdue or (r.due_at is not None and r.due_at < now))]
+    keys.sort(key=lambda r: (r.due_at is None, r.due_at or now, r.created_at, r.id))
+    shown = [r.id for r in keys[:limit]]
+    rows: dict[str, Any] = {r.id: r for r in session.execute(select(_T).where(_T.c.id.in_(shown)))} if shown else {}
+    return [task_summary(rows[i]) for i in shown if i in rows], len(keys)
 
 
 def _load(session: Session | Connection, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW

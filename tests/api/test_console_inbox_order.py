@@ -4,13 +4,35 @@ are in all."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
+from service.auth import Principal
 from service.console import routes
+from service.services import tasks as tasks_service
+from tests.api.test_query_plans import _nodes
 from tests.api.test_supervision import DIAGRAM, start
-from tests.support import Api
+from tests.api.test_supervision_scope import (
+    NAMESAKES,
+    NOW,
+    PROCESSES,
+    SCOPE,
+    TWICE,
+    Task,
+    _explain,
+    _rows,
+    _store,
+    plan_problems,
+    principals,
+    tasks,
+)
+from tests.api.test_supervision_scope import scope as scope  # noqa: F401 - the fixture, under its own name
+from tests.support import Api, Statement, executed
 
 
 def _listed(page: str, section: str) -> list[str]:
@@ -51,3 +73,77 @@ def test_of_tasks_equally_urgent_the_oldest_are_shown(api: Api, monkeypatch: pyt
                                                     "next": "/console/inbox"})
         assert login.status_code == 303, login.text
         assert _listed(client.get("/console/inbox").text, "offered") == [t["id"] for t in undated[:3]]
+
+
+# ---- read where the tasks are named, ordered by the service --------------------------------------------
+def test_the_inbox_lists_the_same_tasks_as_the_general_query_in_its_order(scope: Api) -> None:
+    """tasks.most_urgent (the console's two lists) reads the principal's claims and its open candidate rows, and
+    orders them itself: for random tasks, principals, filters and page sizes it answers the page and the total that
+    list_tasks(sort_by="due") and count_tasks answer for the same filters, ties included (deadlines and creation
+    times repeat; a task is offered to several of the principal's groups, and to its name)."""
+    @SCOPE
+    @given(generated=st.lists(tasks, max_size=12), principal=principals, offered=st.booleans(),
+           process_key=st.none() | st.sampled_from(PROCESSES), only_overdue=st.booleans(),
+           limit=st.sampled_from((1, 2, 500)))
+    @example(generated=TWICE, principal=Principal("u1", frozenset({"a", "b"})), offered=True, process_key=None,
+             only_overdue=False, limit=500)
+    @example(generated=NAMESAKES, principal=Principal("a"), offered=True, process_key=None, only_overdue=False,
+             limit=500)
+    def run(generated: list[Task], principal: Principal, offered: bool, process_key: str | None,
+            only_overdue: bool, limit: int) -> None:
+        rows = _rows(generated)
+        _store(scope, rows)
+        common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None,
+                                      status="open", due_before=None, overdue=True if only_overdue else None,
+                                      now=NOW, process_key=process_key)
+        only: dict[str, Any] = (dict(assignee=None, candidate_user=principal.user,
+                                     candidate_user_groups=principal.groups, unassigned=True) if offered
+                                else dict(assignee=principal.user))
+        with scope.server.ctx.read() as session:
+            page, total = tasks_service.most_urgent(session, principal, offered=offered, process_key=process_key,
+                                                    only_overdue=only_overdue, now=NOW, limit=limit)
+            general = tasks_service.list_tasks(session, principal, **common, **only, limit=limit, cursor=None,
+                                               sort_by="due").items
+            counted = tasks_service.count_tasks(session, principal, **common, **only)
+        assert ([t.id for t in page], total) == ([t.id for t in general], counted), (principal, offered, rows)
+        assert page == general  # every field of each summary
+
+    run()
+
+
+def _human_task_reads(api: Api, statement: Statement) -> list[str]:
+    """How the plan reads human_task: SQLite's index and its condition, or PostgreSQL's index condition's first
+    column."""
+    plan = _explain(api, statement)
+    if plan.tree is None:
+        return [re.sub(r"^SEARCH human_task USING (COVERING )?INDEX ", "", d) for _, _, d in plan.rows
+                if re.match(r"(SCAN|SEARCH) human_task\b", d)]
+    found = []
+    for node, _, _ in _nodes(plan.tree):
+        if node.get("Relation Name") == "human_task":
+            first = re.match(r"\(*(\w+)\)?(::\w+)? = ", node.get("Index Cond", ""))
+            found.append(f"{node['Node Type']} by {first.group(1) if first else node.get('Index Cond')}")
+    return found
+
+
+def test_the_inbox_reads_only_the_principals_tasks(scope: Api) -> None:
+    """The statements of both lists read human_task by id or by the principal's claims and task_candidate by
+    (kind, value, status): never every open task (SQLite's plan, or PostgreSQL's with scans priced out). The list
+    of offered tasks reads human_task by id only: by (assignee, status) it would be every unclaimed open task."""
+    _store(scope, _rows([Task("open", "p1", frozenset({"a"}), frozenset({"u1"}), None, None, timedelta(days=1)),
+                         Task("open", "p1", frozenset({"b"}), frozenset(), "u1", None, timedelta(days=1))]))
+    principal = Principal("u1", frozenset({"a", "c"}))
+    for offered in (True, False):
+        with executed(scope.server) as seen, scope.server.ctx.read() as session:
+            page, total = tasks_service.most_urgent(session, principal, offered=offered, process_key="p1",
+                                                    only_overdue=True, now=NOW + timedelta(days=2), limit=1)
+        assert total == 1 and len(page) == 1
+        statements = [s for s in seen if s.sql.lstrip().startswith("SELECT")]
+        assert len(statements) == 2, [s.sql for s in seen]  # the tasks' order and filter columns; the page's rows
+        for statement in statements:
+            assert plan_problems(scope, statement) == [], statement.sql
+        by_id = {"sqlite_autoindex_human_task_1 (id=?)", "Index Scan by id"}
+        claims = {"ix_human_task_assignee_created (assignee=? AND status=?)", "Index Scan by assignee"}
+        listed, page_rows = (_human_task_reads(scope, s) for s in statements)
+        assert listed and set(listed) <= (by_id if offered else claims), (offered, listed)
+        assert page_rows and set(page_rows) <= by_id, page_rows
