@@ -9,7 +9,14 @@ replaces (kind, value, task_id), its prefix. A group's inbox (`GET /tasks?candid
 that index in the inbox's order, joined to its tasks by primary key. Before, it walked every open task of every
 group in creation order and looked up for each whether it was offered to G: a department holding 1 % of 100,000
 open tasks read 5,000 of them for a page of 50, and one with none read all of them. Existing rows take their task's
-values.
+values; a row whose task is gone (only SQLite, with its foreign keys off at some time, can hold one) is deleted: no
+list shows it, and it could take no values.
+
+The columns have server defaults ('open', the time of the insert), so that a replica of the previous release still
+serving after `govflow migrate` can go on creating tasks. Such a replica leaves the candidate rows of the tasks it
+closes marked open: the lists check the task's own status too, so a closed task is not listed as open, but it is
+missing from its groups' lists of completed or cancelled tasks until the rows are put in step (the release order in
+the README stops the previous release first).
 """
 from __future__ import annotations
 
@@ -28,14 +35,22 @@ def upgrade() -> None:
     with op.batch_alter_table('task_candidate', schema=None) as batch_op:
         batch_op.add_column(sa.Column('status', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('created_at', sa.DateTime(timezone=True), nullable=True))
-    op.execute(
-        "UPDATE task_candidate SET "
-        "status = (SELECT human_task.status FROM human_task WHERE human_task.id = task_candidate.task_id), "
-        "created_at = (SELECT human_task.created_at FROM human_task WHERE human_task.id = task_candidate.task_id)"
-    )
+    op.execute("DELETE FROM task_candidate WHERE NOT EXISTS "
+               "(SELECT 1 FROM human_task WHERE human_task.id = task_candidate.task_id)")
+    if op.get_bind().dialect.name == "postgresql":  # one join, not two subqueries per row (a million rows: 24 s)
+        op.execute("UPDATE task_candidate SET status = human_task.status, created_at = human_task.created_at "
+                   "FROM human_task WHERE human_task.id = task_candidate.task_id")
+    else:
+        op.execute(
+            "UPDATE task_candidate SET "
+            "status = (SELECT human_task.status FROM human_task WHERE human_task.id = task_candidate.task_id), "
+            "created_at = (SELECT human_task.created_at FROM human_task WHERE human_task.id = task_candidate.task_id)"
+        )
     with op.batch_alter_table('task_candidate', schema=None) as batch_op:
-        batch_op.alter_column('status', existing_type=sa.String(length=20), nullable=False)
-        batch_op.alter_column('created_at', existing_type=sa.DateTime(timezone=True), nullable=False)
+        batch_op.alter_column('status', existing_type=sa.String(length=20), nullable=False,
+                              server_default='open')
+        batch_op.alter_column('created_at', existing_type=sa.DateTime(timezone=True), nullable=False,
+                              server_default=sa.text('CURRENT_TIMESTAMP'))
         batch_op.create_index('ix_task_candidate_inbox', ['kind', 'value', 'status', 'created_at', 'task_id'],
                               unique=False)
         batch_op.drop_index('ix_task_candidate_lookup')

@@ -347,11 +347,12 @@ class Snapshot:
 
 
 def _split(value: Any) -> list[str]:
+    """The names of a candidate list (a comma-separated text or a list from an expression), each once, in order:
+    a group named twice is one group (its candidate row is one row)."""
     if value is None:
         return []
-    if isinstance(value, (list, tuple, set)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [v.strip() for v in str(value).split(",") if v.strip()]
+    names = value if isinstance(value, (list, tuple, set)) else str(value).split(",")
+    return list(dict.fromkeys(str(v).strip() for v in names if str(v).strip()))
 
 
 class Runtime:

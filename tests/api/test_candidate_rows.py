@@ -8,8 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, update
+from sqlalchemy import inspect, select, text, update
 
+from service.db.migrate import upgrade
 from service.db.models import HumanTask, TaskCandidate
 from service.db.session import make_engine
 from tests.api.test_scale_out import new_database
@@ -103,3 +104,75 @@ def test_migration_0013_goes_down_and_up_over_rows(tmp_path: Path, database_url:
                         session.execute(select(TaskCandidate)).scalars()} == stored
             assert {status: _inbox(api, "data_bureau", status)
                     for status in ("open", "completed", "cancelled")} == before
+
+
+def test_migration_0013_drops_a_candidate_row_whose_task_is_gone(tmp_path: Path) -> None:
+    """Only SQLite can hold one (its foreign keys off at some time): the row could take no task's values, and no list
+    shows it; before, the upgrade failed on it (NOT NULL) and the service did not start."""
+    url = f"sqlite:///{tmp_path / 'orphan.db'}"
+    migrate_to(url, "0012")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            connection.exec_driver_sql(
+                "INSERT INTO task_candidate (task_id, kind, value) VALUES ('t-orphan', 'group', 'g')")
+            connection.commit()
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(select(TaskCandidate.task_id)).all() == []
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    finally:
+        engine.dispose()
+
+
+def test_the_release_before_0013_can_still_create_tasks_and_its_closed_tasks_leave_the_open_inbox(api: Api) -> None:
+    """A replica of the previous release, still serving after `govflow migrate`, inserts candidate rows without the
+    new columns (they take 'open' and the time of the insert) and closes tasks without touching their rows: the
+    group's open inbox checks the task's own status, so such a task is not listed as open."""
+    closed = api.start("review", REVIEW, business_key="OLD-1")["open_tasks"][0]["id"]
+    api.clock.advance(timedelta(minutes=1))
+    kept = api.start("review", REVIEW, business_key="OLD-2")["open_tasks"][0]["id"]
+    with api.server.ctx.engine.begin() as connection:  # as the previous release writes, outside ctx.write's check
+        connection.execute(update(HumanTask).where(HumanTask.id == closed).values(status="completed"))
+        connection.execute(text("INSERT INTO task_candidate (task_id, kind, value) VALUES (:t, 'group', 'audit')"),
+                           {"t": kept})
+        row = connection.execute(select(TaskCandidate.status, TaskCandidate.created_at).where(
+            TaskCandidate.task_id == kept, TaskCandidate.value == "audit")).one()
+    assert row.status == "open" and row.created_at is not None
+    assert _inbox(api, "data_bureau") == [kept]
+    assert _inbox(api, "audit") == [kept]
+
+
+TWO_STEPS = """<?xml version="1.0" encoding="UTF-8"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
+  xmlns:camunda="http://camunda.org/schema/1.0/bpmn" id="d" targetNamespace="http://govflow.example/bpmn">
+  <bpmn:process id="twice" name="两步" isExecutable="true">
+    <bpmn:startEvent id="start"><bpmn:outgoing>f0</bpmn:outgoing></bpmn:startEvent>
+    <bpmn:userTask id="a" name="第一步" camunda:candidateGroups="g1, g1">
+      <bpmn:incoming>f0</bpmn:incoming><bpmn:outgoing>f1</bpmn:outgoing></bpmn:userTask>
+    <bpmn:userTask id="b" name="第二步" camunda:candidateGroups="${handlers}">
+      <bpmn:incoming>f1</bpmn:incoming><bpmn:outgoing>f2</bpmn:outgoing></bpmn:userTask>
+    <bpmn:endEvent id="end"><bpmn:incoming>f2</bpmn:incoming></bpmn:endEvent>
+    <bpmn:sequenceFlow id="f0" sourceRef="start" targetRef="a" />
+    <bpmn:sequenceFlow id="f1" sourceRef="a" targetRef="b" />
+    <bpmn:sequenceFlow id="f2" sourceRef="b" targetRef="end" />
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def test_a_group_named_twice_is_offered_the_task_once(api: Api) -> None:
+    """candidateGroups naming a group twice, written so or from an expression: the task is offered to it once (its
+    candidate row's key is task, kind, value). Before, the start was refused as a duplicate business key and the
+    completion before such a task as a concurrent change, on every retry."""
+    r = api.admin.post("/deployments", files=[("files", ("twice.bpmn", TWO_STEPS.encode()))])
+    assert r.status_code == 201, r.text
+    instance = api.start("twice", {"handlers": "g2, g2,g3"}, business_key="TWICE-1")
+    [first] = instance["open_tasks"]
+    assert first["candidate_groups"] == ["g1"] and _candidates(api, first["id"]) == {("group", "g1", "open")}
+    r = api.as_("li", "g1").post(f"/tasks/{first['id']}/complete", json={"variables": {}})
+    assert r.status_code == 200, r.text
+    [second] = r.json()["next_tasks"]
+    assert second["candidate_groups"] == ["g2", "g3"]
+    assert _candidates(api, second["id"]) == {("group", "g2", "open"), ("group", "g3", "open")}
+    assert _inbox(api, "g2") == [second["id"]]
