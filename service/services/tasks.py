@@ -363,15 +363,19 @@ def most_urgent(session: Session, principal: Principal, *, offered: bool, proces
 def _most_urgent_in_due_order(session: Session, principal: Principal, named: list[Select[Any]],
                               process_key: str | None, only_overdue: bool, now: datetime,
                               limit: int) -> tuple[list[TaskSummary], int]:
-    """most_urgent for a principal offered many tasks: the general query's page, and the total counted from the
-    candidate rows, each task then by its id."""
+    """most_urgent for a principal offered many tasks: the general query's page, and its total."""
     common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None, status="open",
                                   due_before=None, overdue=True if only_overdue else None, now=now,
                                   process_key=process_key, assignee=None, candidate_user=principal.user,
                                   candidate_user_groups=principal.groups, unassigned=True)
     page = list_tasks(session, principal, **common, limit=limit, cursor=None, sort_by="due").items
-    # joined to the tasks from the candidate rows: with `id IN (…)` instead, SQLite would count every unclaimed open
-    # task by (assignee, status), the index with more equalities
+    if session.get_bind().dialect.name != "sqlite":
+        # PostgreSQL counts the general query's tasks with a hash semi-join of the open tasks and the candidate rows:
+        # at 100,000 open tasks, 23 ms for a quarter of them, against 55 for the join below
+        return page, count_tasks(session, principal, **common)
+    # SQLite tests the candidate rows of every open task for the general count (170 ms): joined to the tasks from
+    # the candidate rows instead (with `id IN (…)`, it would read every unclaimed open task by (assignee, status),
+    # the index with more equalities)
     offered = union(*named).subquery()
     where = [_T.c.assignee.is_(None), _T.c.status == "open"]
     if process_key is not None:
