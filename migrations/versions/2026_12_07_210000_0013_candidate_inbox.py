@@ -12,11 +12,10 @@ open tasks read 5,000 of them for a page of 50, and one with none read all of th
 values; a row whose task is gone (only SQLite, with its foreign keys off at some time, can hold one) is deleted: no
 list shows it, and it could take no values.
 
-The columns have server defaults ('open', the time of the insert), so that a replica of the previous release still
-serving after `govflow migrate` can go on creating tasks. Such a replica leaves the candidate rows of the tasks it
-closes marked open: the lists check the task's own status too, so a closed task is not listed as open, but it is
-missing from its groups' lists of completed or cancelled tasks until the rows are put in step (the release order in
-the README stops the previous release first).
+A replica of the previous release must not serve after this migration (the README's release order stops it first):
+it cannot create a task (its candidate rows lack the new columns, which have no default: a default time would not
+be the task's, and the inbox's order and cursor would skip or repeat the task), and the tasks it closes would keep
+candidate rows marked open (the open inbox checks the task's own status too, so such a task is not listed as open).
 """
 from __future__ import annotations
 
@@ -47,10 +46,8 @@ def upgrade() -> None:
             "created_at = (SELECT human_task.created_at FROM human_task WHERE human_task.id = task_candidate.task_id)"
         )
     with op.batch_alter_table('task_candidate', schema=None) as batch_op:
-        batch_op.alter_column('status', existing_type=sa.String(length=20), nullable=False,
-                              server_default='open')
-        batch_op.alter_column('created_at', existing_type=sa.DateTime(timezone=True), nullable=False,
-                              server_default=sa.text('CURRENT_TIMESTAMP'))
+        batch_op.alter_column('status', existing_type=sa.String(length=20), nullable=False)
+        batch_op.alter_column('created_at', existing_type=sa.DateTime(timezone=True), nullable=False)
         batch_op.create_index('ix_task_candidate_inbox', ['kind', 'value', 'status', 'created_at', 'task_id'],
                               unique=False)
         batch_op.drop_index('ix_task_candidate_lookup')

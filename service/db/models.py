@@ -226,9 +226,8 @@ class TaskCandidate(Base):
     task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(Str(10), primary_key=True)  # group | user
     value: Mapped[str] = mapped_column(Str(200), primary_key=True)
-    # the task's (the defaults are for a replica of the release before these columns, which does not set them)
-    status: Mapped[str] = mapped_column(Str(20), server_default="open")
-    created_at: Mapped[datetime] = mapped_column(server_default=text("CURRENT_TIMESTAMP"))
+    status: Mapped[str] = mapped_column(Str(20))  # the task's
+    created_at: Mapped[datetime]  # the task's
 
 
 class WaitingEvent(Base):

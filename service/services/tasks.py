@@ -17,7 +17,6 @@ from sqlalchemy import (
     select,
     tuple_,
     union,
-    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -250,8 +249,8 @@ def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepar
     range of ix_task_candidate_inbox (kind, value, status, created_at, task_id) in the inbox's order, each task then
     by its primary key. So a page costs its own rows, whatever the other groups have open."""
     if group and not _NARROW.intersection(given):
-        # the task's own status too: a replica of the release before migration 0013 left the rows of the tasks it
-        # closed marked open
+        # the task's own status too: a replica of the release before migration 0013, had it served after it, would
+        # have left the rows of the tasks it closed marked open
         query = (select(_T).select_from(_C.join(_T, _T.c.id == _C.c.task_id))
                  .where(_C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP),
                         _C.c.status == bindparam("status"), _T.c.status == bindparam("status")))
@@ -312,11 +311,6 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-# how many open candidate rows a principal's offered tasks may have for most_urgent to read them all and order them
-# itself; beyond it the database reads them in due order (module doc of most_urgent)
-READ_WHOLE = 5000
-
-
 def most_urgent(session: Session, principal: Principal, *, offered: bool, process_key: str | None,
                 only_overdue: bool, now: datetime, limit: int) -> tuple[list[TaskSummary], int]:
     """The open tasks claimed by the principal (offered=False), or offered to it by name or to one of its groups and
@@ -325,66 +319,45 @@ def most_urgent(session: Session, principal: Principal, *, offered: bool, proces
     order as list_tasks with sort_by="due", and the same total as count_tasks (tests/api/test_console_inbox_order.py,
     which also checks the plans).
 
-    The general query reads every open task in due order until it has a page of the principal's, and all of them
-    again to count them: at 100,000 open tasks, a department offered 1 % of them waited a quarter of a second. So
-    the tasks are read from where they are named: the principal's claims (ix_human_task_assignee_created), and the
-    open candidate rows of its groups and its name (ix_task_candidate_inbox), each task by its id; then put in
-    order here. A principal offered more than READ_WHOLE tasks holds a large share of the open ones: its page is
-    read in due order, which then finds it after a few rows, and its total counted from its candidate rows."""
-    columns = (_T.c.id, _T.c.due_at, _T.c.created_at, _T.c.assignee, _T.c.process_key, _T.c.status)
-    if offered:
-        named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open")]
-        if principal.groups:
-            named.append(select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
-                                                    _C.c.status == "open"))
-        many = session.scalar(select(func.count()).select_from(union_all(*named).subquery())) or 0
-        if many > READ_WHOLE:
-            return _most_urgent_in_due_order(session, principal, named, process_key, only_overdue, now, limit)
-        # the candidate rows are the only condition the database is given: with another one (assignee IS NULL,
-        # the process) SQLite reads that index instead, every unclaimed open task
-        found = select(*columns).where(_T.c.id.in_(union(*named)))
-    else:
-        found = select(*columns).where(_T.c.assignee == principal.user, _T.c.status == "open")
-
+    The general query reads every open task in due order until it has a page of the principal's, and every open
+    task again to count them: at 100,000 open tasks, a department offered 1 % of them waited a quarter of a second.
+    Here the tasks are read from where they are named, and only those are ordered and counted: the principal's
+    claims (ix_human_task_assignee_created, a few rows, ordered here), or the open candidate rows of its groups and
+    its name (ix_task_candidate_inbox) joined to their tasks by id, ordered and counted by the database in one
+    statement. Joined from the candidate rows, not `id IN (…)`: SQLite would then read every unclaimed open task by
+    (assignee, status), the index with more equalities, or every open task by due date to avoid the sort."""
     def wanted(r: Any) -> bool:
         return (r.status == "open" and (r.assignee is None if offered else r.assignee == principal.user)
                 and (process_key is None or r.process_key == process_key)
                 and (not only_overdue or (r.due_at is not None and r.due_at < now)))
 
-    keys = [r for r in session.execute(found) if wanted(r)]
-    keys.sort(key=lambda r: (r.due_at is None, r.due_at or now, r.created_at, r.id))
-    shown = [r.id for r in keys[:limit]]
+    order = (_T.c.due_at.is_(None), _T.c.due_at, _T.c.created_at, _T.c.id)
+    if offered:
+        named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open")]
+        if principal.groups:
+            named.append(select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
+                                                    _C.c.status == "open"))
+        found = union(*named).subquery()
+        where = [_T.c.assignee.is_(None), _T.c.status == "open"]
+        if process_key is not None:
+            where.append(_T.c.process_key == process_key)
+        if only_overdue:
+            where += [_T.c.due_at.is_not(None), _T.c.due_at < now]
+        listed = session.execute(select(_T.c.id, func.count().over().label("total"))
+                                 .select_from(found.join(_T, _T.c.id == found.c.task_id))
+                                 .where(*where).order_by(*order).limit(limit)).all()
+        shown, total = [r.id for r in listed], (listed[0].total if listed else 0)
+    else:
+        claims = [r for r in session.execute(select(_T.c.id, _T.c.due_at, _T.c.created_at, _T.c.assignee,
+                                                    _T.c.process_key, _T.c.status)
+                                             .where(_T.c.assignee == principal.user, _T.c.status == "open"))
+                  if wanted(r)]
+        claims.sort(key=lambda r: (r.due_at is None, r.due_at or now, r.created_at, r.id))
+        shown, total = [r.id for r in claims[:limit]], len(claims)
     rows: dict[str, Any] = {r.id: r for r in session.execute(select(_T).where(_T.c.id.in_(shown)))} if shown else {}
     # on PostgreSQL each statement reads what is committed when it starts: a task claimed or completed in between
     # is left out, not shown as what it no longer is
-    return [task_summary(rows[i]) for i in shown if i in rows and wanted(rows[i])], len(keys)
-
-
-def _most_urgent_in_due_order(session: Session, principal: Principal, named: list[Select[Any]],
-                              process_key: str | None, only_overdue: bool, now: datetime,
-                              limit: int) -> tuple[list[TaskSummary], int]:
-    """most_urgent for a principal offered many tasks: the general query's page, and its total."""
-    common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None, status="open",
-                                  due_before=None, overdue=True if only_overdue else None, now=now,
-                                  process_key=process_key, assignee=None, candidate_user=principal.user,
-                                  candidate_user_groups=principal.groups, unassigned=True)
-    page = list_tasks(session, principal, **common, limit=limit, cursor=None, sort_by="due").items
-    if session.get_bind().dialect.name != "sqlite":
-        # PostgreSQL counts the general query's tasks with a hash semi-join of the open tasks and the candidate rows:
-        # at 100,000 open tasks, 23 ms for a quarter of them, against 55 for the join below
-        return page, count_tasks(session, principal, **common)
-    # SQLite tests the candidate rows of every open task for the general count (170 ms): joined to the tasks from
-    # the candidate rows instead (with `id IN (…)`, it would read every unclaimed open task by (assignee, status),
-    # the index with more equalities)
-    offered = union(*named).subquery()
-    where = [_T.c.assignee.is_(None), _T.c.status == "open"]
-    if process_key is not None:
-        where.append(_T.c.process_key == process_key)
-    if only_overdue:
-        where.append(_T.c.due_at < now)
-    total = session.scalar(select(func.count()).select_from(offered.join(_T, _T.c.id == offered.c.task_id))
-                           .where(*where)) or 0
-    return page, max(int(total), len(page))
+    return [task_summary(rows[i]) for i in shown if i in rows and wanted(rows[i])], int(total)
 
 
 def _load(session: Session | Connection, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW

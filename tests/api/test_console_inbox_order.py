@@ -76,15 +76,11 @@ def test_of_tasks_equally_urgent_the_oldest_are_shown(api: Api, monkeypatch: pyt
 
 
 # ---- read where the tasks are named, ordered by the service --------------------------------------------
-@pytest.mark.parametrize("read_whole", [tasks_service.READ_WHOLE, 0], ids=["read-and-ordered", "in-due-order"])
-def test_the_inbox_lists_the_same_tasks_as_the_general_query_in_its_order(scope: Api, read_whole: int,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_inbox_lists_the_same_tasks_as_the_general_query_in_its_order(scope: Api) -> None:
     """tasks.most_urgent (the console's two lists) reads the principal's claims and its open candidate rows, and
-    orders them itself (or, offered more than READ_WHOLE tasks, reads the page in due order and counts its candidate
-    rows): for random tasks, principals, filters and page sizes it answers the page and the total that
+    orders only those: for random tasks, principals, filters and page sizes it answers the page and the total that
     list_tasks(sort_by="due") and count_tasks answer for the same filters, ties included (deadlines and creation
     times repeat; a task is offered to several of the principal's groups, and to its name)."""
-    monkeypatch.setattr(tasks_service, "READ_WHOLE", read_whole)
     @SCOPE
     @given(generated=st.lists(tasks, max_size=12), principal=principals, offered=st.booleans(),
            process_key=st.none() | st.sampled_from(PROCESSES), only_overdue=st.booleans(),
@@ -130,26 +126,6 @@ def _human_task_reads(api: Api, statement: Statement) -> list[str]:
     return found
 
 
-def test_a_large_share_is_read_in_due_order_and_counted_from_its_candidate_rows(
-        scope: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offered more than READ_WHOLE tasks, the page is the general query's; on SQLite the total is counted from the
-    principal's candidate rows, each task by its id: not by (assignee, status), every unclaimed open task."""
-    _store(scope, _rows([Task("open", "p1", frozenset({"a"}), frozenset(), None, None, timedelta(days=1)),
-                         Task("open", "p1", frozenset({"a"}), frozenset(), None, None, timedelta(days=2))]))
-    monkeypatch.setattr(tasks_service, "READ_WHOLE", 1)
-    with executed(scope.server) as seen, scope.server.ctx.read() as session:
-        page, total = tasks_service.most_urgent(session, Principal("u1", frozenset({"a"})), offered=True,
-                                                process_key="p1", only_overdue=True, now=NOW + timedelta(days=3),
-                                                limit=1)
-    assert ([t.id for t in page], total) == (["t00"], 2)
-    if scope.server.ctx.engine.dialect.name == "sqlite":
-        # (PostgreSQL counts with the general query: a hash semi-join, planned with its statistics)
-        counts = [s for s in seen if s.sql.lstrip().startswith("SELECT count(*)") and "JOIN human_task" in s.sql]
-        assert len(counts) == 1, [s.sql for s in seen]
-        reads = _human_task_reads(scope, counts[0])
-        assert reads == ["sqlite_autoindex_human_task_1 (id=?)"], reads
-
-
 def test_the_inbox_reads_only_the_principals_tasks(scope: Api) -> None:
     """The statements of both lists read human_task by id or by the principal's claims and task_candidate by
     (kind, value, status): never every open task (SQLite's plan, or PostgreSQL's with scans priced out). The list
@@ -162,12 +138,22 @@ def test_the_inbox_reads_only_the_principals_tasks(scope: Api) -> None:
             page, total = tasks_service.most_urgent(session, principal, offered=offered, process_key="p1",
                                                     only_overdue=True, now=NOW + timedelta(days=2), limit=1)
         assert total == 1 and len(page) == 1
-        statements = [s for s in seen if s.sql.lstrip().startswith("SELECT") and "count(*)" not in s.sql]
-        assert len(statements) == 2, [s.sql for s in seen]  # the tasks' order and filter columns; the page's rows
-        for statement in statements:
-            assert plan_problems(scope, statement) == [], statement.sql
+        statements = [s for s in seen if s.sql.lstrip().startswith("SELECT")]
+        assert len(statements) == 2, [s.sql for s in seen]  # the page's ids and total (or the claims); its rows
         by_id = {"sqlite_autoindex_human_task_1 (id=?)", "Index Scan by id"}
         claims = {"ix_human_task_assignee_created (assignee=? AND status=?)", "Index Scan by assignee"}
-        listed, page_rows = (_human_task_reads(scope, s) for s in statements)
-        assert listed and set(listed) <= (by_id if offered else claims), (offered, listed)
-        assert page_rows and set(page_rows) <= by_id, page_rows
+        listing, page_rows = statements
+        if offered and scope.server.ctx.engine.dialect.name != "sqlite":
+            # PostgreSQL joins the candidate rows and the tasks as its statistics say (at 100,000 open tasks, `bench
+            # scale`: a hash join of the department's candidate rows with the tasks); the few rows here say nothing
+            # of it. The candidate rows are read from their index.
+            candidate_reads = [n for n, _, _ in _nodes(_explain(scope, listing).tree)
+                               if n.get("Relation Name") == "task_candidate"]
+            assert candidate_reads and all(n["Node Type"] in ("Index Scan", "Index Only Scan")
+                                           for n in candidate_reads), candidate_reads
+        else:
+            assert plan_problems(scope, listing) == [], listing.sql
+            listed = _human_task_reads(scope, listing)
+            assert listed and set(listed) <= (by_id if offered else claims), (offered, listed)
+        assert plan_problems(scope, page_rows) == [], page_rows.sql
+        assert set(_human_task_reads(scope, page_rows)) <= by_id, page_rows.sql
