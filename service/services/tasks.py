@@ -321,18 +321,30 @@ def most_urgent(session: Session, principal: Principal, *, offered: bool, proces
 
     The general query reads every open task in due order until it has a page of the principal's, and every open
     task again to count them: at 100,000 open tasks, a department offered 1 % of them waited a quarter of a second.
-    Here the tasks are read from where they are named, and only those are ordered and counted: the principal's
-    claims (ix_human_task_assignee_created, a few rows, ordered here), or the open candidate rows of its groups and
-    its name (ix_task_candidate_inbox) joined to their tasks by id, ordered and counted by the database in one
-    statement, then the page's rows by id. Joined from the candidate rows, not `id IN (…)`: SQLite would then read
-    every unclaimed open task by (assignee, status), the index with more equalities, or every open task by due date
-    to avoid the sort."""
+    On SQLite (and for the claims on PostgreSQL too) the tasks are read from where they are named, and only those
+    are ordered and counted: the principal's claims (ix_human_task_assignee_created, a few rows, ordered here), or
+    the open candidate rows of its groups and its name (ix_task_candidate_inbox) joined to their tasks by id,
+    ordered and counted by the database in one statement, then the page's rows by id. Joined from the candidate
+    rows, not `id IN (…)`: SQLite would then read every unclaimed open task by (assignee, status), the index with
+    more equalities, or every open task by due date to avoid the sort."""
     def wanted(r: Any) -> bool:
         return (r.status == "open" and (r.assignee is None if offered else r.assignee == principal.user)
                 and (process_key is None or r.process_key == process_key)
                 and (not only_overdue or (r.due_at is not None and r.due_at < now)))
 
     order = (_T.c.due_at.is_(None), _T.c.due_at, _T.c.created_at, _T.c.id)
+    if offered and principal.user and session.get_bind().dialect.name != "sqlite":
+        # PostgreSQL plans the general query with its statistics, and does as well or better there: at 100,000 open
+        # tasks (`bench scale`), 43 against 88 ms for a department offered a quarter of them, 49 against 50 ms for
+        # one offered 1 %. (The general query ignores an empty user name: such a principal is read as below.)
+        common: dict[str, Any] = dict(
+            candidate_group=None, business_key=None, process_instance_id=None, status="open", due_before=None,
+            overdue=True if only_overdue else None, now=now, process_key=process_key, assignee=None,
+            candidate_user=principal.user, candidate_user_groups=principal.groups, unassigned=True)
+        page = list_tasks(session, principal, **common, limit=limit + 1, cursor=None, sort_by="due").items
+        if len(page) <= limit:
+            return page, len(page)
+        return page[:limit], count_tasks(session, principal, **common)
     if offered:
         named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open")]
         if principal.groups:
