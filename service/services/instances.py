@@ -90,7 +90,9 @@ def start(ctx: AppContext, principal: Principal, process_key: str, business_key:
         stored = Stored()
         try:
             apply(ctx, session, instance, result, token, principal.user, audit, is_new=True, stored=stored)
-        except IntegrityError:
+        except IntegrityError as e:
+            if not _business_key_taken(e):
+                raise  # another constraint: answered as any other conflict the database reports, not as this one
             # another start took the business key meanwhile; the whole transaction is rolled back
             raise Conflict(f"a running '{process_key}' instance with business key '{business_key}' exists") from None
         # the answer from what was just written (a new instance's tasks and waits), not read back
@@ -113,6 +115,14 @@ _LATEST_FOR_START = Prepared(
     select(_D.c.id, _D.c.version, _D.c.start_form, _D.c.candidate_starter_groups, _D.c.candidate_starter_users,
            _RUNNING_WITH_KEY.statement.limit(1).scalar_subquery().label("running"))  # type: ignore[attr-defined]
     .where(_D.c.key == bindparam("k", type_=LOOKUP)).order_by(_D.c.version.desc()).limit(1))
+
+
+def _business_key_taken(error: IntegrityError) -> bool:
+    """Whether an INSERT failed on the unique index of the running instances' business keys (PostgreSQL names the
+    index in its message, SQLite the index's columns)."""
+    message = str(error.orig)
+    return ("uq_process_instance_active_business_key" in message
+            or "process_instance.process_key, process_instance.business_key" in message)
 
 
 def _refuse_running_duplicate(session: Session | Connection, principal: Principal, process_key: str,

@@ -193,3 +193,31 @@ def test_api_docs_need_no_internet(api: Api) -> None:
     assert "cdn.jsdelivr.net" not in page and "swagger-ui-bundle.js" in page
     asset = next(part.split('"')[1] for part in page.split("src=")[1:] if "swagger-ui-bundle.js" in part)
     assert httpx.get(api.server.url + asset if asset.startswith("/") else asset).status_code == 200
+
+
+def test_a_start_that_loses_the_business_key_race_is_409_and_any_other_integrity_error_is_not(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two starts with one business key at once: the second passes the check for a running duplicate, then its
+    INSERT fails on the unique index, and it is answered 409 like the check would have. Any other constraint that
+    fails there (a group named twice once made the candidate rows' key fail) is not answered as a taken business
+    key, but as any other conflict the database reports."""
+    from sqlalchemy.exc import IntegrityError
+
+    from service.services import instances
+
+    first = api.start("review", START, business_key="RACE-1")
+    monkeypatch.setattr(instances, "_refuse_running_duplicate", lambda *a, **k: None)  # the check ran too early
+    r = api.as_("oa", "applicant").post("/process-instances", json={
+        "process_key": "review", "business_key": "RACE-1", "variables": START})
+    assert r.status_code == 409 and "business key 'RACE-1' exists" in r.json()["detail"], r.text
+
+    def other_constraint(*args: object, **kwargs: object) -> None:
+        raise IntegrityError("INSERT INTO task_candidate …", {}, Exception("NOT NULL constraint failed: x.y"))
+
+    monkeypatch.setattr(instances, "apply", other_constraint)
+    r = api.as_("oa", "applicant").post("/process-instances", json={
+        "process_key": "review", "business_key": "RACE-2", "variables": START})
+    assert r.status_code == 409 and "business key" not in r.json()["detail"], r.text  # the service's general answer
+    listed = api.admin.get("/process-instances", params={"business_key": "RACE-1"}).json()["items"]
+    assert [i["id"] for i in listed] == [first["id"]]
+    assert api.admin.get("/process-instances", params={"business_key": "RACE-2"}).json()["items"] == []
