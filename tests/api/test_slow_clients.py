@@ -394,7 +394,9 @@ def test_a_connection_left_with_an_unread_body_or_half_a_pipelined_head_is_close
 
 @contextlib.contextmanager
 def _serve(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    """`govflow serve` on a free port with the test fixtures and these GOVFLOW_* settings, once it answers."""
+    """`govflow serve` on a free port with the test fixtures and these GOVFLOW_* settings, once it answers and its
+    own log says it started (the port was free when chosen: another test's server may take it meanwhile and answer
+    while this one is still importing, as on a fresh clone compiling its modules)."""
     port = free_port()
     env = {**os.environ, "GOVFLOW_DATA_DIR": str(tmp_path / "data"), "GOVFLOW_JWT_SECRET": "s" * 40,
            "GOVFLOW_BPMN_DIR": str(FIXTURES), **{f"GOVFLOW_{k.upper()}": v for k, v in settings.items()}}
@@ -406,7 +408,8 @@ def _serve(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[b
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if (httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+                        and "Application startup complete" in log.read_text(errors="replace")):
                     break
             except httpx.HTTPError:
                 pass
