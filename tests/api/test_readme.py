@@ -55,7 +55,9 @@ def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
         while True:
             assert process.poll() is None, (tmp_path / "serve.log").read_text()
             try:
-                if httpx.get(url + "/readyz", timeout=5, verify=_TLS).status_code == 200:
+                # and its own log says it started: another test's server may have taken the port meanwhile
+                if (httpx.get(url + "/readyz", timeout=5, verify=_TLS).status_code == 200
+                        and "Application startup complete" in (tmp_path / "serve.log").read_text(errors="replace")):
                     break
             except httpx.TransportError:
                 pass

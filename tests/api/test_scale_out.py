@@ -124,7 +124,9 @@ def wait_ready(processes: list[Process], seconds: float = 180) -> None:
         for p in list(waiting):
             assert p.popen.poll() is None, f"a replica exited with status {p.popen.returncode}:\n{p.output()}"
             try:
-                if httpx.get(p.url + "/readyz", timeout=5, verify=_TLS).status_code == 200:
+                # and its own log says it started: another test's server may have taken the port meanwhile
+                if (httpx.get(p.url + "/readyz", timeout=5, verify=_TLS).status_code == 200
+                        and "Application startup complete" in p.output()):
                     waiting.remove(p)
             except httpx.TransportError:
                 pass
