@@ -230,6 +230,12 @@ class TaskCandidate(Base):
     created_at: Mapped[datetime]  # the task's
 
 
+# a waiting event whose firing failed (with kind 'timer', an incident): the condition of ix_waiting_event_incident,
+# written the same way in the incidents list (a partial index serves a query whose condition implies its own, which
+# a bound parameter does not show)
+INCIDENT = "attempts > 0"
+
+
 class WaitingEvent(Base):
     """Timers and message subscriptions an instance waits on: the scheduler and correlation read these."""
 
@@ -238,6 +244,9 @@ class WaitingEvent(Base):
         Index("ix_waiting_event_due", "kind", "due_at"),
         Index("ix_waiting_event_message", "kind", "name", "process_key", "business_key"),
         Index("ix_waiting_event_instance", "instance_id"),
+        # the incidents, the most overdue first: only failed timers are in it (a few rows, however many timers wait)
+        Index("ix_waiting_event_incident", "kind", "due_at", "id", sqlite_where=text(INCIDENT),
+              postgresql_where=text(INCIDENT)),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))

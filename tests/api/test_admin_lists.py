@@ -174,3 +174,20 @@ def test_a_page_of_one_statuss_deliveries_is_one_range_of_its_index(api: Api) ->
         assert not wrong, f"{wrong}\n{plan}"
         if "cursor" in params:  # the cursor bounds the range: SQLite's rowid<?, PostgreSQL's index condition
             assert re.search(r"\b(rowid|id) ?< ?", str(plan)), str(plan)
+
+
+def test_a_page_of_incidents_is_one_range_of_their_own_index(ops: Api) -> None:
+    """The incidents are read from ix_waiting_event_incident, which holds only the failed timers (a partial index:
+    its condition written in the statement with its value), in the list's order, and a later page starts its range
+    at the cursor's due time; not from every waiting timer in due order."""
+    _incidents(ops, 3)
+    cursor = str(_next(ops.admin.get("/incidents", params={"limit": 1}))).split("cursor=")[1]
+    for params in ({"limit": 1}, {"limit": 1, "cursor": cursor}):
+        with executed(ops.server) as seen:
+            assert ops.admin.get("/incidents", params=params).status_code == 200
+        [statement] = [s for s in seen if "FROM waiting_event" in s.sql and "ORDER BY" in s.sql]
+        plan = explain(ops, statement)
+        wrong = problems(plan, "waiting_event", indexes=("ix_waiting_event_incident",))
+        assert not wrong, f"{wrong}\n{plan}"
+        if "cursor" in params:  # the cursor bounds the range (SQLite by the due time: the id is its rowid)
+            assert re.search(r"due_at ?>|ROW\(due_at", str(plan)), str(plan)

@@ -184,3 +184,26 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_the_incident_index_goes_down_and_up(tmp_path: Path, database_url: str | None) -> None:
+    """Migration 0014: waiting_event (kind, due_at, id) WHERE attempts > 0, the incidents alone; and back."""
+    def indexes(url: str) -> dict[str, list[str | None]]:
+        engine = make_engine(url)
+        try:
+            return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("waiting_event")
+                    if ix["name"] is not None}
+        finally:
+            engine.dispose()
+
+    with new_database(tmp_path, database_url) as url:
+        with served(tmp_path, url) as api:
+            url = _url_of(api)
+            api.start("review", REVIEW, business_key="INC-IX-1")
+        assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        migrate_to(url, "0013", down=True)
+        assert "ix_waiting_event_incident" not in indexes(url)
+        migrate_to(url, "head")
+        assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        with served(tmp_path, url) as api:
+            assert api.admin.get("/incidents").json() == []
