@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from service.db.migrate import head_revision
-from service.db.models import Base
+from service.db.models import INCIDENT, Base
 from service.db.session import make_engine
 from service.webhook_sender import WebhookSender
 from tests.api.test_scale_out import new_database
@@ -187,7 +187,9 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
 
 
 def test_the_incident_index_goes_down_and_up(tmp_path: Path, database_url: str | None) -> None:
-    """Migration 0014: waiting_event (kind, due_at, id) WHERE attempts > 0, the incidents alone; and back."""
+    """Migration 0014: waiting_event (kind, due_at, id) WHERE attempts > 0, the incidents alone; and back. The
+    index's condition is read from the database's own definition of it (alembic's comparison of the schema with the
+    models does not compare a partial index's condition)."""
     def indexes(url: str) -> dict[str, list[str | None]]:
         engine = make_engine(url)
         try:
@@ -196,14 +198,30 @@ def test_the_incident_index_goes_down_and_up(tmp_path: Path, database_url: str |
         finally:
             engine.dispose()
 
+    def condition(url: str) -> str:
+        engine = make_engine(url)
+        try:
+            with engine.connect() as connection:
+                if engine.dialect.name == "sqlite":
+                    sql = connection.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = "
+                                                     "'ix_waiting_event_incident'").scalar_one()
+                else:
+                    sql = connection.exec_driver_sql("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                                                     "'ix_waiting_event_incident'").scalar_one()
+            return str(sql).split(" WHERE ", 1)[1].strip("() ")
+        finally:
+            engine.dispose()
+
     with new_database(tmp_path, database_url) as url:
         with served(tmp_path, url) as api:
             url = _url_of(api)
             api.start("review", REVIEW, business_key="INC-IX-1")
         assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        assert condition(url) == INCIDENT == "attempts > 0"  # the models' and the migration's: the list's too
         migrate_to(url, "0013", down=True)
         assert "ix_waiting_event_incident" not in indexes(url)
         migrate_to(url, "head")
         assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        assert condition(url) == INCIDENT
         with served(tmp_path, url) as api:
             assert api.admin.get("/incidents").json() == []
