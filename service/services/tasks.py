@@ -254,24 +254,19 @@ def _inbox_statement(group: bool, given: tuple[str, ...], after: bool) -> Prepar
         query = (select(_T).select_from(_C.join(_T, _T.c.id == _C.c.task_id))
                  .where(_C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP),
                         _C.c.status == bindparam("status"), _T.c.status == bindparam("status")))
-        for name in given:
-            query = query.where(_T.c[name] == bindparam(name, type_=LOOKUP))
-        if after:
-            query = query.where(tuple_(_C.c.created_at, _C.c.task_id)
-                                > tuple_(bindparam("at", type_=_C.c.created_at.type),
-                                         bindparam("after_id", type_=LOOKUP)))
-        return Prepared(query.order_by(_C.c.created_at, _C.c.task_id).limit(bindparam("n")))
-    query = select(_T).where(_T.c.status == bindparam("status"))
-    if group:
-        query = query.where(exists(select(_C.c.task_id).where(
-            _C.c.task_id == _T.c.id, _C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP))))
+        created_at, ident = _C.c.created_at, _C.c.task_id  # the order of the group's range
+    else:
+        query = select(_T).where(_T.c.status == bindparam("status"))
+        if group:
+            query = query.where(exists(select(_C.c.task_id).where(
+                _C.c.task_id == _T.c.id, _C.c.kind == "group", _C.c.value == bindparam("group", type_=LOOKUP))))
+        created_at, ident = _T.c.created_at, _T.c.id
     for name in given:
         query = query.where(_T.c[name] == bindparam(name, type_=LOOKUP))
     if after:
-        query = query.where(tuple_(_T.c.created_at, _T.c.id)
-                            > tuple_(bindparam("at", type_=_T.c.created_at.type),
-                                     bindparam("after_id", type_=LOOKUP)))
-    return Prepared(query.order_by(_T.c.created_at, _T.c.id).limit(bindparam("n")))
+        query = query.where(tuple_(created_at, ident) > tuple_(bindparam("at", type_=created_at.type),
+                                                               bindparam("after_id", type_=LOOKUP)))
+    return Prepared(query.order_by(created_at, ident).limit(bindparam("n")))
 
 
 def _inbox_page(reader: Session | Connection, status: str | None, candidate_group: str | None,

@@ -163,17 +163,24 @@ def test_a_page_of_one_statuss_deliveries_is_one_range_of_its_index(api: Api) ->
     """Deliveries are kept; the failed ones among them are read from (status, id), backwards, and a later page
     starts its range at the cursor's id (the query-plan checks of tests/api/test_query_plans.py)."""
     _failed_deliveries(api, 3)
-    first = {"status": "failed", "limit": 1}
-    cursor = str(_next(api.admin.get("/webhooks/deliveries", params=first))).split("cursor=")[1]
+    # the cursor bounds the range: SQLite's rowid<?, PostgreSQL's index condition
+    _pages_read_through(api, "/webhooks/deliveries", {"status": "failed", "limit": 1}, "webhook_delivery",
+                        "ix_webhook_delivery_status_id", r"\b(rowid|id) ?< ?")
+
+
+def _pages_read_through(api: Api, path: str, first: dict[str, Any], table: str, index: str, bound: str) -> None:
+    """The list's first page and the one after it each read `table` through `index` (tests/api/test_query_plans.py's
+    checks); the later page's plan shows the cursor's bound (`bound`, a pattern of the plan's text)."""
+    cursor = str(_next(api.admin.get(path, params=first))).split("cursor=")[1]
     for params in (first, {**first, "cursor": cursor}):
         with executed(api.server) as seen:
-            assert api.admin.get("/webhooks/deliveries", params=params).status_code == 200
-        [statement] = [s for s in seen if "FROM webhook_delivery" in s.sql and "ORDER BY" in s.sql]
+            assert api.admin.get(path, params=params).status_code == 200
+        [statement] = [s for s in seen if f"FROM {table}" in s.sql and "ORDER BY" in s.sql]
         plan = explain(api, statement)
-        wrong = problems(plan, "webhook_delivery", indexes=("ix_webhook_delivery_status_id",))
+        wrong = problems(plan, table, indexes=(index,))
         assert not wrong, f"{wrong}\n{plan}"
-        if "cursor" in params:  # the cursor bounds the range: SQLite's rowid<?, PostgreSQL's index condition
-            assert re.search(r"\b(rowid|id) ?< ?", str(plan)), str(plan)
+        if "cursor" in params:
+            assert re.search(bound, str(plan)), str(plan)
 
 
 def test_a_page_of_incidents_is_one_range_of_their_own_index(ops: Api) -> None:
@@ -181,13 +188,6 @@ def test_a_page_of_incidents_is_one_range_of_their_own_index(ops: Api) -> None:
     its condition written in the statement with its value), in the list's order, and a later page starts its range
     at the cursor's due time; not from every waiting timer in due order."""
     _incidents(ops, 3)
-    cursor = str(_next(ops.admin.get("/incidents", params={"limit": 1}))).split("cursor=")[1]
-    for params in ({"limit": 1}, {"limit": 1, "cursor": cursor}):
-        with executed(ops.server) as seen:
-            assert ops.admin.get("/incidents", params=params).status_code == 200
-        [statement] = [s for s in seen if "FROM waiting_event" in s.sql and "ORDER BY" in s.sql]
-        plan = explain(ops, statement)
-        wrong = problems(plan, "waiting_event", indexes=("ix_waiting_event_incident",))
-        assert not wrong, f"{wrong}\n{plan}"
-        if "cursor" in params:  # the cursor bounds the range (SQLite by the due time: the id is its rowid)
-            assert re.search(r"due_at ?>|ROW\(due_at", str(plan)), str(plan)
+    # the cursor bounds the range (SQLite by the due time: the id is its rowid)
+    _pages_read_through(ops, "/incidents", {"limit": 1}, "waiting_event", "ix_waiting_event_incident",
+                        r"due_at ?>|ROW\(due_at")

@@ -15,6 +15,7 @@ from service.db.migrate import upgrade
 from service.db.models import HumanTask, TaskCandidate
 from service.db.session import make_engine
 from tests.api.test_scale_out import new_database
+from tests.api.test_schema import indexes_of, insert_orphan_candidate
 from tests.conftest import served
 from tests.support import Api, migrate_to
 
@@ -65,12 +66,10 @@ def test_a_task_closed_without_its_candidate_rows_is_caught_before_the_commit(ap
 def _candidate_columns(url: str) -> tuple[list[str], dict[str, list[str | None]]]:
     engine = make_engine(url)
     try:
-        found = inspect(engine)
-        return ([c["name"] for c in found.get_columns("task_candidate")],
-                {ix["name"]: list(ix["column_names"]) for ix in found.get_indexes("task_candidate")
-                 if ix["name"] is not None})
+        columns = [c["name"] for c in inspect(engine).get_columns("task_candidate")]
     finally:
         engine.dispose()
+    return columns, indexes_of(url, "task_candidate")
 
 
 def test_migration_0013_goes_down_and_up_over_rows(tmp_path: Path, database_url: str | None) -> None:
@@ -112,13 +111,9 @@ def test_migration_0013_drops_a_candidate_row_whose_task_is_gone(tmp_path: Path)
     shows it; before, the upgrade failed on it (NOT NULL) and the service did not start."""
     url = f"sqlite:///{tmp_path / 'orphan.db'}"
     migrate_to(url, "0012")
+    insert_orphan_candidate(url, {})
     engine = make_engine(url)
     try:
-        with engine.connect() as connection:
-            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-            connection.exec_driver_sql(
-                "INSERT INTO task_candidate (task_id, kind, value) VALUES ('t-orphan', 'group', 'g')")
-            connection.commit()
         upgrade(engine)
         with engine.connect() as connection:
             assert connection.execute(select(TaskCandidate.task_id)).all() == []

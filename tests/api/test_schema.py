@@ -28,11 +28,30 @@ def test_the_migrated_schema_is_the_models(api: Api) -> None:
     assert differences == [], differences
 
 
-def _task_indexes(url: str) -> dict[str, list[str | None]]:
+def indexes_of(url: str, table: str) -> dict[str, list[str | None]]:
+    """The table's named indexes and their columns, as the database at url has them."""
     engine = make_engine(url)
     try:
-        return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("human_task")
+        return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes(table)
                 if ix["name"] is not None}
+    finally:
+        engine.dispose()
+
+
+def _task_indexes(url: str) -> dict[str, list[str | None]]:
+    return indexes_of(url, "human_task")
+
+
+def insert_orphan_candidate(url: str, columns: dict[str, str]) -> None:
+    """A task_candidate row whose task does not exist, written with SQLite's foreign keys off (they may have been)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+            row = {"task_id": "t-orphan", "kind": "group", "value": "g", **columns}
+            connection.exec_driver_sql(f"INSERT INTO task_candidate ({', '.join(row)}) "
+                                       f"VALUES ({', '.join('?' for _ in row)})", tuple(row.values()))
+            connection.commit()
     finally:
         engine.dispose()
 
@@ -96,14 +115,6 @@ def test_the_due_index_goes_down_and_up_over_rows(tmp_path: Path, database_url: 
 def test_the_delivery_status_index_goes_down_and_up(tmp_path: Path, database_url: str | None) -> None:
     """Migration 0012: webhook_delivery (status, id), the order of a status's deliveries, newest first; and back.
     The list answers the same before and after."""
-    def indexes(url: str) -> dict[str, list[str | None]]:
-        engine = make_engine(url)
-        try:
-            return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("webhook_delivery")
-                    if ix["name"] is not None}
-        finally:
-            engine.dispose()
-
     with new_database(tmp_path, database_url) as url:
         with served(tmp_path, url) as api:
             url = _url_of(api)
@@ -115,9 +126,9 @@ def test_the_delivery_status_index_goes_down_and_up(tmp_path: Path, database_url
             before = api.admin.get("/webhooks/deliveries", params={"status": "pending"}).json()
         assert len(before) == 1
         migrate_to(url, "0011", down=True)
-        assert "ix_webhook_delivery_status_id" not in indexes(url)
+        assert "ix_webhook_delivery_status_id" not in indexes_of(url, "webhook_delivery")
         migrate_to(url, "head")
-        assert indexes(url)["ix_webhook_delivery_status_id"] == ["status", "id"]
+        assert indexes_of(url, "webhook_delivery")["ix_webhook_delivery_status_id"] == ["status", "id"]
         with served(tmp_path, url) as api:
             assert api.admin.get("/webhooks/deliveries", params={"status": "pending"}).json() == before
 
@@ -161,16 +172,7 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
         return  # PostgreSQL enforces its foreign keys throughout: no such row can be there
     url = f"sqlite:///{tmp_path / 'fk.db'}"
     migrate_to(url, "head")
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
-            connection.exec_driver_sql(
-                "INSERT INTO task_candidate (task_id, kind, value, status, created_at) "
-                "VALUES ('t-orphan', 'group', 'g', 'open', '2026-01-01 00:00:00.000000')")
-            connection.commit()
-    finally:
-        engine.dispose()
+    insert_orphan_candidate(url, {"status": "open", "created_at": "2026-01-01 00:00:00.000000"})
     try:
         migrate_to(url, "0008", down=True)
     except RuntimeError as e:
@@ -190,14 +192,6 @@ def test_the_incident_index_goes_down_and_up(tmp_path: Path, database_url: str |
     """Migration 0014: waiting_event (kind, due_at, id) WHERE attempts > 0, the incidents alone; and back. The
     index's condition is read from the database's own definition of it (alembic's comparison of the schema with the
     models does not compare a partial index's condition)."""
-    def indexes(url: str) -> dict[str, list[str | None]]:
-        engine = make_engine(url)
-        try:
-            return {ix["name"]: list(ix["column_names"]) for ix in inspect(engine).get_indexes("waiting_event")
-                    if ix["name"] is not None}
-        finally:
-            engine.dispose()
-
     def condition(url: str) -> str:
         engine = make_engine(url)
         try:
@@ -216,12 +210,12 @@ def test_the_incident_index_goes_down_and_up(tmp_path: Path, database_url: str |
         with served(tmp_path, url) as api:
             url = _url_of(api)
             api.start("review", REVIEW, business_key="INC-IX-1")
-        assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        assert indexes_of(url, "waiting_event")["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
         assert condition(url) == INCIDENT == "attempts > 0"  # the models' and the migration's: the list's too
         migrate_to(url, "0013", down=True)
-        assert "ix_waiting_event_incident" not in indexes(url)
+        assert "ix_waiting_event_incident" not in indexes_of(url, "waiting_event")
         migrate_to(url, "head")
-        assert indexes(url)["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
+        assert indexes_of(url, "waiting_event")["ix_waiting_event_incident"] == ["kind", "due_at", "id"]
         assert condition(url) == INCIDENT
         with served(tmp_path, url) as api:
             assert api.admin.get("/incidents").json() == []
