@@ -1,5 +1,6 @@
 """Lists as data grows: the inbox (first page and a deep cursor page; the first page of a department offered one
-task in a hundred) and the instance list, with N open tasks
+task in a hundred), the same inbox as an OA system written for Camunda reads it (/engine-rest/task and its count),
+the console's inbox and the instance list, with N open tasks
 and N instances in the database (rows written directly, as many projects would leave them). Each time is a
 median of repeated requests, reported with its ratio to the first size, in the same run. The sizes run one after
 the other; give the first one again at the end (`--sizes 1000,100000,1000`) to see how far the machine drifted."""
@@ -109,6 +110,10 @@ def measure(size: int, pg_url: str | None) -> dict[str, float]:
             project = _time(client, "/tasks", {"candidate_group": "data_bureau", "business_key": f"S-{size // 2}"},
                             reviewer)  # one project's tasks, as an OA system asks for them
             projects = _time(client, "/process-instances", {"business_key": f"S-{size // 2}"}, admin)
+        with httpx.Client(base_url=server.url + "/engine-rest", timeout=60) as client:  # an OA system's Camunda client
+            camunda = _time(client, "/task", {"candidateGroup": "data_bureau", "maxResults": 50}, reviewer)
+            camunda_small = _time(client, "/task", {"candidateGroup": SMALL, "maxResults": 50}, auditor)
+            camunda_count = _time(client, "/task/count", {"candidateGroup": SMALL}, auditor)
         consoles = {}
         for label, user, group in (("console inbox", "li", "data_bureau"),
                                    ("console inbox, small dept.", "qian", SMALL)):
@@ -120,6 +125,8 @@ def measure(size: int, pg_url: str | None) -> dict[str, float]:
         server.stop()
     return {"inbox first page": first, "inbox deep page": deep, "small department's inbox": small,
             "instance list": listed, "one project's tasks": project, "one project's instances": projects,
+            "engine-rest inbox": camunda, "engine-rest, small dept.": camunda_small,
+            "engine-rest count, small": camunda_count,
             **consoles}
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    and_,
     bindparam,
     exists,
     func,
@@ -65,6 +66,8 @@ TASK_SORTS = ("created", "due", "name", "name_ci", "id", "assignee", "instance",
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _C: Table = TaskCandidate.__table__  # type: ignore[assignment]
+# the candidate rows a list is read from (_offered_in_creation_order), named apart from those its filters ask about
+_R: Any = _C.alias("offered")
 # the reads and writes of claim, complete and a task's detail, prepared (service/db/prepared.py) on the tables: rows,
 # not ORM objects (an ORM load costs about twice the statement, and SQLAlchemy's execution of a Core one as much)
 _TASK_ROW = Prepared(select(_T).where(_T.c.id == bindparam("i", type_=LOOKUP)))
@@ -109,20 +112,25 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
                 status: str | None, due_before: datetime | None, overdue: bool | None, now: datetime,
                 candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
-                due_after: datetime | None = None, task_id: str | None = None) -> Select[Any]:
+                due_after: datetime | None = None, task_id: str | None = None,
+                from_ranges: bool = False) -> Select[Any]:
+    """The list's filters on human_task. from_ranges: the list is read from the candidate rows its first candidate
+    filter names (_offered_ranges), which then is not asked again of each task."""
     status = _status(status)
     candidate_groups = None if candidate_groups is None else sorted(set(candidate_groups))
     candidate_user_groups = sorted(set(candidate_user_groups))
     query = select(_T).where(HumanTask.status == status)  # rows, not ORM objects: a page is only read
-    if candidate_group:
+    first = "candidate_group" if candidate_group else "candidate_groups" if candidate_groups is not None \
+        else "candidate_user" if candidate_user else None
+    if candidate_group and not (from_ranges and first == "candidate_group"):
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
             TaskCandidate.value == candidate_group)))
-    if candidate_groups is not None:
+    if candidate_groups is not None and not (from_ranges and first == "candidate_groups"):
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
             TaskCandidate.value.in_(candidate_groups))))
-    if candidate_user:
+    if candidate_user and not (from_ranges and first == "candidate_user"):
         # offered to the user by name, or to one of the groups the caller knows the user to be in
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id,
@@ -201,11 +209,15 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return _inbox_page(session, status, candidate_group,
                            _equals(assignee, process_key, business_key, process_instance_id, element_id), limit,
                            cursor)
+    ranges = None if sort_by != "created" else _offered_ranges(
+        candidate_group, candidate_groups, candidate_user, candidate_user_groups,
+        narrowed=_narrowed(assignee, business_key, process_instance_id, task_id))
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
                         candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
-                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id)
+                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id,
+                        from_ranges=ranges is not None)
     if sort_by != "created" or descending or offset:
         if sort_by not in TASK_SORTS:
             raise InvalidInput("unknown sort order", {"sort_by": f"must be one of {', '.join(TASK_SORTS)}"})
@@ -223,14 +235,95 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                 else [column.asc().nulls_last(), HumanTask.created_at, HumanTask.id]
         else:
             order = [column.desc(), HumanTask.id.desc()] if descending else [column, HumanTask.id]
-        rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
+        if ranges is None:
+            rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
+        else:
+            rows = _offered_in_creation_order(session, query, ranges, _status(status), descending=descending,
+                                              offset=max(offset, 0), limit=limit, after=None)
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
+    after = None
     if cursor:
         at, ident = decode_cursor(cursor)
-        query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(at, str(ident)))
-    rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
+        after = (at, str(ident))
+    if ranges is not None:
+        rows = _offered_in_creation_order(session, query, ranges, _status(status), descending=False, offset=0,
+                                          limit=limit + 1, after=after)
+    else:
+        if after is not None:
+            query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(*after))
+        rows = list(session.execute(query.order_by(HumanTask.created_at, HumanTask.id).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None
     return TaskPage(items=[task_summary(r) for r in rows[:limit]], next_cursor=next_cursor)
+
+
+# a candidate filter of more ranges than this is read by the general query (SQLite allows 500 terms in a UNION)
+MAX_RANGES = 32
+
+
+def _offered_ranges(candidate_group: str | None, candidate_groups: Iterable[str] | None, candidate_user: str | None,
+                    candidate_user_groups: Iterable[str], *, narrowed: bool) -> list[tuple[str, str]] | None:
+    """The candidate rows a list's candidate filter names, as (kind, value): each one range of
+    ix_task_candidate_inbox. The list is read from those of its first candidate filter (candidate_group, else
+    candidate_groups, else candidate_user and the groups known to be that user's); the others stay conditions on
+    each task. None (the list is read from the tasks) without a candidate filter, with more ranges than MAX_RANGES,
+    or `narrowed` (_narrowed)."""
+    if narrowed:
+        return None
+    ranges: list[tuple[str, str]]
+    if candidate_group:
+        ranges = [("group", candidate_group)]
+    elif candidate_groups is not None:
+        ranges = [("group", g) for g in sorted(set(candidate_groups))]
+    elif candidate_user:
+        ranges = [("user", candidate_user)] + [("group", g) for g in sorted(set(candidate_user_groups))]
+    else:
+        return None
+    return ranges if len(ranges) <= MAX_RANGES else None
+
+
+def _narrowed(assignee: str | None, business_key: str | None, process_instance_id: str | None,
+              task_id: str | None) -> bool:
+    """A list filtered by a column with an index of its own in the list's order (an assignee's, a project's) or of a
+    few rows (an instance's, a task's id): read from that index, not from candidate ranges (as _NARROW)."""
+    return any(is_given(v) for v in (assignee, business_key, process_instance_id, task_id))
+
+
+def _in_range(query: Select[Any], kind: str, value: str, status: str) -> Select[Any]:
+    """The query's tasks that have a candidate row in the range (the row keeps its task's status)."""
+    return query.join(_R, and_(_R.c.task_id == _T.c.id, _R.c.kind == kind, _R.c.value == value,
+                               _R.c.status == status))
+
+
+def _offered_in_creation_order(session: Session, query: Select[Any], ranges: list[tuple[str, str]], status: str, *,
+                               descending: bool, offset: int, limit: int, after: tuple[datetime, str] | None
+                               ) -> list[Any]:
+    """A page in creation order of the query's tasks, read from the candidate ranges named by its candidate filter
+    (_offered_ranges) rather than from every task of the status: each range in its index's order (which is the
+    tasks' creation order), as far as the page reaches. One range is the page itself; several are merged, each
+    cut to the page's end, a task offered in two of them kept once, and the page's rows read by id."""
+    key = (_R.c.created_at, _R.c.task_id)
+    order = [c.desc() for c in key] if descending else list(key)
+    branches = []
+    for kind, value in ranges:
+        branch = _in_range(query, kind, value, status)
+        if after is not None:
+            branch = branch.where(tuple_(*key) > tuple_(*after))
+        branches.append(branch.order_by(*order))
+    if not branches:
+        return []
+    if len(branches) == 1:
+        return list(session.execute(branches[0].offset(offset).limit(limit)))
+    reach = offset + limit
+    heads = [b.with_only_columns(*key).limit(reach).subquery() for b in branches]
+    merged = union(*[select(h.c.created_at, h.c.task_id) for h in heads]).subquery()
+    merged_order = [merged.c.created_at, merged.c.task_id]
+    ids = list(session.scalars(select(merged.c.task_id)
+                               .order_by(*[c.desc() for c in merged_order] if descending else merged_order)
+                               .offset(offset).limit(limit)))
+    if not ids:
+        return []
+    found = {r.id: r for r in session.execute(select(_T).where(_T.c.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
 
 
 _INBOX_PAGES: dict[tuple[bool, tuple[str, ...], bool], Prepared] = {}
@@ -298,11 +391,20 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
                 due_after: datetime | None = None, task_id: str | None = None) -> int:
     """How many tasks the same filters as list_tasks find."""
+    ranges = _offered_ranges(candidate_group, candidate_groups, candidate_user, candidate_user_groups,
+                             narrowed=_narrowed(assignee, business_key, process_instance_id, task_id))
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
                         candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
-                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id)
+                        unassigned=unassigned, element_id=element_id, due_after=due_after, task_id=task_id,
+                        from_ranges=ranges is not None)
+    if ranges is not None:  # the tasks of the ranges the candidate filter names, each counted once
+        if not ranges:
+            return 0
+        status = _status(status)
+        named = [_in_range(query, kind, value, status).with_only_columns(_T.c.id) for kind, value in ranges]
+        query = named[0] if len(named) == 1 else union(*named)  # type: ignore[assignment]
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 

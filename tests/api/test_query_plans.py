@@ -40,6 +40,7 @@ REVIEW = {"project_name": "一网通办", "budget_wan": 30}
 PARALLEL = {"project_name": "城市大脑"}
 TASK_ORDER = "ORDER BY human_task.created_at, human_task.id"
 GROUP_ORDER = "ORDER BY task_candidate.created_at, task_candidate.task_id"  # a group's inbox, from its candidate rows
+OFFERED_ORDER = "ORDER BY offered.created_at, offered.task_id"  # another list by candidate, from its candidate rows
 INSTANCE_ORDER = "ORDER BY process_instance.started_at DESC, process_instance.id DESC"
 CANDIDATES = "task_candidate"
 # the indexes the lists are read through (service/db/models.py)
@@ -267,16 +268,22 @@ def test_inbox_plans(populated: Api) -> None:
                          TASK_ORDER)
     check(api, "an assignee's tasks of one process", first, "human_task", ASSIGNED_TASKS)
     check(api, "an assignee's tasks of one process, third page", deep, "human_task", ASSIGNED_TASKS, cursor=True)
-    # a group's tasks as seen by someone outside it: the access policy's condition is added
+    # a group's tasks as seen by someone outside it: the group's range too, with the access policy's condition on
+    # each task
+    offered = "offered" if api.server.ctx.engine.dialect.name == "sqlite" else CANDIDATES  # SQLite names the alias
     first, _ = list_statement(api, api.as_("zhao", "finance_bureau"), "/tasks",
-                              {"candidate_group": "data_bureau", "limit": PAGE}, TASK_ORDER)
-    check(api, "inbox of another group", first, "human_task", OPEN_TASKS)
-    with _engine_rest(api, "li", "data_bureau") as engine_rest:  # by user: /api/v1 has no candidate_user
-        offered, _ = list_statement(api, engine_rest, "/task", {"candidateUser": "li", "maxResults": PAGE},
-                                    TASK_ORDER)
-    # open and unassigned (Camunda's candidate query leaves claimed tasks out): either index gives the order
-    check(api, "tasks offered to a user (engine-rest candidateUser)", offered, "human_task", OPEN_TASKS,
-          ASSIGNED_TASKS)
+                              {"candidate_group": "data_bureau", "limit": PAGE}, OFFERED_ORDER)
+    check(api, "inbox of another group", first, offered, GROUP_TASKS)
+    check(api, "inbox of another group: its tasks", first, "human_task", *TASK_BY_ID)
+    # an OA system's inbox through the Camunda API: open and unassigned (Camunda's candidate query leaves claimed
+    # tasks out), paged by firstResult. Several ranges (candidateGroups, candidateUser with the caller's groups) are
+    # merged: tests/api/test_offered_lists.py
+    with _engine_rest(api, "li", "data_bureau") as engine_rest:
+        for params in ({"candidateGroup": "data_bureau", "maxResults": PAGE},
+                       {"candidateGroup": "data_bureau", "maxResults": PAGE, "firstResult": 2 * PAGE}):
+            statement, _ = list_statement(api, engine_rest, "/task", params, OFFERED_ORDER)
+            check(api, f"engine-rest inbox of a group {params}", statement, offered, GROUP_TASKS)
+            check(api, f"engine-rest inbox of a group {params}: its tasks", statement, "human_task", *TASK_BY_ID)
 
 
 @pytest.mark.parametrize("who", ["department", "admin"])

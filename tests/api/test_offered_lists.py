@@ -1,0 +1,156 @@
+"""A task list filtered by candidate (a group, several groups, a user and the groups known to be the user's: the
+inbox an OA system written for Camunda reads with /engine-rest/task?candidateGroup=…) in creation order is read
+from the candidate rows its filter names, not from every task of the status: it answers what the general query
+answers, and reads only those rows."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from service.auth import Principal
+from service.db.models import HumanTask
+from service.services import tasks as tasks_service
+from tests.api.test_console_inbox_order import _human_task_reads
+from tests.api.test_query_plans import _nodes
+from tests.api.test_supervision_scope import (
+    GROUPS,
+    NAMESAKES,
+    NOW,
+    PROCESSES,
+    SCOPE,
+    TWICE,
+    USERS,
+    Task,
+    _explain,
+    _rows,
+    _store,
+    plan_problems,
+    principals,
+    tasks,
+)
+from tests.api.test_supervision_scope import scope as scope  # noqa: F401 - the fixture, under its own name
+from tests.support import Api, executed
+
+group_names = st.sampled_from((*GROUPS, "e"))
+# (candidate_group, candidate_groups, candidate_user, candidate_user_groups): one candidate filter or two
+candidate_filters = st.tuples(st.none() | group_names, st.none() | st.lists(group_names, max_size=3),
+                              st.none() | st.sampled_from(USERS), st.frozensets(group_names, max_size=3))
+
+
+def _general(session: Any, principal: Principal, filters: dict[str, Any], *, descending: bool, offset: int,
+             limit: int) -> tuple[list[str], int]:
+    """The page and the count of the general query: the filters asked of every task of the status, in creation
+    order (what list_tasks and count_tasks read before they read candidate ranges)."""
+    query = tasks_service._task_query(principal, **filters, now=NOW)
+    order = [HumanTask.created_at.desc(), HumanTask.id.desc()] if descending else [HumanTask.created_at, HumanTask.id]
+    page = [r.id for r in session.execute(query.order_by(*order).offset(offset).limit(limit))]
+    return page, int(session.scalar(select(func.count()).select_from(query.subquery())))
+
+
+def test_a_list_read_from_candidate_ranges_answers_what_the_general_query_answers(scope: Api) -> None:
+    """For random tasks, principals and filters: each page by offset (ascending and descending), every page by
+    cursor, and the count are those of the general query (a task offered to several of the filter's groups, or to
+    the user by name and by group, is listed and counted once)."""
+    @settings(SCOPE, max_examples=300)
+    @given(generated=st.lists(tasks, max_size=12), principal=principals, candidates=candidate_filters,
+           status=st.sampled_from(("open", "open", "completed", "cancelled")), unassigned=st.booleans(),
+           process_key=st.none() | st.sampled_from(PROCESSES), descending=st.booleans(),
+           offset=st.sampled_from((0, 0, 1, 3)), limit=st.sampled_from((1, 2, 500)))
+    @example(generated=TWICE, principal=Principal("u1", frozenset({"a", "b"})),
+             candidates=(None, None, "u1", frozenset({"a", "b"})), status="open", unassigned=False, process_key=None,
+             descending=False, offset=0, limit=1)
+    @example(generated=TWICE, principal=Principal("u1", frozenset({"a", "b"})),
+             candidates=(None, ["a", "b", "a"], None, frozenset()), status="open", unassigned=False,
+             process_key=None, descending=True, offset=0, limit=1)
+    @example(generated=NAMESAKES, principal=Principal("a", frozenset({"a"})),
+             candidates=(None, None, "a", frozenset({"a"})), status="open", unassigned=True, process_key=None,
+             descending=False, offset=0, limit=500)
+    # a page past the first of two ranges, one of which gives all of it: each range is read as far as the page's end
+    @example(generated=[Task("open", "p1", frozenset({"a"}), frozenset(), None, None, None)] * 3
+             + [Task("open", "p1", frozenset({"b"}), frozenset(), None, None, None)] * 3,
+             principal=Principal("u1", frozenset({"a", "b"})), candidates=(None, ["a", "b"], None, frozenset()),
+             status="open", unassigned=False, process_key=None, descending=False, offset=1, limit=2)
+    # the second candidate filter still applies to a list read from the first one's ranges
+    @example(generated=TWICE, principal=Principal("u1", frozenset({"a", "b"})),
+             candidates=("a", ["c"], None, frozenset()), status="open", unassigned=False, process_key=None,
+             descending=False, offset=0, limit=500)
+    @example(generated=TWICE, principal=Principal("u1", frozenset({"a"})), candidates=(None, [], None, frozenset()),
+             status="open", unassigned=False, process_key=None, descending=False, offset=0, limit=2)
+    def run(generated: list[Task], principal: Principal, candidates: tuple[Any, ...], status: str,
+            unassigned: bool, process_key: str | None, descending: bool, offset: int, limit: int) -> None:
+        rows = _rows(generated)
+        _store(scope, rows)
+        group, groups, user, user_groups = candidates
+        filters: dict[str, Any] = dict(
+            candidate_group=group, candidate_groups=groups, candidate_user=user, candidate_user_groups=user_groups,
+            assignee=None, process_key=process_key, business_key=None, process_instance_id=None, status=status,
+            due_before=None, overdue=None, unassigned=unassigned)
+        with scope.server.ctx.read() as session:
+            expected, counted = _general(session, principal, filters, descending=descending, offset=offset,
+                                         limit=limit)
+            page = tasks_service.list_tasks(session, principal, **filters, now=NOW, limit=limit, cursor=None,
+                                            descending=descending, offset=offset).items
+            assert [t.id for t in page] == expected, (principal, candidates, rows)
+            assert tasks_service.count_tasks(session, principal, **filters, now=NOW) == counted
+            # every page by cursor, in creation order
+            everything, _ = _general(session, principal, filters, descending=False, offset=0, limit=10_000)
+            walked: list[str] = []
+            cursor = None
+            for _ in range(len(rows) + 2):
+                paged = tasks_service.list_tasks(session, principal, **filters, now=NOW, limit=limit, cursor=cursor)
+                walked += [t.id for t in paged.items]
+                cursor = paged.next_cursor
+                if cursor is None:
+                    break
+            assert walked == everything, (principal, candidates, rows)
+
+    run()
+
+
+def test_a_list_by_candidate_reads_only_the_named_candidate_rows(scope: Api) -> None:
+    """The page and the count read task_candidate by (kind, value, status) and human_task by id only: never every
+    task of the status (SQLite's plan, or PostgreSQL's with scans priced out). One range is read in its order (no
+    sort); several are each cut to the page's end and only what they give is sorted."""
+    _store(scope, _rows([Task("open", "p1", frozenset({"a"}), frozenset({"u1"}), None, None, None),
+                         Task("open", "p1", frozenset({"b"}), frozenset(), None, None, None),
+                         Task("open", "p2", frozenset({"a", "b"}), frozenset(), None, None, None)]))
+    principal = Principal("u1", frozenset({"a", "b"}))
+    by_id = {"sqlite_autoindex_human_task_1 (id=?)", "Index Scan by id"}
+    for label, filters, n, listed in (
+            ("one group", dict(candidate_group="a"), 1, ["t00", "t02"]),
+            ("two groups", dict(candidate_groups=["a", "b"]), 2, ["t00", "t01", "t02"]),
+            ("a user and the user's groups", dict(candidate_user="u1", candidate_user_groups={"a", "b"}), 3,
+             ["t00", "t01", "t02"])):
+        common: dict[str, Any] = dict(candidate_group=None, assignee=None, process_key=None, business_key=None,
+                                      process_instance_id=None, status="open", due_before=None, overdue=None,
+                                      now=NOW, unassigned=True)
+        common.update(filters)
+        with executed(scope.server) as seen, scope.server.ctx.read() as session:
+            page = tasks_service.list_tasks(session, principal, **common, limit=2, cursor=None, offset=1)
+            total = tasks_service.count_tasks(session, principal, **common)
+        assert ([t.id for t in page.items], total) == (listed[1:3], len(listed)), label
+        statements = [s for s in seen if s.sql.lstrip().startswith("SELECT")]
+        # the page (with its rows, from one range; its ids, from several, then their rows by id), then the count
+        expected = ["page", "count"] if n == 1 else ["ids", "rows", "count"]
+        assert len(statements) == len(expected), [s.sql for s in statements]
+        for role, statement in zip(expected, statements, strict=True):
+            assert plan_problems(scope, statement) == [], (label, role, statement.sql)
+            reads = _human_task_reads(scope, statement)
+            assert reads and set(reads) <= by_id, (label, role, reads, statement.sql)
+            plan = _explain(scope, statement)
+            if plan.tree is None:
+                sorts = [d for _, _, d in plan.rows if re.search(r"TEMP B-TREE FOR ORDER BY", d)]
+                ranges = [d for _, _, d in plan.rows if d.startswith("SEARCH offered")]
+            else:
+                nodes = list(_nodes(plan.tree))
+                sorts = [n["Node Type"] for n, _, _ in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+                ranges = [f"{n.get('Index Name')}: {n.get('Index Cond')}" for n, _, _ in nodes
+                          if n.get("Relation Name") == "task_candidate" and n.get("Alias", "").startswith("offered")]
+            assert len(ranges) == (0 if role == "rows" else n), (label, role, ranges)
+            assert all("ix_task_candidate_inbox" in r and "status" in r for r in ranges), (label, role, ranges)
+            # one range is read in its order; a merge of several sorts what the ranges gave, once, at the top
+            assert len(sorts) == (1 if role == "ids" else 0), (label, role, sorts, statement.sql)
