@@ -50,7 +50,7 @@ def _seed(url: str, size: int) -> None:
                           "candidate_users": [], "assignee": None, "form_key": None, "status": "open",
                           "created_at": at, "due_at": None, "due_provisional": False})
             candidates.append({"task_id": task_id, "kind": "group", "value": group, "status": "open",
-                               "created_at": at})
+                               "created_at": at, "due_at": None, "claimed": False})
             if len(instances) >= 5000:
                 _flush(conn, instances, tasks, candidates)
         _flush(conn, instances, tasks, candidates)

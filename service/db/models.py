@@ -219,15 +219,25 @@ class HumanTask(Base):
 class TaskCandidate(Base):
     """One row per (task, group or user) the task is offered to, with the task's status and creation time kept on
     it: a group's inbox is one range of ix_task_candidate_inbox, in the inbox's order, whatever other groups have
-    open and however many tasks the group closed before (every change of a task's status changes its rows too)."""
+    open and however many tasks the group closed before (every change of a task's status changes its rows too).
+    Whether it is claimed and its due date are kept too: the tasks offered to a department and claimed by no one
+    are a range of ix_task_candidate_unclaimed in creation order (the inbox an OA system written for Camunda reads,
+    /engine-rest/task?candidateGroup=…) and of ix_task_candidate_offered the most urgent first (the console's
+    inbox, counted there without reading the tasks)."""
 
     __tablename__ = "task_candidate"
-    __table_args__ = (Index("ix_task_candidate_inbox", "kind", "value", "status", "created_at", "task_id"),)
+    __table_args__ = (Index("ix_task_candidate_inbox", "kind", "value", "status", "created_at", "task_id"),
+                      Index("ix_task_candidate_unclaimed", "kind", "value", "status", "claimed", "created_at",
+                            "task_id"),
+                      Index("ix_task_candidate_offered", "kind", "value", "status", "claimed", "due_at", "created_at",
+                            "task_id"))
     task_id: Mapped[str] = mapped_column(ForeignKey("human_task.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(Str(10), primary_key=True)  # group | user
     value: Mapped[str] = mapped_column(Str(200), primary_key=True)
     status: Mapped[str] = mapped_column(Str(20))  # the task's
     created_at: Mapped[datetime]  # the task's
+    due_at: Mapped[datetime | None]  # the task's
+    claimed: Mapped[bool]  # the task has an assignee
 
 
 # a waiting event whose firing failed (with kind 'timer', an incident): the condition of ix_waiting_event_incident,

@@ -12,7 +12,7 @@ from service.db.models import HumanTask, ProcessInstance, WaitingEvent
 from service.errors import Conflict, ProcessError
 from service.services.audit import AuditTrail
 from service.services.context import AppContext
-from service.services.store import apply, committed
+from service.services.store import apply, committed, tasks_due_moved
 
 log = logging.getLogger("govflow.calendar")
 
@@ -51,13 +51,17 @@ def _recompute(ctx: AppContext, instance_id: str) -> int:
     dues: dict[str, list[Any]] = result.extra.get("task_dues", {})
     with ctx.write() as session:
         moved: dict[str, str | None] = {}
+        due_dates: dict[str, datetime | None] = {}
         for row in session.scalars(select(HumanTask).where(HumanTask.id.in_(list(dues)),
                                                            HumanTask.status == "open")):
             due_text, still_provisional = dues[row.id]
             due = datetime.fromisoformat(due_text) if due_text else None
             if due != row.due_at or still_provisional != row.due_provisional:
+                if due != row.due_at:
+                    due_dates[row.id] = due
                 row.due_at, row.due_provisional = due, still_provisional
                 moved[row.id] = due_text
+        tasks_due_moved(session, due_dates)
         if not result.extra.get("timers_changed") and not moved and not stale_flags:
             return 0
         audit = AuditTrail.for_instance(session, instance.id)

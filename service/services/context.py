@@ -254,13 +254,17 @@ def engine_error(e: EngineFailure) -> Exception:
 
 
 def _check_candidates(session: Session) -> None:
-    """Every task_candidate row has its task's status and creation time (a test-suite setting: a statement that
-    closes a task without services.store.tasks_closed would leave the task in its groups' inboxes)."""
+    """Every task_candidate row has its task's status, creation time, due date and whether it is claimed (a
+    test-suite setting: a statement that closes, claims or releases a task without services.store.tasks_closed or
+    task_claimed would leave the task in the wrong inboxes)."""
     from service.db.models import HumanTask, TaskCandidate
 
-    stale = session.execute(select(TaskCandidate.task_id, TaskCandidate.status, HumanTask.status)
+    stale = session.execute(select(TaskCandidate.task_id, TaskCandidate.status, HumanTask.status,
+                                   TaskCandidate.claimed, HumanTask.assignee, TaskCandidate.due_at, HumanTask.due_at)
                             .join(HumanTask, HumanTask.id == TaskCandidate.task_id)
                             .where(or_(TaskCandidate.status != HumanTask.status,
-                                       TaskCandidate.created_at != HumanTask.created_at)).limit(5)).all()
+                                       TaskCandidate.created_at != HumanTask.created_at,
+                                       TaskCandidate.due_at.is_distinct_from(HumanTask.due_at),
+                                       TaskCandidate.claimed != HumanTask.assignee.is_not(None))).limit(5)).all()
     if stale:
         raise AssertionError(f"task_candidate rows out of step with their tasks (task, kept, actual): {stale}")

@@ -29,7 +29,7 @@ from service.schemas import (
 from service.services import definitions, outbox
 from service.services.audit import AuditTrail
 from service.services.context import AppContext, engine_error
-from service.services.store import apply, committed
+from service.services.store import apply, committed, tasks_due_moved
 
 
 def migrate(ctx: AppContext, principal: Principal, request: MigrationIn) -> MigrationOut:
@@ -197,6 +197,7 @@ def _follow_open_tasks(session: Any, row: ProcessInstance, target: ProcessDefini
             due, provisional = dues[task.id]
             task.due_at = datetime.fromisoformat(due) if due else None
             task.due_provisional = bool(provisional)
+            tasks_due_moved(session, {task.id: task.due_at})
         if task.candidate_groups != t.candidate_groups or task.candidate_users != t.candidate_users:
             task.candidate_groups, task.candidate_users = t.candidate_groups, t.candidate_users
             session.execute(delete(TaskCandidate).where(TaskCandidate.task_id == task.id))
@@ -204,4 +205,5 @@ def _follow_open_tasks(session: Any, row: ProcessInstance, target: ProcessDefini
             for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)):
                 for value in values:
                     session.add(TaskCandidate(task_id=task.id, kind=kind, value=value, status=task.status,
-                                              created_at=task.created_at))
+                                              created_at=task.created_at, due_at=task.due_at,
+                                              claimed=task.assignee is not None))

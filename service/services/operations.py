@@ -19,7 +19,7 @@ from service.services import instances, outbox
 from service.services.audit import AuditTrail
 from service.services.common import check_variables, task_summary
 from service.services.context import AppContext
-from service.services.store import apply, committed, open_tasks_of, tasks_closed
+from service.services.store import apply, committed, open_tasks_of, task_claimed, tasks_closed
 from service.services.tasks import _load as load_task
 
 
@@ -172,6 +172,7 @@ def withdraw(ctx: AppContext, principal: Principal, task_id: str, comment: str |
         new.reopened = {"kind": "withdrawn", "by": principal.user, "at": _when(now), "comment": comment,
                         "from_task_id": row.id, "from_element_id": row.element_id, "from_name": row.name}
         new.assignee = principal.user
+        task_claimed(session, new.id, True)
         audit.append(now, principal.user, "task.withdrawn", task_id=row.id, element_id=row.element_id,
                      data={"new_task_id": new.id, "cancelled_task_ids": ids, "comment": comment})
         audit.append(now, principal.user, "task.claimed", task_id=new.id, element_id=new.element_id)

@@ -60,11 +60,19 @@ _TASK_COLUMNS = ("id", "instance_id", "definition_id", "process_key", "business_
                  "created_at", "due_at", "due_provisional")
 _INSERT_TASKS = Prepared(insert(_TASKS), keys=_TASK_COLUMNS)
 _CANDIDATES: Table = TaskCandidate.__table__  # type: ignore[assignment]
-_INSERT_CANDIDATES = Prepared(insert(_CANDIDATES), keys=("task_id", "kind", "value", "status", "created_at"))
-# a task's candidate rows keep its status (the inbox reads it there): every statement that closes a task is followed
-# by this one for the same tasks
+_INSERT_CANDIDATES = Prepared(insert(_CANDIDATES),
+                              keys=("task_id", "kind", "value", "status", "created_at", "due_at", "claimed"))
+# a task's candidate rows keep its status, whether it is claimed and its due date (the inboxes read them there): every
+# statement that closes a task, claims or releases one or sets its due date again is followed by one of these for
+# the same tasks
 _CANDIDATES_STATUS = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
                               .values(status=bindparam("status")))
+_CANDIDATES_STATUS_CLAIMED = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
+                                      .values(status=bindparam("status"), claimed=True))
+_CANDIDATES_DUE = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
+                           .values(due_at=bindparam("due_at")))
+_CANDIDATES_CLAIMED = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
+                               .values(claimed=bindparam("claimed")))
 _WAITING_COLUMNS = ("instance_id", "process_key", "business_key", "kind", "name", "element_id", "spiff_task_id",
                     "due_at", "calendar", "provisional", "attempts")
 _INSERT_WAITING = Prepared(insert(_WAITING_T), keys=_WAITING_COLUMNS)
@@ -73,10 +81,24 @@ _WAITING = Prepared(select(_WAITING_T.c.id, _WAITING_T.c.kind, _WAITING_T.c.spif
                     .where(_WAITING_T.c.instance_id == bindparam("i")))
 
 
-def tasks_closed(session: Session, task_ids: list[str], status: str) -> None:
-    """The candidate rows of tasks just closed (completed or cancelled) take their task's new status."""
+def tasks_closed(session: Session, task_ids: list[str], status: str, *, claimed: bool = False) -> None:
+    """The candidate rows of tasks just closed (completed or cancelled) take their task's new status; `claimed`:
+    the statement that closed them gave them an assignee (a completion by someone who had not claimed the task)."""
     if task_ids:
-        _CANDIDATES_STATUS.execute(session, [{"b_task": task_id, "status": status} for task_id in task_ids])
+        statement = _CANDIDATES_STATUS_CLAIMED if claimed else _CANDIDATES_STATUS
+        statement.execute(session, [{"b_task": task_id, "status": status} for task_id in task_ids])
+
+
+def tasks_due_moved(session: Session, due_dates: dict[str, datetime | None]) -> None:
+    """The candidate rows of open tasks whose due date was set again (a calendar's new arrangement, a migration to
+    another version) take the new date."""
+    if due_dates:
+        _CANDIDATES_DUE.execute(session, [{"b_task": task_id, "due_at": due} for task_id, due in due_dates.items()])
+
+
+def task_claimed(session: Session, task_id: str, claimed: bool) -> None:
+    """The candidate rows of a task just claimed (or released) say so."""
+    _CANDIDATES_CLAIMED.execute(session, {"b_task": task_id, "claimed": claimed})
 
 
 def open_tasks_of(session: Session, instance_ids: list[str]) -> list[HumanTask]:
@@ -263,7 +285,8 @@ def _insert_tasks(session: Session, instance: ProcessInstance, new: list[Any], n
         "created_at": now, "due_at": t.due_at, "due_provisional": t.due_provisional,
     } for t in new]
     _INSERT_TASKS.execute(session, rows)
-    candidates = [{"task_id": t.id, "kind": kind, "value": value, "status": "open", "created_at": now} for t in new
+    candidates = [{"task_id": t.id, "kind": kind, "value": value, "status": "open", "created_at": now,
+                   "due_at": t.due_at, "claimed": t.assignee is not None} for t in new
                   for kind, values in (("group", t.candidate_groups), ("user", t.candidate_users)) for value in values]
     if candidates:
         _INSERT_CANDIDATES.execute(session, candidates)

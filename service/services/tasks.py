@@ -13,6 +13,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     exists,
+    false,
     func,
     or_,
     select,
@@ -54,7 +55,7 @@ from service.services.common import (
     where_given,
 )
 from service.services.context import AppContext
-from service.services.store import Stored, apply, committed, tasks_closed
+from service.services.store import Stored, apply, committed, task_claimed, tasks_closed
 from service.text import storable_problem
 
 TASK_STATUSES = ("open", "completed", "cancelled")
@@ -238,16 +239,16 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         if ranges is None:
             rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
         else:
-            rows = _offered_in_creation_order(session, query, ranges, _status(status), descending=descending,
-                                              offset=max(offset, 0), limit=limit, after=None)
+            rows = _offered_in_creation_order(session, query, ranges, _status(status), unclaimed=unassigned,
+                                              descending=descending, offset=max(offset, 0), limit=limit, after=None)
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     after = None
     if cursor:
         at, ident = decode_cursor(cursor)
         after = (at, str(ident))
     if ranges is not None:
-        rows = _offered_in_creation_order(session, query, ranges, _status(status), descending=False, offset=0,
-                                          limit=limit + 1, after=after)
+        rows = _offered_in_creation_order(session, query, ranges, _status(status), unclaimed=unassigned,
+                                          descending=False, offset=0, limit=limit + 1, after=after)
     else:
         if after is not None:
             query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(*after))
@@ -288,24 +289,32 @@ def _narrowed(assignee: str | None, business_key: str | None, process_instance_i
     return any(is_given(v) for v in (assignee, business_key, process_instance_id, task_id))
 
 
-def _in_range(query: Select[Any], kind: str, value: str, status: str) -> Select[Any]:
-    """The query's tasks that have a candidate row in the range (the row keeps its task's status)."""
-    return query.join(_R, and_(_R.c.task_id == _T.c.id, _R.c.kind == kind, _R.c.value == value,
-                               _R.c.status == status))
+def _in_range(query: Select[Any], kind: str, value: str, status: str, unclaimed: bool) -> Select[Any]:
+    """The query's tasks that have a candidate row in the range (the row keeps its task's status, and whether it is
+    claimed: a list of unclaimed tasks reads only their part of the range, ix_task_candidate_unclaimed)."""
+    on = [_R.c.task_id == _T.c.id, _R.c.kind == kind, _R.c.value == value, _R.c.status == status]
+    if unclaimed:
+        on.append(_R.c.claimed == false())
+    return query.join(_R, and_(*on))
+
+
+# the largest LIMIT both databases take (a signed 64-bit integer)
+_LIMIT_MAX = 2**63 - 1
 
 
 def _offered_in_creation_order(session: Session, query: Select[Any], ranges: list[tuple[str, str]], status: str, *,
-                               descending: bool, offset: int, limit: int, after: tuple[datetime, str] | None
-                               ) -> list[Any]:
+                               unclaimed: bool, descending: bool, offset: int, limit: int,
+                               after: tuple[datetime, str] | None) -> list[Any]:
     """A page in creation order of the query's tasks, read from the candidate ranges named by its candidate filter
     (_offered_ranges) rather than from every task of the status: each range in its index's order (which is the
-    tasks' creation order), as far as the page reaches. One range is the page itself; several are merged, each
-    cut to the page's end, a task offered in two of them kept once, and the page's rows read by id."""
+    tasks' creation order), as far as the page reaches. One range is the page itself; several are merged in one
+    statement, each cut to the page's end, a task offered in two of them kept once, and the page's tasks held to
+    the query's conditions again as they are read."""
     key = (_R.c.created_at, _R.c.task_id)
     order = [c.desc() for c in key] if descending else list(key)
     branches = []
     for kind, value in ranges:
-        branch = _in_range(query, kind, value, status)
+        branch = _in_range(query, kind, value, status, unclaimed)
         if after is not None:
             branch = branch.where(tuple_(*key) > tuple_(*after))
         branches.append(branch.order_by(*order))
@@ -313,17 +322,18 @@ def _offered_in_creation_order(session: Session, query: Select[Any], ranges: lis
         return []
     if len(branches) == 1:
         return list(session.execute(branches[0].offset(offset).limit(limit)))
-    reach = offset + limit
-    heads = [b.with_only_columns(*key).limit(reach).subquery() for b in branches]
-    merged = union(*[select(h.c.created_at, h.c.task_id) for h in heads]).subquery()
-    merged_order = [merged.c.created_at, merged.c.task_id]
-    ids = list(session.scalars(select(merged.c.task_id)
-                               .order_by(*[c.desc() for c in merged_order] if descending else merged_order)
-                               .offset(offset).limit(limit)))
-    if not ids:
-        return []
-    found = {r.id: r for r in session.execute(select(_T).where(_T.c.id.in_(ids)))}
-    return [found[i] for i in ids if i in found]
+    reach = min(offset + limit, _LIMIT_MAX)
+    # the task's own creation time and id (equal to its rows' while they are in step): a task is kept once
+    heads = [b.with_only_columns(_T.c.created_at, _T.c.id).limit(reach).subquery() for b in branches]
+    merged = union(*[select(h.c.created_at, h.c.id) for h in heads]).subquery()
+
+    def ordered(*columns: Any) -> list[Any]:
+        return [c.desc() for c in columns] if descending else list(columns)
+
+    page = (select(merged.c.created_at, merged.c.id).order_by(*ordered(merged.c.created_at, merged.c.id))
+            .offset(offset).limit(limit).subquery())
+    return list(session.execute(query.join(page, page.c.id == _T.c.id).order_by(*ordered(page.c.created_at,
+                                                                                          page.c.id))))
 
 
 _INBOX_PAGES: dict[tuple[bool, tuple[str, ...], bool], Prepared] = {}
@@ -403,7 +413,8 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
         if not ranges:
             return 0
         status = _status(status)
-        named = [_in_range(query, kind, value, status).with_only_columns(_T.c.id) for kind, value in ranges]
+        named = [_in_range(query, kind, value, status, unassigned).with_only_columns(_T.c.id)
+                 for kind, value in ranges]
         query = named[0] if len(named) == 1 else union(*named)  # type: ignore[assignment]
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
@@ -418,47 +429,21 @@ def most_urgent(session: Session, principal: Principal, *, offered: bool, proces
 
     The general query reads every open task in due order until it has a page of the principal's, and every open
     task again to count them: at 100,000 open tasks, a department offered 1 % of them waited a quarter of a second.
-    On SQLite (and for the claims on PostgreSQL too) the tasks are read from where they are named, and only those
-    are ordered and counted: the principal's claims (ix_human_task_assignee_created, a few rows, ordered here), or
-    the open candidate rows of its groups and its name (ix_task_candidate_inbox) joined to their tasks by id,
-    ordered and counted by the database in one statement, then the page's rows by id. Joined from the candidate
-    rows, not `id IN (…)`: SQLite would then read every unclaimed open task by (assignee, status), the index with
-    more equalities, or every open task by due date to avoid the sort."""
+    Here the tasks are read from where they are named. The claims: the principal's range of
+    ix_human_task_assignee_created (a few rows), ordered here. The offered tasks: the candidate rows keep their
+    task's due date and whether it is claimed, so the unclaimed open tasks of each of the principal's groups and of
+    its name are ranges of ix_task_candidate_offered in the page's order (those with a due date, then those
+    without); each range is read as far as the page reaches, the ranges are merged (a task offered twice kept
+    once), and the page's rows read by id. The total is counted from the same ranges, without the tasks (with a
+    process filter, joined to them): each range in its index, and, when several hold tasks, their union, so that a
+    task offered twice is counted once; a page that is not full is its own total."""
     def wanted(r: Any) -> bool:
         return (r.status == "open" and (r.assignee is None if offered else r.assignee == principal.user)
                 and (process_key is None or r.process_key == process_key)
                 and (not only_overdue or (r.due_at is not None and r.due_at < now)))
 
-    if offered and principal.user and session.get_bind().dialect.name != "sqlite":
-        # PostgreSQL plans the general query with its statistics, and does as well or better there: at 100,000 open
-        # tasks (`bench scale`), 43 against 88 ms for a department offered a quarter of them, 49 against 50 ms for
-        # one offered 1 %. (The general query ignores an empty user name: such a principal is read as below.)
-        common: dict[str, Any] = dict(
-            candidate_group=None, business_key=None, process_instance_id=None, status="open", due_before=None,
-            overdue=True if only_overdue else None, now=now, process_key=process_key, assignee=None,
-            candidate_user=principal.user, candidate_user_groups=principal.groups, unassigned=True)
-        page = list_tasks(session, principal, **common, limit=limit + 1, cursor=None, sort_by="due").items
-        if len(page) <= limit:
-            return page, len(page)
-        return page[:limit], count_tasks(session, principal, **common)
     if offered:
-        named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open")]
-        if principal.groups:
-            named.append(select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
-                                                    _C.c.status == "open"))
-        found = union(*named).subquery()
-        where = [_T.c.assignee.is_(None), _T.c.status == "open"]
-        if process_key is not None:
-            where.append(_T.c.process_key == process_key)
-        if only_overdue:
-            where += [_T.c.due_at.is_not(None), _T.c.due_at < now]
-        # the page's ids with the total (a page of at least one row, which carries it); the rows are read next:
-        # ordering the whole rows was half as slow again at 25,000 tasks
-        order = (_T.c.due_at.is_(None), _T.c.due_at, _T.c.created_at, _T.c.id)
-        listed = session.execute(select(_T.c.id, func.count().over().label("total"))
-                                 .select_from(found.join(_T, _T.c.id == found.c.task_id))
-                                 .where(*where).order_by(*order).limit(max(limit, 1))).all()
-        shown, total = [r.id for r in listed[:limit]], int(listed[0].total if listed else 0)
+        shown, total = _most_urgent_offered(session, principal, process_key, only_overdue, now, limit)
     else:
         claims = [r for r in session.execute(select(_T.c.id, _T.c.due_at, _T.c.created_at, _T.c.assignee,
                                                     _T.c.process_key, _T.c.status)
@@ -470,6 +455,65 @@ def most_urgent(session: Session, principal: Principal, *, offered: bool, proces
     # on PostgreSQL each statement reads what is committed when it starts: a task claimed or completed in between is
     # left out, not shown as what it no longer is (the page is one short, the total one high, until the next view)
     return [task_summary(rows[i]) for i in shown if i in rows and wanted(rows[i])], total
+
+
+def _most_urgent_offered(session: Session, principal: Principal, process_key: str | None, only_overdue: bool,
+                         now: datetime, limit: int) -> tuple[list[str], int]:
+    """most_urgent's offered tasks: the page's ids and the total."""
+    ranges = [("user", principal.user)] + [("group", g) for g in sorted(principal.groups)]
+    if len(ranges) > MAX_RANGES:  # too many to merge: the candidate rows of them all, joined, ordered and counted
+        return _offered_all_at_once(session, principal, process_key, only_overdue, now, limit)
+
+    def unclaimed(kind: str, value: str, dated: bool) -> Select[Any]:
+        query = select(_R.c.task_id, _R.c.due_at, _R.c.created_at).where(
+            _R.c.kind == kind, _R.c.value == value, _R.c.status == "open", _R.c.claimed == false(),
+            _R.c.due_at.is_not(None) if dated else _R.c.due_at.is_(None))
+        if only_overdue:
+            query = query.where(_R.c.due_at < now)
+        if process_key is not None:  # the task's own status and assignee too, as the page's rows are checked
+            query = query.join(_T, _T.c.id == _R.c.task_id).where(_T.c.process_key == process_key)
+        return query
+
+    parts = [(kind, value, dated) for kind, value in ranges for dated in ((True,) if only_overdue else (True, False))]
+    heads = [unclaimed(kind, value, dated)
+             .order_by(*((_R.c.due_at,) if dated else ()), _R.c.created_at, _R.c.task_id)
+             .limit(max(limit, 1)).subquery() for kind, value, dated in parts]
+    merged = union(*[select(h.c.task_id, h.c.due_at, h.c.created_at) for h in heads]).subquery()
+    listed = list(session.scalars(
+        select(merged.c.task_id)
+        .order_by(merged.c.due_at.is_(None), merged.c.due_at, merged.c.created_at, merged.c.task_id)
+        .limit(max(limit, 1))))
+    shown = listed[:limit]
+    if len(listed) < max(limit, 1):  # every range gave all it has: the page holds them all
+        return shown, len(listed)
+    # each range counted in its index; only when several hold tasks may a task be in two, and they are merged
+    counts = session.execute(select(*[select(func.count()).select_from(unclaimed(*part).subquery()).scalar_subquery()
+                                      for part in parts])).one()
+    holding = [part for part, n in zip(parts, counts, strict=True) if n]
+    if len({(kind, value) for kind, value, _ in holding}) <= 1:
+        return shown, sum(counts)
+    counted = union(*[unclaimed(*part).with_only_columns(_R.c.task_id) for part in holding]).subquery()
+    return shown, int(session.scalar(select(func.count()).select_from(counted)) or 0)
+
+
+def _offered_all_at_once(session: Session, principal: Principal, process_key: str | None, only_overdue: bool,
+                         now: datetime, limit: int) -> tuple[list[str], int]:
+    """The offered tasks of a principal in more groups than MAX_RANGES: its open candidate rows joined to their
+    tasks by id, ordered, cut to the page and counted (`count(*) OVER ()`) in one statement."""
+    named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open"),
+             select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
+                                        _C.c.status == "open")]
+    found = union(*named).subquery()
+    where = [_T.c.assignee.is_(None), _T.c.status == "open"]
+    if process_key is not None:
+        where.append(_T.c.process_key == process_key)
+    if only_overdue:
+        where += [_T.c.due_at.is_not(None), _T.c.due_at < now]
+    order = (_T.c.due_at.is_(None), _T.c.due_at, _T.c.created_at, _T.c.id)
+    listed = session.execute(select(_T.c.id, func.count().over().label("total"))
+                             .select_from(found.join(_T, _T.c.id == found.c.task_id))
+                             .where(*where).order_by(*order).limit(max(limit, 1))).all()
+    return [r.id for r in listed[:limit]], int(listed[0].total if listed else 0)
 
 
 def _load(session: Session | Connection, principal: Principal, task_id: str, statement: Prepared = _TASK_ROW
@@ -545,6 +589,7 @@ def claim(ctx: AppContext, session: Session, principal: Principal, task_id: str)
             row = _with(row, assignee=holder)
             return _detail(ctx, session, row, _variables(session, row.instance_id))
         raise Conflict(f"the task is claimed by {holder}", assignee=holder)
+    task_claimed(session, row.id, True)
     row = _with(row, assignee=principal.user)
     now = ctx.clock.now()
     variables, trail = _instance_and_trail(session, row.instance_id)
@@ -568,6 +613,7 @@ def unclaim(ctx: AppContext, session: Session, principal: Principal, task_id: st
     previous = row.assignee
     if _RELEASE.execute(session, {"b_id": row.id, "previous": previous}).rowcount != 1:
         raise Conflict("the task was released, completed or claimed by someone else meanwhile")
+    task_claimed(session, row.id, False)
     row = _with(row, assignee=None)
     now = ctx.clock.now()
     variables, trail = _instance_and_trail(session, row.instance_id)
@@ -609,7 +655,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
             "submitted": to_json_value(clean), "outputs": written, "comment": comment})
         if claimed.rowcount != 1:
             raise Conflict("the task was completed or claimed by someone else")
-        tasks_closed(session, [row.id], "completed")
+        tasks_closed(session, [row.id], "completed", claimed=row.assignee is None)
         audit = AuditTrail.for_instance(session, instance.id)
         data: dict[str, Any] = {"variables": clean}
         if comment is not None:

@@ -72,8 +72,10 @@ def test_a_task_offered_to_a_user_by_name_is_theirs(api: Api) -> None:
 
     with api.server.ctx.session_factory() as session, session.begin():
         session.execute(update(HumanTask).where(HumanTask.id == task_id).values(candidate_users=["sun"]))
-        created_at = session.scalar(select(HumanTask.created_at).where(HumanTask.id == task_id))
-        session.add(TaskCandidate(task_id=task_id, kind="user", value="sun", status="open", created_at=created_at))
+        created_at, due_at = session.execute(select(HumanTask.created_at, HumanTask.due_at)
+                                             .where(HumanTask.id == task_id)).one()
+        session.add(TaskCandidate(task_id=task_id, kind="user", value="sun", status="open", created_at=created_at,
+                                  due_at=due_at, claimed=False))
     sun = api.as_("sun")
     assert task_id in _ids(sun.get("/tasks").json())
     assert sun.post(f"/tasks/{task_id}/claim").status_code == 200

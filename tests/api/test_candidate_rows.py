@@ -1,19 +1,24 @@
 """A task's candidate rows keep its status and creation time, so a group's inbox is one range of
-ix_task_candidate_inbox (tests/api/test_query_plans.py has its plan): they follow the task through completion and
-cancellation, the test suite checks them after every write transaction (AppContext.write, a test setting), and
-migration 0013 fills them in for the rows a database already has."""
+ix_task_candidate_inbox (tests/api/test_query_plans.py has its plan), and its due date and whether it is claimed, so
+the unclaimed tasks offered to a department, the most urgent first (the console's inbox), are ranges of
+ix_task_candidate_offered (tests/api/test_console_inbox_order.py): they follow the task through claims, releases,
+completion and cancellation, the test suite checks them after every write transaction (AppContext.write, a test
+setting), and migrations 0013 and 0015 fill them in for the rows a database already has."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
+from service.auth import Principal
 from service.db.migrate import upgrade
 from service.db.models import HumanTask, TaskCandidate
 from service.db.session import make_engine
+from service.services import tasks as tasks_service
 from tests.api.test_scale_out import new_database
 from tests.api.test_schema import indexes_of, insert_orphan_candidate
 from tests.conftest import served
@@ -63,6 +68,84 @@ def test_a_task_closed_without_its_candidate_rows_is_caught_before_the_commit(ap
     assert _inbox(api, "data_bureau") == [task_id]
 
 
+def _claimed(api: Api, task_id: str) -> set[tuple[str, bool, Any]]:
+    with api.server.ctx.read() as session:
+        return {(r.status, r.claimed, r.due_at) for r in session.execute(
+            select(TaskCandidate).where(TaskCandidate.task_id == task_id)).scalars()}
+
+
+def test_the_candidate_rows_follow_their_task_through_claims_and_releases(api: Api) -> None:
+    """Claimed, released, claimed again and completed; completed without a claim (the completer becomes the
+    assignee); the task's due date is on its rows from the start."""
+    task = api.start("deadlines", {}, business_key="CL-1")["open_tasks"][0]
+    due = datetime.fromisoformat(task["due_at"])
+    oa = api.as_("oa", "applicant")
+    assert _claimed(api, task["id"]) == {("open", False, due)}
+    assert oa.post(f"/tasks/{task['id']}/claim").status_code == 200
+    assert _claimed(api, task["id"]) == {("open", True, due)}
+    assert oa.post(f"/tasks/{task['id']}/unclaim").status_code == 200
+    assert _claimed(api, task["id"]) == {("open", False, due)}
+    assert oa.post(f"/tasks/{task['id']}/claim").status_code == 200
+    r = oa.post(f"/tasks/{task['id']}/complete", json={"variables": {}})
+    assert r.status_code == 200, r.text
+    assert _claimed(api, task["id"]) == {("completed", True, due)}
+    review = api.start("review", REVIEW, business_key="CL-2")["open_tasks"][0]
+    unclaimed, due = review["id"], datetime.fromisoformat(review["due_at"]) if review["due_at"] else None
+    assert _claimed(api, unclaimed) == {("open", False, due)}
+    r = api.as_("li", "data_bureau").post(f"/tasks/{unclaimed}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 200, r.text
+    assert _claimed(api, unclaimed) == {("completed", True, due)}
+
+
+def test_a_task_claimed_without_its_candidate_rows_is_caught_before_the_commit(api: Api) -> None:
+    task_id = api.start("review", REVIEW, business_key="CL-3")["open_tasks"][0]["id"]
+    with pytest.raises(AssertionError, match="out of step") as caught, api.server.ctx.write() as session:
+        session.execute(update(HumanTask).where(HumanTask.id == task_id).values(assignee="li"))
+    assert task_id in str(caught.value)
+    with pytest.raises(AssertionError, match="out of step"), api.server.ctx.write() as session:
+        session.execute(update(HumanTask).where(HumanTask.id == task_id).values(due_at=datetime(2030, 1, 1, tzinfo=UTC)))
+    assert api.admin.get(f"/tasks/{task_id}").json()["assignee"] is None
+
+
+def test_migration_0015_goes_down_and_up_over_rows(tmp_path: Path, database_url: str | None) -> None:
+    """Down to 0014 the rows lose due_at and claimed, and the two indexes of the unclaimed tasks go;
+    up again each row takes its task's due date and whether it is claimed, and the console's inbox lists the same."""
+    with new_database(tmp_path, database_url) as url:
+        with served(tmp_path, url) as api:
+            url = str(api.server.ctx.engine.url.render_as_string(hide_password=False))
+            dated = [api.start("deadlines", {}, business_key=f"M15-{i}")["open_tasks"][0]["id"] for i in range(3)]
+            plain = api.start("review", REVIEW, business_key="M15-R")["open_tasks"][0]["id"]
+            oa = api.as_("oa", "applicant")
+            assert oa.post(f"/tasks/{dated[0]}/claim").status_code == 200
+            assert oa.post(f"/tasks/{dated[1]}/complete", json={"variables": {}}).status_code == 200
+            with api.server.ctx.read() as session:
+                stored = {(r.task_id, r.kind, r.value, r.status, r.created_at, r.due_at, r.claimed) for r in
+                          session.execute(select(TaskCandidate)).scalars()}
+                before = tasks_service.most_urgent(session, Principal("oa", frozenset({"applicant"})), offered=True,
+                                                   process_key=None, only_overdue=False, now=api.clock.now(), limit=9)
+        assert {(r[0], r[5] is not None, r[6]) for r in stored} >= {
+            (dated[0], True, True), (dated[1], True, True), (dated[2], True, False)}
+        assert {r[6] for r in stored if r[0] == plain} == {False}
+        assert [t.id for t in before[0]] == [dated[2]] and before[1] == 1
+        migrate_to(url, "0014", down=True)
+        columns, indexes = _candidate_columns(url)
+        assert "due_at" not in columns and "claimed" not in columns
+        assert set(indexes) == {"ix_task_candidate_inbox"}
+        migrate_to(url, "head")
+        columns, indexes = _candidate_columns(url)
+        assert {"due_at", "claimed"} <= set(columns)
+        assert indexes["ix_task_candidate_offered"] == ["kind", "value", "status", "claimed", "due_at", "created_at",
+                                                        "task_id"]
+        assert indexes["ix_task_candidate_unclaimed"] == ["kind", "value", "status", "claimed", "created_at",
+                                                          "task_id"]
+        with served(tmp_path, url) as api, api.server.ctx.read() as session:
+            assert {(r.task_id, r.kind, r.value, r.status, r.created_at, r.due_at, r.claimed) for r in
+                    session.execute(select(TaskCandidate)).scalars()} == stored
+            after = tasks_service.most_urgent(session, Principal("oa", frozenset({"applicant"})), offered=True,
+                                              process_key=None, only_overdue=False, now=api.clock.now(), limit=9)
+            assert after == before
+
+
 def _candidate_columns(url: str) -> tuple[list[str], dict[str, list[str | None]]]:
     engine = make_engine(url)
     try:
@@ -94,10 +177,11 @@ def test_migration_0013_goes_down_and_up_over_rows(tmp_path: Path, database_url:
         columns, indexes = _candidate_columns(url)
         assert "status" not in columns and "created_at" not in columns
         assert indexes == {"ix_task_candidate_lookup": ["kind", "value", "task_id"]}
-        migrate_to(url, "head")
+        migrate_to(url, "0013")
         columns, indexes = _candidate_columns(url)
         assert {"status", "created_at"} <= set(columns)
         assert indexes == {"ix_task_candidate_inbox": ["kind", "value", "status", "created_at", "task_id"]}
+        migrate_to(url, "head")
         with served(tmp_path, url) as api:
             with api.server.ctx.read() as session:
                 assert {(r.task_id, r.kind, r.value, r.status, r.created_at) for r in

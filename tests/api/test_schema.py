@@ -172,7 +172,7 @@ def test_a_migration_that_would_leave_broken_foreign_keys_changes_nothing(tmp_pa
         return  # PostgreSQL enforces its foreign keys throughout: no such row can be there
     url = f"sqlite:///{tmp_path / 'fk.db'}"
     migrate_to(url, "head")
-    insert_orphan_candidate(url, {"status": "open", "created_at": "2026-01-01 00:00:00.000000"})
+    insert_orphan_candidate(url, {"status": "open", "created_at": "2026-01-01 00:00:00.000000", "claimed": 0})
     try:
         migrate_to(url, "0008", down=True)
     except RuntimeError as e:

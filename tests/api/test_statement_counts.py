@@ -26,9 +26,9 @@ def api(tmp_path: Path, database_url: str | None) -> Iterator[Api]:
 # candidate, audit events, outbox
 START = 7
 INBOX = 1
-# task; claim, the answer (instance, read under its lock: it carries the audit head; completed tasks); anchor, audit
-# event
-CLAIM = 6
+# task; claim and its candidate rows (the unclaimed inboxes read it there), the answer (instance, read under its lock:
+# it carries the audit head; completed tasks); anchor, audit event
+CLAIM = 7
 # read: task with its instance and whether another task is open; write: the completion and its candidate rows' status
 # (a group's inbox reads it there), instance (state header and the audit anchor, chained from the head read), the
 # changed state rows (deleted, inserted, rewritten), the new task and its candidate, audit events, outbox (no open

@@ -100,7 +100,8 @@ def _store(api: Api, rows: list[Any]) -> None:
             "due_provisional": False, "completed_at": NOW if r.status != "open" else None,
             "completed_by": r.completed_by} for r in rows])
         candidates = [{"task_id": r.id, "kind": kind, "value": value, "status": r.status,
-                       "created_at": r.created_at} for r in rows
+                       "created_at": r.created_at, "due_at": r.due_at, "claimed": r.assignee is not None}
+                      for r in rows
                       for kind, values in (("group", r.candidate_groups), ("user", r.candidate_users))
                       for value in values]
         if candidates:
@@ -222,7 +223,7 @@ def plan_problems(api: Api, statement: Statement) -> list[str]:
                     or "ix_human_task_assignee_created (assignee=? AND status=?)" in detail):
                 found.append(f"human_task not read by id or assignee: {detail}")
             elif table.group(2) == "task_candidate" and not re.search(
-                    r"USING COVERING INDEX (ix_task_candidate_inbox \(kind=\? AND value=\? AND status=\?\)"
+                    r"USING COVERING INDEX (ix_task_candidate_(inbox|offered|unclaimed) \(kind=\? AND value=\? AND status=\?"
                     r"|sqlite_autoindex_task_candidate_1 \(task_id=\? AND kind=\?\))", detail):
                 found.append(f"task_candidate not looked up by (kind, value) or (task_id, kind): {detail}")
         return found
