@@ -461,7 +461,18 @@ def _most_urgent_offered(session: Session, principal: Principal, process_key: st
                          now: datetime, limit: int) -> tuple[list[str], int]:
     """most_urgent's offered tasks: the page's ids and the total."""
     ranges = [("user", principal.user)] + [("group", g) for g in sorted(principal.groups)]
-    if len(ranges) > MAX_RANGES:  # too many to merge: the candidate rows of them all, joined, ordered and counted
+    if len(ranges) > MAX_RANGES:  # too many to merge
+        if principal.user and session.get_bind().dialect.name != "sqlite":
+            # PostgreSQL plans the general query with its statistics, and does better there than with the rows of
+            # them all (34 groups at 100,000 open tasks: 37–43 against 58–162 ms). It ignores an empty user name:
+            # such a principal is read as on SQLite
+            common: dict[str, Any] = dict(
+                candidate_group=None, business_key=None, process_instance_id=None, status="open", due_before=None,
+                overdue=True if only_overdue else None, now=now, process_key=process_key, assignee=None,
+                candidate_user=principal.user, candidate_user_groups=principal.groups, unassigned=True)
+            page = [t.id for t in list_tasks(session, principal, **common, limit=limit + 1, cursor=None,
+                                             sort_by="due").items]
+            return page[:limit], (len(page) if len(page) <= limit else count_tasks(session, principal, **common))
         return _offered_all_at_once(session, principal, process_key, only_overdue, now, limit)
 
     def unclaimed(kind: str, value: str, dated: bool) -> Select[Any]:
@@ -498,8 +509,8 @@ def _most_urgent_offered(session: Session, principal: Principal, process_key: st
 
 def _offered_all_at_once(session: Session, principal: Principal, process_key: str | None, only_overdue: bool,
                          now: datetime, limit: int) -> tuple[list[str], int]:
-    """The offered tasks of a principal in more groups than MAX_RANGES: its open candidate rows joined to their
-    tasks by id, ordered, cut to the page and counted (`count(*) OVER ()`) in one statement."""
+    """The offered tasks of a principal in more groups than MAX_RANGES, on SQLite: its open candidate rows joined to
+    their tasks by id, ordered, cut to the page and counted (`count(*) OVER ()`) in one statement."""
     named = [select(_C.c.task_id).where(_C.c.kind == "user", _C.c.value == principal.user, _C.c.status == "open"),
              select(_C.c.task_id).where(_C.c.kind == "group", _C.c.value.in_(sorted(principal.groups)),
                                         _C.c.status == "open")]
@@ -655,7 +666,7 @@ def complete(ctx: AppContext, principal: Principal, task_id: str, variables: dic
             "submitted": to_json_value(clean), "outputs": written, "comment": comment})
         if claimed.rowcount != 1:
             raise Conflict("the task was completed or claimed by someone else")
-        tasks_closed(session, [row.id], "completed", claimed=row.assignee is None)
+        tasks_closed(session, [row.id], "completed", claimed=True)  # the completer is its assignee now, if none was
         audit = AuditTrail.for_instance(session, instance.id)
         data: dict[str, Any] = {"variables": clean}
         if comment is not None:

@@ -97,6 +97,30 @@ def test_the_candidate_rows_follow_their_task_through_claims_and_releases(api: A
     assert _claimed(api, unclaimed) == {("completed", True, due)}
 
 
+def test_a_claim_released_while_its_completion_runs_leaves_the_rows_claimed(api: Api,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """li claims and completes; while the engine runs the completion, an administrator releases the claim. The
+    completion still takes the task (unclaimed, or claimed by li) and makes li its assignee: its rows say claimed,
+    whatever the task's holder was when the completion read it."""
+    task_id = api.start("review", REVIEW, business_key="CL-4")["open_tasks"][0]["id"]
+    li = api.as_("li", "data_bureau")
+    assert li.post(f"/tasks/{task_id}/claim").status_code == 200
+    ctx = api.server.ctx
+    run_engine = ctx.run_engine
+
+    def released_meanwhile(op: str, *args: Any, **kwargs: Any) -> Any:
+        if op == "complete":
+            with ctx.write() as session:
+                tasks_service.unclaim(ctx, session, Principal("admin", frozenset(), True), task_id)
+        return run_engine(op, *args, **kwargs)
+
+    monkeypatch.setattr(ctx, "run_engine", released_meanwhile)
+    r = li.post(f"/tasks/{task_id}/complete", json={"variables": {"decision": "pass"}})
+    assert r.status_code == 200, r.text
+    assert api.admin.get(f"/tasks/{task_id}").json()["assignee"] == "li"
+    assert {(status, claimed) for status, claimed, _ in _claimed(api, task_id)} == {("completed", True)}
+
+
 def test_a_task_claimed_without_its_candidate_rows_is_caught_before_the_commit(api: Api) -> None:
     task_id = api.start("review", REVIEW, business_key="CL-3")["open_tasks"][0]["id"]
     with pytest.raises(AssertionError, match="out of step") as caught, api.server.ctx.write() as session:

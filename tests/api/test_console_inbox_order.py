@@ -18,6 +18,7 @@ from service.services import tasks as tasks_service
 from tests.api.test_query_plans import _nodes
 from tests.api.test_supervision import DIAGRAM, start
 from tests.api.test_supervision_scope import (
+    GROUPS,
     NAMESAKES,
     NOW,
     PROCESSES,
@@ -115,6 +116,38 @@ def test_the_inbox_lists_the_same_tasks_as_the_general_query_in_its_order(scope:
             counted = tasks_service.count_tasks(session, principal, **common, **only)
         assert ([t.id for t in page], total) == ([t.id for t in general], counted), (principal, offered, rows)
         assert page == general  # every field of each summary
+
+    run()
+
+
+def test_a_principal_in_more_groups_than_are_merged_gets_the_same_lists(scope: Api) -> None:
+    """Past MAX_RANGES groups the offered tasks are read otherwise (SQLite: all the principal's candidate rows at once;
+    PostgreSQL: the general query): the same page and total, for random tasks."""
+    many = frozenset({*GROUPS, *(f"x{i}" for i in range(tasks_service.MAX_RANGES))})
+
+    @SCOPE
+    @given(generated=st.lists(tasks, max_size=12), user=st.sampled_from(("u1", "a", "")), only_overdue=st.booleans(),
+           process_key=st.none() | st.sampled_from(PROCESSES), limit=st.sampled_from((0, 1, 2, 500)))
+    def run(generated: list[Task], user: str, only_overdue: bool, process_key: str | None, limit: int) -> None:
+        _store(scope, _rows(generated))
+        principal = Principal(user, many)
+        common: dict[str, Any] = dict(candidate_group=None, business_key=None, process_instance_id=None,
+                                      status="open", due_before=None, overdue=True if only_overdue else None,
+                                      now=NOW, process_key=process_key, assignee=None, candidate_user=user,
+                                      candidate_user_groups=principal.groups, unassigned=True)
+        with scope.server.ctx.read() as session:
+            page, total = tasks_service.most_urgent(session, principal, offered=True, process_key=process_key,
+                                                    only_overdue=only_overdue, now=NOW, limit=limit)
+            if user:
+                general = tasks_service.list_tasks(session, principal, **common, limit=limit, cursor=None,
+                                                   sort_by="due").items
+                counted = tasks_service.count_tasks(session, principal, **common)
+            else:  # the general query ignores an empty user name: the tasks of the groups alone
+                groups = {**common, "candidate_user": None, "candidate_groups": principal.groups}
+                general = tasks_service.list_tasks(session, principal, **groups, limit=limit, cursor=None,
+                                                   sort_by="due").items
+                counted = tasks_service.count_tasks(session, principal, **groups)
+        assert ([t.id for t in page], total) == ([t.id for t in general], counted), (user, generated)
 
     run()
 
