@@ -413,10 +413,36 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
         if not ranges:
             return 0
         status = _status(status)
+        if _only_the_ranges(principal, candidate_group, candidate_groups, candidate_user, candidate_user_groups,
+                            process_key, element_id, due_before, due_after, overdue):
+            # nothing to ask of the tasks: counted in the candidate rows, which keep their status and claim
+            return _count_in_ranges(session, [((kind, value), _range_rows(kind, value, status, unassigned))
+                                              for kind, value in ranges])
         named = [_in_range(query, kind, value, status, unassigned).with_only_columns(_T.c.id)
                  for kind, value in ranges]
         query = named[0] if len(named) == 1 else union(*named)  # type: ignore[assignment]
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+def _only_the_ranges(principal: Principal, candidate_group: str | None, candidate_groups: Iterable[str] | None,
+                     candidate_user: str | None, candidate_user_groups: Iterable[str], process_key: str | None,
+                     element_id: str | None, due_before: datetime | None, due_after: datetime | None,
+                     overdue: bool | None) -> bool:
+    """A count by candidate asks nothing else of the tasks: one candidate filter, which the access policy's
+    condition follows from, and no filter on the tasks' columns (the status and the claim are on the rows)."""
+    filters = [bool(candidate_group), candidate_groups is not None, bool(candidate_user)]
+    return (sum(filters) == 1 and not any(is_given(v) for v in (process_key, element_id))
+            and due_before is None and due_after is None and overdue is None
+            and policy.filter_shows_only_visible_tasks(
+                principal, candidate_group=candidate_group,
+                candidate_groups=None if candidate_groups is None else set(candidate_groups),
+                candidate_user=candidate_user, candidate_user_groups=candidate_user_groups))
+
+
+def _range_rows(kind: str, value: str, status: str, unclaimed: bool) -> Select[Any]:
+    """The candidate rows of a range: of the tasks of a status offered to a group or a user (only the unclaimed)."""
+    query = select(_R.c.task_id).where(_R.c.kind == kind, _R.c.value == value, _R.c.status == status)
+    return query.where(_R.c.claimed == false()) if unclaimed else query
 
 
 def most_urgent(session: Session, principal: Principal, *, offered: bool, process_key: str | None,
@@ -497,14 +523,23 @@ def _most_urgent_offered(session: Session, principal: Principal, process_key: st
     shown = listed[:limit]
     if len(listed) < max(limit, 1):  # every range gave all it has: the page holds them all
         return shown, len(listed)
-    # each range counted in its index; only when several hold tasks may a task be in two, and they are merged
-    counts = session.execute(select(*[select(func.count()).select_from(unclaimed(*part).subquery()).scalar_subquery()
-                                      for part in parts])).one()
-    holding = [part for part, n in zip(parts, counts, strict=True) if n]
-    if len({(kind, value) for kind, value, _ in holding}) <= 1:
-        return shown, sum(counts)
-    counted = union(*[unclaimed(*part).with_only_columns(_R.c.task_id) for part in holding]).subquery()
-    return shown, int(session.scalar(select(func.count()).select_from(counted)) or 0)
+    return shown, _count_in_ranges(session, [((kind, value), unclaimed(kind, value, dated))
+                                             for kind, value, dated in parts])
+
+
+def _count_in_ranges(session: Session, parts: list[tuple[Any, Select[Any]]]) -> int:
+    """How many tasks the parts of candidate ranges hold, each task once: parts of one range (the same key) hold
+    different tasks, parts of two ranges may hold the same. Each part is counted in its index, in one statement;
+    only when parts of several ranges hold tasks are those parts' tasks merged and counted."""
+    if not parts:
+        return 0
+    counts = session.execute(select(*[select(func.count()).select_from(query.subquery()).scalar_subquery()
+                                      for _, query in parts])).one()
+    holding = [(key, query) for (key, query), n in zip(parts, counts, strict=True) if n]
+    if len({key for key, _ in holding}) <= 1:
+        return int(sum(counts))
+    counted = union(*[query.with_only_columns(_R.c.task_id) for _, query in holding]).subquery()
+    return int(session.scalar(select(func.count()).select_from(counted)) or 0)
 
 
 def _offered_all_at_once(session: Session, principal: Principal, process_key: str | None, only_overdue: bool,
