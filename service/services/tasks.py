@@ -67,7 +67,7 @@ TASK_SORTS = ("created", "due", "name", "name_ci", "id", "assignee", "instance",
 _T: Table = HumanTask.__table__  # type: ignore[assignment]
 _I: Table = ProcessInstance.__table__  # type: ignore[assignment]
 _C: Table = TaskCandidate.__table__  # type: ignore[assignment]
-# the candidate rows a list is read from (_offered_in_creation_order), named apart from those its filters ask about
+# the candidate rows a list is read from (_offered_page), named apart from those its filters ask about
 _R: Any = _C.alias("offered")
 # the reads and writes of claim, complete and a task's detail, prepared (service/db/prepared.py) on the tables: rows,
 # not ORM objects (an ORM load costs about twice the statement, and SQLAlchemy's execution of a Core one as much)
@@ -210,7 +210,8 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         return _inbox_page(session, status, candidate_group,
                            _equals(assignee, process_key, business_key, process_instance_id, element_id), limit,
                            cursor)
-    ranges = None if sort_by != "created" else _offered_ranges(
+    # read from candidate ranges in creation order, or in due order for unclaimed tasks (ix_task_candidate_offered)
+    ranges = None if not (sort_by == "created" or (sort_by == "due" and unassigned)) else _offered_ranges(
         candidate_group, candidate_groups, candidate_user, candidate_user_groups,
         narrowed=_narrowed(assignee, business_key, process_instance_id, task_id))
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
@@ -239,16 +240,17 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
         if ranges is None:
             rows: list[Any] = list(session.execute(query.order_by(*order).offset(max(offset, 0)).limit(limit)))
         else:
-            rows = _offered_in_creation_order(session, query, ranges, _status(status), unclaimed=unassigned,
-                                              descending=descending, offset=max(offset, 0), limit=limit, after=None)
+            rows = _offered_page(session, query, ranges, _status(status), unclaimed=unassigned,
+                                 by_due=sort_by == "due", descending=descending, offset=max(offset, 0), limit=limit,
+                                 after=None)
         return TaskPage(items=[task_summary(r) for r in rows], next_cursor=None)
     after = None
     if cursor:
         at, ident = decode_cursor(cursor)
         after = (at, str(ident))
     if ranges is not None:
-        rows = _offered_in_creation_order(session, query, ranges, _status(status), unclaimed=unassigned,
-                                          descending=False, offset=0, limit=limit + 1, after=after)
+        rows = _offered_page(session, query, ranges, _status(status), unclaimed=unassigned, by_due=False,
+                             descending=False, offset=0, limit=limit + 1, after=after)
     else:
         if after is not None:
             query = query.where(tuple_(HumanTask.created_at, HumanTask.id) > tuple_(*after))
@@ -302,38 +304,52 @@ def _in_range(query: Select[Any], kind: str, value: str, status: str, unclaimed:
 _LIMIT_MAX = 2**63 - 1
 
 
-def _offered_in_creation_order(session: Session, query: Select[Any], ranges: list[tuple[str, str]], status: str, *,
-                               unclaimed: bool, descending: bool, offset: int, limit: int,
-                               after: tuple[datetime, str] | None) -> list[Any]:
-    """A page in creation order of the query's tasks, read from the candidate ranges named by its candidate filter
-    (_offered_ranges) rather than from every task of the status: each range in its index's order (which is the
-    tasks' creation order), as far as the page reaches. One range is the page itself; several are merged in one
-    statement, each cut to the page's end, a task offered in two of them kept once, and the page's tasks held to
-    the query's conditions again as they are read."""
+def _offered_page(session: Session, query: Select[Any], ranges: list[tuple[str, str]], status: str, *,
+                  unclaimed: bool, by_due: bool, descending: bool, offset: int, limit: int,
+                  after: tuple[datetime, str] | None) -> list[Any]:
+    """A page of the query's tasks, read from the candidate ranges named by its candidate filter (_offered_ranges)
+    rather than from every task of the status, in creation order or (by_due, for unclaimed tasks only) in due order:
+    each range in its index's order, as far as the page reaches. In creation order a range is one part, read in
+    ix_task_candidate_inbox or ix_task_candidate_unclaimed; in due order two, read in ix_task_candidate_offered:
+    the tasks with a due date by it, then those without, by creation (the other way round when descending, as the
+    general query orders them). One part is the page itself; several are merged in one statement, each cut to the
+    page's end, a task offered in two ranges kept once, and the page's tasks held to the query's conditions again
+    as they are read."""
+    def ordered(*columns: Any) -> list[Any]:
+        return [c.desc() for c in columns] if descending else list(columns)
+
     key = (_R.c.created_at, _R.c.task_id)
-    order = [c.desc() for c in key] if descending else list(key)
-    branches = []
+    parts: list[Select[Any]] = []
     for kind, value in ranges:
         branch = _in_range(query, kind, value, status, unclaimed)
         if after is not None:
             branch = branch.where(tuple_(*key) > tuple_(*after))
-        branches.append(branch.order_by(*order))
-    if not branches:
+        if not by_due:
+            parts.append(branch.order_by(*ordered(*key)))
+            continue
+        dated = branch.where(_R.c.due_at.is_not(None)).order_by(*ordered(_R.c.due_at, *key))
+        undated = branch.where(_R.c.due_at.is_(None)).order_by(*ordered(*key))
+        parts += [undated, dated] if descending else [dated, undated]
+    if not parts:
         return []
-    if len(branches) == 1:
-        return list(session.execute(branches[0].offset(offset).limit(limit)))
+    if len(parts) == 1:
+        return list(session.execute(parts[0].offset(offset).limit(limit)))
     reach = min(offset + limit, _LIMIT_MAX)
-    # the task's own creation time and id (equal to its rows' while they are in step): a task is kept once
-    heads = [b.with_only_columns(_T.c.created_at, _T.c.id).limit(reach).subquery() for b in branches]
-    merged = union(*[select(h.c.created_at, h.c.id) for h in heads]).subquery()
+    # the task's own columns (equal to its rows' while they are in step): a task is kept once
+    heads = [part.with_only_columns(_T.c.due_at, _T.c.created_at, _T.c.id).limit(reach).subquery()
+             for part in parts]
+    merged = union(*[select(h.c.due_at, h.c.created_at, h.c.id) for h in heads]).subquery()
 
-    def ordered(*columns: Any) -> list[Any]:
-        return [c.desc() for c in columns] if descending else list(columns)
+    def page_order(t: Any) -> list[Any]:
+        if not by_due:
+            return ordered(t.c.created_at, t.c.id)
+        # no due date last, and first when descending (list_tasks' order for "due", on both databases)
+        return ([t.c.due_at.is_(None).desc(), t.c.due_at.desc(), t.c.created_at.desc(), t.c.id.desc()] if descending
+                else [t.c.due_at.is_(None), t.c.due_at, t.c.created_at, t.c.id])
 
-    page = (select(merged.c.created_at, merged.c.id).order_by(*ordered(merged.c.created_at, merged.c.id))
-            .offset(offset).limit(limit).subquery())
-    return list(session.execute(query.join(page, page.c.id == _T.c.id).order_by(*ordered(page.c.created_at,
-                                                                                          page.c.id))))
+    page = select(merged.c.due_at, merged.c.created_at, merged.c.id).order_by(*page_order(merged)) \
+        .offset(offset).limit(limit).subquery()
+    return list(session.execute(query.join(page, page.c.id == _T.c.id).order_by(*page_order(page))))
 
 
 _INBOX_PAGES: dict[tuple[bool, tuple[str, ...], bool], Prepared] = {}
