@@ -269,13 +269,12 @@ def test_inbox_plans(populated: Api) -> None:
                          TASK_ORDER)
     check(api, "an assignee's tasks of one process", first, "human_task", ASSIGNED_TASKS)
     check(api, "an assignee's tasks of one process, third page", deep, "human_task", ASSIGNED_TASKS, cursor=True)
-    # a group's tasks as seen by someone outside it: the group's range too, with the access policy's condition on
-    # each task
-    offered = "offered" if api.server.ctx.engine.dialect.name == "sqlite" else CANDIDATES  # SQLite names the alias
+    # a group's tasks as seen by someone outside it: the access policy's condition is added, on the open tasks in
+    # order (of the group's range, few might be visible to the caller, and it would be read to its end)
     first, _ = list_statement(api, api.as_("zhao", "finance_bureau"), "/tasks",
-                              {"candidate_group": "data_bureau", "limit": PAGE}, OFFERED_ORDER)
-    check(api, "inbox of another group", first, offered, GROUP_TASKS)
-    check(api, "inbox of another group: its tasks", first, "human_task", *TASK_BY_ID)
+                              {"candidate_group": "data_bureau", "limit": PAGE}, TASK_ORDER)
+    check(api, "inbox of another group", first, "human_task", OPEN_TASKS)
+    offered = "offered" if api.server.ctx.engine.dialect.name == "sqlite" else CANDIDATES  # SQLite names the alias
     # an OA system's inbox through the Camunda API: open and unassigned (Camunda's candidate query leaves claimed
     # tasks out), paged by firstResult: the unclaimed part of the group's range, not passing over the claimed ones. Several ranges (candidateGroups, candidateUser with the caller's groups) are
     # merged: tests/api/test_offered_lists.py
