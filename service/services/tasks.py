@@ -201,8 +201,9 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                candidate_user: str | None = None, candidate_user_groups: Iterable[str] = (),
                unassigned: bool = False, element_id: str | None = None, due_after: datetime | None = None,
                sort_by: str = "created", descending: bool = False, offset: int = 0,
-               task_id: str | None = None) -> TaskPage:
-    """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`."""
+               task_id: str | None = None, general: bool = False) -> TaskPage:
+    """The inbox. A cursor pages in creation order; another order (`sort_by`) pages by `offset`. `general`: read
+    from the tasks of the status even where candidate ranges would be read (_offered_ranges)."""
     if _is_common_inbox(principal, candidate_group=candidate_group, assignee=assignee, due_before=due_before,
                         overdue=overdue, candidate_groups=candidate_groups, candidate_user=candidate_user,
                         unassigned=unassigned, due_after=due_after, sort_by=sort_by, descending=descending,
@@ -211,12 +212,11 @@ def list_tasks(session: Session, principal: Principal, *, candidate_group: str |
                            _equals(assignee, process_key, business_key, process_instance_id, element_id), limit,
                            cursor)
     # read from candidate ranges in creation order, or in due order for unclaimed tasks (ix_task_candidate_offered)
-    ranges = None if not (sort_by == "created" or (sort_by == "due" and unassigned)) else _offered_ranges(
-        candidate_group, candidate_groups, candidate_user, candidate_user_groups, narrowed=not _from_ranges_pays(
-            principal, candidate_group=candidate_group, candidate_groups=candidate_groups,
-            candidate_user=candidate_user, candidate_user_groups=candidate_user_groups, assignee=assignee,
-            business_key=business_key, process_instance_id=process_instance_id, task_id=task_id,
-            due_before=due_before, due_after=due_after, overdue=overdue))
+    ranges = None if general or not (sort_by == "created" or (sort_by == "due" and unassigned)) else _ranges_read(
+        principal, candidate_group=candidate_group, candidate_groups=candidate_groups, candidate_user=candidate_user,
+        candidate_user_groups=candidate_user_groups, assignee=assignee, business_key=business_key,
+        process_instance_id=process_instance_id, task_id=task_id, due_before=due_before, due_after=due_after,
+        overdue=overdue)
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
@@ -287,6 +287,13 @@ def _offered_ranges(candidate_group: str | None, candidate_groups: Iterable[str]
     return ranges if len(ranges) <= MAX_RANGES else None
 
 
+def _ranges_read(principal: Principal, **filters: Any) -> list[tuple[str, str]] | None:
+    """The candidate ranges a list by candidate is read from (_offered_ranges), where that pays (_from_ranges_pays);
+    None: the list is read from the tasks."""
+    return _offered_ranges(filters["candidate_group"], filters["candidate_groups"], filters["candidate_user"],
+                           filters["candidate_user_groups"], narrowed=not _from_ranges_pays(principal, **filters))
+
+
 def _from_ranges_pays(principal: Principal, *, candidate_group: str | None, candidate_groups: Iterable[str] | None,
                       candidate_user: str | None, candidate_user_groups: Iterable[str], assignee: str | None,
                       business_key: str | None, process_instance_id: str | None, task_id: str | None,
@@ -302,10 +309,13 @@ def _from_ranges_pays(principal: Principal, *, candidate_group: str | None, cand
         return False
     if due_before is not None or due_after is not None or overdue is not None:
         return False
-    return policy.filter_shows_only_visible_tasks(
-        principal, candidate_group=candidate_group,
-        candidate_groups=None if candidate_groups is None else set(candidate_groups),
-        candidate_user=candidate_user, candidate_user_groups=candidate_user_groups)
+    # the filter the ranges are read from (_offered_ranges: the first given) must admit only the caller's tasks
+    if candidate_group:
+        return policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group)
+    if candidate_groups is not None:
+        return policy.filter_shows_only_visible_tasks(principal, candidate_groups=set(candidate_groups))
+    return policy.filter_shows_only_visible_tasks(principal, candidate_user=candidate_user,
+                                                  candidate_user_groups=candidate_user_groups)
 
 
 def _in_range(query: Select[Any], kind: str, value: str, status: str, unclaimed: bool) -> Select[Any]:
@@ -432,15 +442,13 @@ def count_tasks(session: Session, principal: Principal, *, now: datetime, candid
                 due_before: datetime | None = None, overdue: bool | None = None,
                 candidate_groups: Iterable[str] | None = None, candidate_user: str | None = None,
                 candidate_user_groups: Iterable[str] = (), unassigned: bool = False, element_id: str | None = None,
-                due_after: datetime | None = None, task_id: str | None = None) -> int:
-    """How many tasks the same filters as list_tasks find."""
-    ranges = _offered_ranges(candidate_group, candidate_groups, candidate_user, candidate_user_groups,
-                             narrowed=not _from_ranges_pays(
-                                 principal, candidate_group=candidate_group, candidate_groups=candidate_groups,
-                                 candidate_user=candidate_user, candidate_user_groups=candidate_user_groups,
-                                 assignee=assignee, business_key=business_key,
-                                 process_instance_id=process_instance_id, task_id=task_id, due_before=due_before,
-                                 due_after=due_after, overdue=overdue))
+                due_after: datetime | None = None, task_id: str | None = None, general: bool = False) -> int:
+    """How many tasks the same filters as list_tasks find (`general`: as list_tasks')."""
+    ranges = None if general else _ranges_read(
+        principal, candidate_group=candidate_group, candidate_groups=candidate_groups, candidate_user=candidate_user,
+        candidate_user_groups=candidate_user_groups, assignee=assignee, business_key=business_key,
+        process_instance_id=process_instance_id, task_id=task_id, due_before=due_before, due_after=due_after,
+        overdue=overdue)
     query = _task_query(principal, candidate_group=candidate_group, assignee=assignee, process_key=process_key,
                         business_key=business_key, process_instance_id=process_instance_id, status=status,
                         due_before=due_before, overdue=overdue, now=now, candidate_groups=candidate_groups,
@@ -525,8 +533,9 @@ def _most_urgent_offered(session: Session, principal: Principal, process_key: st
                 overdue=True if only_overdue else None, now=now, process_key=process_key, assignee=None,
                 candidate_user=principal.user, candidate_user_groups=principal.groups, unassigned=True)
             page = [t.id for t in list_tasks(session, principal, **common, limit=limit + 1, cursor=None,
-                                             sort_by="due").items]
-            return page[:limit], (len(page) if len(page) <= limit else count_tasks(session, principal, **common))
+                                             sort_by="due", general=True).items]
+            return page[:limit], (len(page) if len(page) <= limit
+                                  else count_tasks(session, principal, **common, general=True))
         return _offered_all_at_once(session, principal, process_key, only_overdue, now, limit)
 
     def unclaimed(kind: str, value: str, dated: bool) -> Select[Any]:

@@ -164,6 +164,19 @@ def test_a_principal_in_more_groups_than_are_merged_gets_the_same_lists(scope: A
     run()
 
 
+def test_asked_for_one_process_a_principal_in_several_groups_is_read_otherwise(scope: Api) -> None:
+    """With a process filter and more than the name and one group the ranges are not merged: on PostgreSQL the
+    general query answers, on SQLite the principal's candidate rows read at once; neither reads the ranges."""
+    _store(scope, _rows([Task("open", "p1", frozenset({"a", "b"}), frozenset(), None, None, timedelta(days=1)),
+                         Task("open", "p2", frozenset({"b"}), frozenset(), None, None, None), *OTHERS]))
+    for groups, from_ranges in (({"a", "b"}, False), ({"a"}, True)):
+        with executed(scope.server) as seen, scope.server.ctx.read() as session:
+            page, total = tasks_service.most_urgent(session, Principal("u1", frozenset(groups)), offered=True,
+                                                    process_key="p1", only_overdue=False, now=NOW, limit=1)
+        assert ([t.id for t in page], total) == (["t00"], 1)
+        assert any("task_candidate AS offered" in s.sql for s in seen) is from_ranges, [s.sql for s in seen]
+
+
 def _human_task_reads(api: Api, statement: Statement) -> list[str]:
     """How the plan reads human_task: SQLite's index and its condition, or PostgreSQL's index condition's first
     column."""

@@ -215,3 +215,20 @@ def test_unclaimed_tasks_in_due_order_are_read_in_that_order(scope: Api) -> None
         r = client.get("/task", params={"candidateGroup": "a", "sortBy": "dueDate", "sortOrder": "asc"})
         assert r.status_code == 200, r.text
         assert [t["id"] for t in r.json()][:3] == ["t03", "t00", "t01"]
+
+
+def test_ranges_are_read_only_for_the_callers_own_filter(scope: Api) -> None:
+    """The ranges read are those of the first candidate filter (candidateGroup, else candidateGroups, else
+    candidateUser): a group the caller is not in is not read as a range because another of its filters names the
+    caller (the list is the general query, as any list a caller outside the group asks for); the caller's own
+    group is."""
+    _store(scope, _rows([Task("open", "p1", frozenset({"a", "e"}), frozenset({"u1"}), None, None, None), *OTHERS]))
+    with _engine_rest(scope, "u1", "a") as client:
+        for params, from_ranges in (({"candidateGroup": "e", "candidateUser": "u1"}, False),
+                                    ({"candidateGroup": "e", "candidateGroups": "a"}, False),
+                                    ({"candidateGroup": "a", "candidateGroups": "e"}, True)):
+            for sort in ({}, {"sortBy": "dueDate", "sortOrder": "asc"}):
+                with executed(scope.server) as seen:
+                    r = client.get("/task", params={**params, **sort})
+                assert (r.status_code, [t["id"] for t in r.json()]) == (200, ["t00"]), r.text
+                assert any("task_candidate AS offered" in s.sql for s in seen) is from_ranges, (params, sort)
