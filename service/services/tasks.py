@@ -354,8 +354,10 @@ def _offered_page(session: Session, query: Select[Any], ranges: list[tuple[str, 
         if not by_due:
             parts.append(branch.order_by(*ordered(*key)))
             continue
+        # the undated by due_at too (NULL in all of them): PostgreSQL then reads them in the index's order, which
+        # `due_at IS NULL` alone does not give it (it passed over every dated task, or sorted)
         dated = branch.where(_R.c.due_at.is_not(None)).order_by(*ordered(_R.c.due_at, *key))
-        undated = branch.where(_R.c.due_at.is_(None)).order_by(*ordered(*key))
+        undated = branch.where(_R.c.due_at.is_(None)).order_by(*ordered(_R.c.due_at, *key))
         parts += [undated, dated] if descending else [dated, undated]
     if not parts:
         return []
@@ -549,8 +551,8 @@ def _most_urgent_offered(session: Session, principal: Principal, process_key: st
         return query
 
     parts = [(kind, value, dated) for kind, value in ranges for dated in ((True,) if only_overdue else (True, False))]
-    heads = [unclaimed(kind, value, dated)
-             .order_by(*((_R.c.due_at,) if dated else ()), _R.c.created_at, _R.c.task_id)
+    # in the index's order, the undated by due_at too (see _offered_page)
+    heads = [unclaimed(kind, value, dated).order_by(_R.c.due_at, _R.c.created_at, _R.c.task_id)
              .limit(max(limit, 1)).subquery() for kind, value, dated in parts]
     merged = union(*[select(h.c.task_id, h.c.due_at, h.c.created_at) for h in heads]).subquery()
     listed = list(session.scalars(
