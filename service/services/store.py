@@ -65,14 +65,17 @@ _INSERT_CANDIDATES = Prepared(insert(_CANDIDATES),
 # a task's candidate rows keep its status, whether it is claimed and its due date (the inboxes read them there): every
 # statement that closes a task, claims or releases one or sets its due date again is followed by one of these for
 # the same tasks
-_CANDIDATES_STATUS = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
-                              .values(status=bindparam("status")))
-_CANDIDATES_STATUS_CLAIMED = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
-                                      .values(status=bindparam("status"), claimed=True))
-_CANDIDATES_DUE = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
-                           .values(due_at=bindparam("due_at")))
-_CANDIDATES_CLAIMED = Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task"))
-                               .values(claimed=bindparam("claimed")))
+
+
+def _candidates_set(**values: Any) -> Prepared:
+    """An UPDATE of a task's candidate rows (the task bound as b_task)."""
+    return Prepared(update(_CANDIDATES).where(_CANDIDATES.c.task_id == bindparam("b_task")).values(**values))
+
+
+_CANDIDATES_STATUS = _candidates_set(status=bindparam("status"))
+_CANDIDATES_STATUS_CLAIMED = _candidates_set(status=bindparam("status"), claimed=True)
+_CANDIDATES_DUE = _candidates_set(due_at=bindparam("due_at"))
+_CANDIDATES_CLAIMED = _candidates_set(claimed=bindparam("claimed"))
 _WAITING_COLUMNS = ("instance_id", "process_key", "business_key", "kind", "name", "element_id", "spiff_task_id",
                     "due_at", "calendar", "provisional", "attempts")
 _INSERT_WAITING = Prepared(insert(_WAITING_T), keys=_WAITING_COLUMNS)

@@ -121,8 +121,7 @@ def _task_query(principal: Principal, *, candidate_group: str | None, assignee: 
     candidate_groups = None if candidate_groups is None else sorted(set(candidate_groups))
     candidate_user_groups = sorted(set(candidate_user_groups))
     query = select(_T).where(HumanTask.status == status)  # rows, not ORM objects: a page is only read
-    first = "candidate_group" if candidate_group else "candidate_groups" if candidate_groups is not None \
-        else "candidate_user" if candidate_user else None
+    first = _first_candidate_filter(candidate_group, candidate_groups, candidate_user)
     if candidate_group and not (from_ranges and first == "candidate_group"):
         query = query.where(exists(select(TaskCandidate.task_id).where(
             TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
@@ -267,14 +266,11 @@ MAX_RANGES = 32
 
 
 def _offered_ranges(candidate_group: str | None, candidate_groups: Iterable[str] | None, candidate_user: str | None,
-                    candidate_user_groups: Iterable[str], *, narrowed: bool) -> list[tuple[str, str]] | None:
+                    candidate_user_groups: Iterable[str]) -> list[tuple[str, str]] | None:
     """The candidate rows a list's candidate filter names, as (kind, value): each one range of
-    ix_task_candidate_inbox. The list is read from those of its first candidate filter (candidate_group, else
-    candidate_groups, else candidate_user and the groups known to be that user's); the others stay conditions on
-    each task. None (the list is read from the tasks) without a candidate filter, with more ranges than MAX_RANGES,
-    or `narrowed` (not _from_ranges_pays)."""
-    if narrowed:
-        return None
+    ix_task_candidate_inbox. The list is read from those of its first candidate filter (_first_candidate_filter);
+    the others stay conditions on each task. None (the list is read from the tasks) without a candidate filter, or
+    with more ranges than MAX_RANGES."""
     ranges: list[tuple[str, str]]
     if candidate_group:
         ranges = [("group", candidate_group)]
@@ -290,8 +286,21 @@ def _offered_ranges(candidate_group: str | None, candidate_groups: Iterable[str]
 def _ranges_read(principal: Principal, **filters: Any) -> list[tuple[str, str]] | None:
     """The candidate ranges a list by candidate is read from (_offered_ranges), where that pays (_from_ranges_pays);
     None: the list is read from the tasks."""
+    if not _from_ranges_pays(principal, **filters):
+        return None
     return _offered_ranges(filters["candidate_group"], filters["candidate_groups"], filters["candidate_user"],
-                           filters["candidate_user_groups"], narrowed=not _from_ranges_pays(principal, **filters))
+                           filters["candidate_user_groups"])
+
+
+def _first_candidate_filter(candidate_group: str | None, candidate_groups: Iterable[str] | None,
+                            candidate_user: str | None) -> str | None:
+    """The candidate filter a list by candidate is read from: candidate_group, else candidate_groups, else
+    candidate_user (with the groups known to be that user's); None without one."""
+    if candidate_group:
+        return "candidate_group"
+    if candidate_groups is not None:
+        return "candidate_groups"
+    return "candidate_user" if candidate_user else None
 
 
 def _from_ranges_pays(principal: Principal, *, candidate_group: str | None, candidate_groups: Iterable[str] | None,
@@ -309,11 +318,12 @@ def _from_ranges_pays(principal: Principal, *, candidate_group: str | None, cand
         return False
     if due_before is not None or due_after is not None or overdue is not None:
         return False
-    # the filter the ranges are read from (_offered_ranges: the first given) must admit only the caller's tasks
-    if candidate_group:
+    # the filter the ranges are read from must admit only the caller's tasks
+    first = _first_candidate_filter(candidate_group, candidate_groups, candidate_user)
+    if first == "candidate_group":
         return policy.filter_shows_only_visible_tasks(principal, candidate_group=candidate_group)
-    if candidate_groups is not None:
-        return policy.filter_shows_only_visible_tasks(principal, candidate_groups=set(candidate_groups))
+    if first == "candidate_groups":
+        return policy.filter_shows_only_visible_tasks(principal, candidate_groups=set(candidate_groups or ()))
     return policy.filter_shows_only_visible_tasks(principal, candidate_user=candidate_user,
                                                   candidate_user_groups=candidate_user_groups)
 
